@@ -1,0 +1,330 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// Config is the whole bridge configuration. Field docs state each default.
+type Config struct {
+	Log        Log          `toml:"log"`
+	NATS       NATS         `toml:"nats"`
+	HTTP       HTTP         `toml:"http"`
+	Connection []Connection `toml:"connection"`
+	Dispatch   []Dispatch   `toml:"dispatch"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`  // trace, debug, info (default), warn, error
+	Format string `toml:"format"` // json (default) or console
+}
+
+// NATS configures the NATS connection, or the embedded server when URL is empty.
+type NATS struct {
+	URL    string `toml:"url"`    // comma-separated server URLs; empty starts the embedded server
+	Prefix string `toml:"prefix"` // subject prefix, default "bridge"
+	Name   string `toml:"name"`   // client connection name, default "bridge"
+
+	User         string `toml:"user"`
+	PasswordEnv  string `toml:"password_env"`
+	PasswordFile string `toml:"password_file"`
+	TokenEnv     string `toml:"token_env"`
+	TokenFile    string `toml:"token_file"`
+	NKeySeedFile string `toml:"nkey_seed_file"`
+	CredsFile    string `toml:"creds_file"` // JWT user credentials
+	TLSCAFile    string `toml:"tls_ca_file"`
+	TLSCertFile  string `toml:"tls_cert_file"`
+	TLSKeyFile   string `toml:"tls_key_file"`
+
+	Replicas        int      `toml:"replicas"`         // stream replicas, default 1 (use 3 on a cluster)
+	DuplicateWindow Duration `toml:"duplicate_window"` // JetStream dedupe window, default 20m, at least 10m
+	EventsMaxAge    Duration `toml:"events_max_age"`   // BRIDGE_EVENTS retention, default 168h
+	CommandsMaxAge  Duration `toml:"commands_max_age"` // BRIDGE_COMMANDS retention, default 24h
+	DLQMaxAge       Duration `toml:"dlq_max_age"`      // BRIDGE_DLQ retention, default 720h
+
+	Embedded Embedded `toml:"embedded"`
+}
+
+// Embedded configures the in-process nats-server used when nats.url is empty.
+type Embedded struct {
+	Listen   string `toml:"listen"`    // client listener, default "127.0.0.1:4222"; "none" for in-process only
+	StoreDir string `toml:"store_dir"` // JetStream file store, default "./data/nats"
+}
+
+// HTTP configures the health, status and metrics listener.
+type HTTP struct {
+	Listen string `toml:"listen"` // default "127.0.0.1:8080"; "none" disables it
+}
+
+// Connection is one platform account / agent identity.
+type Connection struct {
+	Name       string `toml:"name"`         // [a-z0-9_-]{1,64}, unique
+	Platform   string `toml:"platform"`     // band, thenvoi (alias of band with Thenvoi hosts), …
+	BaseURL    string `toml:"base_url"`     // REST base; platform default when empty
+	WSURL      string `toml:"ws_url"`       // WebSocket URL; derived from base_url when empty
+	AgentID    string `toml:"agent_id"`     // platform agent id, where the platform needs one
+	APIKeyEnv  string `toml:"api_key_env"`  // env var holding the API key
+	APIKeyFile string `toml:"api_key_file"` // or a file holding it
+	Enabled    *bool  `toml:"enabled"`      // default true
+
+	// MaxParallelRooms bounds how many rooms' commands run at once, default 16.
+	MaxParallelRooms int `toml:"max_parallel_rooms"`
+	// CommandMaxAttempts bounds executions of one command on transient errors, default 8.
+	CommandMaxAttempts int `toml:"command_max_attempts"`
+	// CommandBackoffMax caps the retry delay of one command, default 30s.
+	CommandBackoffMax Duration `toml:"command_backoff_max"`
+}
+
+// IsEnabled reports whether the connection runs.
+func (c Connection) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
+
+// Dispatch is one managed-dispatch rule.
+type Dispatch struct {
+	Connection         string   `toml:"connection"`             // a connection's name
+	Events             []string `toml:"events"`                 // event names, default ["message_created"]
+	Timeout            Duration `toml:"timeout"`                // per attempt, restarted by "processing"; default 120s
+	MaxAttempts        int      `toml:"max_attempts"`           // default 5
+	MaxInFlightPerRoom int      `toml:"max_in_flight_per_room"` // default 1
+	BackoffInitial     Duration `toml:"backoff_initial"`        // first retry delay, default 1s
+	BackoffMax         Duration `toml:"backoff_max"`            // retry delay cap, default 60s
+}
+
+// Duration is a time.Duration written as a Go duration string ("120s").
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like \"30s\" or \"5m\"", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads path (TOML), applies environment overrides from env (use
+// os.Environ()), fills defaults and validates.
+func Load(path string, env []string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b, env)
+}
+
+// Parse is [Load] on bytes.
+func Parse(b []byte, env []string) (*Config, error) {
+	var c Config
+	dec := toml.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: %s", describeTOMLError(err))
+	}
+	if err := ApplyEnv(&c, env); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &c, nil
+}
+
+func describeTOMLError(err error) string {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		keys := make([]string, 0, len(strict.Errors))
+		for _, e := range strict.Errors {
+			keys = append(keys, strings.Join(e.Key(), "."))
+		}
+		return fmt.Sprintf("unknown key %s", strings.Join(keys, ", "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		key := strings.Join(de.Key(), ".")
+		if key != "" {
+			return fmt.Sprintf("key %s (line %d, column %d): %s", key, row, col, de.Error())
+		}
+		return fmt.Sprintf("line %d, column %d: %s", row, col, de.Error())
+	}
+	return err.Error()
+}
+
+// SetDefaults fills every unset field with its documented default.
+func (c *Config) SetDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defD := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	defI := func(i *int, v int) {
+		if *i == 0 {
+			*i = v
+		}
+	}
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "json")
+	def(&c.NATS.Prefix, subjects.DefaultPrefix)
+	def(&c.NATS.Name, "bridge")
+	defI(&c.NATS.Replicas, 1)
+	defD(&c.NATS.DuplicateWindow, 20*time.Minute)
+	defD(&c.NATS.EventsMaxAge, 168*time.Hour)
+	defD(&c.NATS.CommandsMaxAge, 24*time.Hour)
+	defD(&c.NATS.DLQMaxAge, 720*time.Hour)
+	def(&c.NATS.Embedded.Listen, "127.0.0.1:4222")
+	def(&c.NATS.Embedded.StoreDir, "./data/nats")
+	def(&c.HTTP.Listen, "127.0.0.1:8080")
+	for i := range c.Connection {
+		cn := &c.Connection[i]
+		defI(&cn.MaxParallelRooms, 16)
+		defI(&cn.CommandMaxAttempts, 8)
+		defD(&cn.CommandBackoffMax, 30*time.Second)
+	}
+	for i := range c.Dispatch {
+		d := &c.Dispatch[i]
+		if len(d.Events) == 0 {
+			d.Events = []string{"message_created"}
+		}
+		defD(&d.Timeout, 120*time.Second)
+		defI(&d.MaxAttempts, 5)
+		defI(&d.MaxInFlightPerRoom, 1)
+		defD(&d.BackoffInitial, time.Second)
+		defD(&d.BackoffMax, 60*time.Second)
+	}
+}
+
+// Validate checks the whole config; the error names the key and what is
+// wrong, in one line. Platforms are checked by the caller, which knows them.
+func (c *Config) Validate() error {
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q is not one of trace, debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		return fmt.Errorf("log.format %q is not json or console", c.Log.Format)
+	}
+	if err := subjects.ValidatePrefix(c.NATS.Prefix); err != nil {
+		return fmt.Errorf("nats.prefix: %w", err)
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		return fmt.Errorf("nats.replicas %d is not between 1 and 5", c.NATS.Replicas)
+	}
+	if c.NATS.DuplicateWindow.D() < 10*time.Minute {
+		return fmt.Errorf("nats.duplicate_window %s is shorter than 10m (it must outlast any gap-fill)", c.NATS.DuplicateWindow.D())
+	}
+	for key, d := range map[string]Duration{"nats.events_max_age": c.NATS.EventsMaxAge, "nats.commands_max_age": c.NATS.CommandsMaxAge, "nats.dlq_max_age": c.NATS.DLQMaxAge} {
+		if d.D() < c.NATS.DuplicateWindow.D() {
+			return fmt.Errorf("%s %s is shorter than nats.duplicate_window %s", key, d.D(), c.NATS.DuplicateWindow.D())
+		}
+	}
+	if c.NATS.URL == "" && c.NATS.Embedded.Listen != "none" {
+		if _, _, err := net.SplitHostPort(c.NATS.Embedded.Listen); err != nil {
+			return fmt.Errorf("nats.embedded.listen %q is not host:port or \"none\"", c.NATS.Embedded.Listen)
+		}
+	}
+	if c.NATS.PasswordEnv != "" && c.NATS.PasswordFile != "" {
+		return fmt.Errorf("nats.password_env and nats.password_file are both set; choose one")
+	}
+	if c.NATS.TokenEnv != "" && c.NATS.TokenFile != "" {
+		return fmt.Errorf("nats.token_env and nats.token_file are both set; choose one")
+	}
+	if (c.NATS.TLSCertFile == "") != (c.NATS.TLSKeyFile == "") {
+		return fmt.Errorf("nats.tls_cert_file and nats.tls_key_file must be set together")
+	}
+	if c.HTTP.Listen != "none" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			return fmt.Errorf("http.listen %q is not host:port or \"none\"", c.HTTP.Listen)
+		}
+	}
+	names := map[string]bool{}
+	for i, cn := range c.Connection {
+		key := fmt.Sprintf("connection[%d]", i)
+		if !subjects.IsConnName(cn.Name) {
+			return fmt.Errorf("%s.name %q does not match [a-z0-9_-]{1,64}", key, cn.Name)
+		}
+		key = fmt.Sprintf("connection %q", cn.Name)
+		if names[cn.Name] {
+			return fmt.Errorf("%s: name is used twice", key)
+		}
+		names[cn.Name] = true
+		if cn.Platform == "" {
+			return fmt.Errorf("%s: platform is missing", key)
+		}
+		if cn.APIKeyEnv != "" && cn.APIKeyFile != "" {
+			return fmt.Errorf("%s: api_key_env and api_key_file are both set; choose one", key)
+		}
+		for k, u := range map[string]string{"base_url": cn.BaseURL, "ws_url": cn.WSURL} {
+			if u != "" && !strings.Contains(u, "://") {
+				return fmt.Errorf("%s: %s %q is not an absolute URL", key, k, u)
+			}
+		}
+		if cn.MaxParallelRooms < 1 || cn.CommandMaxAttempts < 1 {
+			return fmt.Errorf("%s: max_parallel_rooms and command_max_attempts must be at least 1", key)
+		}
+	}
+	for i, d := range c.Dispatch {
+		key := fmt.Sprintf("dispatch[%d]", i)
+		if !names[d.Connection] {
+			return fmt.Errorf("%s.connection %q names no [[connection]]", key, d.Connection)
+		}
+		for j, e := range d.Events {
+			if e == "" || subjects.EventName(e) != e {
+				return fmt.Errorf("%s.events[%d] %q is not a lower-case event name", key, j, e)
+			}
+		}
+		if d.Timeout.D() <= 0 || d.MaxAttempts < 1 || d.MaxInFlightPerRoom < 1 {
+			return fmt.Errorf("%s: timeout, max_attempts and max_in_flight_per_room must be positive", key)
+		}
+		if d.BackoffMax.D() < d.BackoffInitial.D() {
+			return fmt.Errorf("%s.backoff_max %s is shorter than backoff_initial %s", key, d.BackoffMax.D(), d.BackoffInitial.D())
+		}
+	}
+	return nil
+}
+
+// Secret resolves a secret from an environment variable name or a file path
+// (exactly one may be set). what names the key for the error message; the
+// value never appears in an error.
+func Secret(what, envName, file string, env func(string) (string, bool)) (string, error) {
+	switch {
+	case envName != "":
+		v, ok := env(envName)
+		if !ok || v == "" {
+			return "", fmt.Errorf("%s_env: environment variable %s is not set", what, envName)
+		}
+		return v, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s_file: %w", what, err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("%s_file: %s is empty", what, file)
+		}
+		return v, nil
+	}
+	return "", nil
+}
