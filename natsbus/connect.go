@@ -61,11 +61,11 @@ func Connect(ctx context.Context, o Options, log zerolog.Logger) (*nats.Conn, er
 			log.Warn().Str("server", RedactURL(nc.ConnectedUrl())).Uint64("reconnects", nc.Reconnects).Msg("nats reconnected")
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			ev := log.Warn()
-			if err != nil {
-				ev = ev.Err(err)
+			if err == nil {
+				log.Debug().Msg("nats disconnected")
+				return
 			}
-			ev.Msg("nats disconnected")
+			log.Warn().Err(err).Msg("nats disconnected")
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { log.Info().Msg("nats connection closed") }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {

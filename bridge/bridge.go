@@ -1,0 +1,236 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bridgeworks/bridge/config"
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/natsbus"
+)
+
+// Options are the bridge's runtime dependencies.
+type Options struct {
+	Log      zerolog.Logger
+	Registry connector.Registry // platforms by configured name; see Platforms
+	// LookupEnv resolves *_env secrets, default os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// OnReady is called once NATS is connected, the streams exist and the
+	// HTTP listener is bound.
+	OnReady func(Info)
+	// ShutdownTimeout bounds the drain of in-flight work at shutdown, default 15s.
+	ShutdownTimeout time.Duration
+	// Backoff is the reconnect policy of every connection.
+	Backoff Backoff
+}
+
+// Info tells where the running bridge can be reached.
+type Info struct {
+	NATSClientURL string // where workers connect ("" when embedded with no listener and no URL)
+	HTTPAddr      string // bound address of the HTTP listener, "" when disabled
+	Conn          *nats.Conn
+}
+
+// Bridge is a configured, not yet running bridge.
+type Bridge struct {
+	cfg   *config.Config
+	opts  Options
+	conns []connEntry
+}
+
+type connEntry struct {
+	cfg     config.Connection
+	factory connector.Factory
+	ccfg    connector.Config
+}
+
+// New checks the configuration against the known platforms and resolves
+// secrets; it does no I/O beyond reading secret files.
+func New(cfg *config.Config, opts Options) (*Bridge, error) {
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 15 * time.Second
+	}
+	b := &Bridge{cfg: cfg, opts: opts}
+	for _, c := range cfg.Connection {
+		f, ok := opts.Registry[c.Platform]
+		if !ok {
+			return nil, fmt.Errorf("config: connection %q: platform %q is not one of %s", c.Name, c.Platform, strings.Join(knownPlatforms(opts.Registry), ", "))
+		}
+		key, err := config.Secret("api_key", c.APIKeyEnv, c.APIKeyFile, opts.LookupEnv)
+		if err != nil {
+			return nil, fmt.Errorf("config: connection %q: %w", c.Name, err)
+		}
+		b.conns = append(b.conns, connEntry{cfg: c, factory: f, ccfg: connector.Config{
+			Name: c.Name, Platform: c.Platform, BaseURL: c.BaseURL, WSURL: c.WSURL, AgentID: c.AgentID, APIKey: key,
+		}})
+	}
+	return b, nil
+}
+
+func knownPlatforms(r connector.Registry) []string {
+	names := make([]string, 0, len(r))
+	for n := range r {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		return []string{"(none registered)"}
+	}
+	return names
+}
+
+// Run starts NATS (embedded when no URL is set), provisions the streams,
+// serves HTTP and runs every enabled connection until ctx ends, then drains
+// in-flight work within ShutdownTimeout. It returns the first fatal error.
+func (b *Bridge) Run(ctx context.Context) error {
+	log := b.opts.Log
+	cfg := b.cfg
+	var srv *server.Server
+	if cfg.NATS.URL == "" {
+		var err error
+		srv, err = natsbus.StartEmbedded(natsbus.EmbeddedOptions{Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir}, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		}()
+	}
+	nopts, err := b.natsOptions(srv)
+	if err != nil {
+		return err
+	}
+	nc, err := natsbus.Connect(ctx, nopts, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	clientURL := cfg.NATS.URL
+	if srv != nil {
+		clientURL = natsbus.ClientURL(srv)
+	}
+
+	m := newMetrics()
+	platformOf := map[string]string{}
+	board := newStatusBoard(func(name string, _, to State) { m.setState(name, platformOf[name], to) })
+	var ready atomic.Bool
+	g, gctx := errgroup.WithContext(ctx)
+
+	httpAddr := make(chan string, 1)
+	if cfg.HTTP.Listen != "none" {
+		h := &httpServer{nc: nc, ready: &ready, board: board, m: m, started: time.Now().UTC(), natsURL: natsbus.RedactURL(clientURL)}
+		g.Go(func() error {
+			if err := h.serve(gctx, cfg.HTTP.Listen, func(a string) { httpAddr <- a }); err != nil {
+				return fmt.Errorf("http: %w", err)
+			}
+			return nil
+		})
+	} else {
+		httpAddr <- ""
+	}
+
+	if err := b.ensureStreams(gctx, js); err != nil {
+		return errors.Join(err, g.Wait())
+	}
+	ready.Store(true)
+
+	for _, ce := range b.conns {
+		platformOf[ce.cfg.Name] = ce.factory.Platform
+		if !ce.cfg.IsEnabled() {
+			board.add(ce.cfg.Name, ce.factory.Platform, StateDisabled)
+			continue
+		}
+		board.add(ce.cfg.Name, ce.factory.Platform, StateStarting)
+		clog := log.With().Str("connection", ce.cfg.Name).Str("platform", ce.factory.Platform).Logger()
+		c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog})
+		if err != nil {
+			return errors.Join(fmt.Errorf("connection %q: %w", ce.cfg.Name, err), g.Wait())
+		}
+		s := &supervisor{
+			name: ce.cfg.Name, platform: ce.factory.Platform, c: c, board: board, m: m, log: clog,
+			backoff: b.opts.Backoff, drain: b.opts.ShutdownTimeout,
+			pub: &publisher{js: js, prefix: cfg.NATS.Prefix, platform: ce.factory.Platform, conn: ce.cfg.Name, log: clog, m: m, board: board},
+		}
+		if sr, ok := c.(connector.StatsReporter); ok {
+			m.watchStats(ce.cfg.Name, sr)
+		}
+		g.Go(func() error {
+			_ = s.run(gctx) // a stopped connection is shown on /status; the others keep running
+			return nil
+		})
+	}
+
+	addr := ""
+	select {
+	case addr = <-httpAddr:
+	case <-gctx.Done():
+	}
+	if b.opts.OnReady != nil && gctx.Err() == nil {
+		b.opts.OnReady(Info{NATSClientURL: clientURL, HTTPAddr: addr, Conn: nc})
+	}
+	log.Info().Str("nats", natsbus.RedactURL(clientURL)).Str("http", addr).Int("connections", len(b.conns)).Msg("bridge running")
+	err = g.Wait()
+	log.Info().Msg("bridge stopped")
+	return err
+}
+
+func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream) error {
+	n := b.cfg.NATS
+	o := natsbus.StreamOptions{
+		Prefix: n.Prefix, Replicas: n.Replicas, DuplicateWindow: n.DuplicateWindow.D(),
+		EventsMaxAge: n.EventsMaxAge.D(), CommandsMaxAge: n.CommandsMaxAge.D(), DLQMaxAge: n.DLQMaxAge.D(),
+	}
+	wait := 500 * time.Millisecond
+	for {
+		err := natsbus.EnsureStreams(ctx, js, o)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		b.opts.Log.Warn().Err(err).Dur("retry_in", wait).Msg("streams not ready; retrying")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 15*time.Second)
+	}
+}
+
+func (b *Bridge) natsOptions(srv *server.Server) (natsbus.Options, error) {
+	n := b.cfg.NATS
+	o := natsbus.Options{
+		URL: n.URL, Embedded: srv, Name: n.Name, User: n.User, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
+		TLSCAFile: n.TLSCAFile, TLSCertFile: n.TLSCertFile, TLSKeyFile: n.TLSKeyFile,
+	}
+	var err error
+	if o.Password, err = config.Secret("nats.password", n.PasswordEnv, n.PasswordFile, b.opts.LookupEnv); err != nil {
+		return o, fmt.Errorf("config: %w", err)
+	}
+	if o.Token, err = config.Secret("nats.token", n.TokenEnv, n.TokenFile, b.opts.LookupEnv); err != nil {
+		return o, fmt.Errorf("config: %w", err)
+	}
+	return o, nil
+}

@@ -1,0 +1,193 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// publishWindow bounds the events of one connection that are published but
+// not yet acknowledged by JetStream.
+const publishWindow = 256
+
+// publisher turns connector events into JetStream messages for one
+// connection. Events go out with async publishes in receive order (so per-room
+// order holds), at most publishWindow unacknowledged; a failed publish is
+// retried in place, in order, until it is stored or the bridge stops.
+type publisher struct {
+	js       jetstream.JetStream
+	prefix   string
+	platform string
+	conn     string
+	log      zerolog.Logger
+	m        *metrics
+	board    *statusBoard
+}
+
+type inflight struct {
+	msg   *nats.Msg
+	fut   jetstream.PubAckFuture
+	ack   connector.AckFunc
+	start time.Time
+	gap   bool
+	sys   bool
+}
+
+// message builds the NATS message of one event.
+func (p *publisher) message(ev connector.Event, now time.Time) (*nats.Msg, error) {
+	name := subjects.EventName(ev.Name)
+	t := ev.Time
+	if t.IsZero() {
+		t = now
+	}
+	key := ev.Key
+	if key == "" {
+		key = nuid.Next()
+	}
+	var subj subjects.Subject
+	if ev.Sys {
+		subj = subjects.Subject{Prefix: p.prefix, Kind: subjects.KindSys, Platform: p.platform, Conn: p.conn, Name: name}
+		key = "sys:" + key
+	} else {
+		subj = subjects.Subject{Prefix: p.prefix, Kind: subjects.KindEvent, Platform: p.platform, Conn: p.conn, Room: ev.Room, Name: name}
+	}
+	env := subjects.NewEvent(p.platform, p.conn, ev.Room, name, key, t, ev.Data)
+	body, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", name, err)
+	}
+	msg := nats.NewMsg(subj.String())
+	msg.Data = body
+	msg.Header.Set(subjects.HeaderMsgID, env.ID)
+	msg.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
+	return msg, nil
+}
+
+// sys publishes a lifecycle event synchronously; failures are logged, not
+// fatal: lifecycle events inform, the connection state lives on /status.
+func (p *publisher) sys(ctx context.Context, name string, data any) {
+	b, _ := json.Marshal(data)
+	msg, err := p.message(connector.Event{Sys: true, Name: name, Data: b}, time.Now())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = p.js.PublishMsg(ctx, msg)
+		cancel()
+	}
+	if err != nil {
+		p.log.Warn().Err(err).Str("event", name).Msg("lifecycle event not published")
+		return
+	}
+	p.m.published.WithLabelValues(p.conn, "sys").Inc()
+}
+
+// run receives from c and publishes until ctx ends or Receive fails; it
+// returns Receive's error. Every event received is settled (acked or nacked)
+// before run returns; drainCtx bounds that wait after ctx ends.
+func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc), c connector.Connector) error {
+	queue := make(chan inflight, publishWindow)
+	done := make(chan struct{})
+	go func() { // owned: run waits on done
+		defer close(done)
+		p.settle(ctx, drainCtx, queue)
+	}()
+	defer func() {
+		close(queue)
+		<-done
+	}()
+	for {
+		ev, ack, err := c.Receive(ctx)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		msg, err := p.message(ev, now)
+		if err != nil {
+			p.log.Error().Err(err).Str("event", ev.Name).Msg("event dropped: cannot encode")
+			ack(ctx, err)
+			continue
+		}
+		fut, err := p.js.PublishMsgAsync(msg)
+		if err != nil {
+			fut = nil // settle publishes it synchronously, with retries
+		}
+		queue <- inflight{msg: msg, fut: fut, ack: ack, start: now, gap: ev.GapFill, sys: ev.Sys}
+	}
+}
+
+// settle waits for each publish in order, retrying failures, and acks.
+func (p *publisher) settle(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc), queue <-chan inflight) {
+	var dctx context.Context
+	for f := range queue {
+		c := ctx
+		if ctx.Err() != nil {
+			if dctx == nil {
+				var cancel context.CancelFunc
+				dctx, cancel = drainCtx()
+				defer cancel()
+			}
+			c = dctx
+		}
+		err := p.await(c, f)
+		f.ack(c, err)
+		if err != nil {
+			continue
+		}
+		kind := "evt"
+		if f.sys {
+			kind = "sys"
+		}
+		p.m.published.WithLabelValues(p.conn, kind).Inc()
+		p.m.publishLatency.WithLabelValues(p.conn).Observe(time.Since(f.start).Seconds())
+		if f.gap {
+			p.m.gapFilled.WithLabelValues(p.conn).Inc()
+		}
+		p.board.published(p.conn, 1)
+	}
+}
+
+// await returns nil once f is stored, retrying the publish with backoff
+// until ctx ends.
+func (p *publisher) await(ctx context.Context, f inflight) error {
+	if f.fut != nil {
+		select {
+		case <-f.fut.Ok():
+			return nil
+		case err := <-f.fut.Err():
+			p.m.publishErrors.WithLabelValues(p.conn).Inc()
+			p.log.Warn().Err(err).Str("subject", f.msg.Subject).Msg("publish failed; retrying")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	wait := 50 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := p.js.PublishMsg(pctx, f.msg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return errors.Join(ctx.Err(), err)
+		}
+		p.m.publishErrors.WithLabelValues(p.conn).Inc()
+		p.log.Warn().Err(err).Str("subject", f.msg.Subject).Dur("retry_in", wait).Msg("publish failed; retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait + rand.N(wait/2)):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}

@@ -1,0 +1,103 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Event is one inbound platform event, or a lifecycle event when Sys is set.
+type Event struct {
+	Sys  bool            // a lifecycle event for P.sys…; Room is ignored
+	Room string          // the platform's room id as written; "" for agent-level events
+	Name string          // the platform's event name (the bridge lower-cases and escapes it)
+	Key  string          // stable id of the event: the platform's id, or a hash of what identifies it
+	Time time.Time       // the platform's timestamp; zero means "use the receive time"
+	Data json.RawMessage // the platform payload, unchanged
+	// GapFill marks an event found by catch-up after a (re)connect rather than
+	// pushed live; it only feeds metrics.
+	GapFill bool
+}
+
+// AckFunc settles one received event. The bridge calls it exactly once: with
+// nil once the event is stored, or with the error that kept it from being
+// stored (the connector may then fetch it again on its next catch-up).
+type AckFunc func(ctx context.Context, err error)
+
+// Connector bridges one platform account. The bridge calls Connect, then
+// Receive in a loop from one goroutine, then Close; after Close it may call
+// Connect again to start a new session.
+type Connector interface {
+	// Connect opens a session; ctx bounds the dial and handshake only.
+	Connect(ctx context.Context) error
+	// Receive blocks for the next event. A [Permanent] error ends the
+	// connection for good (e.g. superseded); any other error makes the bridge
+	// Close and reconnect after a backoff.
+	Receive(ctx context.Context) (Event, AckFunc, error)
+	// Close ends the session and stops its goroutines; it is idempotent.
+	Close(ctx context.Context) error
+}
+
+// Command is one worker command for the platform.
+type Command struct {
+	ID   string          // the command id (Nats-Msg-Id or generated)
+	Name string          // e.g. "send_message"
+	Room string          // platform room id; "" when the command takes none
+	Args json.RawMessage // the JSON arguments as the worker sent them
+}
+
+// Response is a platform's answer to an executed command.
+type Response struct {
+	Status int             // HTTP status, or 200 for commands answered by the bridge
+	Data   json.RawMessage // the platform's response data
+}
+
+// Executor runs worker commands against the platform. Execute makes one
+// attempt: retries, ordering and dead-lettering are the bridge's. It returns
+// a [BadRequest] error for bad input, a [PlatformError] for a platform
+// refusal, and any other error for a transport failure (retried).
+type Executor interface {
+	Execute(ctx context.Context, cmd Command) (Response, error)
+}
+
+// Stats are counters a connector may expose for metrics.
+type Stats struct {
+	Reconnects       uint64 // socket reconnects inside the connector
+	MissedHeartbeats uint64
+	GapFilled        uint64 // events found by catch-up
+}
+
+// StatsReporter is implemented by connectors that count socket-level events.
+type StatsReporter interface{ Stats() Stats }
+
+// Config is what a connector gets from the bridge's configuration, secrets
+// resolved.
+type Config struct {
+	Name     string // the connection's name (the <conn> subject token)
+	Platform string // the configured platform name (may be an alias)
+	BaseURL  string // REST base; "" for the platform default
+	WSURL    string // WebSocket URL; "" to derive it
+	AgentID  string
+	APIKey   string // never log it
+}
+
+// Deps are the shared services a connector may use.
+type Deps struct {
+	Log        zerolog.Logger // already carries the connection's name
+	HTTPClient *http.Client   // for REST; nil means the connector's own
+}
+
+// Factory builds a connector for one platform.
+type Factory struct {
+	// Platform is the subject token the connector publishes under; aliases
+	// (thenvoi) map to their platform (band).
+	Platform string
+	New      func(cfg Config, deps Deps) (Connector, error)
+}
+
+// Registry maps configured platform names to factories. It is filled
+// explicitly by the bridge, never by init functions.
+type Registry map[string]Factory
