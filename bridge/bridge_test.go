@@ -69,57 +69,57 @@ func (s *scripted) counts() (connects, acked int) {
 }
 
 type harness struct {
-	info   Info
-	conn   *scripted
-	cancel context.CancelFunc
-	done   chan error
-	js     jetstream.JetStream
+	info Info
+	conn *scripted
+	stop func() // stops the bridge and waits for Run; idempotent
+	js   jetstream.JetStream
 }
 
-func startBridge(t *testing.T) *harness {
+// bridgeSpec says how to run a bridge in a test.
+type bridgeSpec struct {
+	config   string // TOML; embedded NATS and HTTP on random ports are added
+	storeDir string // JetStream store; t.TempDir() when empty
+	registry connector.Registry
+	env      map[string]string
+}
+
+// runBridge starts a bridge and waits until it is ready; it is stopped at
+// test cleanup (or earlier with h.stop).
+func runBridge(t *testing.T, spec bridgeSpec) *harness {
 	t.Helper()
-	c, err := config.Parse([]byte(`
-[nats.embedded]
-listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
-[[connection]]
-name = "c1"
-platform = "fake"
-api_key_env = "FAKE_KEY"
-`), nil)
+	c, err := config.Parse([]byte("[nats.embedded]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n"+spec.config), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.NATS.Embedded.StoreDir = t.TempDir()
-	sc := newScripted()
-	reg := connector.Registry{"fake": {Platform: "fake", New: func(cfg connector.Config, _ connector.Deps) (connector.Connector, error) {
-		if cfg.APIKey != "k3y" {
-			return nil, fmt.Errorf("api key not resolved")
-		}
-		return sc, nil
-	}}}
+	c.NATS.Embedded.StoreDir = spec.storeDir
+	if c.NATS.Embedded.StoreDir == "" {
+		c.NATS.Embedded.StoreDir = t.TempDir()
+	}
 	ready := make(chan Info, 1)
 	b, err := New(c, Options{
-		Log: testutil.Logger(t), Registry: reg, OnReady: func(i Info) { ready <- i },
-		LookupEnv: func(k string) (string, bool) { return "k3y", k == "FAKE_KEY" },
+		Log: testutil.Logger(t), Registry: spec.registry, OnReady: func(i Info) { ready <- i },
+		LookupEnv: func(k string) (string, bool) { v, ok := spec.env[k]; return v, ok },
 		Backoff:   Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{conn: sc, cancel: cancel, done: make(chan error, 1)}
-	go func() { h.done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-h.done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	var once sync.Once
+	h := &harness{stop: func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}}
+	t.Cleanup(h.stop)
 	select {
 	case h.info = <-ready:
-	case err := <-h.done:
+	case err := <-done:
 		t.Fatalf("Run ended early: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("bridge not ready")
@@ -128,6 +128,23 @@ api_key_env = "FAKE_KEY"
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h
+}
+
+func startBridge(t *testing.T) *harness {
+	t.Helper()
+	sc := newScripted()
+	reg := connector.Registry{"fake": {Platform: "fake", New: func(cfg connector.Config, _ connector.Deps) (connector.Connector, error) {
+		if cfg.APIKey != "k3y" {
+			return nil, fmt.Errorf("api key not resolved")
+		}
+		return sc, nil
+	}}}
+	h := runBridge(t, bridgeSpec{
+		config:   "[[connection]]\nname = \"c1\"\nplatform = \"fake\"\napi_key_env = \"FAKE_KEY\"\n",
+		registry: reg, env: map[string]string{"FAKE_KEY": "k3y"},
+	})
+	h.conn = sc
 	return h
 }
 

@@ -110,6 +110,14 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 		if err != nil {
 			return err
 		}
+		if ev.Sys {
+			switch ev.Name { // socket-level transitions inside the connector
+			case "disconnected":
+				p.board.set(p.conn, StateReconnecting, nil)
+			case "connected":
+				p.board.set(p.conn, StateConnected, nil)
+			}
+		}
 		now := time.Now()
 		msg, err := p.message(ev, now)
 		if err != nil {

@@ -2,10 +2,51 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net/http"
+
+	"github.com/bridgeworks/bridge/emulator/bandemu"
 )
 
+// cmdEmulate runs a platform emulator alone, for trying the bridge (or a
+// worker) without a platform account.
 func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return fmt.Errorf("%w: no emulator is built in yet", errUsage)
+	if len(args) == 0 || args[0] != "band" {
+		return fmt.Errorf("%w: emulate takes a platform: band", errUsage)
+	}
+	fs := flag.NewFlagSet("emulate band", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:4000", "address to serve the emulator on")
+	rooms := fs.Int("rooms", 1, "rooms to create, each with one user")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	emu := bandemu.New(bandemu.Options{})
+	defer emu.Close()
+	user := emu.AddUser("Dana Levi")
+	for i := range *rooms {
+		emu.AddRoom(fmt.Sprintf("Room %d", i+1), user.ID)
+	}
+	base := "http://" + *listen
+	fmt.Fprintf(stdout, `Band emulator on %s
+  agent_id = %q
+  api key  = %s   (export BAND_API_KEY=%s)
+  rooms    = %d, user %s (%s)
+
+Point a connection at it:
+  [[connection]]
+  name = "emu"
+  platform = "band"
+  base_url = %q
+  agent_id = %q
+  api_key_env = "BAND_API_KEY"
+`, base, emu.AgentID(), emu.APIKey(), emu.APIKey(), *rooms, user.Name, user.ID, base, emu.AgentID())
+	err := emu.ListenAndServe(ctx, *listen)
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }

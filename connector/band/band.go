@@ -1,0 +1,212 @@
+package band
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/internal/phoenix"
+)
+
+// Default hosts.
+const (
+	BandBaseURL    = "https://app.band.ai"
+	ThenvoiBaseURL = "https://app.thenvoi.com"
+	socketPath     = "/api/v1/socket/websocket"
+)
+
+// Options tune a connector; zero values mean the defaults stated per field.
+type Options struct {
+	// HeartbeatInterval between Phoenix heartbeats, default 30s (Band closes
+	// idle sockets after ~45s).
+	HeartbeatInterval time.Duration
+	// IdleResync is how long a room may be quiet before /messages/next is
+	// polled again as a safety net for missed pushes, default 60s.
+	IdleResync time.Duration
+	// QueueSize bounds events waiting for Receive, default 1024. A full queue
+	// holds the socket reader back (back-pressure), it never drops.
+	QueueSize int
+	// JoinParallelism bounds concurrent room joins and drains, default 16.
+	JoinParallelism int
+	// Backoff is the socket's reconnect policy, default phoenix.DefaultBackoff().
+	Backoff phoenix.Backoff
+	// OnConflict is sent as on_conflict ("supersede" or "reject"); empty
+	// sends nothing (the platform's default: last connection wins).
+	OnConflict string
+}
+
+func (o Options) withDefaults() Options {
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = 30 * time.Second
+	}
+	if o.IdleResync <= 0 {
+		o.IdleResync = 60 * time.Second
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1024
+	}
+	if o.JoinParallelism <= 0 {
+		o.JoinParallelism = 16
+	}
+	return o
+}
+
+// Connector is one Band agent.
+type Connector struct {
+	cfg   connector.Config
+	opts  Options
+	log   zerolog.Logger
+	rest  *restClient
+	wsURL string
+	agent atomic.Value // string: the agent's id, from config or /agent/me
+	seen  *seenSet     // message ids stored in JetStream, across sessions
+
+	mu   sync.Mutex
+	sess *session
+
+	reconnects, missedHB, gapFilled atomic.Uint64 // totals of ended sessions + gap-fills
+}
+
+// Factory returns the registry entry for platform name "band" (and, with
+// thenvoi set, for the "thenvoi" alias whose default host is Thenvoi's).
+func Factory(thenvoi bool, opts Options) connector.Factory {
+	return connector.Factory{Platform: "band", New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
+		if cfg.BaseURL == "" {
+			cfg.BaseURL = BandBaseURL
+			if thenvoi {
+				cfg.BaseURL = ThenvoiBaseURL
+			}
+		}
+		return New(cfg, deps, opts)
+	}}
+}
+
+// New builds a connector; it does no I/O.
+func New(cfg connector.Config, deps connector.Deps, opts Options) (*Connector, error) {
+	if cfg.APIKey == "" {
+		return nil, errors.New("band: api key is empty (set api_key_env or api_key_file)")
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = BandBaseURL
+	}
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("band: base_url %q is not an http(s) URL", cfg.BaseURL)
+	}
+	ws := cfg.WSURL
+	if ws == "" {
+		u := *base
+		u.Scheme = map[string]string{"http": "ws", "https": "wss"}[base.Scheme]
+		u.Path = strings.TrimRight(u.Path, "/") + socketPath
+		ws = u.String()
+	}
+	c := &Connector{cfg: cfg, opts: opts.withDefaults(), log: deps.Log, wsURL: ws, seen: newSeenSet(50000)}
+	c.rest = newRESTClient(cfg.BaseURL, cfg.APIKey, deps.HTTPClient)
+	c.agent.Store(cfg.AgentID)
+	return c, nil
+}
+
+func (c *Connector) agentID() string { return c.agent.Load().(string) }
+
+// socketURL adds the query Band expects; it carries the key, so it is
+// only ever logged through phoenix.RedactURL.
+func (c *Connector) socketURL() string {
+	u, _ := url.Parse(c.wsURL)
+	q := u.Query()
+	q.Set("api_key", c.cfg.APIKey)
+	q.Set("agent_id", c.agentID())
+	q.Set("vsn", "2.0.0")
+	if c.opts.OnConflict != "" {
+		q.Set("on_conflict", c.opts.OnConflict)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Connect checks the key with GET /agent/me, opens the socket and joins the
+// agent's channels. Room sync and catch-up continue in the background.
+func (c *Connector) Connect(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != nil {
+		return errors.New("band: already connected")
+	}
+	var me struct {
+		ID string `json:"id"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/agent/me", &me); err != nil {
+		return fmt.Errorf("band: check api key: %w", err)
+	}
+	if id := c.agentID(); id == "" {
+		c.agent.Store(me.ID)
+	} else if me.ID != "" && me.ID != id {
+		return connector.Permanent(fmt.Errorf("band: agent_id %s does not belong to this api key (it is agent %s)", id, me.ID))
+	}
+	s := newSession(c)
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	c.sess = s
+	return nil
+}
+
+// Receive returns the next event of the current session.
+func (c *Connector) Receive(ctx context.Context) (connector.Event, connector.AckFunc, error) {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil {
+		return connector.Event{}, nil, connector.ErrNotConnected
+	}
+	return s.receive(ctx)
+}
+
+// Close ends the session; it is idempotent.
+func (c *Connector) Close(ctx context.Context) error {
+	c.mu.Lock()
+	s := c.sess
+	c.sess = nil
+	c.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	err := s.stop(ctx)
+	st := s.sock.Stats()
+	c.reconnects.Add(st.Reconnects)
+	c.missedHB.Add(st.MissedHeartbeats)
+	return err
+}
+
+// Stats reports socket counters for metrics.
+func (c *Connector) Stats() connector.Stats {
+	st := connector.Stats{Reconnects: c.reconnects.Load(), MissedHeartbeats: c.missedHB.Load(), GapFilled: c.gapFilled.Load()}
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s != nil {
+		ps := s.sock.Stats()
+		st.Reconnects += ps.Reconnects
+		st.MissedHeartbeats += ps.MissedHeartbeats
+	}
+	return st
+}
+
+func (c *Connector) getJSON(ctx context.Context, path string, v any) error {
+	_, data, err := c.rest.call(ctx, true, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	if v == nil || data == nil {
+		return nil
+	}
+	return jsonUnmarshal(data, v, path)
+}

@@ -1,0 +1,211 @@
+package band
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/bridgeworks/bridge/connector"
+)
+
+// maxBody bounds how much of a REST response is read.
+const maxBody = 8 << 20
+
+// restClient calls Band's agent REST API. Calls made with retry=true (the
+// connector's own reads during catch-up) retry transient failures with
+// backoff that honours Retry-After; worker commands use retry=false and leave
+// retries to the command executor, which keeps per-room order.
+type restClient struct {
+	base  string // e.g. https://app.band.ai, no trailing slash
+	key   string
+	retry *retryablehttp.Client
+	once  *retryablehttp.Client
+}
+
+// newTransport is sized for parallel command execution: the default keeps
+// two idle connections per host and opens a new one per request under load.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   128,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+func newRESTClient(base, key string, hc *http.Client) *restClient {
+	if hc == nil {
+		hc = &http.Client{Transport: newTransport(), Timeout: 30 * time.Second}
+	}
+	mk := func(retries int) *retryablehttp.Client {
+		return &retryablehttp.Client{
+			HTTPClient:   hc,
+			RetryWaitMin: 200 * time.Millisecond,
+			RetryWaitMax: 30 * time.Second,
+			RetryMax:     retries,
+			CheckRetry:   retryablehttp.DefaultRetryPolicy,
+			Backoff:      jitterBackoff,
+			ErrorHandler: retryablehttp.PassthroughErrorHandler,
+		}
+	}
+	return &restClient{base: strings.TrimRight(base, "/"), key: key, retry: mk(6), once: mk(0)}
+}
+
+// jitterBackoff honours Retry-After on 429/503, else exponential with jitter.
+func jitterBackoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d := connector.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
+			return d
+		}
+	}
+	d := lo << min(attempt, 20)
+	if d > hi || d <= 0 {
+		d = hi
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// call makes one REST call. On 2xx it returns the status and the body's
+// "data" member (nil for 204); otherwise a *connector.PlatformError, or a
+// transport error.
+func (r *restClient) call(ctx context.Context, retry bool, method, path string, body any) (int, json.RawMessage, error) {
+	status, raw, err := r.do(ctx, retry, method, path, body)
+	if err != nil || raw == nil {
+		return status, nil, err
+	}
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &env); err != nil || env.Data == nil {
+		return status, raw, nil // not wrapped: hand it over as is
+	}
+	return status, env.Data, nil
+}
+
+// list GETs one page of a list endpoint: its items and its metadata.
+func (r *restClient) list(ctx context.Context, path string) ([]json.RawMessage, listMeta, error) {
+	_, raw, err := r.do(ctx, true, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, listMeta{}, err
+	}
+	var page struct {
+		Data     []json.RawMessage `json:"data"`
+		Metadata listMeta          `json:"metadata"`
+	}
+	if raw != nil {
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return nil, listMeta{}, fmt.Errorf("GET %s: decode page: %w", path, err)
+		}
+	}
+	return page.Data, page.Metadata, nil
+}
+
+// listMeta is the paging metadata of Band's list endpoints (cursor or page).
+type listMeta struct {
+	HasMore    bool   `json:"has_more"`
+	NextCursor string `json:"next_cursor"`
+	Page       int    `json:"page"`
+	TotalPages int    `json:"total_pages"`
+}
+
+// do makes the call and returns the raw body of a 2xx answer (nil when empty).
+func (r *restClient) do(ctx context.Context, retry bool, method, path string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, r.base+path, rd)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("X-API-Key", r.key)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c := r.once
+	if retry {
+		c = r.retry
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, scrubURLError(err))
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("%s %s: read body: %w", method, path, err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if resp.StatusCode == http.StatusNoContent || len(bytes.TrimSpace(raw)) == 0 {
+			return resp.StatusCode, nil, nil
+		}
+		return resp.StatusCode, raw, nil
+	}
+	return resp.StatusCode, nil, platformError(resp, raw)
+}
+
+// platformError parses both error shapes Band uses:
+// {"error":{"code","message","retry_after"?,"details"?}} and the flat
+// {"error":"code","message":"…"}.
+func platformError(resp *http.Response, raw []byte) *connector.PlatformError {
+	pe := &connector.PlatformError{Status: resp.StatusCode, Data: raw,
+		RetryAfter: connector.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	var nested struct {
+		Error struct {
+			Code       string  `json:"code"`
+			Message    string  `json:"message"`
+			RetryAfter float64 `json:"retry_after"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(raw, &nested) == nil && nested.Error.Code != "" {
+		pe.Code, pe.Message = nested.Error.Code, nested.Error.Message
+		if pe.RetryAfter == 0 && nested.Error.RetryAfter > 0 {
+			pe.RetryAfter = time.Duration(nested.Error.RetryAfter * float64(time.Second))
+		}
+		return pe
+	}
+	var flat struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(raw, &flat) == nil {
+		pe.Code, pe.Message = flat.Error, flat.Message
+	}
+	if pe.Code == "" {
+		pe.Code = strings.ReplaceAll(strings.ToLower(http.StatusText(resp.StatusCode)), " ", "_")
+	}
+	return pe
+}
+
+// scrubURLError drops the URL from a *url.Error: REST URLs carry no key, but
+// keeping errors short and free of ids helps logs.
+func scrubURLError(err error) error {
+	type unwrapper interface{ Unwrap() error }
+	if u, ok := err.(unwrapper); ok && strings.Contains(err.Error(), "://") {
+		if inner := u.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

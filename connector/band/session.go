@@ -1,0 +1,361 @@
+package band
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/internal/phoenix"
+)
+
+// maxBuffered bounds the live message pushes held for one room while its
+// catch-up runs. Past it a push is not held: it is still unprocessed on Band,
+// so the next catch-up finds it (and a new one is scheduled).
+const maxBuffered = 10000
+
+type item struct {
+	ev  connector.Event
+	ack connector.AckFunc
+}
+
+// session is one socket's lifetime: from Connect to Close or a terminal error.
+type session struct {
+	c    *Connector
+	log  zerolog.Logger
+	sock *phoenix.Socket
+
+	out    chan item
+	resync chan struct{} // coalescing: a pending full resync
+	opened chan struct{} // closed at the first open
+	ended  chan struct{} // closed when the socket's Run returned
+	endErr error         // Run's result, set before ended is closed
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	sem    chan struct{} // bounds concurrent room joins and drains
+
+	openOnce sync.Once
+	isOpen   atomic.Bool // the socket is open (OnOpen seen, no OnClose since)
+	mu       sync.Mutex
+	rooms    map[string]*room
+}
+
+// room is one chat room's channels and catch-up state.
+type room struct {
+	id          string
+	chat, parts *phoenix.Channel
+
+	mu       sync.Mutex
+	draining bool   // live message pushes are held in buffer
+	buffer   []item // held live pushes, in arrival order
+	overflow bool   // a push was not held; run another catch-up
+	idleAt   time.Time
+}
+
+func newSession(c *Connector) *session {
+	return &session{
+		c: c, log: c.log,
+		out:    make(chan item, c.opts.QueueSize),
+		resync: make(chan struct{}, 1),
+		opened: make(chan struct{}),
+		ended:  make(chan struct{}),
+		sem:    make(chan struct{}, c.opts.JoinParallelism),
+		rooms:  map[string]*room{},
+	}
+}
+
+// start opens the socket and joins the agent's channels; ctx bounds the wait
+// for the socket to open.
+func (s *session) start(ctx context.Context) error {
+	agent := s.c.agentID()
+	hdr := http.Header{}
+	hdr.Set("x-api-key", s.c.cfg.APIKey)
+	s.sock = phoenix.NewSocket(phoenix.Options{
+		URL: s.c.socketURL(), Header: hdr,
+		HeartbeatInterval: s.c.opts.HeartbeatInterval,
+		Backoff:           s.c.opts.Backoff,
+		Logger:            s.log,
+		OnOpen:            s.onOpen,
+		OnClose:           s.onClose,
+		OnJoinError:       s.onJoinError,
+	})
+	sctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	control := s.sock.Channel("agent_control:"+agent, nil, s.onControl)
+	rooms := s.sock.Channel("agent_rooms:"+agent, nil, func(ev string, p json.RawMessage) { s.onAgentRooms(sctx, ev, p) })
+	contacts := s.sock.Channel("agent_contacts:"+agent, nil, s.onContacts)
+	s.wg.Go(func() {
+		s.endErr = s.sock.Run(sctx)
+		close(s.ended)
+	})
+	fail := func(err error) error {
+		_ = s.stop(context.Background())
+		return err
+	}
+	select {
+	case <-s.opened:
+	case <-s.ended:
+		return fail(fmt.Errorf("band: socket: %w", s.endErrOr(connector.ErrNotConnected)))
+	case <-ctx.Done():
+		return fail(fmt.Errorf("band: socket did not open: %w", ctx.Err()))
+	}
+	// agent_control first: a failure to join it is a failed connect, as in
+	// the official SDKs; the other two are joined after it.
+	for _, ch := range []*phoenix.Channel{control, rooms, contacts} {
+		if _, err := ch.Join(ctx); err != nil {
+			return fail(fmt.Errorf("band: join %s: %w", ch.Topic(), err))
+		}
+	}
+	s.wg.Go(func() { s.syncLoop(sctx) })
+	return nil
+}
+
+func (s *session) endErrOr(def error) error {
+	if s.endErr != nil {
+		return s.endErr
+	}
+	return def
+}
+
+// stop ends the socket and waits for every goroutine of the session.
+func (s *session) stop(ctx context.Context) error {
+	s.sock.Stop(nil)
+	s.cancel()
+	done := make(chan struct{})
+	go func() { // owned: ends when wg does
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("band: close: %w", ctx.Err())
+	}
+}
+
+func (s *session) receive(ctx context.Context) (connector.Event, connector.AckFunc, error) {
+	select {
+	case it := <-s.out:
+		return it.ev, it.ack, nil
+	default:
+	}
+	select {
+	case it := <-s.out:
+		return it.ev, it.ack, nil
+	case <-s.ended:
+		select { // events received before the end still go out
+		case it := <-s.out:
+			return it.ev, it.ack, nil
+		default:
+		}
+		return connector.Event{}, nil, s.endErrOr(connector.ErrNotConnected)
+	case <-ctx.Done():
+		return connector.Event{}, nil, ctx.Err()
+	}
+}
+
+// emit hands one event to Receive, waiting while the queue is full.
+func (s *session) emit(ctx context.Context, ev connector.Event) bool {
+	ack := func(context.Context, error) {}
+	if ev.Name == "message_created" && !ev.Sys {
+		key, gap := ev.Key, ev.GapFill
+		ack = func(_ context.Context, err error) {
+			if err == nil {
+				s.c.seen.add(key)
+				if gap {
+					s.c.gapFilled.Add(1)
+				}
+			}
+		}
+	}
+	select {
+	case s.out <- item{ev, ack}:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.ended:
+		return false
+	}
+}
+
+// sys emits a lifecycle event.
+func (s *session) sys(name string, data map[string]any) {
+	b, _ := json.Marshal(data)
+	s.emit(context.Background(), connector.Event{Sys: true, Name: name, Data: b})
+}
+
+func (s *session) onOpen(attempt int) {
+	s.openOnce.Do(func() { close(s.opened) })
+	s.isOpen.Store(true)
+	if attempt > 1 {
+		s.sys("connected", map[string]any{"reconnect": true})
+	}
+	s.requestResync()
+}
+
+func (s *session) onClose(err error) {
+	if !s.isOpen.Swap(false) {
+		return // a failed dial: nothing was open
+	}
+	// Pushes after the reconnect wait until each room's catch-up ran.
+	s.mu.Lock()
+	for _, r := range s.rooms {
+		r.mu.Lock()
+		r.draining = true
+		r.mu.Unlock()
+	}
+	s.mu.Unlock()
+	reason := "closed"
+	if err != nil {
+		reason = err.Error()
+	}
+	select {
+	case <-s.ended:
+	default:
+		s.sys("disconnected", map[string]any{"reason": reason})
+	}
+}
+
+func (s *session) onJoinError(topic string, err error) {
+	s.log.Warn().Err(err).Str("topic", topic).Msg("rejoin refused; leaving the room")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, r := range s.rooms {
+		if r.chat.Topic() == topic || r.parts.Topic() == topic {
+			delete(s.rooms, id)
+		}
+	}
+}
+
+func (s *session) requestResync() {
+	select {
+	case s.resync <- struct{}{}:
+	default:
+	}
+}
+
+// eventKey is a stable id for events without one of their own.
+func eventKey(topic, event string, payload []byte) string {
+	h := sha256.New()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write([]byte(event))
+	h.Write([]byte{0})
+	h.Write(payload)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func (s *session) onControl(event string, payload json.RawMessage) {
+	if event == "supersede" {
+		var p struct {
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(payload, &p)
+		s.log.Error().Str("reason", p.Reason).Msg("superseded by another session for this agent")
+		s.sock.Stop(connector.Permanent(fmt.Errorf("%w (%s)", connector.ErrSuperseded, p.Reason)))
+		return
+	}
+	var p struct {
+		RoomID string `json:"room_id"`
+	}
+	_ = json.Unmarshal(payload, &p)
+	s.forward("agent_control", event, p.RoomID, payload)
+}
+
+func (s *session) onContacts(event string, payload json.RawMessage) {
+	s.forward("agent_contacts", event, "", payload)
+}
+
+func (s *session) onAgentRooms(ctx context.Context, event string, payload json.RawMessage) {
+	var p struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(payload, &p); err != nil || p.ID == "" {
+		s.log.Warn().Str("event", event).Msg("agent_rooms push without a room id; forwarded as is")
+	}
+	s.forward("agent_rooms", event, p.ID, payload)
+	switch event {
+	case "room_added":
+		if p.ID != "" {
+			s.addRoom(ctx, p.ID)
+		}
+	case "room_removed", "room_deleted":
+		if p.ID != "" {
+			s.removeRoom(p.ID)
+		}
+	}
+}
+
+// forward emits a non-message event with a content-derived key.
+func (s *session) forward(topic, event, room string, payload json.RawMessage) {
+	s.emit(context.Background(), connector.Event{Room: room, Name: event, Key: eventKey(topic+":"+room, event, payload), Data: payload})
+}
+
+// onRoomMessage handles pushes on chat_room:<room>.
+func (s *session) onRoomMessage(r *room, event string, payload json.RawMessage) {
+	if event != "message_created" {
+		s.forward("chat_room", event, r.id, payload)
+		return
+	}
+	ev, ok := s.messageEvent(r.id, payload, false)
+	if !ok {
+		return
+	}
+	if s.c.seen.has(ev.Key) {
+		return
+	}
+	r.mu.Lock()
+	r.idleAt = time.Now()
+	if r.draining {
+		if len(r.buffer) < maxBuffered {
+			r.buffer = append(r.buffer, item{ev: ev})
+		} else {
+			r.overflow = true
+		}
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	s.emit(context.Background(), ev)
+}
+
+func (s *session) onParticipants(r *room, event string, payload json.RawMessage) {
+	s.forward("room_participants", event, r.id, payload)
+	if event == "room_deleted" {
+		s.removeRoom(r.id)
+	}
+}
+
+// messageEvent builds the event of one chat message (pushed or listed).
+func (s *session) messageEvent(roomID string, payload json.RawMessage, gap bool) (connector.Event, bool) {
+	var m struct {
+		ID         string    `json:"id"`
+		SenderID   string    `json:"sender_id"`
+		InsertedAt time.Time `json:"inserted_at"`
+	}
+	if err := json.Unmarshal(payload, &m); err != nil || m.ID == "" {
+		s.log.Warn().Str("room", roomID).Msg("message without an id; forwarded with a content key")
+		return connector.Event{Room: roomID, Name: "message_created", Key: eventKey("chat_room:"+roomID, "message_created", payload), Data: payload, GapFill: gap}, true
+	}
+	if m.SenderID != "" && m.SenderID == s.c.agentID() {
+		return connector.Event{}, false // the agent's own message
+	}
+	return connector.Event{Room: roomID, Name: "message_created", Key: m.ID, Time: m.InsertedAt, Data: payload, GapFill: gap}, true
+}
+
+func jsonUnmarshal(data []byte, v any, what string) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	return nil
+}

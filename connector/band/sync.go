@@ -1,0 +1,284 @@
+package band
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bridgeworks/bridge/connector"
+)
+
+// syncLoop runs full resyncs (after every open) and the idle safety net.
+func (s *session) syncLoop(ctx context.Context) {
+	tick := time.NewTicker(max(s.c.opts.IdleResync/4, 10*time.Millisecond))
+	defer tick.Stop()
+	var retry <-chan time.Time
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.resync:
+		case <-retry:
+		case <-tick.C:
+			s.idleCheck(ctx)
+			continue
+		}
+		retry = nil
+		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("room sync failed; retrying")
+			retry = time.After(wait)
+			wait = min(wait*2, time.Minute)
+			continue
+		}
+		wait = time.Second
+	}
+}
+
+type chatRoom struct {
+	ID string `json:"id"`
+}
+
+// listChats reads every page of GET /agent/chats, keyed by id because
+// offset pages can shift while being read.
+func (s *session) listChats(ctx context.Context) (map[string]bool, error) {
+	ids := map[string]bool{}
+	for page := 1; page <= 1000; page++ {
+		items, meta, err := s.c.rest.list(ctx, "/api/v1/agent/chats?page="+itoa(page)+"&page_size=100")
+		if err != nil {
+			return nil, err
+		}
+		for _, raw := range items {
+			var c chatRoom
+			if json.Unmarshal(raw, &c) == nil && c.ID != "" {
+				ids[c.ID] = true
+			}
+		}
+		if page >= meta.TotalPages && len(items) < 100 {
+			break
+		}
+	}
+	return ids, nil
+}
+
+// reconcile lists the agent's rooms, leaves vanished ones, joins new ones
+// and drains every room's unprocessed messages.
+func (s *session) reconcile(ctx context.Context) error {
+	// Only rooms known before the list was read can have vanished from it: a
+	// room_added that races the list must not be left again.
+	s.mu.Lock()
+	before := make(map[string]*room, len(s.rooms))
+	for id, r := range s.rooms {
+		before[id] = r
+	}
+	s.mu.Unlock()
+	ids, err := s.listChats(ctx)
+	if err != nil {
+		return err
+	}
+	for id, r := range before {
+		if !ids[id] {
+			s.removeRoomIf(id, r)
+		}
+	}
+	var wg sync.WaitGroup
+	var found atomic.Int64
+	for id := range ids {
+		r, isNew := s.room(id)
+		s.sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-s.sem }()
+			if isNew && !s.joinRoom(ctx, r) {
+				return
+			}
+			found.Add(int64(s.drain(ctx, r)))
+		})
+	}
+	wg.Wait()
+	s.sys("gap_filled", map[string]any{"count": found.Load(), "rooms": len(ids)})
+	return ctx.Err()
+}
+
+// room returns the room with id, creating it (draining, not yet joined).
+func (s *session) room(id string) (*room, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.rooms[id]; ok {
+		return r, false
+	}
+	r := &room{id: id, draining: true, idleAt: time.Now()}
+	r.chat = s.sock.Channel("chat_room:"+id, nil, func(ev string, p json.RawMessage) { s.onRoomMessage(r, ev, p) })
+	r.parts = s.sock.Channel("room_participants:"+id, nil, func(ev string, p json.RawMessage) { s.onParticipants(r, ev, p) })
+	s.rooms[id] = r
+	return r, true
+}
+
+// addRoom handles room_added: join and drain in the background (never on
+// the socket's reader goroutine, which must keep reading join replies).
+func (s *session) addRoom(ctx context.Context, id string) {
+	r, isNew := s.room(id)
+	if !isNew {
+		return
+	}
+	s.wg.Go(func() {
+		s.sem <- struct{}{}
+		defer func() { <-s.sem }()
+		if s.joinRoom(ctx, r) {
+			s.drain(ctx, r)
+		}
+	})
+}
+
+// joinRoom joins both room channels concurrently; on failure the room is
+// dropped (one bad room never aborts the others).
+func (s *session) joinRoom(ctx context.Context, r *room) bool {
+	var chatErr, partsErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, chatErr = r.chat.Join(ctx) })
+	wg.Go(func() { _, partsErr = r.parts.Join(ctx) })
+	wg.Wait()
+	if err := errors.Join(chatErr, partsErr); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn().Err(err).Str("room", r.id).Msg("cannot join room; skipping it")
+		}
+		s.removeRoomIf(r.id, r)
+		return false
+	}
+	return true
+}
+
+func (s *session) removeRoom(id string) { s.removeRoomIf(id, nil) }
+
+// removeRoomIf leaves room id, if it is still want (any room when want is nil).
+func (s *session) removeRoomIf(id string, want *room) {
+	s.mu.Lock()
+	r, ok := s.rooms[id]
+	if ok && (want == nil || r == want) {
+		delete(s.rooms, id)
+	} else {
+		ok = false
+	}
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = r.chat.Leave(ctx)
+		_ = r.parts.Leave(ctx)
+	})
+}
+
+// drain publishes the room's unprocessed messages oldest first, then the
+// live pushes held meanwhile, then lets pushes through. It returns how many
+// messages catch-up found that had not been published yet.
+func (s *session) drain(ctx context.Context, r *room) int {
+	found := 0
+	emitted := map[string]bool{}
+	cursor := ""
+	for ctx.Err() == nil {
+		path := chatPath(r.id) + "/messages?limit=100"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		msgs, meta, err := s.c.rest.list(ctx, path)
+		if err != nil {
+			var pe *connector.PlatformError
+			if errors.As(err, &pe) && pe.Status == http.StatusNotFound {
+				s.removeRoom(r.id)
+			} else if ctx.Err() == nil {
+				s.log.Warn().Err(err).Str("room", r.id).Msg("catch-up failed; will retry")
+				time.AfterFunc(5*time.Second, s.requestResync)
+			}
+			break
+		}
+		for _, raw := range msgs {
+			ev, ok := s.messageEvent(r.id, raw, true)
+			if !ok || emitted[ev.Key] || s.c.seen.has(ev.Key) {
+				continue
+			}
+			emitted[ev.Key] = true
+			if !s.emit(ctx, ev) {
+				return found
+			}
+			found++
+		}
+		if !meta.HasMore || meta.NextCursor == "" || meta.NextCursor == cursor {
+			break
+		}
+		cursor = meta.NextCursor
+	}
+	s.flush(ctx, r, emitted)
+	return found
+}
+
+// flush releases the pushes held while draining, then lets pushes through.
+func (s *session) flush(ctx context.Context, r *room, emitted map[string]bool) {
+	for {
+		r.mu.Lock()
+		buf := r.buffer
+		r.buffer = nil
+		if len(buf) == 0 {
+			r.draining = false
+			over := r.overflow
+			r.overflow = false
+			r.idleAt = time.Now()
+			r.mu.Unlock()
+			if over {
+				s.log.Warn().Str("room", r.id).Msg("live pushes overflowed during catch-up; catching up again")
+				s.requestResync()
+			}
+			return
+		}
+		r.mu.Unlock()
+		for _, it := range buf {
+			if emitted[it.ev.Key] || s.c.seen.has(it.ev.Key) {
+				continue
+			}
+			emitted[it.ev.Key] = true
+			if !s.emit(ctx, it.ev) {
+				return
+			}
+		}
+	}
+}
+
+// idleCheck polls /messages/next for rooms quiet longer than IdleResync:
+// pushes are best effort, and a message found that way is drained.
+func (s *session) idleCheck(ctx context.Context) {
+	now := time.Now()
+	s.mu.Lock()
+	var due []*room
+	for _, r := range s.rooms {
+		r.mu.Lock()
+		if !r.draining && now.Sub(r.idleAt) >= s.c.opts.IdleResync {
+			r.idleAt = now
+			due = append(due, r)
+		}
+		r.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, r := range due {
+		status, data, err := s.c.rest.call(ctx, true, http.MethodGet, chatPath(r.id)+"/messages/next", nil)
+		if err != nil || status == http.StatusNoContent || data == nil {
+			continue
+		}
+		ev, ok := s.messageEvent(r.id, data, true)
+		if !ok || s.c.seen.has(ev.Key) {
+			continue
+		}
+		s.log.Info().Str("room", r.id).Msg("idle room has an unpublished message; catching up")
+		r.mu.Lock()
+		r.draining = true
+		r.mu.Unlock()
+		s.sem <- struct{}{}
+		s.drain(ctx, r)
+		<-s.sem
+	}
+}

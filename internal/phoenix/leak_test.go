@@ -1,0 +1,82 @@
+package phoenix
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain fails the run if any goroutine of the package's own code (not
+// its tests) is still alive after every test has finished.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := waitNoLeaks(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// ownFrames are functions that only run inside goroutines Run owns.
+var ownFrames = []string{
+	"phoenix.(*liveConn).readLoop",
+	"phoenix.(*liveConn).writeLoop",
+	"phoenix.(*liveConn).heartbeatLoop",
+	"phoenix.(*liveConn).shutdown",
+	"phoenix.(*Socket).Run",
+}
+
+func waitNoLeaks(d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaked []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			for _, f := range ownFrames {
+				if strings.Contains(g, f) {
+					leaked = append(leaked, g)
+					break
+				}
+			}
+		}
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNoGoroutineLeak is not parallel: parallel tests are paused while it
+// runs, so the goroutine count is stable.
+func TestNoGoroutineLeak(t *testing.T) {
+	base := runtime.NumGoroutine()
+	t.Run("cycle", func(t *testing.T) {
+		ts := newTestServer(t)
+		opts := fastOptions(ts.url())
+		opts.HeartbeatInterval = 20 * time.Millisecond
+		r := startSocket(t, opts)
+		a := r.s.Channel("room:a", nil, nil)
+		mustJoin(t, a)
+		r.s.Drop()
+		eventually(t, "rejoin", func() bool { return len(ts.find(joinsOf("room:a"))) >= 2 && a.Joined() })
+		ts.setStall(true) // heartbeat timeout, reconnect loop
+		eventually(t, "missed heartbeat", func() bool { return r.s.Stats().MissedHeartbeats > 0 })
+		r.s.Stop(nil)
+		if err := r.wait(t); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines: %d before, %d after\n%s", base, runtime.NumGoroutine(), waitNoLeaks(0))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

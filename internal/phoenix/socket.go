@@ -1,0 +1,410 @@
+package phoenix
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
+)
+
+// Options configure a Socket; zero values mean the documented defaults.
+type Options struct {
+	// URL is the full ws(s):// (or http(s)://) URL including the
+	// /websocket path and the query; the caller adds vsn=2.0.0 and any
+	// credentials. It is only ever logged through RedactURL.
+	URL string
+	// Header holds extra upgrade headers (e.g. x-api-key).
+	Header http.Header
+	// HTTPClient performs the upgrade; default http.DefaultClient.
+	HTTPClient *http.Client
+
+	// DialTimeout bounds one upgrade handshake; default 10s.
+	DialTimeout time.Duration
+	// HeartbeatInterval is the period of [null,ref,"phoenix","heartbeat",{}];
+	// default 30s. A heartbeat still unanswered when the next one is due
+	// closes the connection (see Stats.MissedHeartbeats).
+	HeartbeatInterval time.Duration
+	// JoinTimeout bounds the wait for any phx_reply (join, leave, push);
+	// default 10s.
+	JoinTimeout time.Duration
+	// WriteTimeout bounds one websocket write; default 10s. A write that
+	// times out closes the connection.
+	WriteTimeout time.Duration
+	// CloseTimeout is how long the close handshake may take before the
+	// connection is torn down anyway; default 2s.
+	CloseTimeout time.Duration
+	// RejoinDelays are the waits before rejoining a channel after
+	// phx_error, phx_close or a rejoin timeout, by attempt; the last one
+	// repeats. Default 1s, 2s, 5s, 10s (as phoenix.js).
+	RejoinDelays []time.Duration
+	// ReadLimit is the largest inbound message in bytes; default 1 MiB
+	// (coder/websocket's own default is 32 KiB).
+	ReadLimit int64
+	// SendQueue is the capacity of the bounded outbound queue; default 256.
+	// When it is full, sends fail at once with ErrSendQueueFull.
+	SendQueue int
+
+	// Backoff is the reconnect policy; zero fields take DefaultBackoff's
+	// values.
+	Backoff Backoff
+	// Terminal, if set, replaces Classify's verdict on whether a
+	// connection-ending error stops Run for good.
+	Terminal func(error) bool
+
+	// Logger receives connection events. Payloads and the URL's query are
+	// never logged. Default: disabled (the zero Logger).
+	Logger zerolog.Logger
+
+	// OnOpen is called after each successful (re)connect, once the rejoin
+	// pushes of all previously joined channels are queued; attempt is 1 for
+	// the first connection of this Run, 2 for the first reconnect, and so
+	// on. It runs on Run's goroutine, so it must not block long.
+	OnOpen func(attempt int)
+	// OnClose is called after each connection ends, and after each failed
+	// dial (except one cut short by shutdown), with the cause (a *CloseError, *UpgradeError,
+	// ErrHeartbeatTimeout, ErrDropped, a read/write/dial error, the
+	// context's error on shutdown, or the Stop error / ErrStopped). It runs
+	// on Run's goroutine.
+	OnClose func(err error)
+	// OnJoinError is called when an automatic rejoin gets an error reply
+	// (*ReplyError); the channel has then been unregistered and will not
+	// be rejoined. It runs on the reader goroutine; it must not block long
+	// nor call Join on the same socket synchronously.
+	OnJoinError func(topic string, err error)
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.DialTimeout, 10*time.Second)
+	def(&o.HeartbeatInterval, 30*time.Second)
+	def(&o.JoinTimeout, 10*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	def(&o.CloseTimeout, 2*time.Second)
+	if len(o.RejoinDelays) == 0 {
+		o.RejoinDelays = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second}
+	}
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = 1 << 20
+	}
+	if o.SendQueue <= 0 {
+		o.SendQueue = 256
+	}
+	o.Backoff = o.Backoff.withDefaults()
+	o.Header = o.Header.Clone()
+	return o
+}
+
+// Stats are cumulative counters for metrics.
+type Stats struct {
+	Connects         uint64 // connections opened
+	Reconnects       uint64 // connections opened after the first one of a Run
+	MissedHeartbeats uint64 // heartbeats unanswered for a whole interval
+	FramesIn         uint64 // well-formed frames received
+	DroppedFrames    uint64 // frames skipped: malformed, binary, stale join_ref, unknown topic or ref
+	SendQueueFull    uint64 // sends refused with ErrSendQueueFull
+}
+
+// Socket is one Phoenix Channels v2 connection that redials by itself. It
+// is safe for concurrent use. Create it with NewSocket, register channels
+// with Channel, and drive it with Run.
+type Socket struct {
+	opts    Options
+	log     zerolog.Logger
+	refs    atomic.Uint64
+	running atomic.Bool
+
+	mu      sync.Mutex
+	conn    *liveConn           // the open connection; nil while down
+	changed chan struct{}       // closed and replaced whenever conn changes
+	chans   map[string]*Channel // registered channels by topic
+
+	stopOnce sync.Once
+	stopped  chan struct{}
+	stopErr  error // set before stopped is closed
+
+	connects, reconnects, missedHB, framesIn, dropped, queueFull atomic.Uint64
+}
+
+// NewSocket returns an idle Socket; nothing is dialled until Run.
+func NewSocket(opts Options) *Socket {
+	opts = opts.withDefaults()
+	return &Socket{
+		opts:    opts,
+		log:     opts.Logger.With().Str("url", RedactURL(opts.URL)).Logger(),
+		changed: make(chan struct{}),
+		chans:   make(map[string]*Channel),
+		stopped: make(chan struct{}),
+	}
+}
+
+// Run dials and keeps the socket connected until ctx is done, Stop is
+// called or a terminal error happens, and returns nil, Stop's error or that
+// terminal error respectively. After any other loss it waits per
+// Options.Backoff (and Classify) and redials, rejoining every channel that
+// was joined, each with a new join_ref. Run returns only once every
+// goroutine it started has exited (which includes waiting for a running
+// onMessage callback). A Socket runs at most once at a time; after Stop it
+// cannot run again.
+func (s *Socket) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer s.running.Store(false)
+
+	// runCtx also ends on Stop, so a dial or a backoff wait in progress is
+	// cut short. The watcher goroutine is gone when Run returns.
+	runCtx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-s.stopped:
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
+	defer func() {
+		cancel()
+		<-watched
+	}()
+
+	rc := newReconnector(s.opts.Backoff)
+	opens := 0
+	for {
+		if s.isStopped() {
+			return s.stopErr
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+
+		lc, err := s.dial(runCtx)
+		connected, lived := false, time.Duration(0)
+		if err == nil {
+			opens++
+			connected = true
+			err = s.serve(runCtx, lc, opens)
+			lived = time.Since(lc.opened)
+		}
+		if s.isStopped() || ctx.Err() != nil {
+			if connected {
+				if err == nil && s.isStopped() {
+					err = s.stopCause()
+				} else if err == nil {
+					err = ctx.Err()
+				}
+				s.notifyClose(err)
+			}
+			if s.isStopped() {
+				return s.stopErr
+			}
+			return nil
+		}
+		s.notifyClose(err)
+
+		terminal, lo, hi := s.opts.Backoff.classify(err)
+		if s.opts.Terminal != nil {
+			terminal = s.opts.Terminal(err)
+		}
+		if terminal {
+			s.log.Error().Err(err).Msg("phoenix: terminal error, not reconnecting")
+			s.Stop(err)
+			return s.stopErr
+		}
+		delay := rc.next(connected, lived)
+		if hi > 0 {
+			delay = max(delay, s.opts.Backoff.between(lo, hi))
+		}
+		n := rc.rapidCount()
+		lvl := zerolog.WarnLevel
+		if n >= 10 {
+			// The Python client gives up here; a gateway keeps trying, but
+			// this usually means another client holds the same identity.
+			lvl = zerolog.ErrorLevel
+		}
+		s.log.WithLevel(lvl).Err(err).Int("rapid_disconnects", n).Bool("connected", connected).Dur("lived", lived).Dur("retry_in", delay).
+			Msg("phoenix: connection lost, reconnecting")
+
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-runCtx.Done(): // ctx or Stop; the loop's top decides
+			t.Stop()
+		}
+	}
+}
+
+// Stop ends Run with err as its result and prevents further reconnects
+// (e.g. on a platform "supersede" push). The current connection is closed
+// with code 1000. Calls that wait for the socket return ErrStopped.
+// Idempotent: only the first error counts.
+func (s *Socket) Stop(err error) {
+	s.stopOnce.Do(func() {
+		s.stopErr = err
+		close(s.stopped)
+	})
+}
+
+// Drop closes the current connection (code 1000, reason "dropped") so that
+// Run reconnects after its backoff; for tests and fault injection. It
+// does nothing while disconnected.
+func (s *Socket) Drop() {
+	s.mu.Lock()
+	lc := s.conn
+	s.mu.Unlock()
+	if lc != nil {
+		lc.fail(ErrDropped, websocket.StatusNormalClosure, "dropped")
+	}
+}
+
+// Connected reports whether a connection is open right now.
+func (s *Socket) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn != nil && !s.conn.isClosing()
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Socket) Stats() Stats {
+	return Stats{
+		Connects:         s.connects.Load(),
+		Reconnects:       s.reconnects.Load(),
+		MissedHeartbeats: s.missedHB.Load(),
+		FramesIn:         s.framesIn.Load(),
+		DroppedFrames:    s.dropped.Load(),
+		SendQueueFull:    s.queueFull.Load(),
+	}
+}
+
+func (s *Socket) isStopped() bool {
+	select {
+	case <-s.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Socket) stopCause() error {
+	if s.stopErr != nil {
+		return s.stopErr
+	}
+	return ErrStopped
+}
+
+func (s *Socket) notifyClose(err error) {
+	if s.opts.OnClose != nil {
+		s.opts.OnClose(err)
+	}
+}
+
+func (s *Socket) nextRef() string { return strconv.FormatUint(s.refs.Add(1), 10) }
+
+// dial performs the upgrade. A refused upgrade becomes *UpgradeError.
+func (s *Socket) dial(ctx context.Context) (*liveConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
+	defer cancel()
+	ws, resp, err := websocket.Dial(dctx, s.opts.URL, &websocket.DialOptions{
+		HTTPClient: s.opts.HTTPClient,
+		HTTPHeader: s.opts.Header,
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			var body []byte
+			if resp.Body != nil {
+				body, _ = io.ReadAll(io.LimitReader(resp.Body, 1024))
+			}
+			return nil, newUpgradeError(resp.StatusCode, resp.Header, body, time.Now())
+		}
+		return nil, dialError(s.opts.URL, err)
+	}
+	ws.SetReadLimit(s.opts.ReadLimit)
+	return newLiveConn(s, ws), nil
+}
+
+// serve runs one open connection until it ends and returns the cause
+// (nil when ctx or Stop ended it). All the connection's goroutines have
+// exited when it returns.
+func (s *Socket) serve(ctx context.Context, lc *liveConn, attempt int) error {
+	s.connects.Add(1)
+	if attempt > 1 {
+		s.reconnects.Add(1)
+	}
+	lc.start()
+
+	s.mu.Lock()
+	s.conn = lc
+	rejoins := s.rejoinAllLocked(lc)
+	s.broadcastLocked()
+	s.mu.Unlock()
+	s.log.Info().Int("attempt", attempt).Int("rejoins", rejoins).Msg("phoenix: connected")
+	if s.opts.OnOpen != nil {
+		s.opts.OnOpen(attempt)
+	}
+
+	select {
+	case <-lc.closing:
+	case <-ctx.Done(): // Run's ctx or Stop
+		lc.fail(nil, websocket.StatusNormalClosure, "client shutdown")
+	}
+
+	s.mu.Lock()
+	if s.conn == lc {
+		s.conn = nil
+	}
+	s.channelsLostLocked()
+	s.broadcastLocked()
+	s.mu.Unlock()
+
+	lc.shutdown()
+	return lc.cause
+}
+
+// broadcastLocked wakes everything waiting for a connection change.
+func (s *Socket) broadcastLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// waitOpen returns the open connection, waiting for one while the socket
+// is down. unreg, if not nil, aborts the wait with ErrLeft.
+func (s *Socket) waitOpen(ctx context.Context, unreg <-chan struct{}) (*liveConn, error) {
+	for {
+		s.mu.Lock()
+		lc, changed := s.conn, s.changed
+		s.mu.Unlock()
+		if lc != nil && !lc.isClosing() {
+			return lc, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.stopped:
+			return nil, ErrStopped
+		case <-unreg:
+			return nil, ErrLeft
+		}
+	}
+}
+
+// errorsIsAny reports whether err matches any of targets.
+func errorsIsAny(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
