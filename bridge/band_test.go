@@ -20,7 +20,7 @@ import (
 // fastBand is the band platform with test-sized intervals.
 func fastBand() connector.Registry {
 	return connector.Registry{"band": band.Factory(false, band.Options{
-		HeartbeatInterval: 100 * time.Millisecond,
+		HeartbeatInterval: 300 * time.Millisecond,
 		IdleResync:        time.Second,
 		Backoff: phoenix.Backoff{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond, RapidFirst: 10 * time.Millisecond,
 			RapidSecond: 20 * time.Millisecond, HoldDownBase: 50 * time.Millisecond, HoldDownStep: 10 * time.Millisecond,

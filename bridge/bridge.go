@@ -178,6 +178,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 			_ = s.run(gctx) // a stopped connection is shown on /status; the others keep running
 			return nil
 		})
+		if err := b.startReturnPath(gctx, g, js, nc, m, ce, c, clog); err != nil {
+			return errors.Join(err, g.Wait())
+		}
 	}
 
 	addr := ""

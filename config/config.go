@@ -284,11 +284,16 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: max_parallel_rooms and command_max_attempts must be at least 1", key)
 		}
 	}
+	ruled := map[string]bool{}
 	for i, d := range c.Dispatch {
 		key := fmt.Sprintf("dispatch[%d]", i)
 		if !names[d.Connection] {
 			return fmt.Errorf("%s.connection %q names no [[connection]]", key, d.Connection)
 		}
+		if ruled[d.Connection] {
+			return fmt.Errorf("%s.connection %q already has a dispatch rule; list all its events in one rule", key, d.Connection)
+		}
+		ruled[d.Connection] = true
 		for j, e := range d.Events {
 			if e == "" || subjects.EventName(e) != e {
 				return fmt.Errorf("%s.events[%d] %q is not a lower-case event name", key, j, e)

@@ -1,0 +1,279 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// Doer executes one command with retries and returns its result
+// (cmdexec.Executor.Do).
+type Doer interface {
+	Do(ctx context.Context, cmd connector.Command) subjects.Result
+}
+
+// Options configure a [Dispatcher]; JS, NC, Platform, Conn and Exec are
+// required, other zero fields take the defaults their comments state.
+type Options struct {
+	JS       jetstream.JetStream
+	NC       *nats.Conn
+	Prefix   string // default "bridge"
+	Platform string
+	Conn     string
+	Exec     Doer
+	// Events are the event names dispatched, default ["message_created"].
+	Events []string
+	// MessageEvents are the events that carry a platform message whose
+	// processing state the bridge reports (mark_processing, …), default
+	// ["message_created"]. The message id is the payload's "id".
+	MessageEvents []string
+	// Timeout is how long an attempt waits for a worker's next reply,
+	// default 120s; a "processing" reply restarts it.
+	Timeout time.Duration
+	// MaxAttempts bounds worker attempts (timeouts and failed-with-retry),
+	// default 5.
+	MaxAttempts int
+	// MaxInFlightPerRoom bounds a room's messages out at once, default 1.
+	MaxInFlightPerRoom int
+	// BackoffInitial and BackoffMax shape the wait between attempts and
+	// while no worker is subscribed, defaults 1s and 60s.
+	BackoffInitial, BackoffMax time.Duration
+	// MaxAckPending bounds the messages in hand, default 1024.
+	MaxAckPending int
+	// AckWait is the consumer's ack wait, default 30s (kept alive by
+	// InProgress every AckWait/3).
+	AckWait time.Duration
+	// DrainTimeout bounds how long attempts under way may finish after Run's
+	// ctx ends, default 10s; the rest are redelivered later.
+	DrainTimeout time.Duration
+	Log          zerolog.Logger
+	Registerer   prometheus.Registerer // nil: no metrics
+}
+
+func (o *Options) setDefaults() {
+	if o.Prefix == "" {
+		o.Prefix = subjects.DefaultPrefix
+	}
+	if len(o.Events) == 0 {
+		o.Events = []string{"message_created"}
+	}
+	if o.MessageEvents == nil {
+		o.MessageEvents = []string{"message_created"}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.Timeout, 120*time.Second)
+	def(&o.BackoffInitial, time.Second)
+	def(&o.BackoffMax, 60*time.Second)
+	def(&o.AckWait, 30*time.Second)
+	def(&o.DrainTimeout, 10*time.Second)
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.MaxInFlightPerRoom <= 0 {
+		o.MaxInFlightPerRoom = 1
+	}
+	if o.MaxAckPending <= 0 {
+		o.MaxAckPending = 1024
+	}
+}
+
+// Dispatcher runs one dispatch rule.
+type Dispatcher struct {
+	o   Options
+	log zerolog.Logger
+	m   *metrics
+	hb  *ackflow.Heartbeat
+
+	mu    sync.Mutex
+	rooms map[string]*roomQueue
+	wg    sync.WaitGroup
+}
+
+type roomQueue struct {
+	msgs   []jetstream.Msg
+	active int
+}
+
+// New checks the options; it does no I/O.
+func New(o Options) (*Dispatcher, error) {
+	o.setDefaults()
+	switch {
+	case o.JS == nil || o.NC == nil || o.Exec == nil:
+		return nil, errors.New("dispatch: JS, NC and Exec are required")
+	case !subjects.IsPlatformName(o.Platform) || !subjects.IsConnName(o.Conn):
+		return nil, fmt.Errorf("dispatch: bad platform %q or connection %q", o.Platform, o.Conn)
+	}
+	m, err := newMetrics(o.Registerer, o.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: metrics: %w", err)
+	}
+	return &Dispatcher{o: o, log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m, hb: ackflow.NewHeartbeat(), rooms: map[string]*roomQueue{}}, nil
+}
+
+// ConsumerName is the durable consumer of a connection's dispatch rule.
+func ConsumerName(conn string) string { return "dispatch_" + conn }
+
+func (d *Dispatcher) consumerConfig() jetstream.ConsumerConfig {
+	filters := make([]string, 0, len(d.o.Events))
+	for _, e := range d.o.Events {
+		filters = append(filters, d.o.Prefix+".evt."+d.o.Platform+"."+d.o.Conn+".*."+e)
+	}
+	return jetstream.ConsumerConfig{
+		Durable:        ConsumerName(d.o.Conn),
+		Description:    "bridge managed dispatch for " + d.o.Conn,
+		FilterSubjects: filters,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        d.o.AckWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  d.o.MaxAckPending,
+	}
+}
+
+// Run consumes and dispatches until ctx ends, then lets attempts under way
+// finish within DrainTimeout and returns.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	stream := subjects.StreamName(d.o.Prefix, subjects.StreamEvents)
+	var cons jetstream.Consumer
+	wait := 250 * time.Millisecond
+	for {
+		var err error
+		cons, err = d.o.JS.CreateOrUpdateConsumer(ctx, stream, d.consumerConfig())
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		d.log.Warn().Err(err).Dur("retry_in", wait).Msg("dispatch consumer not ready; retrying")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 15*time.Second)
+	}
+	// hard outlives ctx by DrainTimeout: attempts under way may finish.
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	beat, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+	var bg sync.WaitGroup
+	bg.Go(func() { d.hb.Run(beat, max(d.o.AckWait/3, 10*time.Millisecond)) })
+	defer func() {
+		stopBeat()
+		bg.Wait()
+	}()
+	d.log.Info().Str("consumer", ConsumerName(d.o.Conn)).Strs("events", d.o.Events).Msg("managed dispatch running")
+	d.fetchLoop(ctx, hard, cons)
+
+	done := make(chan struct{})
+	go func() { // owned: ends when every handler has
+		d.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d.o.DrainTimeout):
+		d.log.Warn().Msg("attempts still under way at shutdown; they will be redelivered")
+		cancelHard()
+		<-done
+	}
+	return nil
+}
+
+// fetchLoop pulls messages and hands them to their room's queue.
+func (d *Dispatcher) fetchLoop(ctx, hard context.Context, cons jetstream.Consumer) {
+	slots := make(chan struct{}, d.o.MaxAckPending)
+	for ctx.Err() == nil {
+		n := cap(slots) - len(slots)
+		if n == 0 {
+			select { // wait for a slot
+			case slots <- struct{}{}:
+				<-slots
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		batch, err := cons.Fetch(min(n, 256), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn().Err(err).Msg("fetch failed")
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			slots <- struct{}{}
+			d.add(ctx, hard, m, func() { <-slots })
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			d.log.Debug().Err(err).Msg("fetch ended")
+		}
+	}
+}
+
+// add queues m behind its room's earlier messages.
+func (d *Dispatcher) add(ctx, hard context.Context, m jetstream.Msg, release func()) {
+	d.hb.Hold(m)
+	room := ""
+	if s, err := subjects.Parse(d.o.Prefix, m.Subject()); err == nil {
+		room = s.Room
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q := d.rooms[room]
+	if q == nil {
+		q = &roomQueue{}
+		d.rooms[room] = q
+	}
+	q.msgs = append(q.msgs, m)
+	d.startLocked(ctx, hard, room, q, release)
+}
+
+func (d *Dispatcher) startLocked(ctx, hard context.Context, room string, q *roomQueue, release func()) {
+	for q.active < d.o.MaxInFlightPerRoom && len(q.msgs) > 0 {
+		m := q.msgs[0]
+		q.msgs = q.msgs[1:]
+		q.active++
+		d.wg.Go(func() {
+			d.handle(ctx, hard, m)
+			d.hb.Release(m)
+			release()
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			q.active--
+			if q.active == 0 && len(q.msgs) == 0 {
+				delete(d.rooms, room)
+				return
+			}
+			d.startLocked(ctx, hard, room, q, release)
+		})
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
