@@ -84,6 +84,9 @@ func (c *Connector) Execute(ctx context.Context, cmd connector.Command) (connect
 	if spec.room && cmd.Room == "" {
 		return connector.Response{}, connector.BadRequest("room", "%s needs a room (the chat id)", cmd.Name)
 	}
+	if spec.room && dotSegment(cmd.Room) {
+		return connector.Response{}, connector.BadRequest("room", "%q is not a chat id", cmd.Room)
+	}
 	args := cmd.Args
 	if len(args) == 0 {
 		args = json.RawMessage("{}")
@@ -134,6 +137,10 @@ func blank(s string) bool {
 }
 
 func chatPath(room string) string { return "/api/v1/agent/chats/" + url.PathEscape(room) }
+
+// dotSegment reports whether id is "." or "..": url.PathEscape keeps them,
+// and a server or proxy would resolve them into another endpoint's path.
+func dotSegment(id string) bool { return id == "." || id == ".." }
 
 // Mention is one mention in send_message: id (authoritative) or handle.
 type Mention struct {
@@ -227,6 +234,9 @@ func buildMark(state string) func(*Connector, string, json.RawMessage) (request,
 		if a.MessageID == "" {
 			return request{}, connector.BadRequest("message_id", "is required")
 		}
+		if dotSegment(a.MessageID) {
+			return request{}, connector.BadRequest("message_id", "%q is not a message id", a.MessageID)
+		}
 		path := chatPath(room) + "/messages/" + url.PathEscape(a.MessageID) + "/" + state
 		if state != "failed" {
 			return request{http.MethodPost, path, nil}, nil
@@ -302,6 +312,9 @@ func buildRemoveParticipant(_ *Connector, room string, args json.RawMessage) (re
 	}
 	if a.ParticipantID == "" {
 		return request{}, connector.BadRequest("participant_id", "is required")
+	}
+	if dotSegment(a.ParticipantID) {
+		return request{}, connector.BadRequest("participant_id", "%q is not a participant id", a.ParticipantID)
 	}
 	return request{http.MethodDelete, chatPath(room) + "/participants/" + url.PathEscape(a.ParticipantID), nil}, nil
 }

@@ -339,9 +339,9 @@ func (s *session) onParticipants(r *room, event string, payload json.RawMessage)
 // messageEvent builds the event of one chat message (pushed or listed).
 func (s *session) messageEvent(roomID string, payload json.RawMessage, gap bool) (connector.Event, bool) {
 	var m struct {
-		ID         string    `json:"id"`
-		SenderID   string    `json:"sender_id"`
-		InsertedAt time.Time `json:"inserted_at"`
+		ID         string `json:"id"`
+		SenderID   string `json:"sender_id"`
+		InsertedAt string `json:"inserted_at"`
 	}
 	if err := json.Unmarshal(payload, &m); err != nil || m.ID == "" {
 		s.log.Warn().Str("room", roomID).Msg("message without an id; forwarded with a content key")
@@ -350,7 +350,8 @@ func (s *session) messageEvent(roomID string, payload json.RawMessage, gap bool)
 	if m.SenderID != "" && m.SenderID == s.c.agentID() {
 		return connector.Event{}, false // the agent's own message
 	}
-	return connector.Event{Room: roomID, Name: "message_created", Key: m.ID, Time: m.InsertedAt, Data: payload, GapFill: gap}, true
+	t, _ := time.Parse(time.RFC3339Nano, m.InsertedAt) // zero (receive time) when absent or odd
+	return connector.Event{Room: roomID, Name: "message_created", Key: m.ID, Time: t, Data: payload, GapFill: gap}, true
 }
 
 func jsonUnmarshal(data []byte, v any, what string) error {
