@@ -104,7 +104,7 @@ backoff_max = "2s"
 	ready := make(chan bridge.Info, 1)
 	b, err := bridge.New(c, bridge.Options{
 		Log: log, Registry: bridge.Platforms(), OnReady: func(i bridge.Info) { ready <- i },
-		LookupEnv: func(k string) (string, bool) { return emu.APIKey(), k == "DEMO_BAND_KEY" },
+		LookupEnv:       func(k string) (string, bool) { return emu.APIKey(), k == "DEMO_BAND_KEY" },
 		ShutdownTimeout: 3 * time.Second,
 	})
 	if err != nil {

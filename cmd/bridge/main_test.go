@@ -70,7 +70,9 @@ func TestRunExampleConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var errOut bytes.Buffer
-	go func() { done <- run(ctx, []string{"run", "--config", "../../config.example.toml"}, &bytes.Buffer{}, &errOut) }()
+	go func() {
+		done <- run(ctx, []string{"run", "--config", "../../config.example.toml"}, &bytes.Buffer{}, &errOut)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != 0 {
