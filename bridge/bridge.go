@@ -77,6 +77,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		}
 		b.conns = append(b.conns, connEntry{cfg: c, factory: f, ccfg: connector.Config{
 			Name: c.Name, Platform: c.Platform, BaseURL: c.BaseURL, WSURL: c.WSURL, AgentID: c.AgentID, APIKey: key,
+			HeartbeatInterval: c.HeartbeatInterval.D(),
 		}})
 	}
 	return b, nil

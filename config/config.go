@@ -76,6 +76,11 @@ type Connection struct {
 	APIKeyFile string `toml:"api_key_file"` // or a file holding it
 	Enabled    *bool  `toml:"enabled"`      // default true
 
+	// HeartbeatInterval between socket heartbeats, default 30s (Band closes
+	// sockets idle for ~45s; a heartbeat unanswered for one interval
+	// reconnects).
+	HeartbeatInterval Duration `toml:"heartbeat_interval"`
+
 	// MaxParallelRooms bounds how many rooms' commands run at once, default 16.
 	MaxParallelRooms int `toml:"max_parallel_rooms"`
 	// CommandMaxAttempts bounds executions of one command on transient errors, default 8.
@@ -197,6 +202,7 @@ func (c *Config) SetDefaults() {
 	def(&c.HTTP.Listen, "127.0.0.1:8080")
 	for i := range c.Connection {
 		cn := &c.Connection[i]
+		defD(&cn.HeartbeatInterval, 30*time.Second)
 		defI(&cn.MaxParallelRooms, 16)
 		defI(&cn.CommandMaxAttempts, 8)
 		defD(&cn.CommandBackoffMax, 30*time.Second)

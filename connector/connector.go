@@ -82,6 +82,8 @@ type Config struct {
 	WSURL    string // WebSocket URL; "" to derive it
 	AgentID  string
 	APIKey   string // never log it
+	// HeartbeatInterval of socket platforms; zero means the platform default.
+	HeartbeatInterval time.Duration
 }
 
 // Deps are the shared services a connector may use.

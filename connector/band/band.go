@@ -109,6 +109,9 @@ func New(cfg connector.Config, deps connector.Deps, opts Options) (*Connector, e
 		u.Path = strings.TrimRight(u.Path, "/") + socketPath
 		ws = u.String()
 	}
+	if cfg.HeartbeatInterval > 0 {
+		opts.HeartbeatInterval = cfg.HeartbeatInterval
+	}
 	c := &Connector{cfg: cfg, opts: opts.withDefaults(), log: deps.Log, wsURL: ws, seen: newSeenSet(50000)}
 	c.rest = newRESTClient(cfg.BaseURL, cfg.APIKey, deps.HTTPClient)
 	c.agent.Store(cfg.AgentID)
