@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -121,7 +122,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer func() {
+		// Close and wait for nats.go's last callbacks (they log), so nothing
+		// of this run outlives Run.
+		closed := make(chan struct{})
+		nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		nc.Close()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+		}
+	}()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -153,6 +164,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err := b.ensureStreams(gctx, js); err != nil {
 		return errors.Join(err, g.Wait())
 	}
+	ls, err := openLeases(gctx, js, cfg.NATS.Prefix, b.owner(), cfg.Lease.TTL.D(), cfg.NATS.Replicas)
+	if err != nil {
+		return errors.Join(err, g.Wait())
+	}
 	ready.Store(true)
 
 	for _, ce := range b.conns {
@@ -175,13 +190,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 		if sr, ok := c.(connector.StatsReporter); ok {
 			m.watchStats(ce.cfg.Name, sr)
 		}
-		g.Go(func() error {
-			_ = s.run(gctx) // a stopped connection is shown on /status; the others keep running
-			return nil
-		})
-		if err := b.startReturnPath(gctx, g, js, nc, m, ce, c, clog); err != nil {
+		runs, err := b.returnPath(js, nc, m, ce, c, clog)
+		if err != nil {
 			return errors.Join(err, g.Wait())
 		}
+		g.Go(func() error { return b.runConnection(gctx, ls.lease(ce.cfg.Name), s, runs) })
 	}
 
 	addr := ""
@@ -196,6 +209,61 @@ func (b *Bridge) Run(ctx context.Context) error {
 	err = g.Wait()
 	log.Info().Msg("bridge stopped")
 	return err
+}
+
+// owner names this replica in leases: lease.owner, else the host name (a
+// restarted pod keeps it and takes its connections back at once).
+func (b *Bridge) owner() string {
+	if b.cfg.Lease.Owner != "" {
+		return b.cfg.Lease.Owner
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "bridge"
+}
+
+// runConnection runs one connection whenever this replica holds its lease:
+// the platform session, the command executor and managed dispatch.
+func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, runs []func(context.Context) error) error {
+	for {
+		err := ls.acquire(ctx, func(holder string) {
+			s.board.set(s.name, StateStandby, nil)
+			s.log.Info().Str("holder", holder).Msg("another replica holds this connection; standing by")
+		})
+		if err != nil {
+			return nil // ctx ended
+		}
+		s.log.Info().Msg("lease acquired")
+		s.pub.sys(ctx, "lease_acquired", map[string]any{"owner": ls.l.owner})
+		lctx, cancel := context.WithCancel(ctx)
+		var lost error
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if lost = ls.hold(lctx); lost != nil {
+				cancel()
+			}
+		})
+		wg.Go(func() { _ = s.run(lctx) }) // a stopped connection shows on /status; its commands still run
+		for _, run := range runs {
+			wg.Go(func() {
+				if err := run(lctx); err != nil {
+					s.log.Error().Err(err).Msg("return path stopped")
+				}
+			})
+		}
+		wg.Wait()
+		cancel()
+		if lost == nil {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			ls.release(rctx)
+			rcancel()
+			return nil
+		}
+		s.log.Warn().Err(lost).Msg("lease lost; the connection stopped here")
+		s.board.set(s.name, StateStandby, lost)
+		s.pub.sys(ctx, "lease_lost", map[string]any{"reason": lost.Error()})
+	}
 }
 
 func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream) error {

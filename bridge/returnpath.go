@@ -7,7 +7,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/cmdexec"
@@ -15,13 +14,13 @@ import (
 	"github.com/bridgeworks/bridge/dispatch"
 )
 
-// startReturnPath runs a connection's command executor (durable commands
-// and RPC) and its managed-dispatch rule, if any.
-func (b *Bridge) startReturnPath(ctx context.Context, g *errgroup.Group, js jetstream.JetStream, nc *nats.Conn, m *metrics, ce connEntry, c connector.Connector, log zerolog.Logger) error {
+// returnPath builds a connection's command executor (durable commands and
+// RPC) and its managed-dispatch rule, if any, and returns their Run methods.
+func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, ce connEntry, c connector.Connector, log zerolog.Logger) ([]func(context.Context) error, error) {
 	ex, ok := c.(connector.Executor)
 	if !ok {
 		log.Info().Msg("platform takes no commands")
-		return nil
+		return nil, nil
 	}
 	n := b.cfg.NATS
 	exec, err := cmdexec.New(cmdexec.Options{
@@ -32,9 +31,9 @@ func (b *Bridge) startReturnPath(ctx context.Context, g *errgroup.Group, js jets
 		Log: log, Registerer: m.reg,
 	})
 	if err != nil {
-		return fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
+		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
 	}
-	g.Go(func() error { return exec.Run(ctx) })
+	runs := []func(context.Context) error{exec.Run}
 	for _, r := range b.cfg.Dispatch {
 		if r.Connection != ce.cfg.Name {
 			continue
@@ -46,9 +45,9 @@ func (b *Bridge) startReturnPath(ctx context.Context, g *errgroup.Group, js jets
 			Log: log, Registerer: m.reg,
 		})
 		if err != nil {
-			return fmt.Errorf("dispatch for %q: %w", ce.cfg.Name, err)
+			return nil, fmt.Errorf("dispatch for %q: %w", ce.cfg.Name, err)
 		}
-		g.Go(func() error { return d.Run(ctx) })
+		runs = append(runs, d.Run)
 	}
-	return nil
+	return runs, nil
 }

@@ -18,9 +18,10 @@ const (
 	StateFailed       State = "failed"
 	StateStopped      State = "stopped"
 	StateDisabled     State = "disabled"
+	StateStandby      State = "standby" // another replica holds the connection's lease
 )
 
-var allStates = []State{StateStarting, StateConnecting, StateConnected, StateReconnecting, StateSuperseded, StateFailed, StateStopped, StateDisabled}
+var allStates = []State{StateStarting, StateConnecting, StateConnected, StateReconnecting, StateSuperseded, StateFailed, StateStopped, StateDisabled, StateStandby}
 
 // ConnStatus is one connection's entry on /status.
 type ConnStatus struct {

@@ -18,6 +18,7 @@ type Config struct {
 	Log        Log          `toml:"log"`
 	NATS       NATS         `toml:"nats"`
 	HTTP       HTTP         `toml:"http"`
+	Lease      Lease        `toml:"lease"`
 	Connection []Connection `toml:"connection"`
 	Dispatch   []Dispatch   `toml:"dispatch"`
 }
@@ -63,6 +64,13 @@ type Embedded struct {
 // HTTP configures the health, status and metrics listener.
 type HTTP struct {
 	Listen string `toml:"listen"` // default "127.0.0.1:8080"; "none" disables it
+}
+
+// Lease configures how replicas share connections: each connection runs on
+// the one replica holding its lease in a JetStream KV bucket.
+type Lease struct {
+	TTL   Duration `toml:"ttl"`   // a holder's lease expires this long after its last renewal, default 15s
+	Owner string   `toml:"owner"` // this replica's name, default the host name (stable per pod)
 }
 
 // Connection is one platform account / agent identity.
@@ -200,6 +208,7 @@ func (c *Config) SetDefaults() {
 	def(&c.NATS.Embedded.Listen, "127.0.0.1:4222")
 	def(&c.NATS.Embedded.StoreDir, "./data/nats")
 	def(&c.HTTP.Listen, "127.0.0.1:8080")
+	defD(&c.Lease.TTL, 15*time.Second)
 	for i := range c.Connection {
 		cn := &c.Connection[i]
 		defD(&cn.HeartbeatInterval, 30*time.Second)
@@ -263,6 +272,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			return fmt.Errorf("http.listen %q is not host:port or \"none\"", c.HTTP.Listen)
 		}
+	}
+	if c.Lease.TTL.D() < 100*time.Millisecond {
+		return fmt.Errorf("lease.ttl %s is shorter than 100ms", c.Lease.TTL.D())
 	}
 	names := map[string]bool{}
 	for i, cn := range c.Connection {

@@ -2,7 +2,9 @@ package natsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"strings"
 	"time"
@@ -124,8 +126,14 @@ func Connect(ctx context.Context, o Options, log zerolog.Logger) (*nats.Conn, er
 	}
 }
 
+// permanentConnectError reports a first-connect failure that retrying cannot
+// fix: refused credentials, a failed TLS verification, TLS wanted by one side
+// only, or a missing or unreadable CA, certificate, seed or creds file.
 func permanentConnectError(err error) bool {
-	return err == nats.ErrAuthorization || strings.Contains(err.Error(), "Authorization Violation") ||
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrSecureConnWanted) || errors.Is(err, nats.ErrSecureConnRequired) ||
+		errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
+		strings.Contains(err.Error(), "Authorization Violation") ||
 		strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "tls:")
 }
 

@@ -1,0 +1,226 @@
+package cmdexec
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// outcome is how an execution ended. done is false when shutdown cut it
+// short; retryIn is then what was left of a retry wait.
+type outcome struct {
+	res      subjects.Result
+	done     bool
+	retryIn  time.Duration
+	attempts int
+}
+
+// execute runs cmd until it succeeds, fails for good or the policy gives
+// up. Attempts run under hard (cancelled only at the drain deadline); waits
+// between attempts end early when stop ends.
+func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, log zerolog.Logger) outcome {
+	for attempt := 1; ; attempt++ {
+		end := e.m.attempt(cmd.Name)
+		resp, err := e.o.Exec.Execute(hard, cmd)
+		end()
+		if err == nil {
+			return outcome{res: okResult(cmd, resp, attempt), done: true}
+		}
+		if hard.Err() != nil {
+			return outcome{attempts: attempt}
+		}
+		d := ackflow.Decide(err, attempt, e.o.Policy)
+		if d.Action != ackflow.ActionRetry {
+			return outcome{res: failResult(cmd, err, d, attempt), done: true}
+		}
+		e.m.outcome(cmd.Name, outcomeRetried)
+		errLog(log.Debug(), err).Int("attempt", attempt).Dur("retry_in", d.Delay).Msg("transient failure; retrying")
+		if stop.Err() != nil {
+			return outcome{retryIn: d.Delay, attempts: attempt}
+		}
+		due := time.Now().Add(d.Delay)
+		if !sleep(stop, d.Delay) {
+			return outcome{retryIn: max(time.Until(due), 0), attempts: attempt}
+		}
+	}
+}
+
+// Do executes cmd now, outside the durable stream, with the same in-process
+// retries as durable commands, and returns its result; it never fails
+// otherwise. A cmd.ID makes it idempotent: an id already executed (by Do or
+// by the durable path) returns the stored result without executing. Without
+// an ID one is generated and nothing is stored. When ctx ends first the
+// result is ok:false with code "unavailable".
+func (e *Executor) Do(ctx context.Context, cmd connector.Command) subjects.Result {
+	remember := cmd.ID != ""
+	if !remember {
+		cmd.ID = nuid.Next()
+	}
+	log := e.log.With().Str("command", cmd.Name).Str("id", cmd.ID).Logger()
+	args, err := normalizeArgs(cmd.Args)
+	if err == nil && !validName(cmd.Name) {
+		err = connector.BadRequest("command", "%q is not a command name", cmd.Name)
+	}
+	if err != nil {
+		e.m.outcome(cmd.Name, outcomeBadRequest)
+		return badRequestResult(cmd, err)
+	}
+	cmd.Args = args
+	if remember {
+		if res, found, err := e.lookup(ctx, cmd.ID); err != nil {
+			errLog(log.Warn(), err).Msg("executed-id lookup failed; executing without the idempotency check")
+		} else if found {
+			e.m.outcome(cmd.Name, outcomeDuplicate)
+			return res
+		}
+	}
+	out := e.execute(ctx, ctx, cmd, log)
+	if !out.done {
+		return subjects.Result{CommandID: cmd.ID, Command: cmd.Name, Attempts: out.attempts,
+			Error: &subjects.Error{Code: subjects.ErrCodeUnavailable, Message: "not finished: " + errText(ctx), Retryable: true}}
+	}
+	e.count(out.res, log)
+	if remember {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+		defer cancel()
+		if err := e.remember(sctx, cmd.ID, out.res); err != nil {
+			errLog(log.Warn(), err).Msg("executed id not stored")
+		}
+	}
+	return out.res
+}
+
+func errText(ctx context.Context) string {
+	if err := context.Cause(ctx); err != nil {
+		return err.Error()
+	}
+	return "stopped"
+}
+
+// count records a final result in metrics and logs failures.
+func (e *Executor) count(res subjects.Result, log zerolog.Logger) {
+	switch {
+	case res.OK:
+		e.m.outcome(res.Command, outcomeOK)
+		log.Debug().Int("status", res.Status).Int("attempts", res.Attempts).Msg("command executed")
+	case res.Error != nil && res.Error.Code == subjects.ErrCodeBadRequest:
+		e.m.outcome(res.Command, outcomeBadRequest)
+		log.Info().Int("status", res.Status).Msg("bad request")
+	default:
+		e.m.outcome(res.Command, outcomeFailed)
+		code := ""
+		if res.Error != nil {
+			code = res.Error.Code
+		}
+		log.Warn().Int("status", res.Status).Str("code", code).Int("attempts", res.Attempts).Msg("command failed")
+	}
+}
+
+func okResult(cmd connector.Command, resp connector.Response, attempts int) subjects.Result {
+	status := resp.Status
+	if status == 0 {
+		status = 200
+	}
+	return subjects.Result{CommandID: cmd.ID, Command: cmd.Name, OK: true, Status: status, Data: rawJSON(resp.Data), Attempts: attempts}
+}
+
+// failResult is the result of a command given up on after attempts.
+func failResult(cmd connector.Command, err error, d ackflow.Decision, attempts int) subjects.Result {
+	res := subjects.Result{CommandID: cmd.ID, Command: cmd.Name, Attempts: attempts}
+	var rq *connector.RequestError
+	var pe *connector.PlatformError
+	isPE := errors.As(err, &pe)
+	switch {
+	case errors.As(err, &rq):
+		return badRequestResult(cmd, rq)
+	case d.Reason == ackflow.ReasonExhausted:
+		res.Error = &subjects.Error{Code: subjects.ErrCodeUnavailable, Message: ackflow.ReasonExhausted + ": " + err.Error(), Retryable: true}
+	case isPE:
+		code, msg := pe.Code, pe.Message
+		if code == "" {
+			code = subjects.ErrCodePlatform
+		}
+		if msg == "" {
+			msg = pe.Error()
+		}
+		res.Error = &subjects.Error{Code: code, Message: msg, Retryable: pe.Retryable()}
+	default:
+		res.Error = &subjects.Error{Code: subjects.ErrCodePlatform, Message: err.Error()}
+	}
+	if isPE {
+		res.Status = pe.Status
+		res.Data = rawJSON(pe.Data)
+	}
+	res.Attempts = attempts
+	return res
+}
+
+// badRequestResult answers bad input; the message names the field.
+func badRequestResult(cmd connector.Command, err error) subjects.Result {
+	return subjects.Result{CommandID: cmd.ID, Command: cmd.Name, Status: 400, Attempts: 1,
+		Error: &subjects.Error{Code: subjects.ErrCodeBadRequest, Message: err.Error()}}
+}
+
+// rawJSON keeps b as the result's data when it is JSON, and as a JSON
+// string otherwise (a platform answering text), so the result always encodes.
+func rawJSON(b []byte) json.RawMessage {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	if json.Valid(b) {
+		return json.RawMessage(b)
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
+
+// normalizeArgs accepts a JSON object, or nothing (no arguments, as {}).
+func normalizeArgs(b []byte) (json.RawMessage, error) {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 || string(t) == "null" {
+		return json.RawMessage("{}"), nil
+	}
+	if t[0] != '{' || !json.Valid(t) {
+		return nil, connector.BadRequest("body", "not a JSON object")
+	}
+	return json.RawMessage(b), nil
+}
+
+// validName reports whether name is a command token of the contract.
+func validName(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+// errLog adds err to ev without its text when the text may carry platform
+// content: a PlatformError logs status and code only, a RequestError its
+// field.
+func errLog(ev *zerolog.Event, err error) *zerolog.Event {
+	var pe *connector.PlatformError
+	var rq *connector.RequestError
+	switch {
+	case errors.As(err, &pe):
+		return ev.Int("status", pe.Status).Str("code", pe.Code).Dur("platform_retry_after", pe.RetryAfter)
+	case errors.As(err, &rq):
+		return ev.Str("field", rq.Field)
+	}
+	return ev.Str("error", fmt.Sprint(err))
+}

@@ -1,0 +1,109 @@
+package cmdexec
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes counted by bridge_commands_total.
+const (
+	outcomeOK         = "ok"
+	outcomeBadRequest = "bad_request"
+	outcomeFailed     = "failed"
+	outcomeRetried    = "retried"   // one per in-process retry
+	outcomeDuplicate  = "duplicate" // an executed id answered from the KV bucket
+	outcomeRejected   = "rejected"  // an RPC refused because the pool was full
+)
+
+// maxCommandLabels bounds the command label's values: command names come
+// from workers, so an unbounded label would let a typo grow the registry.
+const maxCommandLabels = 64
+
+// metrics are one connection's command metrics. Every method is a no-op on
+// a nil *metrics, so an Executor without a Registerer needs no checks.
+type metrics struct {
+	commands *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	inFlight prometheus.Gauge
+
+	mu    sync.Mutex
+	names map[string]struct{}
+}
+
+func newMetrics(reg prometheus.Registerer, platform, conn string) (*metrics, error) {
+	labels := prometheus.Labels{"connection": conn, "platform": platform}
+	m := &metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_commands_total", ConstLabels: labels,
+			Help: "Commands handled by outcome (ok, bad_request, failed, duplicate, rejected) and in-process retries (retried).",
+		}, []string{"command", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "bridge_command_duration_seconds", ConstLabels: labels,
+			Help:    "Duration of one attempt at a command against the platform.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"command"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bridge_commands_in_flight", ConstLabels: labels,
+			Help: "Command attempts running against the platform now.",
+		}),
+		names: map[string]struct{}{},
+	}
+	var err error
+	m.commands = register(reg, m.commands, &err)
+	m.latency = register(reg, m.latency, &err)
+	m.inFlight = register(reg, m.inFlight, &err)
+	return m, err
+}
+
+// register registers c, or returns the collector already registered under
+// the same description (a restarted executor of the same connection).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if old, ok := are.ExistingCollector.(C); ok {
+			return old
+		}
+	}
+	*errp = errors.Join(*errp, err)
+	return c
+}
+
+func (m *metrics) label(command string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.names[command]; ok {
+		return command
+	}
+	if len(m.names) >= maxCommandLabels || len(command) > 64 {
+		return "other"
+	}
+	m.names[command] = struct{}{}
+	return command
+}
+
+func (m *metrics) outcome(command, outcome string) {
+	if m == nil {
+		return
+	}
+	m.commands.WithLabelValues(m.label(command), outcome).Inc()
+}
+
+// attempt counts one running attempt; call the result when it ends.
+func (m *metrics) attempt(command string) func() {
+	if m == nil {
+		return func() {}
+	}
+	start := time.Now()
+	m.inFlight.Inc()
+	return func() {
+		m.inFlight.Dec()
+		m.latency.WithLabelValues(m.label(command)).Observe(time.Since(start).Seconds())
+	}
+}

@@ -1,0 +1,161 @@
+package cmdexec
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// Options configure an [Executor]. JS, NC, Platform, Conn and Exec are
+// required; every other zero field takes the default its comment states.
+type Options struct {
+	JS       jetstream.JetStream // the COMMANDS stream, the consumer, the KV bucket and the DLQ
+	NC       *nats.Conn          // results and RPC (core NATS)
+	Prefix   string              // subject prefix, default "bridge"
+	Platform string              // the platform's subject token, e.g. "band"
+	Conn     string              // the connection's name, [a-z0-9_-]{1,64}
+	Exec     connector.Executor  // makes one attempt at a command
+
+	// MaxParallelRooms bounds the rooms executing at once, default 16.
+	MaxParallelRooms int
+	// Policy bounds in-process retries; zero fields default to 8 attempts,
+	// 200ms doubling to 30s, equal jitter (ackflow.DefaultPolicy).
+	Policy ackflow.Policy
+	// AckWait is the consumer's ack wait, default 30s; messages in hand get
+	// an InProgress every AckWait/3.
+	AckWait time.Duration
+	// Log receives the executor's logs; never payloads.
+	Log zerolog.Logger
+	// Registerer takes the executor's metrics; nil means none.
+	Registerer prometheus.Registerer
+
+	// MaxAckPending bounds the commands in hand (the consumer's
+	// MaxAckPending and the executor's own bound), default 1024.
+	MaxAckPending int
+	// ExecutedTTL is how long an executed command id is remembered, default
+	// 20m. Keep it at least the COMMANDS stream's duplicate window.
+	ExecutedTTL time.Duration
+	// Replicas of the executed-ids KV bucket, default 1.
+	Replicas int
+	// DrainTimeout bounds how long running commands may take to finish once
+	// Run's ctx ends, default 10s; then their calls are cancelled.
+	DrainTimeout time.Duration
+	// RPCWorkers is the number of RPC requests handled at once, default 16.
+	// Four times as many may wait; beyond that a request is refused at once
+	// with an "unavailable" result.
+	RPCWorkers int
+	// FetchWait is the expiry of each pull request, default 1s. Run takes up
+	// to this long to stop taking messages after its ctx ends.
+	FetchWait time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Prefix == "" {
+		o.Prefix = subjects.DefaultPrefix
+	}
+	if o.MaxParallelRooms <= 0 {
+		o.MaxParallelRooms = 16
+	}
+	o.Policy = o.Policy.WithDefaults()
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.MaxAckPending <= 0 {
+		o.MaxAckPending = 1024
+	}
+	if o.ExecutedTTL <= 0 {
+		o.ExecutedTTL = 20 * time.Minute
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 10 * time.Second
+	}
+	if o.RPCWorkers <= 0 {
+		o.RPCWorkers = 16
+	}
+	if o.FetchWait <= 0 {
+		o.FetchWait = time.Second
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.JS == nil {
+		errs = append(errs, errors.New("JS is nil"))
+	}
+	if o.NC == nil {
+		errs = append(errs, errors.New("NC is nil"))
+	}
+	if o.Exec == nil {
+		errs = append(errs, errors.New("Exec is nil"))
+	}
+	if err := subjects.ValidatePrefix(o.Prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if !subjects.IsPlatformName(o.Platform) {
+		errs = append(errs, fmt.Errorf("platform %q is not a lower-case name", o.Platform))
+	}
+	if !subjects.IsConnName(o.Conn) {
+		errs = append(errs, fmt.Errorf("connection %q does not match [a-z0-9_-]{1,64}", o.Conn))
+	}
+	return errors.Join(errs...)
+}
+
+// Executor executes the commands of one connection. Build it with [New];
+// run it with [Executor.Run]; [Executor.Do] may be called at any time, also
+// without Run.
+type Executor struct {
+	o       Options
+	log     zerolog.Logger
+	m       *metrics // nil without a Registerer
+	running atomic.Bool
+
+	kvMu sync.Mutex
+	kv   jetstream.KeyValue // set once the bucket exists
+}
+
+// New checks o and fills in defaults. It does no I/O: the consumer and the
+// KV bucket are created (or updated) by Run, and the bucket on first use by
+// Do.
+func New(o Options) (_ *Executor, err error) {
+	defer wrapErr(&err, "cmdexec: %s", o.Conn)
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	e := &Executor{o: o, log: o.Log.With().Str("connection", o.Conn).Str("platform", o.Platform).Logger()}
+	if o.Registerer != nil {
+		if e.m, err = newMetrics(o.Registerer, o.Platform, o.Conn); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// ConsumerName is the durable consumer of conn's commands.
+func ConsumerName(conn string) string { return "cmd_" + conn }
+
+// BucketName is the KV bucket of executed command ids under prefix:
+// BRIDGE_EXECUTED for the default prefix.
+func BucketName(prefix string) string { return subjects.StreamName(prefix, "EXECUTED") }
+
+// wrapErr prefixes *err once with the operation; used with defer on named
+// results.
+func wrapErr(err *error, format string, args ...any) {
+	if *err != nil {
+		*err = fmt.Errorf(format+": %w", append(args, *err)...)
+	}
+}

@@ -1,0 +1,144 @@
+package cmdexec
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// rpcQueue is the queue group of every bridge serving P.rpc….
+const rpcQueue = "bridge"
+
+// rpcServer answers P.rpc.<platform>.<conn>.<command> requests: the NATS
+// callback only queues a request (or refuses it when the bounded queue is
+// full, so a flood fails loudly instead of growing memory); RPCWorkers
+// goroutines execute them.
+type rpcServer struct {
+	sub *nats.Subscription
+	wg  sync.WaitGroup
+
+	mu     sync.RWMutex
+	closed bool
+	q      chan *nats.Msg
+}
+
+func (e *Executor) startRPC(hard context.Context) (_ *rpcServer, err error) {
+	subj := subjects.Filter(e.o.Prefix, subjects.KindRPC, e.o.Platform, e.o.Conn)
+	defer wrapErr(&err, "rpc subscribe %s", subj)
+	s := &rpcServer{q: make(chan *nats.Msg, 4*e.o.RPCWorkers)}
+	s.sub, err = e.o.NC.QueueSubscribe(subj, rpcQueue, func(m *nats.Msg) { e.offerRPC(s, m) })
+	if err != nil {
+		return nil, err
+	}
+	for range e.o.RPCWorkers {
+		s.wg.Go(func() {
+			for m := range s.q {
+				e.serveRPC(hard, m)
+			}
+		})
+	}
+	return s, nil
+}
+
+// offerRPC runs on the subscription's goroutine and must not block.
+func (e *Executor) offerRPC(s *rpcServer, m *nats.Msg) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return
+	}
+	select {
+	case s.q <- m:
+	default:
+		name := strings.TrimPrefix(m.Subject, rpcPrefix(e.o))
+		e.m.outcome(name, outcomeRejected)
+		e.log.Warn().Str("subject", m.Subject).Int("queued", len(s.q)).Msg("rpc refused: all workers busy")
+		e.respond(m, subjects.Result{CommandID: nuid.Next(), Command: name, Attempts: 0,
+			Error: &subjects.Error{Code: subjects.ErrCodeUnavailable, Message: "busy: too many requests in progress", Retryable: true}})
+	}
+}
+
+// stop ends the subscription; queued requests are still served.
+func (s *rpcServer) stop() {
+	_ = s.sub.Unsubscribe()
+	s.mu.Lock()
+	s.closed = true
+	close(s.q)
+	s.mu.Unlock()
+}
+
+// wait blocks until every queued request has been answered.
+func (s *rpcServer) wait() { s.wg.Wait() }
+
+func rpcPrefix(o Options) string {
+	f := subjects.Filter(o.Prefix, subjects.KindRPC, o.Platform, o.Conn)
+	return f[:len(f)-1]
+}
+
+func (e *Executor) serveRPC(ctx context.Context, m *nats.Msg) {
+	if m.Reply == "" {
+		e.log.Warn().Str("subject", m.Subject).Msg("rpc request without a reply subject; ignored")
+		return
+	}
+	cmd, err := e.parseRPC(m)
+	if err != nil {
+		if cmd.ID == "" {
+			cmd.ID = nuid.Next()
+		}
+		e.m.outcome(cmd.Name, outcomeBadRequest)
+		e.log.Info().Str("subject", m.Subject).Str("id", cmd.ID).Msg("rpc: bad request")
+		e.respond(m, badRequestResult(cmd, err))
+		return
+	}
+	e.respond(m, e.Do(ctx, cmd))
+}
+
+func (e *Executor) respond(m *nats.Msg, res subjects.Result) {
+	b, err := json.Marshal(res)
+	if err == nil {
+		err = m.Respond(b)
+	}
+	if err != nil {
+		e.log.Warn().Err(err).Str("subject", m.Subject).Msg("rpc reply not sent")
+	}
+}
+
+// parseRPC reads an RPC request: the command from the subject, the JSON
+// object body as its arguments, and an optional "room" string field, which
+// is taken out of the arguments.
+func (e *Executor) parseRPC(m *nats.Msg) (connector.Command, error) {
+	name := strings.TrimPrefix(m.Subject, rpcPrefix(e.o))
+	cmd := connector.Command{ID: m.Header.Get(subjects.HeaderMsgID), Name: name}
+	if strings.Contains(name, ".") || !validName(name) {
+		return cmd, connector.BadRequest("command", "subject %q: want <command> after the connection", m.Subject)
+	}
+	args, err := normalizeArgs(m.Data)
+	if err != nil {
+		return cmd, err
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(args, &obj); err != nil {
+		return cmd, connector.BadRequest("body", "not a JSON object: %v", err)
+	}
+	if raw, ok := obj["room"]; ok {
+		var room string
+		if err := json.Unmarshal(raw, &room); err != nil {
+			return cmd, connector.BadRequest("room", "not a string")
+		}
+		delete(obj, "room")
+		if args, err = json.Marshal(obj); err != nil {
+			return cmd, fmt.Errorf("re-encode arguments: %w", err)
+		}
+		cmd.Room = room
+	}
+	cmd.Args = args
+	return cmd, nil
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// headerAttempt is dispatch.HeaderAttempt (the dispatch package pulls in
+// NATS; the test checks the two agree).
+const headerAttempt = "Bridge-Attempt"
+
+// channel is one subject kind as an AsyncAPI channel, with the operation a
+// worker performs on it.
+type channel struct {
+	kind        subjects.Kind
+	name        string // last token's parameter: event or command
+	title       string
+	description string
+	messages    []string // keys of components.messages
+	op          string   // operation id
+	action      string   // "send" or "receive", from the worker's side
+	summary     string
+	reply       string // reply channel id, for request-reply
+}
+
+func stream(base string) string { return subjects.StreamName(subjects.DefaultPrefix, base) }
+
+// channels lists every subject kind of the contract (the test checks that
+// it matches the Kind constants of package subjects).
+var channels = []channel{
+	{kind: subjects.KindEvent, name: "event", title: "Platform events",
+		description: "Every platform event, in the platform's order per room. JetStream stream " + stream(subjects.StreamEvents) + " (deduplicated by Nats-Msg-Id). Consume with a durable consumer; ack after you have acted.",
+		messages:    []string{"event"}, op: "receiveEvent", action: "receive", summary: "Consume platform events from JetStream."},
+	{kind: subjects.KindSys, name: "event", title: "Lifecycle events",
+		description: "Bridge lifecycle of a connection: connected, disconnected, reconnecting, superseded, lease_acquired, lease_lost, gap_filled, session_replaced. Same stream as events.",
+		messages:    []string{"event"}, op: "receiveLifecycleEvent", action: "receive", summary: "Watch a connection's lifecycle."},
+	{kind: subjects.KindCommand, name: "command", title: "Durable commands",
+		description: "Commands to the platform, published with JetStream to stream " + stream(subjects.StreamCommands) + ". The PubAck means stored; the bridge executes commands per room in publish order, retries transient failures, and executes each Nats-Msg-Id at most once.",
+		messages:    []string{"command"}, op: "sendCommand", action: "send", summary: "Publish a durable command."},
+	{kind: subjects.KindResult, name: "command", title: "Command results",
+		description: "One result per executed command, on core NATS (and on the command's Bridge-Reply-To subject).",
+		messages:    []string{"result"}, op: "receiveResult", action: "receive", summary: "Learn the outcome of durable commands."},
+	{kind: subjects.KindRPC, name: "command", title: "Synchronous commands",
+		description: "Request-reply on core NATS, not durable: the reply is the result once executed; with no bridge running the caller gets no responders. Use it for reads.",
+		messages:    []string{"rpcRequest"}, op: "requestCommand", action: "send", summary: "Run a command and wait for its result.", reply: "rpcReply"},
+	{kind: subjects.KindWork, name: "event", title: "Managed dispatch",
+		description: "For each [[dispatch]] rule the bridge sends matching events as core NATS requests to a worker queue group, one room's messages in order. Reply to the request's reply subject, once or several times.",
+		messages:    []string{"workRequest"}, op: "answerWork", action: "receive", summary: "Answer managed-dispatch requests (subscribe with a queue group).", reply: "workReply"},
+	{kind: subjects.KindDLQ, name: "name", title: "Dead letters",
+		description: "Commands and dispatched events the bridge gave up on, with the original body and the reason in headers. JetStream stream " + stream(subjects.StreamDLQ) + ".",
+		messages:    []string{"deadLetter"}, op: "receiveDeadLetter", action: "receive", summary: "Inspect or replay what failed."},
+}
+
+// replies are the channels of request-reply answers: NATS inboxes, so their
+// address is not known in advance.
+var replies = []struct{ id, description, message string }{
+	{"rpcReply", "The reply subject of a P.rpc… request (the requester's inbox).", "result"},
+	{"workReply", "The reply subject of a P.work… request (the bridge's inbox).", "workReply"},
+}
+
+// address is a kind's subject with a parameter in place of each part.
+func address(k subjects.Kind, name string) string {
+	parts := []string{"{prefix}", string(k), "{platform}", "{conn}"}
+	if k.HasRoom() {
+		parts = append(parts, "{room}")
+	}
+	return strings.Join(append(parts, "{"+name+"}"), ".")
+}
+
+func ref(path string) obj { return o("$ref", path) }
+
+func headers(names ...string) obj {
+	desc := map[string]string{
+		subjects.HeaderContentType:   "application/cloudevents+json on events.",
+		subjects.HeaderMsgID:         "Deduplication and idempotency key: the event id on events; your key on commands (the same key executes at most once).",
+		subjects.HeaderReplyTo:       "A subject that also receives this command's result.",
+		subjects.HeaderTraceParent:   "W3C trace context, when tracing is on.",
+		subjects.HeaderTraceState:    "W3C trace state, when tracing is on.",
+		subjects.HeaderError:         "Why the message was given up on (one line).",
+		subjects.HeaderStatus:        "The platform's HTTP status, 0 when there was none.",
+		subjects.HeaderAttempts:      "How many attempts were made.",
+		subjects.HeaderSourceSubject: "The subject the message was on (P.cmd… or P.evt…).",
+		headerAttempt:                "Attempt number of this work request, 1 for the first.",
+	}
+	var props obj
+	for _, n := range names {
+		props = append(props, field{n, o("type", "string", "description", desc[n])})
+	}
+	return o("type", "object", "properties", props)
+}
+
+// asyncAPI is the AsyncAPI 3.0 document of the contract, from the worker's
+// side: it receives events, sends commands.
+func asyncAPI() obj {
+	var chans, ops obj
+	for _, c := range channels {
+		params := o("prefix", ref("#/components/parameters/prefix"), "platform", ref("#/components/parameters/platform"),
+			"conn", ref("#/components/parameters/conn"))
+		if c.kind.HasRoom() {
+			params = append(params, field{"room", ref("#/components/parameters/room")})
+		}
+		params = append(params, field{c.name, ref("#/components/parameters/" + c.name)})
+		var msgs obj
+		var opMsgs list
+		for _, m := range c.messages {
+			msgs = append(msgs, field{m, ref("#/components/messages/" + m)})
+			opMsgs = append(opMsgs, ref("#/channels/"+string(c.kind)+"/messages/"+m))
+		}
+		chans = append(chans, field{string(c.kind), o(
+			"address", address(c.kind, c.name), "title", c.title, "description", c.description,
+			"parameters", params, "messages", msgs)})
+		op := o("action", c.action, "channel", ref("#/channels/"+string(c.kind)), "summary", c.summary, "messages", opMsgs)
+		if c.reply != "" {
+			op = append(op, field{"reply", o("channel", ref("#/channels/"+c.reply))})
+		}
+		ops = append(ops, field{c.op, op})
+	}
+	for _, r := range replies {
+		chans = append(chans, field{r.id, o("address", nil, "description", r.description,
+			"messages", o(r.message, ref("#/components/messages/"+r.message)))})
+	}
+
+	messages := o(
+		"event", o("name", "event", "title", "Event", "contentType", subjects.ContentTypeCloudEvents,
+			"summary", "A platform or lifecycle event in a CloudEvents envelope.",
+			"headers", headers(subjects.HeaderContentType, subjects.HeaderMsgID, subjects.HeaderTraceParent, subjects.HeaderTraceState),
+			"payload", ref("./schemas/event.schema.json")),
+		"workRequest", o("name", "workRequest", "title", "Work request", "contentType", subjects.ContentTypeCloudEvents,
+			"summary", "The event to handle, as on P.evt…; the bridge waits for replies on the request's reply subject.",
+			"headers", headers(subjects.HeaderContentType, subjects.HeaderMsgID, headerAttempt),
+			"payload", ref("./schemas/event.schema.json")),
+		"workReply", o("name", "workReply", "title", "Work reply", "contentType", "application/json",
+			"summary", "processing, processed with commands, or failed with retry.",
+			"payload", ref("./schemas/work-reply.schema.json")),
+		"command", o("name", "command", "title", "Command", "contentType", "application/json",
+			"summary", "The command's arguments as a JSON object (see docs/workers.md for each platform's commands).",
+			"headers", headers(subjects.HeaderMsgID, subjects.HeaderReplyTo),
+			"payload", o("type", "object")),
+		"rpcRequest", o("name", "rpcRequest", "title", "RPC request", "contentType", "application/json",
+			"summary", "The command's arguments, plus \"room\" (the room id, unescaped) where the command needs one.",
+			"payload", o("type", "object", "properties", o("room", o("type", "string", "description", "Room id as the platform writes it.")))),
+		"result", o("name", "result", "title", "Result", "contentType", "application/json",
+			"summary", "The outcome of one executed command.",
+			"payload", ref("./schemas/result.schema.json")),
+		"deadLetter", o("name", "deadLetter", "title", "Dead letter",
+			"summary", "The original body (command arguments or event) with the reason in headers.",
+			"headers", headers(subjects.HeaderError, subjects.HeaderStatus, subjects.HeaderAttempts, subjects.HeaderSourceSubject),
+			"payload", obj{}),
+	)
+	params := o(
+		"prefix", o("description", "Subject prefix (config nats.prefix); streams are <PREFIX>_EVENTS etc. when it is not bridge.", "default", subjects.DefaultPrefix),
+		"platform", o("description", "Platform name.", "examples", list{"band"}),
+		"conn", o("description", "Connection name from the bridge config: [a-z0-9_-]{1,64}.", "examples", list{"support-bot"}),
+		"room", o("description", "The platform's room id as one token: bytes outside [A-Za-z0-9_-] become ~ and two upper-case hex digits (a.b → a~2Eb); _ means no room, and a room id that is literally _ is ~5F.",
+			"examples", list{subjects.EscapeToken("6f1d2c3b-0a9e-4f5d-8c7b-1a2b3c4d5e6f"), subjects.EscapeToken("a.b"), subjects.NoRoom}),
+		"event", o("description", "Event name, lower-case snake case; unknown platform events are forwarded with unsafe bytes escaped as for rooms.", "examples", list{"message_created", "room_added", "connected"}),
+		"command", o("description", "Command name, lower-case snake case.", "examples", list{"send_message", "mark_processed", "me"}),
+		"name", o("description", "The command or event name of the message that was given up on.", "examples", list{"send_message", "message_created"}),
+	)
+	return o(
+		"asyncapi", "3.0.0",
+		"info", o("title", "Bridge worker contract", "version", "1",
+			"description", "What a worker service sees of the bridge between AI-agent chat platforms and NATS, from the worker's side: it receives events and sends commands. Generated from package subjects by go generate; docs/workers.md explains it."),
+		"defaultContentType", "application/json",
+		"servers", o("local", o("host", "127.0.0.1:4222", "protocol", "nats", "description", "The bridge's embedded NATS server (or your cluster).")),
+		"channels", chans,
+		"operations", ops,
+		"components", o("parameters", params, "messages", messages),
+	)
+}
