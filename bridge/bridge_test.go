@@ -81,6 +81,7 @@ type bridgeSpec struct {
 	storeDir string // JetStream store; t.TempDir() when empty
 	registry connector.Registry
 	env      map[string]string
+	natsURL  string // external NATS; embedded when empty
 }
 
 // runBridge starts a bridge and waits until it is ready; it is stopped at
@@ -91,6 +92,7 @@ func runBridge(t *testing.T, spec bridgeSpec) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.NATS.URL = spec.natsURL
 	c.NATS.Embedded.StoreDir = spec.storeDir
 	if c.NATS.Embedded.StoreDir == "" {
 		c.NATS.Embedded.StoreDir = t.TempDir()

@@ -29,6 +29,16 @@ type outcome struct {
 // up. Attempts run under hard (cancelled only at the drain deadline); waits
 // between attempts end early when stop ends.
 func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, log zerolog.Logger) outcome {
+	if rc, ok := e.o.Exec.(connector.Reconciler); ok && cmd.MaybeExecuted {
+		resp, found, err := rc.Reconcile(hard, cmd)
+		switch {
+		case err != nil:
+			errLog(log.Warn(), err).Msg("cannot tell whether a crashed run executed this command; executing it")
+		case found:
+			log.Info().Msg("a crashed run had executed this command; not executing it again")
+			return outcome{res: okResult(cmd, resp, 0), done: true}
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		end := e.m.attempt(cmd.Name)
 		resp, err := e.o.Exec.Execute(hard, cmd)

@@ -82,6 +82,9 @@ func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decisi
 	case badInput != nil:
 		res = badRequestResult(cmd, badInput)
 	default:
+		if md, err := it.msg.Metadata(); err == nil && md.NumDelivered > 1 {
+			cmd.MaybeExecuted, cmd.Since = true, it.stored
+		}
 		out := e.execute(stop, hard, cmd, log)
 		if !out.done {
 			it.retryIn = out.retryIn

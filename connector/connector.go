@@ -47,6 +47,19 @@ type Command struct {
 	Name string          // e.g. "send_message"
 	Room string          // platform room id; "" when the command takes none
 	Args json.RawMessage // the JSON arguments as the worker sent them
+	// MaybeExecuted is set when an earlier run may have executed this
+	// command without recording it (a crash between the platform call and
+	// the record): see [Reconciler]. Since bounds when that could have been.
+	MaybeExecuted bool
+	Since         time.Time
+}
+
+// Reconciler is implemented by connectors that can tell whether a command
+// already took effect on the platform. The bridge asks before re-executing
+// a command that a crashed run may have executed; found reports that it
+// did, with the platform's record of it as the response.
+type Reconciler interface {
+	Reconcile(ctx context.Context, cmd Command) (resp Response, found bool, err error)
 }
 
 // Response is a platform's answer to an executed command.

@@ -38,7 +38,11 @@ type message struct {
 	subj    subjects.Subject
 	eventID string
 	msgID   string // platform message id for processing-state calls, "" if none
-	log     zerolog.Logger
+	// redelivered: an earlier run may have executed this message's reply
+	// commands without recording it; stored is when the event was stored.
+	redelivered bool
+	stored      time.Time
+	log         zerolog.Logger
 }
 
 // handle runs one message to its end: processed and acked, failed and
@@ -113,6 +117,9 @@ func (d *Dispatcher) parse(m jetstream.Msg) (*message, error) {
 		return nil, err
 	}
 	msg := &message{m: m, subj: subj, eventID: ev.ID}
+	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+		msg.redelivered, msg.stored = true, md.Timestamp
+	}
 	if slices.Contains(d.o.MessageEvents, subj.Name) {
 		var p struct {
 			ID string `json:"id"`
@@ -251,6 +258,7 @@ func (d *Dispatcher) doUntilSettled(hard context.Context, msg *message, id strin
 		if k > 0 {
 			cmd.ID = fmt.Sprintf("%s:%d", id, k)
 		}
+		cmd.MaybeExecuted, cmd.Since = msg.redelivered, msg.stored
 		res := d.o.Exec.Do(hard, cmd)
 		if res.OK || res.Error == nil || !res.Error.Retryable || hard.Err() != nil {
 			return res

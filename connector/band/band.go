@@ -70,8 +70,9 @@ type Connector struct {
 	agent atomic.Value // string: the agent's id, from config or /agent/me
 	seen  *seenSet     // message ids stored in JetStream, across sessions
 
-	mu   sync.Mutex
-	sess *session
+	connMu sync.Mutex // serialises Connect and Close (held across network calls)
+	mu     sync.Mutex // guards sess only; never held across a call
+	sess   *session
 
 	reconnects, missedHB, gapFilled atomic.Uint64 // totals of ended sessions + gap-fills
 }
@@ -138,9 +139,12 @@ func (c *Connector) socketURL() string {
 // Connect checks the key with GET /agent/me, opens the socket and joins the
 // agent's channels. Room sync and catch-up continue in the background.
 func (c *Connector) Connect(ctx context.Context) error {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sess != nil {
+	busy := c.sess != nil
+	c.mu.Unlock()
+	if busy {
 		return errors.New("band: already connected")
 	}
 	var me struct {
@@ -158,7 +162,9 @@ func (c *Connector) Connect(ctx context.Context) error {
 	if err := s.start(ctx); err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.sess = s
+	c.mu.Unlock()
 	return nil
 }
 
@@ -175,6 +181,8 @@ func (c *Connector) Receive(ctx context.Context) (connector.Event, connector.Ack
 
 // Close ends the session; it is idempotent.
 func (c *Connector) Close(ctx context.Context) error {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
 	c.mu.Lock()
 	s := c.sess
 	c.sess = nil

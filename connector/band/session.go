@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -36,6 +37,7 @@ type session struct {
 	out    chan item
 	resync chan struct{} // coalescing: a pending full resync
 	opened chan struct{} // closed at the first open
+	dialed chan error    // failed dials before the first open (latest first; never blocks)
 	ended  chan struct{} // closed when the socket's Run returned
 	endErr error         // Run's result, set before ended is closed
 	cancel context.CancelFunc
@@ -66,6 +68,7 @@ func newSession(c *Connector) *session {
 		out:    make(chan item, c.opts.QueueSize),
 		resync: make(chan struct{}, 1),
 		opened: make(chan struct{}),
+		dialed: make(chan error, 1),
 		ended:  make(chan struct{}),
 		sem:    make(chan struct{}, c.opts.JoinParallelism),
 		rooms:  map[string]*room{},
@@ -100,12 +103,23 @@ func (s *session) start(ctx context.Context) error {
 		_ = s.stop(context.Background())
 		return err
 	}
-	select {
-	case <-s.opened:
-	case <-s.ended:
-		return fail(fmt.Errorf("band: socket: %w", s.endErrOr(connector.ErrNotConnected)))
-	case <-ctx.Done():
-		return fail(fmt.Errorf("band: socket did not open: %w", ctx.Err()))
+	for opened := false; !opened; {
+		select {
+		case <-s.opened:
+			opened = true
+		case err := <-s.dialed:
+			// A refusal that waiting will not cure (bad key, wrong agent)
+			// fails Connect so it shows on /status; rate limits and
+			// outages are waited out by the socket's own backoff.
+			var ue *phoenix.UpgradeError
+			if errors.As(err, &ue) && ue.Status >= 400 && ue.Status < 500 && ue.Status != http.StatusTooManyRequests && ue.Status != http.StatusRequestTimeout {
+				return fail(fmt.Errorf("band: socket refused: %w", err))
+			}
+		case <-s.ended:
+			return fail(fmt.Errorf("band: socket: %w", s.endErrOr(connector.ErrNotConnected)))
+		case <-ctx.Done():
+			return fail(fmt.Errorf("band: socket did not open: %w", ctx.Err()))
+		}
 	}
 	// agent_control first: a failure to join it is a failed connect, as in
 	// the official SDKs; the other two are joined after it.
@@ -204,7 +218,11 @@ func (s *session) onOpen(attempt int) {
 
 func (s *session) onClose(err error) {
 	if !s.isOpen.Swap(false) {
-		return // a failed dial: nothing was open
+		select { // a failed dial: nothing was open; start may want to know
+		case s.dialed <- err:
+		default:
+		}
+		return
 	}
 	// Pushes after the reconnect wait until each room's catch-up ran.
 	s.mu.Lock()
