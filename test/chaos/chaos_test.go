@@ -1,0 +1,332 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/bridgeworks/bridge/emulator/bandemu"
+	"github.com/bridgeworks/bridge/internal/testutil"
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+const (
+	rooms    = 6
+	messages = 330 // in all, spread over the rooms
+	postRate = 15  // messages a second
+)
+
+// proc is a child process whose output goes to a file.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func start(t *testing.T, name, logPath string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() { // owned: ends when the process does; kill/stop wait for it
+		_ = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) stop(t *testing.T) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s did not stop on SIGTERM; killing it", p.name)
+		p.kill()
+	}
+}
+
+func build(t *testing.T, dir, out, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(dir, out)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestChaosNothingLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos test: not in -short runs")
+	}
+	dir := t.TempDir()
+	bridgeBin := build(t, dir, "bridge", "github.com/bridgeworks/bridge/cmd/bridge")
+	natsBin := build(t, dir, "nats-server", "github.com/nats-io/nats-server/v2")
+
+	// nats-server, its store kept across its restarts.
+	natsPort := freePort(t)
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	natsLog := filepath.Join(dir, "nats.log")
+	natsArgs := []string{"-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-js", "-sd", filepath.Join(dir, "js"), "-n", "chaos"}
+	ns := start(t, "nats-server", natsLog, nil, natsBin, natsArgs...)
+	defer func() { ns.stop(t) }()
+
+	// The platform.
+	emu := bandemu.New(bandemu.Options{HeartbeatTimeout: 3 * time.Second})
+	emuURL, err := emu.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	var rs []bandemu.Room
+	var us []bandemu.User
+	for i := range rooms {
+		u := emu.AddUser(fmt.Sprintf("User %d", i))
+		us = append(us, u)
+		rs = append(rs, emu.AddRoom(fmt.Sprintf("room %d", i), u.ID))
+	}
+
+	// The bridge, as a real process.
+	httpPort := freePort(t)
+	cfgPath := filepath.Join(dir, "bridge.toml")
+	cfg := fmt.Sprintf(`
+[log]
+level = "debug"
+[nats]
+url = %q
+[http]
+listen = "127.0.0.1:%d"
+[lease]
+ttl = "3s"
+owner = "chaos"
+[[connection]]
+name = "chaos"
+platform = "band"
+base_url = %q
+agent_id = %q
+api_key_env = "BAND_API_KEY"
+heartbeat_interval = "500ms"
+command_backoff_max = "1s"
+[[dispatch]]
+connection = "chaos"
+timeout = "3s"
+max_attempts = 1000
+backoff_initial = "100ms"
+backoff_max = "1s"
+`, natsURL, httpPort, emuURL, emu.AgentID())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bridgeLog := filepath.Join(dir, "bridge.log")
+	bridgeEnv := []string{"BAND_API_KEY=" + emu.APIKey()}
+	runBridge := func() *proc { return start(t, "bridge", bridgeLog, bridgeEnv, bridgeBin, "run", "--config", cfgPath) }
+	var bmu sync.Mutex
+	br := runBridge()
+	defer func() {
+		bmu.Lock()
+		br.stop(t)
+		bmu.Unlock()
+	}()
+	defer func() {
+		if t.Failed() {
+			t.Logf("bridge log tail:\n%s", tail(bridgeLog, 60))
+			t.Logf("nats log tail:\n%s", tail(natsLog, 20))
+		}
+	}()
+
+	// The worker: answers every message with a reply naming it; counts
+	// deliveries per message (at-least-once: duplicates are allowed, and
+	// reported).
+	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var wmu sync.Mutex
+	deliveries := map[string]int{}
+	_, err = nc.QueueSubscribe("bridge.work.band.chaos.>", "workers", func(m *nats.Msg) {
+		ev, err := subjects.DecodeEvent(m.Data)
+		if err != nil {
+			t.Errorf("work request is not an event: %v", err)
+			return
+		}
+		var msg struct {
+			ID       string `json:"id"`
+			SenderID string `json:"sender_id"`
+		}
+		_ = json.Unmarshal(ev.Data, &msg)
+		wmu.Lock()
+		deliveries[msg.ID]++
+		wmu.Unlock()
+		args, _ := json.Marshal(map[string]any{"content": "reply to " + msg.ID, "mentions": []map[string]string{{"id": msg.SenderID}}})
+		r, _ := json.Marshal(subjects.WorkReply{Status: "processed", Commands: []subjects.CommandSpec{{Command: "send_message", Args: args}}})
+		_ = m.Respond([]byte(`{"status":"processing"}`))
+		_ = m.Respond(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The flow of user messages.
+	var pmu sync.Mutex
+	posted := map[string][]string{} // room → message ids in posting order
+	var all []string
+	postDone := make(chan struct{})
+	go func() { // owned: the test waits on postDone
+		defer close(postDone)
+		tick := time.NewTicker(time.Second / postRate)
+		defer tick.Stop()
+		for i := range messages {
+			<-tick.C
+			r := i % rooms
+			m := emu.PostUserMessage(rs[r].ID, us[r].ID, fmt.Sprintf("@Bridge Bot question %d", i))
+			pmu.Lock()
+			posted[rs[r].ID] = append(posted[rs[r].ID], m.ID)
+			all = append(all, m.ID)
+			pmu.Unlock()
+		}
+	}()
+
+	// The chaos, while messages flow.
+	kills, bridgeRestarts, natsRestarts := 0, 0, 0
+	step := func(d time.Duration) { time.Sleep(d) } // the schedule, not synchronisation
+	killBridge := func(pause time.Duration) {
+		bmu.Lock()
+		defer bmu.Unlock()
+		br.kill()
+		kills++
+		step(pause)
+		br = runBridge()
+		bridgeRestarts++
+	}
+	step(2 * time.Second)
+	killBridge(0)
+	step(2 * time.Second)
+	emu.DropSockets()
+	step(1500 * time.Millisecond)
+	emu.StallHeartbeats(true)
+	step(2 * time.Second)
+	emu.StallHeartbeats(false)
+	step(time.Second)
+	emu.FailREST(20, 429, 300*time.Millisecond)
+	step(1500 * time.Millisecond)
+	killBridge(time.Second)
+	step(2 * time.Second)
+	ns.stop(t)
+	step(500 * time.Millisecond)
+	ns = start(t, "nats-server", natsLog, nil, natsBin, natsArgs...)
+	natsRestarts++
+	step(2 * time.Second)
+	emu.FailREST(20, 503, 200*time.Millisecond)
+	step(1500 * time.Millisecond)
+	emu.RejectUpgrades(3, 429, 500*time.Millisecond)
+	emu.DropSockets()
+	step(1500 * time.Millisecond)
+	killBridge(0)
+	<-postDone
+
+	// Everything ends processed, each reply exactly once, in room order.
+	ctx := testutil.Context(t, 3*time.Minute)
+	pending := func() int {
+		n := 0
+		for _, id := range all {
+			if st, _ := emu.Status(id); st != bandemu.StatusProcessed {
+				n++
+			}
+		}
+		return n
+	}
+	for pending() > 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d messages not processed after the chaos", pending(), len(all))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	lost, dupReplies, orderBroken := 0, 0, 0
+	for _, r := range rs {
+		replies := emu.AgentMessages(r.ID)
+		count := map[string]int{}
+		var order []string
+		for _, m := range replies {
+			id := m.Content[strings.LastIndex(m.Content, " ")+1:]
+			if count[id] == 0 {
+				order = append(order, id)
+			}
+			count[id]++
+		}
+		for _, id := range posted[r.ID] {
+			switch c := count[id]; {
+			case c == 0:
+				lost++
+				t.Errorf("room %s: no reply to %s", r.ID, id)
+			case c > 1:
+				dupReplies += c - 1
+				t.Errorf("room %s: %d replies to %s", r.ID, c, id)
+			}
+		}
+		for i := range min(len(order), len(posted[r.ID])) {
+			if order[i] != posted[r.ID][i] {
+				orderBroken++
+				t.Errorf("room %s: reply %d answers %s, want %s (order broken)", r.ID, i, order[i], posted[r.ID][i])
+				break
+			}
+		}
+	}
+	wmu.Lock()
+	dupDeliveries := 0
+	for _, n := range deliveries {
+		dupDeliveries += n - 1
+	}
+	wmu.Unlock()
+	report := fmt.Sprintf("chaos: messages=%d rooms=%d bridge_kills=%d bridge_restarts=%d nats_restarts=%d socket_drops=2 heartbeat_stalls=1 rest_429=20 rest_503=20 upgrade_429=3 lost=%d duplicate_replies=%d order_broken=%d duplicate_deliveries_to_worker=%d",
+		len(all), rooms, kills, bridgeRestarts, natsRestarts, lost, dupReplies, orderBroken, dupDeliveries)
+	t.Log(report)
+	fmt.Println(report)
+	if path := os.Getenv("CHAOS_REPORT"); path != "" {
+		_ = os.WriteFile(path, []byte(report+"\n"), 0o644)
+	}
+}
