@@ -122,6 +122,7 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	if err != nil {
 		lvl = zerolog.InfoLevel
 	}
+	w = zerolog.SyncWriter(w) // goroutines log concurrently; w may be any writer
 	if c.Format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
