@@ -143,7 +143,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 
 	m := newMetrics()
-	platformOf := map[string]string{}
+	httpClient := connector.NewHTTPClient() // one pool for every connection's REST calls
+	platformOf := map[string]string{}       // filled before any supervisor runs; read-only after
+	for _, ce := range b.conns {
+		platformOf[ce.cfg.Name] = ce.factory.Platform
+	}
 	board := newStatusBoard(func(name string, _, to State) { m.setState(name, platformOf[name], to) })
 	var ready atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
@@ -171,14 +175,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 	ready.Store(true)
 
 	for _, ce := range b.conns {
-		platformOf[ce.cfg.Name] = ce.factory.Platform
 		if !ce.cfg.IsEnabled() {
 			board.add(ce.cfg.Name, ce.factory.Platform, StateDisabled)
 			continue
 		}
 		board.add(ce.cfg.Name, ce.factory.Platform, StateStarting)
 		clog := log.With().Str("connection", ce.cfg.Name).Str("platform", ce.factory.Platform).Logger()
-		c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog})
+		c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog, HTTPClient: httpClient})
 		if err != nil {
 			return errors.Join(fmt.Errorf("connection %q: %w", ce.cfg.Name, err), g.Wait())
 		}

@@ -67,8 +67,10 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 
 // Do executes cmd now, outside the durable stream, with the same in-process
 // retries as durable commands, and returns its result; it never fails
-// otherwise. A cmd.ID makes it idempotent: an id already executed (by Do or
-// by the durable path) returns the stored result without executing. Without
+// otherwise. A cmd.ID makes it idempotent: the result is stored, and when
+// cmd.MaybeExecuted says an earlier run may have executed it, an id already
+// executed (by Do or by the durable path) returns the stored result without
+// executing. Without
 // an ID one is generated and nothing is stored. When ctx ends first the
 // result is ok:false with code "unavailable".
 func (e *Executor) Do(ctx context.Context, cmd connector.Command) subjects.Result {
@@ -86,7 +88,7 @@ func (e *Executor) Do(ctx context.Context, cmd connector.Command) subjects.Resul
 		return badRequestResult(cmd, err)
 	}
 	cmd.Args = args
-	if remember {
+	if remember && cmd.MaybeExecuted {
 		if res, found, err := e.lookup(ctx, cmd.ID); err != nil {
 			errLog(log.Warn(), err).Msg("executed-id lookup failed; executing without the idempotency check")
 		} else if found {

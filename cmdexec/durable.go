@@ -69,7 +69,14 @@ func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decisi
 	cmd, t, badInput := e.parse(it)
 	log := e.log.With().Str("subject", it.msg.Subject()).Str("command", cmd.Name).Str("id", cmd.ID).Logger()
 
-	stored, found, ok := e.lookupDurable(stop, hard, cmd.ID, log)
+	// A first delivery cannot have been executed when the stream's duplicate
+	// window covers the store's memory: the stream refused a repeated id.
+	// Then only redeliveries ask the store.
+	var stored subjects.Result
+	found, ok := false, true
+	if md, err := it.msg.Metadata(); err != nil || md.NumDelivered > 1 || e.firstLookup.Load() {
+		stored, found, ok = e.lookupDurable(stop, hard, cmd.ID, log)
+	}
 	if !ok {
 		return ackflow.Decision{}, false
 	}

@@ -125,6 +125,11 @@ type Executor struct {
 
 	kvMu sync.Mutex
 	kv   jetstream.KeyValue // set once the bucket exists
+
+	// firstLookup: a first delivery may repeat an executed id, because the
+	// store remembers ids longer than the stream's duplicate window drops
+	// them. Otherwise only redeliveries ask the store.
+	firstLookup atomic.Bool
 }
 
 // New checks o and fills in defaults. It does no I/O: the consumer and the

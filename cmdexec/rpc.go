@@ -19,44 +19,66 @@ const rpcQueue = "bridge"
 
 // rpcServer answers P.rpc.<platform>.<conn>.<command> requests: the NATS
 // callback only queues a request (or refuses it when the bounded queue is
-// full, so a flood fails loudly instead of growing memory); RPCWorkers
-// goroutines execute them.
+// full, so a flood fails loudly instead of growing memory); up to
+// RPCWorkers goroutines execute them, started on demand and gone when the
+// queue is empty, so an idle connection costs none.
 type rpcServer struct {
 	sub *nats.Subscription
 	wg  sync.WaitGroup
+	max int
 
-	mu     sync.RWMutex
+	mu     sync.Mutex
 	closed bool
+	active int // workers running
 	q      chan *nats.Msg
 }
 
 func (e *Executor) startRPC(hard context.Context) (_ *rpcServer, err error) {
 	subj := subjects.Filter(e.o.Prefix, subjects.KindRPC, e.o.Platform, e.o.Conn)
 	defer wrapErr(&err, "rpc subscribe %s", subj)
-	s := &rpcServer{q: make(chan *nats.Msg, 4*e.o.RPCWorkers)}
-	s.sub, err = e.o.NC.QueueSubscribe(subj, rpcQueue, func(m *nats.Msg) { e.offerRPC(s, m) })
+	s := &rpcServer{q: make(chan *nats.Msg, 4*e.o.RPCWorkers), max: e.o.RPCWorkers}
+	s.sub, err = e.o.NC.QueueSubscribe(subj, rpcQueue, func(m *nats.Msg) { e.offerRPC(hard, s, m) })
 	if err != nil {
 		return nil, err
-	}
-	for range e.o.RPCWorkers {
-		s.wg.Go(func() {
-			for m := range s.q {
-				e.serveRPC(hard, m)
-			}
-		})
 	}
 	return s, nil
 }
 
+// work serves queued requests until the queue is empty.
+func (e *Executor) work(hard context.Context, s *rpcServer) {
+	for {
+		select {
+		case m, ok := <-s.q:
+			if !ok {
+				return
+			}
+			e.serveRPC(hard, m)
+			continue
+		default:
+		}
+		s.mu.Lock()
+		if len(s.q) == 0 {
+			s.active--
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
 // offerRPC runs on the subscription's goroutine and must not block.
-func (e *Executor) offerRPC(s *rpcServer, m *nats.Msg) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+func (e *Executor) offerRPC(hard context.Context, s *rpcServer, m *nats.Msg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
 	select {
 	case s.q <- m:
+		if s.active < s.max {
+			s.active++
+			s.wg.Go(func() { e.work(hard, s) })
+		}
 	default:
 		name := strings.TrimPrefix(m.Subject, rpcPrefix(e.o))
 		e.m.outcome(name, outcomeRejected)
@@ -98,6 +120,8 @@ func (e *Executor) serveRPC(ctx context.Context, m *nats.Msg) {
 		e.respond(m, badRequestResult(cmd, err))
 		return
 	}
+	// A caller's own id marks a request it may be retrying: ask the store.
+	cmd.MaybeExecuted = cmd.ID != ""
 	e.respond(m, e.Do(ctx, cmd))
 }
 

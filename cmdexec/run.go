@@ -121,6 +121,11 @@ func (e *Executor) ensureConsumer(ctx context.Context) (_ jetstream.Consumer, er
 	}
 	stream := subjects.StreamName(e.o.Prefix, subjects.StreamCommands)
 	defer wrapErr(&err, "consumer %s on %s", ConsumerName(e.o.Conn), stream)
+	st, err := e.o.JS.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	e.firstLookup.Store(e.o.ExecutedTTL > st.CachedInfo().Config.Duplicates)
 	return e.o.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       ConsumerName(e.o.Conn),
 		Description:   "bridge: commands of connection " + e.o.Conn,

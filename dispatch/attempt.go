@@ -169,7 +169,7 @@ func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (ou
 	}
 	d.m.outcome("dispatched")
 	if msg.msgID != "" {
-		d.mark(hard, msg, "mark_processing", fmt.Sprintf("%s:processing:%d", msg.eventID, n), nil)
+		d.mark(hard, msg, "mark_processing", nil)
 	}
 	timer := time.NewTimer(d.o.Timeout)
 	defer timer.Stop()
@@ -238,7 +238,7 @@ func (d *Dispatcher) finish(hard context.Context, msg *message, reply subjects.W
 		}
 	}
 	if msg.msgID != "" {
-		res := d.doUntilSettled(hard, msg, msg.eventID+":processed", connector.Command{Name: "mark_processed", Room: msg.subj.Room, Args: msgArgs(msg.msgID, "")})
+		res := d.doUntilSettled(hard, msg, "", connector.Command{Name: "mark_processed", Room: msg.subj.Room, Args: msgArgs(msg.msgID, "")})
 		if !res.OK && hard.Err() == nil {
 			msg.log.Warn().Str("error", errCode(res)).Msg("the work is done but the platform refused mark_processed")
 		}
@@ -255,7 +255,7 @@ func (d *Dispatcher) finish(hard context.Context, msg *message, reply subjects.W
 func (d *Dispatcher) doUntilSettled(hard context.Context, msg *message, id string, cmd connector.Command) subjects.Result {
 	for k := 0; ; k++ {
 		cmd.ID = id
-		if k > 0 {
+		if k > 0 && id != "" {
 			cmd.ID = fmt.Sprintf("%s:%d", id, k)
 		}
 		cmd.MaybeExecuted, cmd.Since = msg.redelivered, msg.stored
@@ -285,14 +285,17 @@ func (d *Dispatcher) markFailed(hard context.Context, msg *message, attempt int,
 	if len(reason) > 1000 {
 		reason = reason[:1000]
 	}
-	d.mark(hard, msg, "mark_failed", fmt.Sprintf("%s:failed:%d", msg.eventID, attempt), msgArgs(msg.msgID, reason))
+	d.mark(hard, msg, "mark_failed", msgArgs(msg.msgID, reason))
 }
 
-func (d *Dispatcher) mark(hard context.Context, msg *message, name, id string, args json.RawMessage) {
+// mark reports processing state. It carries no id: repeating one is
+// harmless (Band opens another attempt, or refuses a second close with a
+// 422 that is only logged), so it needs no idempotency store.
+func (d *Dispatcher) mark(hard context.Context, msg *message, name string, args json.RawMessage) {
 	if args == nil {
 		args = msgArgs(msg.msgID, "")
 	}
-	res := d.o.Exec.Do(hard, connector.Command{ID: id, Name: name, Room: msg.subj.Room, Args: args})
+	res := d.o.Exec.Do(hard, connector.Command{Name: name, Room: msg.subj.Room, Args: args})
 	if !res.OK && hard.Err() == nil {
 		msg.log.Warn().Str("command", name).Str("error", errCode(res)).Msg("processing-state call failed")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,8 +52,9 @@ type Options struct {
 	BackoffInitial, BackoffMax time.Duration
 	// MaxAckPending bounds the messages in hand, default 1024.
 	MaxAckPending int
-	// AckWait is the consumer's ack wait, default 30s (kept alive by
-	// InProgress every AckWait/3).
+	// AckWait is the consumer's ack wait, default 10s (kept alive by
+	// InProgress every AckWait/3). After a crash, the messages the crashed
+	// run held come back after it, and the room's newer messages wait.
 	AckWait time.Duration
 	// DrainTimeout bounds how long attempts under way may finish after Run's
 	// ctx ends, default 10s; the rest are redelivered later.
@@ -79,7 +81,7 @@ func (o *Options) setDefaults() {
 	def(&o.Timeout, 120*time.Second)
 	def(&o.BackoffInitial, time.Second)
 	def(&o.BackoffMax, 60*time.Second)
-	def(&o.AckWait, 30*time.Second)
+	def(&o.AckWait, 10*time.Second)
 	def(&o.DrainTimeout, 10*time.Second)
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 5
@@ -105,8 +107,26 @@ type Dispatcher struct {
 }
 
 type roomQueue struct {
-	msgs   []jetstream.Msg
+	msgs   []jetstream.Msg // in stream order
 	active int
+}
+
+// insert keeps the queue in stream order: redeliveries of older messages
+// go before newer ones.
+func (q *roomQueue) insert(m jetstream.Msg) {
+	seq := streamSeq(m)
+	i := len(q.msgs)
+	for i > 0 && streamSeq(q.msgs[i-1]) > seq {
+		i--
+	}
+	q.msgs = slices.Insert(q.msgs, i, m)
+}
+
+func streamSeq(m jetstream.Msg) uint64 {
+	if md, err := m.Metadata(); err == nil {
+		return md.Sequence.Stream
+	}
+	return 0
 }
 
 // New checks the options; it does no I/O.
@@ -179,7 +199,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		bg.Wait()
 	}()
 	d.log.Info().Str("consumer", ConsumerName(d.o.Conn)).Strs("events", d.o.Events).Msg("managed dispatch running")
-	d.fetchLoop(ctx, hard, cons)
+	f := &fetcher{d: d, cons: cons}
+	if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
+		// A previous run (a crash) left messages unsettled: they come back
+		// after AckWait. Until then newer messages wait, or a room's order
+		// would break.
+		f.barrier = info.Delivered.Stream
+		d.log.Info().Int("pending", info.NumAckPending).Uint64("barrier", f.barrier).
+			Msg("messages of a previous run still pending; newer ones wait for them")
+	}
+	f.loop(ctx, hard)
 
 	done := make(chan struct{})
 	go func() { // owned: ends when every handler has
@@ -196,10 +225,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
-// fetchLoop pulls messages and hands them to their room's queue.
-func (d *Dispatcher) fetchLoop(ctx, hard context.Context, cons jetstream.Consumer) {
+// fetcher pulls messages and hands them to their room's queue, holding
+// back messages newer than barrier until the consumer's ack floor reaches it.
+type fetcher struct {
+	d       *Dispatcher
+	cons    jetstream.Consumer
+	barrier uint64
+	held    []jetstream.Msg
+}
+
+func (f *fetcher) loop(ctx, hard context.Context) {
+	d := f.d
 	slots := make(chan struct{}, d.o.MaxAckPending)
+	release := func() { <-slots }
 	for ctx.Err() == nil {
+		if f.barrier > 0 {
+			f.checkBarrier(ctx, hard, release)
+		}
 		n := cap(slots) - len(slots)
 		if n == 0 {
 			select { // wait for a slot
@@ -210,7 +252,11 @@ func (d *Dispatcher) fetchLoop(ctx, hard context.Context, cons jetstream.Consume
 				return
 			}
 		}
-		batch, err := cons.Fetch(min(n, 256), jetstream.FetchMaxWait(time.Second))
+		wait := time.Second
+		if f.barrier > 0 {
+			wait = 250 * time.Millisecond
+		}
+		batch, err := f.cons.Fetch(min(n, 256), jetstream.FetchMaxWait(wait))
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn().Err(err).Msg("fetch failed")
@@ -220,12 +266,39 @@ func (d *Dispatcher) fetchLoop(ctx, hard context.Context, cons jetstream.Consume
 		}
 		for m := range batch.Messages() {
 			slots <- struct{}{}
-			d.add(ctx, hard, m, func() { <-slots })
+			if md, err := m.Metadata(); err == nil && f.barrier > 0 && md.Sequence.Stream > f.barrier {
+				d.hb.Hold(m)
+				f.held = append(f.held, m)
+				continue
+			}
+			d.add(ctx, hard, m, release)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			d.log.Debug().Err(err).Msg("fetch ended")
 		}
 	}
+	for _, m := range f.held { // stopping: hand them back
+		d.hb.Release(m)
+		d.redeliverLater(m)
+	}
+}
+
+// checkBarrier lifts the barrier once the previous run's messages are all
+// settled, and queues the held ones in stream order.
+func (f *fetcher) checkBarrier(ctx, hard context.Context, release func()) {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	info, err := f.cons.Info(ictx)
+	cancel()
+	if err != nil || info.AckFloor.Stream < f.barrier {
+		return
+	}
+	f.d.log.Info().Int("held", len(f.held)).Msg("previous run's messages done; resuming in order")
+	f.barrier = 0
+	for _, m := range f.held {
+		f.d.hb.Release(m)
+		f.d.add(ctx, hard, m, release)
+	}
+	f.held = nil
 }
 
 // add queues m behind its room's earlier messages.
@@ -242,7 +315,7 @@ func (d *Dispatcher) add(ctx, hard context.Context, m jetstream.Msg, release fun
 		q = &roomQueue{}
 		d.rooms[room] = q
 	}
-	q.msgs = append(q.msgs, m)
+	q.insert(m)
 	d.startLocked(ctx, hard, room, q, release)
 }
 

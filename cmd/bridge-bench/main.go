@@ -65,9 +65,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	runs := fs.Int("runs", 0, "runs per figure (default 3, or 1 with --quick)")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
 	asMD := fs.Bool("markdown", false, "print the report as Markdown (for docs/PERFORMANCE.md)")
+	jsonOut := fs.String("json-out", "", "also write the report as JSON to this file")
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Scenarios(), ", "))
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	memProfile := fs.String("memprofile", "", "write a heap profile (in use and allocations) at the end to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile (in use and allocations) at the end to this file, and the scale bridge children's heap profiles and goroutine dumps to FILE.scale-N.heap / .goroutine")
 	verbose := fs.Bool("v", false, "log the bridge's and servers' warnings to stderr")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +96,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	opts := bench.Options{Plan: plan, Only: names, Log: zerolog.Nop(), Command: "go run ./cmd/bridge-bench " + strings.Join(args, " ")}
 	opts.Command = strings.TrimSpace(opts.Command)
+	if *memProfile != "" {
+		opts.ChildProfiles = *memProfile
+	}
 	if *verbose {
 		opts.Log = zerolog.New(zerolog.ConsoleWriter{Out: stderr}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	}
@@ -119,6 +123,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *memProfile != "" {
 		if err := writeHeapProfile(*memProfile); err != nil {
+			return err
+		}
+	}
+	if *jsonOut != "" {
+		if err := writeJSONFile(*jsonOut, rep); err != nil {
 			return err
 		}
 	}
@@ -150,4 +159,16 @@ func writeHeapProfile(path string) error {
 	defer f.Close()
 	runtime.GC()
 	return pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+func writeJSONFile(path string, rep *bench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = rep.WriteJSON(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,24 +31,9 @@ type restClient struct {
 	once  *retryablehttp.Client
 }
 
-// newTransport is sized for parallel command execution: the default keeps
-// two idle connections per host and opens a new one per request under load.
-func newTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   128,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
-}
-
 func newRESTClient(base, key string, hc *http.Client) *restClient {
 	if hc == nil {
-		hc = &http.Client{Transport: newTransport(), Timeout: 30 * time.Second}
+		hc = connector.NewHTTPClient()
 	}
 	mk := func(retries int) *retryablehttp.Client {
 		return &retryablehttp.Client{

@@ -17,7 +17,7 @@ type seenSet struct {
 }
 
 func newSeenSet(max int) *seenSet {
-	return &seenSet{max: max, order: list.New(), ids: make(map[string]*list.Element, max)}
+	return &seenSet{max: max, order: list.New(), ids: map[string]*list.Element{}}
 }
 
 func (s *seenSet) add(id string) {

@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/bridge"
+	"github.com/bridgeworks/bridge/config"
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/connector/band"
+)
+
+// bridgeSpec says how to run a bridge against an emulator.
+type bridgeSpec struct {
+	emuURL   string
+	agents   []agentRoom
+	storeDir string // embedded NATS store; ignored when natsURL is set
+	natsURL  string // "" starts the bridge's own embedded server
+	http     bool   // serve /status and /metrics on a random port
+	band     band.Options
+	log      zerolog.Logger
+	// dispatch, when set, is a [[dispatch]] rule for the first connection
+	// (its Connection is filled in).
+	dispatch *config.Dispatch
+}
+
+// connName is the bridge connection name of agent i.
+func connName(i int) string { return fmt.Sprintf("agent-%05d", i) }
+
+// bridgeRun is a running bridge.
+type bridgeRun struct {
+	info   bridge.Info
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startBridge builds the configuration (one [[connection]] per agent),
+// starts bridge.Run and waits for OnReady. Connections keep connecting in
+// the background after it returns.
+func startBridge(ctx context.Context, spec bridgeSpec) (*bridgeRun, error) {
+	cfg := &config.Config{}
+	cfg.Log.Level = "error"
+	cfg.NATS.URL = spec.natsURL
+	cfg.NATS.Embedded.Listen = "127.0.0.1:0" // observers connect over TCP
+	cfg.NATS.Embedded.StoreDir = spec.storeDir
+	cfg.HTTP.Listen = "none"
+	if spec.http {
+		cfg.HTTP.Listen = "127.0.0.1:0"
+	}
+	env := make(map[string]string, len(spec.agents))
+	for i, a := range spec.agents {
+		keyEnv := fmt.Sprintf("BENCH_KEY_%05d", i)
+		env[keyEnv] = a.Key
+		cfg.Connection = append(cfg.Connection, config.Connection{
+			Name: connName(i), Platform: "band", BaseURL: spec.emuURL, AgentID: a.AgentID, APIKeyEnv: keyEnv,
+		})
+	}
+	if spec.dispatch != nil && len(spec.agents) > 0 {
+		d := *spec.dispatch
+		d.Connection = connName(0)
+		cfg.Dispatch = append(cfg.Dispatch, d)
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ready := make(chan bridge.Info, 1)
+	b, err := bridge.New(cfg, bridge.Options{
+		Log:       spec.log,
+		Registry:  connector.Registry{"band": band.Factory(false, spec.band)},
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		OnReady:   func(i bridge.Info) { ready <- i },
+	})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r := &bridgeRun{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- b.Run(rctx) }() // owned: stop waits for it
+	select {
+	case r.info = <-ready:
+		return r, nil
+	case err := <-r.done:
+		cancel()
+		return nil, fmt.Errorf("bridge stopped before ready: %w", err)
+	case <-ctx.Done():
+		_ = r.stop()
+		return nil, ctx.Err()
+	case <-time.After(30 * time.Second):
+		_ = r.stop()
+		return nil, errors.New("bridge not ready within 30s")
+	}
+}
+
+// stop cancels the bridge and waits for Run to return.
+func (r *bridgeRun) stop() error {
+	r.cancel()
+	return <-r.done
+}

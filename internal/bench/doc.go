@@ -1,0 +1,36 @@
+// Package bench is the benchmark harness behind cmd/bridge-bench: it runs the
+// bridge and straight-line baselines against the platform emulators and an
+// embedded NATS server on one machine, and reports each figure as the median
+// of N runs with min and max.
+//
+// Start with [Run]: it takes a [Plan] (sizes and run count, see [QuickPlan]
+// and [FullPlan]) and the names of the scenarios to run, and returns a
+// [Report] that prints as a table ([Report.WriteTable]) or JSON.
+//
+// Scenarios (one file each):
+//
+//   - inbound (inbound.go): the Band emulator pushing message_created over 1
+//     and 100 agent sockets as fast as the consumer reads; events/s stored in
+//     BRIDGE_EVENTS for a frame-counting reader (the source's ceiling),
+//     baseline 1 (raw WebSocket → JSON decode → JetStream PublishAsync,
+//     baseline1.go) and the bridge.
+//   - latency (latency.go): the same two pipelines paced at 2,000 events/s;
+//     p50/p99/p999 from the emulator's send to a JetStream consumer.
+//   - commands (commands.go, commands_bridge.go): baseline 2 (JetStream
+//     consume → HTTP POST to the emulator's REST API), the same workload
+//     through the bridge's command executor, and the managed-dispatch round
+//     trip (emulator send → worker → /processed) at 1,000 msg/s.
+//   - scale (scale.go): memory and goroutines per idle agent connection, with
+//     the emulator and NATS in a child process and the bridge in another
+//     (child.go), so RSS and heap belong to the bridge alone.
+//   - gapfill (gapfill.go): time for a starting bridge to store a backlog of
+//     pending messages found by catch-up.
+//
+// Every run builds its own emulator and NATS server (fresh store directory),
+// so runs do not share state; baselines run in the same process and the same
+// run as the bridge, so their ratios hold on a noisy machine. Throughput
+// figures come with the process CPU per event, which other processes on a
+// shared machine disturb far less than wall-clock rates, and every scenario
+// records how much CPU other processes used meanwhile ("machine" figures;
+// targets measured under more than half a core of such load are flagged).
+package bench
