@@ -62,11 +62,11 @@ func (p *publisher) message(ev connector.Event, now time.Time) (*nats.Msg, error
 	} else {
 		subj = subjects.Subject{Prefix: p.prefix, Kind: subjects.KindEvent, Platform: p.platform, Conn: p.conn, Room: ev.Room, Name: name}
 	}
-	env := subjects.NewEvent(p.platform, p.conn, ev.Room, name, key, t, ev.Data)
-	body, err := json.Marshal(env)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", name, err)
+	if len(ev.Data) > 0 && !json.Valid(ev.Data) {
+		return nil, fmt.Errorf("event %s: payload is not JSON", name)
 	}
+	env := subjects.NewEvent(p.platform, p.conn, ev.Room, name, key, t, ev.Data)
+	body := env.AppendJSON(make([]byte, 0, 320+len(ev.Data)))
 	msg := nats.NewMsg(subj.String())
 	msg.Data = body
 	msg.Header.Set(subjects.HeaderMsgID, env.ID)

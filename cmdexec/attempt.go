@@ -105,7 +105,7 @@ func (e *Executor) Do(ctx context.Context, cmd connector.Command) subjects.Resul
 	if remember {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		defer cancel()
-		if err := e.remember(sctx, cmd.ID, out.res); err != nil {
+		if err := e.remember(sctx, cmd.ID, out.res, true); err != nil {
 			errLog(log.Warn(), err).Msg("executed id not stored")
 		}
 	}

@@ -103,7 +103,7 @@ func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decisi
 		e.count(res, log)
 		// Recorded even past the drain deadline: the command did run.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), opTimeout)
-		if err := e.remember(ctx, cmd.ID, res); err != nil {
+		if err := e.remember(ctx, cmd.ID, res, false); err != nil {
 			errLog(log.Warn(), err).Msg("executed id not stored; a redelivery would execute it again")
 		}
 		cancel()

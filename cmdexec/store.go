@@ -69,7 +69,7 @@ func (e *Executor) lookup(ctx context.Context, id string) (_ subjects.Result, _ 
 }
 
 // remember stores the result of id.
-func (e *Executor) remember(ctx context.Context, id string, res subjects.Result) (err error) {
+func (e *Executor) remember(ctx context.Context, id string, res subjects.Result, wait bool) (err error) {
 	defer wrapErr(&err, "executed-id store")
 	kv, err := e.bucket(ctx)
 	if err != nil {
@@ -79,6 +79,15 @@ func (e *Executor) remember(ctx context.Context, id string, res subjects.Result)
 	if err != nil {
 		return err
 	}
-	_, err = kv.Put(ctx, idKey(e.o.Conn, id), b)
+	if wait {
+		_, err = kv.Put(ctx, idKey(e.o.Conn, id), b)
+		return err
+	}
+	// Durable commands publish the record without waiting for its PubAck:
+	// it only matters if the command's message comes back, which needs the
+	// bridge to die before acking it, and then it is reconciled like any
+	// crash in that window. Waiting would put a store round trip into every
+	// room's critical path.
+	_, err = e.o.JS.PublishAsync("$KV."+BucketName(e.o.Prefix)+"."+idKey(e.o.Conn, id), b)
 	return err
 }

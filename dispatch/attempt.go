@@ -20,6 +20,9 @@ import (
 // HeaderAttempt carries the attempt number (1 for the first) on work requests.
 const HeaderAttempt = "Bridge-Attempt"
 
+// headerMarker marks the bridge's own message on a reply subject.
+const headerMarker = "Bridge-Marker"
+
 // outcome is how one attempt ended.
 type outcome int
 
@@ -133,18 +136,12 @@ func (d *Dispatcher) parse(m jetstream.Msg) (*message, error) {
 
 // attempt sends one work request and waits for the worker's final reply.
 func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (outcome, subjects.WorkReply, string) {
-	replies := make(chan *nats.Msg, 32)
-	inbox := d.o.NC.NewRespInbox()
-	sub, err := d.o.NC.ChanSubscribe(inbox, replies)
-	if err != nil {
-		msg.log.Warn().Err(err).Msg("cannot subscribe for replies")
-		return outNoResponders, subjects.WorkReply{}, err.Error()
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	token, replies, done := d.expect()
+	defer done()
 	work := msg.subj
 	work.Kind = subjects.KindWork
 	req := nats.NewMsg(work.String())
-	req.Reply = inbox
+	req.Reply = d.inbox + "." + token
 	req.Data = msg.m.Data()
 	req.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
 	req.Header.Set(subjects.HeaderMsgID, msg.eventID)
@@ -153,19 +150,35 @@ func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (ou
 		msg.log.Warn().Err(err).Msg("work request not sent")
 		return outNoResponders, subjects.WorkReply{}, err.Error()
 	}
-	// After a round trip the server's "no responders" status, if any, has
-	// already arrived: no worker means no attempt on the platform either.
-	if err := d.o.NC.FlushTimeout(5 * time.Second); err != nil {
-		msg.log.Warn().Err(err).Msg("nats flush failed")
+	// A marker sent to our own reply subject right behind the request comes
+	// back after the server's "no responders" status, if it sends one: no
+	// worker means no attempt on the platform either. Worker replies that
+	// overtake the marker are kept.
+	marker := nats.NewMsg(req.Reply)
+	marker.Header.Set(headerMarker, "1")
+	if err := d.o.NC.PublishMsg(marker); err != nil {
 		return outNoResponders, subjects.WorkReply{}, err.Error()
 	}
-	var first *nats.Msg
-	select {
-	case first = <-replies:
-		if isNoResponders(first) {
-			return outNoResponders, subjects.WorkReply{}, "no responders"
+	var early []*nats.Msg
+	guard := time.NewTimer(5 * time.Second)
+	defer guard.Stop()
+wait:
+	for {
+		select {
+		case r := <-replies:
+			switch {
+			case isNoResponders(r):
+				return outNoResponders, subjects.WorkReply{}, "no responders"
+			case r.Header.Get(headerMarker) != "":
+				break wait
+			default:
+				early = append(early, r)
+			}
+		case <-guard.C: // the marker was lost (NATS reconnecting): go on
+			break wait
+		case <-hard.Done():
+			return outStopped, subjects.WorkReply{}, "stopping"
 		}
-	default:
 	}
 	d.m.outcome("dispatched")
 	if msg.msgID != "" {
@@ -175,8 +188,8 @@ func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (ou
 	defer timer.Stop()
 	for {
 		var r *nats.Msg
-		if first != nil {
-			r, first = first, nil
+		if len(early) > 0 {
+			r, early = early[0], early[1:]
 		} else {
 			select {
 			case r = <-replies:
@@ -186,7 +199,7 @@ func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (ou
 				return outStopped, subjects.WorkReply{}, "stopping"
 			}
 		}
-		if isNoResponders(r) {
+		if isNoResponders(r) || r.Header.Get(headerMarker) != "" {
 			continue
 		}
 		reply, err := subjects.DecodeWorkReply(r.Data)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -104,6 +105,12 @@ type Dispatcher struct {
 	mu    sync.Mutex
 	rooms map[string]*roomQueue
 	wg    sync.WaitGroup
+
+	// Worker replies arrive on one wildcard subscription, inbox.*, and are
+	// routed to the attempt waiting on their token.
+	inbox   string
+	waitMu  sync.Mutex
+	waiting map[string]chan *nats.Msg
 }
 
 type roomQueue struct {
@@ -142,7 +149,8 @@ func New(o Options) (*Dispatcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: metrics: %w", err)
 	}
-	return &Dispatcher{o: o, log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m, hb: ackflow.NewHeartbeat(), rooms: map[string]*roomQueue{}}, nil
+	return &Dispatcher{o: o, log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m, hb: ackflow.NewHeartbeat(),
+		rooms: map[string]*roomQueue{}, inbox: o.NC.NewRespInbox(), waiting: map[string]chan *nats.Msg{}}, nil
 }
 
 // ConsumerName is the durable consumer of a connection's dispatch rule.
@@ -188,6 +196,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		wait = min(wait*2, 15*time.Second)
 	}
+	sub, err := d.o.NC.Subscribe(d.inbox+".*", d.route)
+	if err != nil {
+		return fmt.Errorf("dispatch: reply subscription: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
 	// hard outlives ctx by DrainTimeout: attempts under way may finish.
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
@@ -337,6 +350,37 @@ func (d *Dispatcher) startLocked(ctx, hard context.Context, room string, q *room
 			}
 			d.startLocked(ctx, hard, room, q, release)
 		})
+	}
+}
+
+// route hands a reply to the attempt waiting for it; replies for attempts
+// that ended are dropped.
+func (d *Dispatcher) route(m *nats.Msg) {
+	token := m.Subject[len(d.inbox)+1:]
+	d.waitMu.Lock()
+	ch := d.waiting[token]
+	d.waitMu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- m:
+	default:
+		d.log.Warn().Msg("a worker sent more replies than an attempt takes; reply dropped")
+	}
+}
+
+// expect registers an attempt's reply token; the returned func unregisters it.
+func (d *Dispatcher) expect() (string, chan *nats.Msg, func()) {
+	token := nuid.Next()
+	ch := make(chan *nats.Msg, 32)
+	d.waitMu.Lock()
+	d.waiting[token] = ch
+	d.waitMu.Unlock()
+	return token, ch, func() {
+		d.waitMu.Lock()
+		delete(d.waiting, token)
+		d.waitMu.Unlock()
 	}
 }
 

@@ -1,0 +1,58 @@
+package subjects
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// AppendJSON appends e as JSON to b: the same object json.Marshal writes,
+// without reflection. The bridge encodes every event on its hot path with it;
+// Data must be valid JSON (platform payloads are parsed before they get here).
+func (e *Event) AppendJSON(b []byte) []byte {
+	b = append(b, `{"specversion":`...)
+	b = appendString(b, e.SpecVersion)
+	b = append(b, `,"id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"source":`...)
+	b = appendString(b, e.Source)
+	b = append(b, `,"type":`...)
+	b = appendString(b, e.Type)
+	if e.Subject != "" {
+		b = append(b, `,"subject":`...)
+		b = appendString(b, e.Subject)
+	}
+	b = append(b, `,"time":"`...)
+	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if e.DataContentType != "" {
+		b = append(b, `,"datacontenttype":`...)
+		b = appendString(b, e.DataContentType)
+	}
+	b = append(b, `,"platform":`...)
+	b = appendString(b, e.Platform)
+	b = append(b, `,"connection":`...)
+	b = appendString(b, e.Connection)
+	if e.Room != "" {
+		b = append(b, `,"room":`...)
+		b = appendString(b, e.Room)
+	}
+	if len(e.Data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, e.Data...)
+	}
+	return append(b, '}')
+}
+
+// appendString appends s as a JSON string; strings that need escaping take
+// encoding/json's path.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

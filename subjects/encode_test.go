@@ -1,0 +1,55 @@
+package subjects
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// AppendJSON writes the same JSON value json.Marshal writes (json.Marshal
+// also HTML-escapes inside Data; the value is the same).
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("band", "support-bot", "6f1d", "message_created", "9b0c", []byte(`{"id":"9b0c","content":"hi"}`))
+	f.Add("band", "c", "", "agent~2Econtrol", "k", []byte(``))
+	f.Add("band", "c", "a.b\"<é>\x01", "x", "k\\", []byte(`{"a":[1,2,{"b":null}]}`))
+	f.Fuzz(func(t *testing.T, platform, conn, room, name, key string, data []byte) {
+		if len(data) > 0 && !json.Valid(data) {
+			return
+		}
+		var compact bytes.Buffer
+		if len(data) > 0 {
+			_ = json.Compact(&compact, data)
+		}
+		e := NewEvent(platform, conn, room, name, key, time.Date(2026, 8, 20, 10, 15, 2, 123456000, time.UTC), compact.Bytes())
+		want, err := json.Marshal(e)
+		if err != nil {
+			return // invalid UTF-8 and the like: json.Marshal's own business
+		}
+		got := e.AppendJSON(nil)
+		var g, w any
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("AppendJSON wrote invalid JSON %s: %v", got, err)
+		}
+		_ = json.Unmarshal(want, &w)
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("AppendJSON:\n%s\njson.Marshal:\n%s", got, want)
+		}
+	})
+}
+
+func BenchmarkEncodeEvent(b *testing.B) {
+	e := NewEvent("band", "support-bot", "6f1d-room", "message_created", "9b0c", time.Now(), []byte(`{"id":"9b0c","content":"@Bridge Bot summarise this thread","sender_id":"5e1f","sender_type":"User","metadata":{"mentions":[{"id":"A","name":"Bridge Bot"}]}}`))
+	b.Run("json.Marshal", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = json.Marshal(e)
+		}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		buf := make([]byte, 0, 1024)
+		for b.Loop() {
+			buf = e.AppendJSON(buf[:0])
+		}
+	})
+}
