@@ -43,6 +43,9 @@ type Frame struct {
 // Errors name the offending element, never its contents, so they are safe
 // to log.
 func DecodeFrame(data []byte) (Frame, error) {
+	if f, ok := decodeFast(data); ok {
+		return f, nil
+	}
 	var parts []json.RawMessage
 	if err := json.Unmarshal(data, &parts); err != nil {
 		return Frame{}, fmt.Errorf("%w: not a JSON array: %s", ErrMalformedFrame, jsonErrKind(err))
