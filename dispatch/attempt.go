@@ -182,7 +182,14 @@ wait:
 	}
 	d.m.outcome("dispatched")
 	if msg.msgID != "" {
-		d.mark(hard, msg, "mark_processing", nil)
+		// Reported while the worker works; settled before the attempt ends,
+		// so the platform sees processing before processed or failed.
+		marked := make(chan struct{})
+		go func() { // owned: waited for below
+			defer close(marked)
+			d.mark(hard, msg, "mark_processing", nil)
+		}()
+		defer func() { <-marked }()
 	}
 	timer := time.NewTimer(d.o.Timeout)
 	defer timer.Stop()
