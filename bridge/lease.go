@@ -104,7 +104,15 @@ func (ls *lease) hold(ctx context.Context) error {
 			ls.rev, last = rev, time.Now()
 		case ctx.Err() != nil:
 			return nil
-		case isWrongRevision(err) || time.Since(last) >= ls.l.ttl:
+		case isWrongRevision(err):
+			// An update whose answer was lost (NATS restarting) moved the
+			// revision: still ours if the key still names this owner.
+			if e, gerr := ls.l.kv.Get(ctx, ls.key); gerr == nil && string(e.Value()) == ls.l.owner {
+				ls.rev, last = e.Revision(), time.Now()
+				continue
+			}
+			return fmt.Errorf("%w: %v", errLeaseLost, err)
+		case time.Since(last) >= ls.l.ttl:
 			return fmt.Errorf("%w: %v", errLeaseLost, err)
 		}
 	}

@@ -41,6 +41,11 @@ type run struct {
 	// redeliveries run before anything newer of the same room.
 	barrier uint64
 	held    []*item
+	// pending is how many messages the previous run left unsettled, and
+	// back how many of them (sequence ≤ barrier) have come back: they
+	// return one by one as their ack timers run out, not in stream order,
+	// so all of them are held until the last is back, then run in order.
+	pending, back int
 
 	mu     sync.Mutex
 	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy
@@ -66,6 +71,7 @@ func (e *Executor) Run(ctx context.Context) (err error) {
 	r.sched = newScheduler(e.o.MaxParallelRooms, r.process)
 	if info.NumAckPending > 0 {
 		r.barrier = info.Delivered.Stream
+		r.pending = info.NumAckPending
 		e.log.Info().Int("pending", info.NumAckPending).Uint64("barrier", r.barrier).
 			Msg("commands of a previous run still pending; newer ones wait for them")
 	}
@@ -242,8 +248,11 @@ func (r *run) take(ctx, hard context.Context, m jetstream.Msg) {
 		return
 	}
 	r.hb.Hold(m)
-	if r.barrier > 0 && it.seq > r.barrier {
+	if r.barrier > 0 {
 		r.held = append(r.held, it)
+		if it.seq <= r.barrier {
+			r.back++
+		}
 		return
 	}
 	r.sched.add(ctx, hard, it)
@@ -259,7 +268,7 @@ func (r *run) checkBarrier(ctx, hard context.Context) {
 		r.e.log.Debug().Err(err).Msg("consumer info failed; barrier stays")
 		return
 	}
-	if info.AckFloor.Stream < r.barrier {
+	if info.AckFloor.Stream < r.barrier && r.back < r.pending {
 		return
 	}
 	r.e.log.Info().Int("held", len(r.held)).Msg("previous run's commands done; resuming in order")

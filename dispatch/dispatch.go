@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -217,7 +218,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		// A previous run (a crash) left messages unsettled: they come back
 		// after AckWait. Until then newer messages wait, or a room's order
 		// would break.
-		f.barrier = info.Delivered.Stream
+		f.barrier, f.pending = info.Delivered.Stream, info.NumAckPending
 		d.log.Info().Int("pending", info.NumAckPending).Uint64("barrier", f.barrier).
 			Msg("messages of a previous run still pending; newer ones wait for them")
 	}
@@ -245,6 +246,11 @@ type fetcher struct {
 	cons    jetstream.Consumer
 	barrier uint64
 	held    []jetstream.Msg
+	// pending is how many messages the previous run left unsettled, back
+	// how many of them have come back: they return as their ack timers run
+	// out, not in stream order, so everything is held until the last one is
+	// back (or settled), then queued in stream order.
+	pending, back int
 }
 
 func (f *fetcher) loop(ctx, hard context.Context) {
@@ -279,9 +285,12 @@ func (f *fetcher) loop(ctx, hard context.Context) {
 		}
 		for m := range batch.Messages() {
 			slots <- struct{}{}
-			if md, err := m.Metadata(); err == nil && f.barrier > 0 && md.Sequence.Stream > f.barrier {
+			if f.barrier > 0 {
 				d.hb.Hold(m)
 				f.held = append(f.held, m)
+				if streamSeq(m) <= f.barrier {
+					f.back++
+				}
 				continue
 			}
 			d.add(ctx, hard, m, release)
@@ -302,11 +311,12 @@ func (f *fetcher) checkBarrier(ctx, hard context.Context, release func()) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	info, err := f.cons.Info(ictx)
 	cancel()
-	if err != nil || info.AckFloor.Stream < f.barrier {
+	if f.back < f.pending && (err != nil || info.AckFloor.Stream < f.barrier) {
 		return
 	}
 	f.d.log.Info().Int("held", len(f.held)).Msg("previous run's messages done; resuming in order")
 	f.barrier = 0
+	slices.SortFunc(f.held, func(a, b jetstream.Msg) int { return cmp.Compare(streamSeq(a), streamSeq(b)) })
 	for _, m := range f.held {
 		f.d.hb.Release(m)
 		f.d.add(ctx, hard, m, release)

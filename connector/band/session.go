@@ -57,6 +57,7 @@ type room struct {
 
 	mu       sync.Mutex
 	draining bool   // live message pushes are held in buffer
+	epoch    uint64 // bumped at every socket loss: a catch-up that began before it must not end the hold
 	buffer   []item // held live pushes, in arrival order
 	overflow bool   // a push was not held; run another catch-up
 	idleAt   time.Time
@@ -229,6 +230,7 @@ func (s *session) onClose(err error) {
 	for _, r := range s.rooms {
 		r.mu.Lock()
 		r.draining = true
+		r.epoch++
 		r.mu.Unlock()
 	}
 	s.mu.Unlock()

@@ -179,6 +179,9 @@ func (s *session) removeRoomIf(id string, want *room) {
 // live pushes held meanwhile, then lets pushes through. It returns how many
 // messages catch-up found that had not been published yet.
 func (s *session) drain(ctx context.Context, r *room) int {
+	r.mu.Lock()
+	epoch := r.epoch
+	r.mu.Unlock()
 	found := 0
 	emitted := map[string]bool{}
 	cursor := ""
@@ -214,14 +217,21 @@ func (s *session) drain(ctx context.Context, r *room) int {
 		}
 		cursor = meta.NextCursor
 	}
-	s.flush(ctx, r, emitted)
+	s.flush(ctx, r, emitted, epoch)
 	return found
 }
 
 // flush releases the pushes held while draining, then lets pushes through.
-func (s *session) flush(ctx context.Context, r *room, emitted map[string]bool) {
+// If the socket was lost since the catch-up began (epoch moved), the
+// pushes held now may be newer than messages the next catch-up will find:
+// they stay held for it.
+func (s *session) flush(ctx context.Context, r *room, emitted map[string]bool, epoch uint64) {
 	for {
 		r.mu.Lock()
+		if r.epoch != epoch {
+			r.mu.Unlock()
+			return
+		}
 		buf := r.buffer
 		r.buffer = nil
 		if len(buf) == 0 {

@@ -173,6 +173,10 @@ backoff_max = "1s"
 	}()
 	defer func() {
 		if t.Failed() {
+			if keep := os.Getenv("CHAOS_KEEP_LOG"); keep != "" {
+				b, _ := os.ReadFile(bridgeLog)
+				_ = os.WriteFile(keep, b, 0o644)
+			}
 			t.Logf("bridge log tail:\n%s", tail(bridgeLog, 60))
 			t.Logf("nats log tail:\n%s", tail(natsLog, 20))
 		}
