@@ -133,6 +133,8 @@ type Socket struct {
 	stopped  chan struct{}
 	stopErr  error // set before stopped is closed
 
+	runCancel context.CancelFunc // ends the running Run's context; guarded by mu
+
 	connects, reconnects, missedHB, framesIn, dropped, queueFull atomic.Uint64
 }
 
@@ -162,22 +164,21 @@ func (s *Socket) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 
-	// runCtx also ends on Stop, so a dial or a backoff wait in progress is
-	// cut short. The watcher goroutine is gone when Run returns.
+	// runCtx also ends on Stop (Stop calls runCancel), so a dial or a
+	// backoff wait in progress is cut short, without a watcher goroutine.
 	runCtx, cancel := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		select {
-		case <-s.stopped:
-			cancel()
-		case <-runCtx.Done():
-		}
-	}()
+	s.mu.Lock()
+	s.runCancel = cancel
+	s.mu.Unlock()
 	defer func() {
+		s.mu.Lock()
+		s.runCancel = nil
+		s.mu.Unlock()
 		cancel()
-		<-watched
 	}()
+	if s.isStopped() { // a Stop before runCancel was set
+		cancel()
+	}
 
 	rc := newReconnector(s.opts.Backoff)
 	opens := 0
@@ -254,6 +255,11 @@ func (s *Socket) Stop(err error) {
 		s.stopErr = err
 		close(s.stopped)
 	})
+	s.mu.Lock()
+	if s.runCancel != nil {
+		s.runCancel()
+	}
+	s.mu.Unlock()
 }
 
 // Drop closes the current connection (code 1000, reason "dropped") so that
