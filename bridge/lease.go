@@ -112,7 +112,9 @@ func (ls *lease) hold(ctx context.Context) error {
 				continue
 			}
 			return fmt.Errorf("%w: %v", errLeaseLost, err)
-		case time.Since(last) >= ls.l.ttl:
+		case time.Since(last) >= ls.l.ttl-every:
+			// Give up before the key can expire, so two replicas never both
+			// believe they hold it.
 			return fmt.Errorf("%w: %v", errLeaseLost, err)
 		}
 	}

@@ -24,7 +24,12 @@ const publishWindow = 256
 // publisher turns connector events into JetStream messages for one
 // connection. Events go out with async publishes in receive order (so per-room
 // order holds), at most publishWindow unacknowledged; a failed publish is
-// retried in place, in order, until it is stored or the bridge stops.
+// retried in place, in order, until it is stored or the bridge stops. Order
+// holds through failures on one connection: if a publish was lost, so was
+// everything sent after it, and they are retried in order; a publish that
+// could not even be sent is completed synchronously before the next one.
+// (A stream without a leader for a moment can still fail one publish and
+// store the next: the one order gap this leaves.)
 type publisher struct {
 	js       jetstream.JetStream
 	prefix   string
@@ -42,6 +47,8 @@ type inflight struct {
 	start time.Time
 	gap   bool
 	sys   bool
+	sent  bool  // already published synchronously; err is the outcome
+	err   error // with sent
 }
 
 // message builds the NATS message of one event.
@@ -125,11 +132,14 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 			ack(ctx, err)
 			continue
 		}
-		fut, err := p.js.PublishMsgAsync(msg)
-		if err != nil {
-			fut = nil // settle publishes it synchronously, with retries
+		f := inflight{msg: msg, ack: ack, start: now, gap: ev.GapFill, sys: ev.Sys}
+		if f.fut, err = p.js.PublishMsgAsync(msg); err != nil {
+			// Not sent (too many unacknowledged, or NATS away): publish it
+			// here, before anything later, so the room's order holds.
+			f.fut, f.err = nil, p.await(ctx, f)
+			f.sent = true
 		}
-		queue <- inflight{msg: msg, fut: fut, ack: ack, start: now, gap: ev.GapFill, sys: ev.Sys}
+		queue <- f
 	}
 }
 
@@ -146,7 +156,10 @@ func (p *publisher) settle(ctx context.Context, drainCtx func() (context.Context
 			}
 			c = dctx
 		}
-		err := p.await(c, f)
+		err := f.err
+		if !f.sent {
+			err = p.await(c, f)
+		}
 		f.ack(c, err)
 		if err != nil {
 			continue

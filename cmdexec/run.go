@@ -46,6 +46,7 @@ type run struct {
 	// return one by one as their ack timers run out, not in stream order,
 	// so all of them are held until the last is back, then run in order.
 	pending, back int
+	since         time.Time // when the barrier was set
 
 	mu     sync.Mutex
 	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy
@@ -71,7 +72,7 @@ func (e *Executor) Run(ctx context.Context) (err error) {
 	r.sched = newScheduler(e.o.MaxParallelRooms, r.process)
 	if info.NumAckPending > 0 {
 		r.barrier = info.Delivered.Stream
-		r.pending = info.NumAckPending
+		r.pending, r.since = info.NumAckPending, time.Now()
 		e.log.Info().Int("pending", info.NumAckPending).Uint64("barrier", r.barrier).
 			Msg("commands of a previous run still pending; newer ones wait for them")
 	}
@@ -268,7 +269,14 @@ func (r *run) checkBarrier(ctx, hard context.Context) {
 		r.e.log.Debug().Err(err).Msg("consumer info failed; barrier stays")
 		return
 	}
-	if info.AckFloor.Stream < r.barrier && r.back < r.pending {
+	// Lift when every message of the previous run is back or settled (see
+	// dispatch's fetcher for the same rule), or after a time limit.
+	switch {
+	case r.back >= r.pending:
+	case info.AckFloor.Stream >= r.barrier || info.NumAckPending <= len(r.held):
+	case time.Since(r.since) > 3*r.e.o.AckWait:
+		r.e.log.Warn().Int("pending", r.pending).Int("back", r.back).Msg("previous run's commands did not all come back; resuming")
+	default:
 		return
 	}
 	r.e.log.Info().Int("held", len(r.held)).Msg("previous run's commands done; resuming in order")
@@ -287,11 +295,11 @@ func (r *run) process(stop, hard context.Context, it *item) bool {
 		return false
 	}
 	r.hb.Release(it.msg)
-	r.done(it)
 	if err := ackflow.Apply(it.msg, d); err != nil {
 		r.e.log.Warn().Err(err).Str("subject", it.msg.Subject()).Str("action", d.Action.String()).
 			Msg("settle failed; a redelivery will be answered from the store")
 	}
+	r.done(it) // after settling: a redelivery before it is dropped as a copy
 	r.release(1)
 	return true
 }

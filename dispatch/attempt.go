@@ -55,7 +55,7 @@ func (d *Dispatcher) handle(ctx, hard context.Context, m jetstream.Msg) {
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", m.Subject()).Msg("stored event is unreadable; dead-lettering it")
 		d.deadLetter(hard, &message{m: m, log: d.log}, "unreadable event: "+err.Error(), 0, 0)
-		_ = ackflow.Apply(m, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "unreadable event"})
+		_ = d.settle(m, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "unreadable event"})
 		return
 	}
 	counted, waits := 0, 0
@@ -264,7 +264,7 @@ func (d *Dispatcher) finish(hard context.Context, msg *message, reply subjects.W
 		}
 	}
 	d.m.outcome("processed")
-	if err := ackflow.Apply(msg.m, ackflow.Decision{Action: ackflow.ActionAck}); err != nil {
+	if err := d.settle(msg.m, ackflow.Decision{Action: ackflow.ActionAck}); err != nil {
 		msg.log.Warn().Err(err).Msg("ack failed; the message may be redelivered")
 	}
 }
@@ -295,7 +295,7 @@ func (d *Dispatcher) fail(hard context.Context, msg *message, reason string, att
 	d.markFailed(hard, msg, attempts, reason)
 	d.deadLetter(hard, msg, reason, 0, attempts)
 	d.m.outcome("dead_lettered")
-	_ = ackflow.Apply(msg.m, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "dispatch failed"})
+	_ = d.settle(msg.m, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "dispatch failed"})
 }
 
 func (d *Dispatcher) markFailed(hard context.Context, msg *message, attempt int, reason string) {
@@ -343,9 +343,16 @@ func (d *Dispatcher) publishResult(msg *message, command string, res subjects.Re
 	_ = d.o.NC.Publish(s.String(), b)
 }
 
+// settle stops m's heartbeat, then settles it: a beat must not land after
+// a NakWithDelay and reset its delay.
+func (d *Dispatcher) settle(m jetstream.Msg, dec ackflow.Decision) error {
+	d.hb.Release(m)
+	return ackflow.Apply(m, dec)
+}
+
 // redeliverLater hands the message back to JetStream (never a bare Nak).
 func (d *Dispatcher) redeliverLater(m jetstream.Msg) {
-	_ = ackflow.Apply(m, ackflow.Decision{Action: ackflow.ActionRetry, Delay: time.Second})
+	_ = d.settle(m, ackflow.Decision{Action: ackflow.ActionRetry, Delay: time.Second})
 }
 
 func msgArgs(id, errText string) json.RawMessage {

@@ -218,7 +218,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		// A previous run (a crash) left messages unsettled: they come back
 		// after AckWait. Until then newer messages wait, or a room's order
 		// would break.
-		f.barrier, f.pending = info.Delivered.Stream, info.NumAckPending
+		f.barrier, f.pending, f.since = info.Delivered.Stream, info.NumAckPending, time.Now()
 		d.log.Info().Int("pending", info.NumAckPending).Uint64("barrier", f.barrier).
 			Msg("messages of a previous run still pending; newer ones wait for them")
 	}
@@ -251,6 +251,7 @@ type fetcher struct {
 	// out, not in stream order, so everything is held until the last one is
 	// back (or settled), then queued in stream order.
 	pending, back int
+	since         time.Time // when the barrier was set
 }
 
 func (f *fetcher) loop(ctx, hard context.Context) {
@@ -263,9 +264,11 @@ func (f *fetcher) loop(ctx, hard context.Context) {
 		}
 		n := cap(slots) - len(slots)
 		if n == 0 {
-			select { // wait for a slot
+			select { // wait for a slot (or, behind the barrier, check it again)
 			case slots <- struct{}{}:
 				<-slots
+				continue
+			case <-time.After(250 * time.Millisecond):
 				continue
 			case <-ctx.Done():
 				return
@@ -311,7 +314,16 @@ func (f *fetcher) checkBarrier(ctx, hard context.Context, release func()) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	info, err := f.cons.Info(ictx)
 	cancel()
-	if f.back < f.pending && (err != nil || info.AckFloor.Stream < f.barrier) {
+	// Lift when every message of the previous run is back or settled: all
+	// that is still pending is in our hands (the previous run may have acked
+	// or handed back some of them), or the ack floor passed the barrier. A
+	// time limit keeps a message deleted meanwhile from holding all forever.
+	switch {
+	case f.back >= f.pending:
+	case err == nil && (info.AckFloor.Stream >= f.barrier || info.NumAckPending <= len(f.held)):
+	case time.Since(f.since) > 3*f.d.o.AckWait:
+		f.d.log.Warn().Int("pending", f.pending).Int("back", f.back).Msg("previous run's messages did not all come back; resuming")
+	default:
 		return
 	}
 	f.d.log.Info().Int("held", len(f.held)).Msg("previous run's messages done; resuming in order")
@@ -348,7 +360,7 @@ func (d *Dispatcher) startLocked(ctx, hard context.Context, room string, q *room
 		q.msgs = q.msgs[1:]
 		q.active++
 		d.wg.Go(func() {
-			d.handle(ctx, hard, m)
+			d.handle(ctx, hard, m) // releases m's heartbeat as it settles it
 			d.hb.Release(m)
 			release()
 			d.mu.Lock()

@@ -39,7 +39,9 @@ type session struct {
 	opened chan struct{} // closed at the first open
 	dialed chan error    // failed dials before the first open (latest first; never blocks)
 	ended  chan struct{} // closed when the socket's Run returned
-	endErr error         // Run's result, set before ended is closed
+	halt   chan struct{} // closed by stop: nothing waits on the queue after it
+	halted sync.Once
+	endErr error // Run's result, set before ended is closed
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	sem    chan struct{} // bounds concurrent room joins and drains
@@ -71,6 +73,7 @@ func newSession(c *Connector) *session {
 		opened: make(chan struct{}),
 		dialed: make(chan error, 1),
 		ended:  make(chan struct{}),
+		halt:   make(chan struct{}),
 		sem:    make(chan struct{}, c.opts.JoinParallelism),
 		rooms:  map[string]*room{},
 	}
@@ -142,6 +145,7 @@ func (s *session) endErrOr(def error) error {
 
 // stop ends the socket and waits for every goroutine of the session.
 func (s *session) stop(ctx context.Context) error {
+	s.halted.Do(func() { close(s.halt) })
 	s.sock.Stop(nil)
 	s.cancel()
 	done := make(chan struct{})
@@ -198,6 +202,8 @@ func (s *session) emit(ctx context.Context, ev connector.Event) bool {
 	case <-ctx.Done():
 		return false
 	case <-s.ended:
+		return false
+	case <-s.halt: // closing: the event is not stored; catch-up finds messages again
 		return false
 	}
 }

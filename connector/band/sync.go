@@ -90,6 +90,9 @@ func (s *session) reconcile(ctx context.Context) error {
 	var found atomic.Int64
 	for id := range ids {
 		r, isNew := s.room(id)
+		r.mu.Lock()
+		r.draining = true // pushes wait for this catch-up (new rooms start held)
+		r.mu.Unlock()
 		s.sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-s.sem }()
@@ -196,10 +199,12 @@ func (s *session) drain(ctx context.Context, r *room) int {
 			if errors.As(err, &pe) && pe.Status == http.StatusNotFound {
 				s.removeRoom(r.id)
 			} else if ctx.Err() == nil {
+				// The room stays held: its pushes may be newer than the
+				// messages the retry will find.
 				s.log.Warn().Err(err).Str("room", r.id).Msg("catch-up failed; will retry")
 				time.AfterFunc(5*time.Second, s.requestResync)
 			}
-			break
+			return found
 		}
 		for _, raw := range msgs {
 			ev, ok := s.messageEvent(r.id, raw, true)
@@ -235,9 +240,9 @@ func (s *session) flush(ctx context.Context, r *room, emitted map[string]bool, e
 		buf := r.buffer
 		r.buffer = nil
 		if len(buf) == 0 {
-			r.draining = false
 			over := r.overflow
 			r.overflow = false
+			r.draining = over // a dropped push is older than later ones: stay held for the next catch-up
 			r.idleAt = time.Now()
 			r.mu.Unlock()
 			if over {
