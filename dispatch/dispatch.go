@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -112,7 +113,11 @@ type Dispatcher struct {
 	inbox   string
 	waitMu  sync.Mutex
 	waiting map[string]chan *nats.Msg
+
+	barrier atomic.Bool // a crashed run's messages are being waited for (tests read it)
 }
+
+func (d *Dispatcher) barrierSet() bool { return d.barrier.Load() }
 
 type roomQueue struct {
 	msgs   []jetstream.Msg // in stream order
@@ -214,11 +219,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}()
 	d.log.Info().Str("consumer", ConsumerName(d.o.Conn)).Strs("events", d.o.Events).Msg("managed dispatch running")
 	f := &fetcher{d: d, cons: cons}
+	defer d.barrier.Store(false)
 	if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
 		// A previous run (a crash) left messages unsettled: they come back
 		// after AckWait. Until then newer messages wait, or a room's order
 		// would break.
 		f.barrier, f.pending, f.since = info.Delivered.Stream, info.NumAckPending, time.Now()
+		d.barrier.Store(true)
 		d.log.Info().Int("pending", info.NumAckPending).Uint64("barrier", f.barrier).
 			Msg("messages of a previous run still pending; newer ones wait for them")
 	}
@@ -328,6 +335,7 @@ func (f *fetcher) checkBarrier(ctx, hard context.Context, release func()) {
 	}
 	f.d.log.Info().Int("held", len(f.held)).Msg("previous run's messages done; resuming in order")
 	f.barrier = 0
+	f.d.barrier.Store(false)
 	slices.SortFunc(f.held, func(a, b jetstream.Msg) int { return cmp.Compare(streamSeq(a), streamSeq(b)) })
 	for _, m := range f.held {
 		f.d.hb.Release(m)
