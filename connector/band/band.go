@@ -32,7 +32,7 @@ type Options struct {
 	// IdleResync is how long a room may be quiet before /messages/next is
 	// polled again as a safety net for missed pushes, default 60s.
 	IdleResync time.Duration
-	// QueueSize bounds events waiting for Receive, default 256. A full queue
+	// QueueSize bounds events waiting for Receive, default 64. A full queue
 	// holds the socket reader back (back-pressure), it never drops.
 	QueueSize int
 	// JoinParallelism bounds concurrent room joins and drains, default 16.
@@ -52,7 +52,7 @@ func (o Options) withDefaults() Options {
 		o.IdleResync = 60 * time.Second
 	}
 	if o.QueueSize <= 0 {
-		o.QueueSize = 256
+		o.QueueSize = 64
 	}
 	if o.JoinParallelism <= 0 {
 		o.JoinParallelism = 16
