@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/internal/redact"
 )
 
 // Options say how to reach NATS. Secrets arrive resolved; they are never logged.
@@ -139,31 +140,4 @@ func permanentConnectError(err error) bool {
 
 // RedactURL hides user info and query values in a comma-separated URL list,
 // so a URL that carries a credential can be logged.
-func RedactURL(raw string) string {
-	parts := strings.Split(raw, ",")
-	for i, p := range parts {
-		parts[i] = redactOne(strings.TrimSpace(p))
-	}
-	return strings.Join(parts, ",")
-}
-
-func redactOne(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		if strings.Contains(raw, "@") || strings.Contains(raw, "?") {
-			return "<redacted>"
-		}
-		return raw
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q.Set(k, "REDACTED")
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
+func RedactURL(raw string) string { return redact.URLs(raw) }

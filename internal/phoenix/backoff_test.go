@@ -151,9 +151,9 @@ func TestRedactURL(t *testing.T) {
 	t.Parallel()
 	tests := map[string]string{
 		"wss://app.band.ai/api/v1/socket/websocket?api_key=K&agent_id=A&vsn=2.0.0": "wss://app.band.ai/api/v1/socket/websocket?agent_id=REDACTED&api_key=REDACTED&vsn=REDACTED",
-		"ws://user:pw@host/socket#frag":                                            "ws://user:REDACTED@host/socket",
+		"ws://user:pw@host/socket#frag":                                            "ws://REDACTED@host/socket",
 		"ws://host/socket":                                                         "ws://host/socket",
-		"::not a url":                                                              "<unparseable url>",
+		"::not a url":                                                              "<redacted url>",
 	}
 	for in, want := range tests {
 		if got := RedactURL(in); got != want {

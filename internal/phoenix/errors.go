@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/bridgeworks/bridge/internal/redact"
 )
 
 // Sentinel errors; test with errors.Is. Join, Leave and Push wrap what
@@ -197,27 +199,7 @@ func secondsToDuration(s string) time.Duration {
 // RedactURL returns raw with every query value and any password replaced
 // by REDACTED, so it can be logged: Phoenix sockets usually carry
 // credentials (api_key, token) in the query.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparseable url>"
-	}
-	if u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		}
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{"REDACTED"}
-		}
-		u.RawQuery = q.Encode()
-	}
-	u.Fragment = ""
-	u.RawFragment = ""
-	return u.String()
-}
+func RedactURL(raw string) string { return redact.URL(raw) }
 
 // dialError rewrites a dial failure so it names the redacted URL and not
 // the raw one (net/http's *url.Error embeds the full query).
