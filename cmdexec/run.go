@@ -351,5 +351,11 @@ func (r *run) drain(cancelHard context.CancelFunc, rpc *rpcServer) {
 		}
 		r.release(1)
 	}
+	// A round trip makes sure the server took the hand-backs before the
+	// connection (or an embedded server) goes away; lost ones would wait
+	// out the whole AckWait.
+	if err := r.e.o.NC.FlushTimeout(2 * time.Second); err != nil {
+		r.e.log.Warn().Err(err).Msg("hand-backs not confirmed; they may wait out AckWait")
+	}
 	r.e.log.Info().Int("handed_back", len(left)).Dur("delay", delay).Msg("unfinished commands handed back")
 }

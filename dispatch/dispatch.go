@@ -243,6 +243,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		cancelHard()
 		<-done
 	}
+	// A round trip makes sure the server took the hand-backs before the
+	// connection (or an embedded server) goes away.
+	_ = d.o.NC.FlushTimeout(2 * time.Second)
 	return nil
 }
 
