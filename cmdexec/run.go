@@ -35,18 +35,10 @@ type run struct {
 	hb    *ackflow.Heartbeat
 	slots chan struct{} // one token per message in hand
 	sched *scheduler
-	// barrier is the highest stream sequence delivered before this run
-	// started while some were still unacknowledged (0: none). Messages
-	// above it are held until the ack floor reaches it, so a predecessor's
-	// redeliveries run before anything newer of the same room.
-	barrier uint64
+	// barrier holds every message while a predecessor's unsettled ones come
+	// back (ackflow.Barrier); held are the messages it holds.
+	barrier *ackflow.Barrier
 	held    []*item
-	// pending is how many messages the previous run left unsettled, and
-	// back how many of them (sequence ≤ barrier) have come back: they
-	// return one by one as their ack timers run out, not in stream order,
-	// so all of them are held until the last is back, then run in order.
-	pending, back int
-	since         time.Time // when the barrier was set
 
 	mu     sync.Mutex
 	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy
@@ -70,10 +62,8 @@ func (e *Executor) Run(ctx context.Context) (err error) {
 	}
 	r := &run{e: e, cons: cons, hb: ackflow.NewHeartbeat(), slots: make(chan struct{}, e.o.MaxAckPending), inHand: map[uint64]bool{}}
 	r.sched = newScheduler(e.o.MaxParallelRooms, r.process)
-	if info.NumAckPending > 0 {
-		r.barrier = info.Delivered.Stream
-		r.pending, r.since = info.NumAckPending, time.Now()
-		e.log.Info().Int("pending", info.NumAckPending).Uint64("barrier", r.barrier).
+	if r.barrier = ackflow.NewBarrier(info, 3*e.o.AckWait); r.barrier.Active() {
+		e.log.Info().Int("pending", r.barrier.Pending()).Uint64("barrier", r.barrier.Seq()).
 			Msg("commands of a previous run still pending; newer ones wait for them")
 	}
 
@@ -164,7 +154,7 @@ func (r *run) fetchLoop(ctx, hard context.Context) {
 	}
 	for ctx.Err() == nil {
 		fw := r.e.o.FetchWait
-		if r.barrier > 0 {
+		if r.barrier.Active() {
 			r.checkBarrier(ctx, hard)
 			fw = min(fw, barrierWait)
 		}
@@ -249,38 +239,32 @@ func (r *run) take(ctx, hard context.Context, m jetstream.Msg) {
 		return
 	}
 	r.hb.Hold(m)
-	if r.barrier > 0 {
+	if r.barrier.Active() {
 		r.held = append(r.held, it)
-		if it.seq <= r.barrier {
-			r.back++
-		}
+		r.barrier.Hold(it.seq)
 		return
 	}
 	r.sched.add(ctx, hard, it)
 }
 
-// checkBarrier lifts the barrier once the ack floor has reached it, and
-// queues the held messages in stream order.
+// checkBarrier lifts the barrier when ackflow.Barrier allows, and queues
+// the held messages in stream order.
 func (r *run) checkBarrier(ctx, hard context.Context) {
 	ictx, cancel := context.WithTimeout(ctx, setupTimeout)
 	info, err := r.cons.Info(ictx)
 	cancel()
 	if err != nil {
-		r.e.log.Debug().Err(err).Msg("consumer info failed; barrier stays")
+		r.e.log.Debug().Err(err).Msg("consumer info failed")
+		info = nil
+	}
+	lift, timedOut := r.barrier.Lift(info)
+	if !lift {
 		return
 	}
-	// Lift when every message of the previous run is back or settled (see
-	// dispatch's fetcher for the same rule), or after a time limit.
-	switch {
-	case r.back >= r.pending:
-	case info.AckFloor.Stream >= r.barrier || info.NumAckPending <= len(r.held):
-	case time.Since(r.since) > 3*r.e.o.AckWait:
-		r.e.log.Warn().Int("pending", r.pending).Int("back", r.back).Msg("previous run's commands did not all come back; resuming")
-	default:
-		return
+	if timedOut {
+		r.e.log.Warn().Msg("previous run's commands did not all come back; resuming")
 	}
 	r.e.log.Info().Int("held", len(r.held)).Msg("previous run's commands done; resuming in order")
-	r.barrier = 0
 	slices.SortFunc(r.held, func(a, b *item) int { return cmp.Compare(a.seq, b.seq) })
 	for _, it := range r.held {
 		r.sched.add(ctx, hard, it)

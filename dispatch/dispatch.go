@@ -220,14 +220,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.log.Info().Str("consumer", ConsumerName(d.o.Conn)).Strs("events", d.o.Events).Msg("managed dispatch running")
 	f := &fetcher{d: d, cons: cons}
 	defer d.barrier.Store(false)
-	if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
-		// A previous run (a crash) left messages unsettled: they come back
-		// after AckWait. Until then newer messages wait, or a room's order
-		// would break.
-		f.barrier, f.pending, f.since = info.Delivered.Stream, info.NumAckPending, time.Now()
-		d.barrier.Store(true)
-		d.log.Info().Int("pending", info.NumAckPending).Uint64("barrier", f.barrier).
-			Msg("messages of a previous run still pending; newer ones wait for them")
+	if info, err := cons.Info(ctx); err == nil {
+		// A previous run (a crash) may have left messages unsettled: until
+		// they are back, newer ones wait, or a room's order would break.
+		if f.barrier = ackflow.NewBarrier(info, 3*d.o.AckWait); f.barrier.Active() {
+			d.barrier.Store(true)
+			d.log.Info().Int("pending", f.barrier.Pending()).Uint64("barrier", f.barrier.Seq()).
+				Msg("messages of a previous run still pending; newer ones wait for them")
+		}
 	}
 	f.loop(ctx, hard)
 
@@ -250,18 +250,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // fetcher pulls messages and hands them to their room's queue, holding
-// back messages newer than barrier until the consumer's ack floor reaches it.
+// them all while a predecessor's unsettled ones come back (ackflow.Barrier).
 type fetcher struct {
 	d       *Dispatcher
 	cons    jetstream.Consumer
-	barrier uint64
+	barrier *ackflow.Barrier
 	held    []jetstream.Msg
-	// pending is how many messages the previous run left unsettled, back
-	// how many of them have come back: they return as their ack timers run
-	// out, not in stream order, so everything is held until the last one is
-	// back (or settled), then queued in stream order.
-	pending, back int
-	since         time.Time // when the barrier was set
 }
 
 func (f *fetcher) loop(ctx, hard context.Context) {
@@ -269,7 +263,7 @@ func (f *fetcher) loop(ctx, hard context.Context) {
 	slots := make(chan struct{}, d.o.MaxAckPending)
 	release := func() { <-slots }
 	for ctx.Err() == nil {
-		if f.barrier > 0 {
+		if f.barrier.Active() {
 			f.checkBarrier(ctx, hard, release)
 		}
 		n := cap(slots) - len(slots)
@@ -285,7 +279,7 @@ func (f *fetcher) loop(ctx, hard context.Context) {
 			}
 		}
 		wait := time.Second
-		if f.barrier > 0 {
+		if f.barrier.Active() {
 			wait = 250 * time.Millisecond
 		}
 		batch, err := f.cons.Fetch(min(n, 256), jetstream.FetchMaxWait(wait))
@@ -298,12 +292,10 @@ func (f *fetcher) loop(ctx, hard context.Context) {
 		}
 		for m := range batch.Messages() {
 			slots <- struct{}{}
-			if f.barrier > 0 {
+			if f.barrier.Active() {
 				d.hb.Hold(m)
 				f.held = append(f.held, m)
-				if streamSeq(m) <= f.barrier {
-					f.back++
-				}
+				f.barrier.Hold(streamSeq(m))
 				continue
 			}
 			d.add(ctx, hard, m, release)
@@ -318,26 +310,23 @@ func (f *fetcher) loop(ctx, hard context.Context) {
 	}
 }
 
-// checkBarrier lifts the barrier once the previous run's messages are all
-// settled, and queues the held ones in stream order.
+// checkBarrier lifts the barrier when ackflow.Barrier allows, and queues
+// the held messages in stream order.
 func (f *fetcher) checkBarrier(ctx, hard context.Context, release func()) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	info, err := f.cons.Info(ictx)
 	cancel()
-	// Lift when every message of the previous run is back or settled: all
-	// that is still pending is in our hands (the previous run may have acked
-	// or handed back some of them), or the ack floor passed the barrier. A
-	// time limit keeps a message deleted meanwhile from holding all forever.
-	switch {
-	case f.back >= f.pending:
-	case err == nil && (info.AckFloor.Stream >= f.barrier || info.NumAckPending <= len(f.held)):
-	case time.Since(f.since) > 3*f.d.o.AckWait:
-		f.d.log.Warn().Int("pending", f.pending).Int("back", f.back).Msg("previous run's messages did not all come back; resuming")
-	default:
+	if err != nil {
+		info = nil
+	}
+	lift, timedOut := f.barrier.Lift(info)
+	if !lift {
 		return
 	}
+	if timedOut {
+		f.d.log.Warn().Msg("previous run's messages did not all come back; resuming")
+	}
 	f.d.log.Info().Int("held", len(f.held)).Msg("previous run's messages done; resuming in order")
-	f.barrier = 0
 	f.d.barrier.Store(false)
 	slices.SortFunc(f.held, func(a, b jetstream.Msg) int { return cmp.Compare(streamSeq(a), streamSeq(b)) })
 	for _, m := range f.held {
