@@ -32,8 +32,11 @@ type Options struct {
 	// Policy bounds in-process retries; zero fields default to 8 attempts,
 	// 200ms doubling to 30s, equal jitter (ackflow.DefaultPolicy).
 	Policy ackflow.Policy
-	// AckWait is the consumer's ack wait, default 30s; messages in hand get
-	// an InProgress every AckWait/3.
+	// AckWait is the consumer's ack wait, default 10s; messages in hand get
+	// an InProgress every AckWait/3. After a restart of the bridge's NATS
+	// server the previous run's messages come back only after it (the
+	// server does not keep hand-back delays across its restart), so it
+	// bounds how long a restarted bridge waits before resuming commands.
 	AckWait time.Duration
 	// Log receives the executor's logs; never payloads.
 	Log zerolog.Logger
@@ -69,7 +72,7 @@ func (o *Options) setDefaults() {
 	}
 	o.Policy = o.Policy.WithDefaults()
 	if o.AckWait <= 0 {
-		o.AckWait = 30 * time.Second
+		o.AckWait = 10 * time.Second
 	}
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = 1024
