@@ -9,7 +9,9 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/bridge /bridge
-USER nonroot:nonroot
+# Numeric, so Kubernetes can verify runAsNonRoot without a passwd lookup
+# (distroless's nonroot user is 65532).
+USER 65532:65532
 EXPOSE 8080 4222
 ENTRYPOINT ["/bridge"]
 CMD ["run", "--config", "/etc/bridge/config.toml"]

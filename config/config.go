@@ -19,6 +19,7 @@ type Config struct {
 	NATS       NATS         `toml:"nats"`
 	HTTP       HTTP         `toml:"http"`
 	Lease      Lease        `toml:"lease"`
+	Shutdown   Shutdown     `toml:"shutdown"`
 	Connection []Connection `toml:"connection"`
 	Dispatch   []Dispatch   `toml:"dispatch"`
 }
@@ -71,6 +72,15 @@ type HTTP struct {
 type Lease struct {
 	TTL   Duration `toml:"ttl"`   // a holder's lease expires this long after its last renewal, default 15s
 	Owner string   `toml:"owner"` // this replica's name, default the host name (stable per pod)
+}
+
+// Shutdown configures how the bridge stops on SIGTERM or SIGINT.
+type Shutdown struct {
+	// DrainTimeout bounds how long in-flight work (publishes, commands,
+	// dispatch attempts) may take to finish before it is cut short and
+	// handed back to JetStream for redelivery, default 15s. Keep the pod's
+	// terminationGracePeriodSeconds above it.
+	DrainTimeout Duration `toml:"drain_timeout"`
 }
 
 // Connection is one platform account / agent identity.
@@ -209,6 +219,7 @@ func (c *Config) SetDefaults() {
 	def(&c.NATS.Embedded.StoreDir, "./data/nats")
 	def(&c.HTTP.Listen, "127.0.0.1:8080")
 	defD(&c.Lease.TTL, 15*time.Second)
+	defD(&c.Shutdown.DrainTimeout, 15*time.Second)
 	for i := range c.Connection {
 		cn := &c.Connection[i]
 		defD(&cn.HeartbeatInterval, 30*time.Second)
@@ -275,6 +286,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lease.TTL.D() < 100*time.Millisecond {
 		return fmt.Errorf("lease.ttl %s is shorter than 100ms", c.Lease.TTL.D())
+	}
+	if d := c.Shutdown.DrainTimeout.D(); d < 100*time.Millisecond || d > time.Hour {
+		return fmt.Errorf("shutdown.drain_timeout %s is not between 100ms and 1h", d)
 	}
 	names := map[string]bool{}
 	for i, cn := range c.Connection {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,10 +32,48 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	hup := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() { // owned: ends when main stops it below
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					select {
+					case hup <- struct{}{}:
+					default:
+					}
+					continue
+				}
+				cancel(fmt.Errorf("%w: %s", errSignal, sig))
+			case <-done:
+				return
+			}
+		}
+	}()
+	code := run(withHangups(ctx, hup), os.Args[1:], os.Stdout, os.Stderr)
+	signal.Stop(sigs)
+	close(done)
+	cancel(nil)
 	os.Exit(code)
+}
+
+// errSignal is the cause of a context ended by SIGINT or SIGTERM.
+var errSignal = errors.New("signal")
+
+type hangupKey struct{}
+
+// withHangups gives the commands that care (run) the SIGHUPs received.
+func withHangups(ctx context.Context, hup <-chan struct{}) context.Context {
+	return context.WithValue(ctx, hangupKey{}, hup)
+}
+
+func hangups(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(hangupKey{}).(<-chan struct{})
+	return ch // nil (never ready) outside main
 }
 
 // errUsage marks a command-line mistake (exit code 2).
@@ -42,8 +81,15 @@ var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch a := args[0]; {
+		case a == "-h" || a == "-help" || a == "--help":
+			cmd, args = "help", args[1:]
+		case a == "-version" || a == "--version":
+			cmd, args = "version", args[1:]
+		case len(a) > 0 && a[0] != '-':
+			cmd, args = a, args[1:]
+		}
 	}
 	var err error
 	switch cmd {
@@ -82,9 +128,16 @@ const usage = `usage: bridge <command> [flags]
 commands:
   run --config FILE          run the bridge (default command)
   check-config --config FILE load and validate a config, then exit
-  demo                       run the whole flow on embedded defaults (see --help)
+  demo                       run the whole flow on embedded defaults
   emulate band               run the Band platform emulator alone
-  version                    print the version
+  version                    print the version (also --version)
+  help                       print this text (also --help)
+
+"bridge <command> --help" lists a command's flags.
+
+signals (run): SIGTERM or SIGINT stop taking new work and drain within
+shutdown.drain_timeout; SIGHUP is logged and ignored (the process keeps
+running; restart it to load a changed config).
 `
 
 func versionString() string {
@@ -162,11 +215,39 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(c.Log, stderr)
-	b, err := bridge.New(c, bridge.Options{Log: log, Registry: bridge.Platforms()})
+	b, err := bridge.New(c, bridge.Options{Log: log, Registry: bridge.Platforms(), ShutdownTimeout: c.Shutdown.DrainTimeout.D()})
 	if err != nil {
 		return err
 	}
-	return b.Run(ctx)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() { // owned: cmdRun waits for it below
+		defer close(watched)
+		logSignals(watchCtx, ctx, log, c.Shutdown.DrainTimeout.D())
+	}()
+	err = b.Run(ctx)
+	stopWatch()
+	<-watched
+	return err
+}
+
+// logSignals logs each SIGHUP and the signal that stops run (with the
+// drain deadline) until watch ends.
+func logSignals(watch, run context.Context, log zerolog.Logger, drain time.Duration) {
+	hup := hangups(run)
+	for {
+		select {
+		case <-hup:
+			log.Warn().Str("signal", "SIGHUP").Msg("signal received; config reload is not supported, ignoring it (restart to load a changed config)")
+		case <-run.Done():
+			if cause := context.Cause(run); errors.Is(cause, errSignal) {
+				log.Info().Str("signal", strings.TrimPrefix(cause.Error(), errSignal.Error()+": ")).Dur("drain_timeout", drain).Msg("signal received; draining")
+			}
+			return
+		case <-watch.Done():
+			return
+		}
+	}
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {

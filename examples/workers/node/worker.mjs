@@ -18,7 +18,19 @@ if (!natsURL || !conn) {
   process.exit(2);
 }
 
-const nc = await connect({ servers: natsURL, name: "example-node-worker" });
+// Reconnect forever: a NATS restart or a rolling update of the NATS cluster
+// must not stop the worker (the client's default gives up after 10 tries).
+const nc = await connect({
+  servers: natsURL,
+  name: "example-node-worker",
+  maxReconnectAttempts: -1,
+  reconnectTimeWait: 1000,
+});
+(async () => {
+  for await (const s of nc.status()) {
+    if (s.type === "disconnect" || s.type === "reconnect") console.log(`nats: ${s.type}`);
+  }
+})().catch((err) => console.error(`nats status: ${err.message}`));
 const subject = `${prefix}.work.${platform}.${conn}.*.message_created`;
 // A queue group spreads the requests over every running worker.
 const sub = nc.subscribe(subject, { queue: "echo-workers" });
@@ -26,10 +38,20 @@ await nc.flush(); // the subscription is registered: requests can come
 console.log(`ready: answering ${subject}`);
 
 for (const sig of ["SIGINT", "SIGTERM"]) {
-  process.on(sig, () => nc.drain()); // finish the request in hand, then stop
+  // Finish the request in hand, then stop; with NATS away there is nothing
+  // to drain, so just close (the bridge sends unanswered requests again).
+  process.on(sig, () => nc.drain().catch(() => nc.close()));
 }
 
-const respond = (m, reply) => m.respond(JSON.stringify(reply));
+// A reply that cannot be sent (NATS away) is not fatal: the bridge times
+// the attempt out and sends the request again.
+const respond = (m, reply) => {
+  try {
+    m.respond(JSON.stringify(reply));
+  } catch (err) {
+    console.error(`reply not sent: ${err.message}`);
+  }
+};
 
 for await (const m of sub) {
   let event;
@@ -52,4 +74,8 @@ for await (const m of sub) {
   respond(m, { status: "processed", commands });
   console.log(`answered ${event.id} in room ${event.room}`);
 }
-await nc.closed();
+const err = await nc.closed();
+if (err) {
+  console.error(`nats connection closed: ${err.message}`);
+  process.exit(1);
+}

@@ -59,7 +59,9 @@ func run(ctx context.Context, c config, logger *log.Logger) error {
 	if c.conn == "" {
 		return errors.New("--conn is required: the connection name from the bridge config")
 	}
-	nc, err := nats.Connect(c.natsURL, nats.Name("example-jetstream-worker"))
+	nc, err := nats.Connect(c.natsURL, nats.Name("example-jetstream-worker"),
+		// Reconnect forever: a NATS restart must not stop the worker.
+		nats.MaxReconnects(-1))
 	if err != nil {
 		return err
 	}
