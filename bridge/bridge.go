@@ -295,17 +295,7 @@ func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream) erro
 }
 
 func (b *Bridge) natsOptions(srv *server.Server) (natsbus.Options, error) {
-	n := b.cfg.NATS
-	o := natsbus.Options{
-		URL: n.URL, Embedded: srv, Name: n.Name, User: n.User, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
-		TLSCAFile: n.TLSCAFile, TLSCertFile: n.TLSCertFile, TLSKeyFile: n.TLSKeyFile,
-	}
-	var err error
-	if o.Password, err = config.Secret("nats.password", n.PasswordEnv, n.PasswordFile, b.opts.LookupEnv); err != nil {
-		return o, fmt.Errorf("config: %w", err)
-	}
-	if o.Token, err = config.Secret("nats.token", n.TokenEnv, n.TokenFile, b.opts.LookupEnv); err != nil {
-		return o, fmt.Errorf("config: %w", err)
-	}
-	return o, nil
+	o, err := NATSOptions(b.cfg.NATS, b.opts.LookupEnv)
+	o.Embedded = srv
+	return o, err
 }

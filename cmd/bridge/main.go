@@ -4,6 +4,7 @@
 //	bridge check-config --config FILE
 //	bridge demo                    the whole flow on embedded defaults
 //	bridge emulate band            run a platform emulator alone
+//	bridge dlq list|show|redrive   inspect and redrive dead letters
 //	bridge version
 //
 // main is the only place that exits; everything else returns errors.
@@ -101,6 +102,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, args, stdout, stderr)
 	case "emulate":
 		err = cmdEmulate(ctx, args, stdout, stderr)
+	case "dlq":
+		err = cmdDLQ(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":
@@ -130,6 +133,7 @@ commands:
   check-config --config FILE load and validate a config, then exit
   demo                       run the whole flow on embedded defaults
   emulate band               run the Band platform emulator alone
+  dlq list|show|redrive      inspect dead letters; publish them again (see "bridge dlq")
   version                    print the version (also --version)
   help                       print this text (also --help)
 
