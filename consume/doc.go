@@ -1,0 +1,22 @@
+// Package consume is the bridge's one JetStream consumer engine. The
+// command executor and managed dispatch both run on it; each supplies a
+// [Handler] for one message and gets, for free:
+//
+//   - a durable pull consumer created or updated at start, retried with
+//     backoff until NATS answers;
+//   - per-room order: the messages of one room (an ordering key taken from
+//     the subject) start in stream order, at most MaxInFlightPerRoom at once,
+//     while different rooms run in parallel up to MaxParallel, a busy room
+//     handing its slot over after each message so no room starves another;
+//   - in-progress heartbeats for every message in hand, so a message queued
+//     behind its room or waiting on a slow call is not redelivered;
+//   - the crash barrier ([ackflow.Barrier]): after a crash the predecessor's
+//     unsettled messages come back as their ack timers run out, so every
+//     message is held until they are back, then all run in stream order;
+//   - a drain at shutdown: running handlers get DrainTimeout to finish, then
+//     their calls are cancelled, and every unsettled message is handed back
+//     with one NakWithDelay in stream order, confirmed by a round trip.
+//
+// Start with [Run] and [Options]. The handler decides how a message is
+// settled ([ackflow.Decision]); the engine applies it.
+package consume

@@ -1,0 +1,413 @@
+package consume
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/retry"
+)
+
+// Msg is one message in hand.
+type Msg struct {
+	JS        jetstream.Msg
+	Seq       uint64    // stream sequence
+	Stored    time.Time // when the stream stored it
+	Delivered uint64    // deliveries so far, this one included
+	Room      string    // the ordering key
+	// RetryIn is set by a handler that shutdown cut short during a retry
+	// wait: what was left of it. The hand-back waits at least that long
+	// (capped by Options.MaxHandBack).
+	RetryIn time.Duration
+}
+
+// Handler handles one message and says how to settle it; ok is false when
+// stop ended before it finished, and the engine hands the message back.
+// stop ends when the engine stops taking work; hard, DrainTimeout later,
+// when running calls must give up. A handler never settles the message
+// itself.
+type Handler func(stop, hard context.Context, m *Msg) (d ackflow.Decision, ok bool)
+
+// Options configure [Run]. JS, NC, Stream, Consumer.Durable and RoomOf are
+// required; other zero fields take the default in their comment.
+type Options struct {
+	JS     jetstream.JetStream
+	NC     *nats.Conn // confirms hand-backs at shutdown with a round trip
+	Stream string
+	// Consumer is the durable consumer's configuration (Durable, filters,
+	// deliver policy, description). Run sets AckPolicy explicit, AckWait,
+	// MaxAckPending and MaxDeliver -1.
+	Consumer jetstream.ConsumerConfig
+	// RoomOf returns the ordering key of a subject.
+	RoomOf func(subject string) string
+
+	MaxParallel        int           // messages handled at once, default MaxAckPending
+	MaxInFlightPerRoom int           // messages of one room handled at once, default 1
+	MaxAckPending      int           // messages in hand, default 1024
+	AckWait            time.Duration // default 10s; heartbeats every AckWait/3
+	FetchWait          time.Duration // expiry of each pull, default 1s: how long Run takes to stop fetching
+	DrainTimeout       time.Duration // default 10s
+	MinHandBack        time.Duration // least hand-back delay at shutdown, default 1s
+	MaxHandBack        time.Duration // cap on a hand-back stretched by RetryIn, default 30s
+	// Setup runs before the consumer is created, on every (re)try; for the
+	// handler's own buckets.
+	Setup func(ctx context.Context) error
+	// Ready is called once with the consumer's info at start and whether
+	// Run had to create it (it did not exist).
+	Ready func(info *jetstream.ConsumerInfo, created bool)
+	Log   zerolog.Logger
+}
+
+const (
+	fetchBatch   = 256
+	barrierWait  = 250 * time.Millisecond // pull expiry while the barrier holds
+	setupTimeout = 10 * time.Second
+)
+
+func (o *Options) setDefaults() error {
+	if o.JS == nil || o.NC == nil || o.Stream == "" || o.Consumer.Durable == "" || o.RoomOf == nil {
+		return errors.New("consume: JS, NC, Stream, Consumer.Durable and RoomOf are required")
+	}
+	if o.MaxAckPending <= 0 {
+		o.MaxAckPending = 1024
+	}
+	if o.MaxParallel <= 0 {
+		o.MaxParallel = o.MaxAckPending
+	}
+	if o.MaxInFlightPerRoom <= 0 {
+		o.MaxInFlightPerRoom = 1
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.AckWait, 10*time.Second)
+	def(&o.FetchWait, time.Second)
+	def(&o.DrainTimeout, 10*time.Second)
+	def(&o.MinHandBack, time.Second)
+	def(&o.MaxHandBack, 30*time.Second)
+	c := &o.Consumer
+	c.AckPolicy = jetstream.AckExplicitPolicy
+	c.AckWait = o.AckWait
+	c.MaxAckPending = o.MaxAckPending
+	c.MaxDeliver = -1
+	return nil
+}
+
+// engine is the state of one Run; nothing in it outlives Run.
+type engine struct {
+	o     Options
+	h     Handler
+	log   zerolog.Logger
+	cons  jetstream.Consumer
+	hb    *ackflow.Heartbeat
+	slots chan struct{} // one token per message in hand
+	sched *scheduler
+	// barrier holds every message while a predecessor's unsettled ones
+	// come back; held are the messages it holds.
+	barrier *ackflow.Barrier
+	held    []*Msg
+
+	mu     sync.Mutex
+	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy
+}
+
+// Run creates or updates the consumer (retrying until ctx ends), then
+// handles messages until ctx ends, drains and returns nil. It returns an
+// error only for bad options.
+func Run(ctx context.Context, o Options, h Handler) error {
+	if err := o.setDefaults(); err != nil {
+		return err
+	}
+	e := &engine{o: o, h: h, log: o.Log.With().Str("consumer", o.Consumer.Durable).Logger(), hb: ackflow.NewHeartbeat(),
+		slots: make(chan struct{}, o.MaxAckPending), inHand: map[uint64]bool{}}
+	info, created, ok := e.setup(ctx)
+	if !ok {
+		return nil // ctx ended first
+	}
+	if o.Ready != nil {
+		o.Ready(info, created)
+	}
+	e.sched = newScheduler(o.MaxParallel, o.MaxInFlightPerRoom, e.process)
+	if e.barrier = ackflow.NewBarrier(info, 3*o.AckWait); e.barrier.Active() {
+		e.log.Info().Int("pending", e.barrier.Pending()).Uint64("barrier", e.barrier.Seq()).
+			Msg("messages of a previous run still pending; newer ones wait for them")
+	}
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	beat, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+	var bg sync.WaitGroup
+	bg.Go(func() { e.hb.Run(beat, max(o.AckWait/3, 10*time.Millisecond)) })
+	defer func() {
+		stopBeat()
+		bg.Wait()
+	}()
+	e.fetchLoop(ctx, hard)
+	e.drain(cancelHard)
+	return nil
+}
+
+// setup makes sure the consumer exists, retrying with backoff; false when
+// ctx ends first.
+func (e *engine) setup(ctx context.Context) (*jetstream.ConsumerInfo, bool, bool) {
+	b := retry.Policy{Initial: 250 * time.Millisecond, Max: 15 * time.Second}.Start()
+	for {
+		info, created, err := e.ensureConsumer(ctx)
+		if err == nil {
+			return info, created, true
+		}
+		if ctx.Err() != nil {
+			return nil, false, false
+		}
+		wait := b.Next()
+		e.log.Warn().Err(err).Dur("retry_in", wait).Msg("consumer not ready; retrying")
+		if !retry.Sleep(ctx, wait) {
+			return nil, false, false
+		}
+	}
+}
+
+// ensureConsumer creates or updates the consumer, and says whether it had
+// to create it.
+func (e *engine) ensureConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo, created bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	if e.o.Setup != nil {
+		if err := e.o.Setup(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	_, err = e.o.JS.Consumer(ctx, e.o.Stream, e.o.Consumer.Durable)
+	created = errors.Is(err, jetstream.ErrConsumerNotFound)
+	if err != nil && !created {
+		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
+	}
+	cons, err := e.o.JS.CreateOrUpdateConsumer(ctx, e.o.Stream, e.o.Consumer)
+	if err != nil {
+		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
+	}
+	e.cons = cons
+	return cons.CachedInfo(), created, nil
+}
+
+// fetchLoop pulls messages while ctx lasts, never more in hand than there
+// are slots. After ctx ends it finishes the open pull, so nothing the
+// server delivered is left to time out, and returns.
+func (e *engine) fetchLoop(ctx, hard context.Context) {
+	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
+	backoff := func(err error, what string) bool {
+		wait := b.Next()
+		e.log.Warn().Err(err).Dur("retry_in", wait).Msg(what)
+		if !retry.Sleep(ctx, wait) {
+			return false
+		}
+		if _, _, err := e.ensureConsumer(ctx); err != nil {
+			e.log.Debug().Err(err).Msg("consumer not re-created")
+		}
+		return true
+	}
+	for ctx.Err() == nil {
+		fw := e.o.FetchWait
+		if e.barrier.Active() {
+			e.checkBarrier(ctx, hard)
+			fw = min(fw, barrierWait)
+		}
+		n := e.acquire(ctx, e.barrier.Active())
+		if n == 0 {
+			continue // ctx ended, or the barrier is to be checked again
+		}
+		batch, err := e.cons.Fetch(n, jetstream.FetchMaxWait(fw))
+		if err != nil {
+			e.release(n)
+			if !backoff(err, "fetch failed; retrying") {
+				return
+			}
+			continue
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			e.take(ctx, hard, m)
+		}
+		e.release(n - got)
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			if !backoff(err, "fetch ended with an error; retrying") {
+				return
+			}
+			continue
+		}
+		b.Reset()
+	}
+}
+
+// acquire takes between 1 and fetchBatch slots, waiting for the first; 0
+// when ctx ends, or, when recheck is set (the barrier holds messages that
+// may fill every slot), after barrierWait.
+func (e *engine) acquire(ctx context.Context, recheck bool) int {
+	var tick <-chan time.Time
+	if recheck {
+		t := time.NewTimer(barrierWait)
+		defer t.Stop()
+		tick = t.C
+	}
+	select {
+	case e.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	case <-tick:
+		return 0
+	}
+	n := 1
+	for n < fetchBatch {
+		select {
+		case e.slots <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+func (e *engine) release(n int) {
+	for range n {
+		<-e.slots
+	}
+}
+
+// take puts one delivered message in hand: kept alive, then queued for its
+// room (or held behind the barrier).
+func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
+	meta, err := jm.Metadata()
+	if err != nil {
+		e.log.Error().Err(err).Str("subject", jm.Subject()).Msg("message without JetStream metadata; terminated")
+		_ = ackflow.Apply(jm, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "no metadata"})
+		e.release(1)
+		return
+	}
+	m := &Msg{JS: jm, Seq: meta.Sequence.Stream, Stored: meta.Timestamp, Delivered: meta.NumDelivered, Room: e.o.RoomOf(jm.Subject())}
+	e.mu.Lock()
+	dup := e.inHand[m.Seq]
+	e.inHand[m.Seq] = true
+	e.mu.Unlock()
+	if dup {
+		// AckWait ran out (a stall longer than AckWait) and the server sent
+		// the message again while the first copy is still queued or
+		// running. The first copy settles it.
+		e.log.Warn().Str("subject", jm.Subject()).Uint64("seq", m.Seq).Msg("redelivered while in hand; copy dropped")
+		e.release(1)
+		return
+	}
+	e.hb.Hold(jm)
+	if e.barrier.Active() {
+		e.held = append(e.held, m)
+		e.barrier.Hold(m.Seq)
+		return
+	}
+	e.sched.add(ctx, hard, m)
+}
+
+// checkBarrier lifts the barrier when ackflow.Barrier allows, and queues
+// the held messages in stream order.
+func (e *engine) checkBarrier(ctx, hard context.Context) {
+	ictx, cancel := context.WithTimeout(ctx, setupTimeout)
+	info, err := e.cons.Info(ictx)
+	cancel()
+	if err != nil {
+		e.log.Debug().Err(err).Msg("consumer info failed")
+		info = nil
+	}
+	lift, timedOut := e.barrier.Lift(info)
+	if !lift {
+		return
+	}
+	if timedOut {
+		e.log.Warn().Msg("previous run's messages did not all come back; resuming")
+	}
+	e.log.Info().Int("held", len(e.held)).Msg("previous run's messages done; resuming in order")
+	slices.SortFunc(e.held, func(a, b *Msg) int { return cmp.Compare(a.Seq, b.Seq) })
+	for _, m := range e.held {
+		e.sched.add(ctx, hard, m)
+	}
+	e.held = nil
+}
+
+// process is the scheduler's step: handle the message, then settle it.
+func (e *engine) process(stop, hard context.Context, m *Msg) bool {
+	d, ok := e.h(stop, hard, m)
+	if !ok {
+		return false
+	}
+	e.hb.Release(m.JS)
+	if err := ackflow.Apply(m.JS, d); err != nil {
+		e.log.Warn().Err(err).Str("subject", m.JS.Subject()).Str("action", d.Action.String()).
+			Msg("settle failed; the message may be redelivered")
+	}
+	e.done(m) // after settling: a redelivery before it is dropped as a copy
+	e.release(1)
+	return true
+}
+
+func (e *engine) done(m *Msg) {
+	e.mu.Lock()
+	delete(e.inHand, m.Seq)
+	e.mu.Unlock()
+}
+
+// drain waits for running handlers up to DrainTimeout, then cancels what
+// still runs, and hands every unsettled message back with NakWithDelay in
+// stream order. All get the same delay, so they become due again in the
+// order they were handed back: MinHandBack, or the longest retry wait cut
+// short, capped at MaxHandBack so one room's long wait does not hold every
+// room back after a restart.
+func (e *engine) drain(cancelHard context.CancelFunc) {
+	done := make(chan struct{})
+	go func() { // owned: drain waits for done below
+		e.sched.wait()
+		close(done)
+	}()
+	t := time.NewTimer(e.o.DrainTimeout)
+	select {
+	case <-done:
+	case <-t.C:
+		e.log.Warn().Dur("drain_timeout", e.o.DrainTimeout).Msg("messages still in hand at the drain deadline; cancelling them")
+		cancelHard()
+		<-done
+	}
+	t.Stop()
+	left := append(e.sched.leftovers(), e.held...)
+	e.held = nil
+	if len(left) == 0 {
+		return
+	}
+	slices.SortFunc(left, func(a, b *Msg) int { return cmp.Compare(a.Seq, b.Seq) })
+	delay := e.o.MinHandBack
+	for _, m := range left {
+		delay = max(delay, min(m.RetryIn, e.o.MaxHandBack))
+	}
+	for _, m := range left {
+		e.hb.Release(m.JS)
+		e.done(m)
+		if err := ackflow.Apply(m.JS, ackflow.Decision{Action: ackflow.ActionRetry, Delay: delay, Reason: "shutdown"}); err != nil {
+			e.log.Warn().Err(err).Str("subject", m.JS.Subject()).Msg("hand-back failed; redelivered after AckWait")
+		}
+		e.release(1)
+	}
+	// A round trip makes sure the server took the hand-backs before the
+	// connection (or an embedded server) goes away; lost ones would wait
+	// out the whole AckWait.
+	if err := e.o.NC.FlushTimeout(2 * time.Second); err != nil {
+		e.log.Warn().Err(err).Msg("hand-backs not confirmed; they may wait out AckWait")
+	}
+	e.log.Info().Int("handed_back", len(left)).Dur("delay", delay).Msg("unfinished messages handed back")
+}

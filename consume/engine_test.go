@@ -1,0 +1,235 @@
+package consume
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/internal/testutil"
+)
+
+// stream makes stream S on t.> and publishes msgs messages to each of
+// rooms rooms, interleaved, with "<room>:<i>" as body.
+func stream(t *testing.T, js jetstream.JetStream, rooms, msgs int) {
+	t.Helper()
+	ctx := testutil.Context(t, 30*time.Second)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"t.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range msgs {
+		for r := range rooms {
+			if _, err := js.PublishAsync(fmt.Sprintf("t.r%d", r), fmt.Appendf(nil, "r%d:%d", r, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("publishes not acknowledged")
+	}
+}
+
+func roomOf(subject string) string { return strings.TrimPrefix(subject, "t.") }
+
+// recorder checks per-room order and concurrency bounds.
+type recorder struct {
+	mu       sync.Mutex
+	next     map[string]int // next expected index per room
+	inRoom   map[string]int
+	running  int
+	maxAll   int
+	maxRoom  int
+	done     int
+	problems []string
+}
+
+func newRecorder() *recorder { return &recorder{next: map[string]int{}, inRoom: map[string]int{}} }
+
+func (r *recorder) start(m *Msg) (room string, i int) {
+	_, _ = fmt.Sscanf(strings.Replace(string(m.JS.Data()), ":", " ", 1), "%s %d", &room, &i)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i != r.next[room] {
+		r.problems = append(r.problems, fmt.Sprintf("room %s started %d, want %d", room, i, r.next[room]))
+	}
+	r.next[room] = i + 1
+	r.running++
+	r.inRoom[room]++
+	r.maxAll = max(r.maxAll, r.running)
+	r.maxRoom = max(r.maxRoom, r.inRoom[room])
+	return room, i
+}
+
+func (r *recorder) end(room string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running--
+	r.inRoom[room]--
+	r.done++
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.done
+}
+
+
+func baseOptions(js jetstream.JetStream, nc *nats.Conn) Options {
+	return Options{JS: js, NC: nc, Stream: "S", Consumer: jetstream.ConsumerConfig{Durable: "C"}, RoomOf: roomOf,
+		AckWait: time.Second, FetchWait: 200 * time.Millisecond, DrainTimeout: 2 * time.Second}
+}
+
+// TestRoomOrderAndBounds: every room's messages start in stream order,
+// rooms run in parallel up to MaxParallel, and one room never has more
+// than MaxInFlightPerRoom in hand.
+func TestRoomOrderAndBounds(t *testing.T) {
+	t.Parallel()
+	for _, perRoom := range []int{1, 3} {
+		t.Run(fmt.Sprint("per_room_", perRoom), func(t *testing.T) {
+			t.Parallel()
+			ns := testutil.NATS(t)
+			const rooms, msgs = 12, 25
+			stream(t, ns.JS, rooms, msgs)
+			rec := newRecorder()
+			o := baseOptions(ns.JS, ns.NC)
+			o.MaxParallel, o.MaxInFlightPerRoom = 5, perRoom
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- Run(ctx, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+					room, _ := rec.start(m)
+					time.Sleep(time.Millisecond) // a call's latency, so handlers overlap
+					rec.end(room)
+					return ackflow.Decision{Action: ackflow.ActionAck}, true
+				})
+			}()
+			testutil.Eventually(t, 30*time.Second, func() bool { return rec.count() == rooms*msgs }, "handled %d of %d", rec.count(), rooms*msgs)
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if len(rec.problems) > 0 {
+				t.Fatalf("order broken: %v", rec.problems[:min(5, len(rec.problems))])
+			}
+			if rec.maxAll > 5 || rec.maxRoom > perRoom {
+				t.Fatalf("in hand at once: %d in all (max 5), %d in one room (max %d)", rec.maxAll, rec.maxRoom, perRoom)
+			}
+			if perRoom > 1 && rec.maxRoom < 2 {
+				t.Logf("a room never had two in hand (allowed, but the bound was not exercised)")
+			}
+		})
+	}
+}
+
+// TestCrashKeepsOrder: a run dies (its connection closes) with messages in
+// hand and unsettled; the next run holds everything until they are back,
+// then handles every room in stream order from where the first stopped.
+func TestCrashKeepsOrder(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	const rooms, msgs = 4, 20
+	stream(t, ns.JS, rooms, msgs)
+
+	nc1, err := nats.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js1, err := jetstream.New(nc1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	var stuck atomic.Int32
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	done1 := make(chan error, 1)
+	go func() {
+		done1 <- Run(ctx1, baseOptions(js1, nc1), func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+			room, i := rec.start(m)
+			if i >= 5 { // the crash: never finishes these
+				stuck.Add(1)
+				<-hard.Done()
+				return ackflow.Decision{}, false
+			}
+			rec.end(room)
+			return ackflow.Decision{Action: ackflow.ActionAck}, true
+		})
+	}()
+	testutil.Eventually(t, 20*time.Second, func() bool { return stuck.Load() == rooms }, "first run stuck on %d rooms", stuck.Load())
+	nc1.Close() // no hand-back reaches the server: a crash
+	cancel1()
+	<-done1
+
+	rec2 := newRecorder()
+	for r := range rooms {
+		rec2.next[fmt.Sprintf("r%d", r)] = 5
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan error, 1)
+	go func() {
+		done2 <- Run(ctx2, baseOptions(ns.JS, ns.NC), func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+			room, _ := rec2.start(m)
+			rec2.end(room)
+			return ackflow.Decision{Action: ackflow.ActionAck}, true
+		})
+	}()
+	want := rooms * (msgs - 5)
+	testutil.Eventually(t, 30*time.Second, func() bool { return rec2.count() >= want }, "second run handled %d of %d", rec2.count(), want)
+	cancel2()
+	<-done2
+	if len(rec2.problems) > 0 {
+		t.Fatalf("order broken after the crash: %v", rec2.problems[:min(5, len(rec2.problems))])
+	}
+	if rec2.count() != want {
+		t.Fatalf("second run handled %d, want %d", rec2.count(), want)
+	}
+}
+
+// TestDrainHandsBack: at shutdown, messages queued or cut short are handed
+// back and the next run gets them, in order, without waiting out AckWait.
+func TestDrainHandsBack(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 10)
+	o := baseOptions(ns.JS, ns.NC)
+	o.AckWait = time.Minute // a lost hand-back would stall the test
+	o.MinHandBack = 10 * time.Millisecond
+	var started atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+			started.Add(1)
+			<-stop.Done() // every message waits for the shutdown
+			return ackflow.Decision{}, false
+		})
+	}()
+	testutil.Eventually(t, 10*time.Second, func() bool { return started.Load() == 1 }, "no message started")
+	cancel()
+	<-done
+	rec := newRecorder()
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	go func() {
+		done <- Run(ctx2, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+			room, _ := rec.start(m)
+			rec.end(room)
+			return ackflow.Decision{Action: ackflow.ActionAck}, true
+		})
+	}()
+	testutil.Eventually(t, 10*time.Second, func() bool { return rec.count() == 10 }, "handed-back messages not redelivered: %d of 10", rec.count())
+	cancel2()
+	<-done
+	if len(rec.problems) > 0 {
+		t.Fatal(rec.problems)
+	}
+}
