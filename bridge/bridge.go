@@ -274,10 +274,23 @@ func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream) erro
 	o := natsbus.StreamOptions{
 		Prefix: n.Prefix, Replicas: n.Replicas, DuplicateWindow: n.DuplicateWindow.D(),
 		EventsMaxAge: n.EventsMaxAge.D(), CommandsMaxAge: n.CommandsMaxAge.D(), DLQMaxAge: n.DLQMaxAge.D(),
+		// Every configured connection, enabled or not: commands for any
+		// other are refused at publish.
+		Connections: make([]natsbus.StreamConn, 0, len(b.conns)),
+	}
+	for _, ce := range b.conns {
+		o.Connections = append(o.Connections, natsbus.StreamConn{Platform: ce.factory.Platform, Name: ce.cfg.Name})
 	}
 	wait := 500 * time.Millisecond
 	for {
-		err := natsbus.EnsureStreams(ctx, js, o)
+		dropped, err := natsbus.DroppedCommandSubjects(ctx, js, o)
+		if err == nil && len(dropped) > 0 {
+			b.opts.Log.Warn().Strs("subjects", dropped).
+				Msg("commands stream: these subjects are no longer captured (connections this config does not have); their commands are refused from now on, those already stored stay until commands_max_age")
+		}
+		if err == nil {
+			err = natsbus.EnsureStreams(ctx, js, o)
+		}
 		if err == nil {
 			return nil
 		}
