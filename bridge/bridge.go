@@ -41,7 +41,10 @@ type Options struct {
 type Info struct {
 	NATSClientURL string // where workers connect ("" when embedded with no listener and no URL)
 	HTTPAddr      string // bound address of the HTTP listener, "" when disabled
-	Conn          *nats.Conn
+	// Conn is the bridge's own NATS connection. Its inboxes are never a
+	// reply destination, so an RPC request sent on it is not answered: make
+	// RPC calls on a connection of your own, as a worker does.
+	Conn *nats.Conn
 }
 
 // Bridge is a configured, not yet running bridge.
