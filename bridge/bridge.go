@@ -41,7 +41,10 @@ type Options struct {
 type Info struct {
 	NATSClientURL string // where workers connect ("" when embedded with no listener and no URL)
 	HTTPAddr      string // bound address of the HTTP listener, "" when disabled
-	Conn          *nats.Conn
+	// Conn is the bridge's own NATS connection. Its inboxes are never a
+	// reply destination, so an RPC request sent on it is not answered: make
+	// RPC calls on a connection of your own, as a worker does.
+	Conn *nats.Conn
 }
 
 // Bridge is a configured, not yet running bridge.
@@ -274,10 +277,23 @@ func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream) erro
 	o := natsbus.StreamOptions{
 		Prefix: n.Prefix, Replicas: n.Replicas, DuplicateWindow: n.DuplicateWindow.D(),
 		EventsMaxAge: n.EventsMaxAge.D(), CommandsMaxAge: n.CommandsMaxAge.D(), DLQMaxAge: n.DLQMaxAge.D(),
+		// Every configured connection, enabled or not: commands for any
+		// other are refused at publish.
+		Connections: make([]natsbus.StreamConn, 0, len(b.conns)),
+	}
+	for _, ce := range b.conns {
+		o.Connections = append(o.Connections, natsbus.StreamConn{Platform: ce.factory.Platform, Name: ce.cfg.Name})
 	}
 	wait := 500 * time.Millisecond
 	for {
-		err := natsbus.EnsureStreams(ctx, js, o)
+		dropped, err := natsbus.DroppedCommandSubjects(ctx, js, o)
+		if err == nil && len(dropped) > 0 {
+			b.opts.Log.Warn().Strs("subjects", dropped).
+				Msg("commands stream: these subjects are no longer captured (connections this config does not have); their commands are refused from now on, those already stored stay until commands_max_age")
+		}
+		if err == nil {
+			err = natsbus.EnsureStreams(ctx, js, o)
+		}
 		if err == nil {
 			return nil
 		}

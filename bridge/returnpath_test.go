@@ -62,10 +62,22 @@ func results(t *testing.T, h *harness) func(id string) subjects.Result {
 	}
 }
 
+// client connects to the bridge's NATS as a worker would: the bridge's own
+// connection gets no RPC replies (its inboxes are never a reply destination).
+func client(t *testing.T, h *harness) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(h.info.NATSClientURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
 func rpc(t *testing.T, h *harness, command string, args map[string]any) subjects.Result {
 	t.Helper()
 	b, _ := json.Marshal(args)
-	msg, err := h.info.Conn.Request("bridge.rpc.band.agent."+command, b, 10*time.Second)
+	msg, err := client(t, h).Request("bridge.rpc.band.agent."+command, b, 10*time.Second)
 	if err != nil {
 		t.Fatalf("rpc %s: %v", command, err)
 	}
@@ -183,9 +195,9 @@ func TestBandCommandErrorsAndGarbage(t *testing.T) {
 		t.Errorf("garbage: %+v", r.Error)
 	}
 	// Garbage on the RPC subject is answered, not fatal.
-	reply, err := h.info.Conn.Request("bridge.rpc.band.agent.me", []byte("]]"), 5*time.Second)
+	reply, err := client(t, h).Request("bridge.rpc.band.agent.me", []byte("]]"), 5*time.Second)
 	if err != nil || !strings.Contains(string(reply.Data), subjects.ErrCodeBadRequest) {
-		t.Errorf("rpc garbage: %v %s", err, reply.Data)
+		t.Fatalf("rpc garbage: %v %v", err, reply)
 	}
 	// Dead letters carry provenance: one per refused command.
 	for range 4 {

@@ -184,9 +184,13 @@ func reasonOf(res subjects.Result) string {
 	return res.Error.Code + ": " + res.Error.Message
 }
 
-// publishResult sends res on the result subject and, when set and valid, on
-// replyTo (Bridge-Reply-To). Results are core NATS: a failure is logged.
+// publishResult sends res on the result subject and, when set, valid and
+// allowed (replyAllowed), on replyTo (Bridge-Reply-To). Results are core
+// NATS: a failure is logged.
 func (e *Executor) publishResult(subject, replyTo string, res subjects.Result, log zerolog.Logger) {
+	if replyTo != "" && !e.replyAllowed(replyTo, replyPathResult, log) {
+		replyTo = ""
+	}
 	b, err := json.Marshal(res)
 	if err != nil {
 		log.Error().Err(err).Msg("result not encodable")

@@ -79,14 +79,14 @@ func TestDuplicateIDExecutesOnce(t *testing.T) {
 func TestReplyTo(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 0)
-	replies := collect(t, e.s.NC, "my.replies.>")
+	replies := collect(t, e.s.NC, "_INBOX_c1.replies.>")
 	e.start(e.options(newFake()))
-	e.publish(cmdSubject("r", "send_message"), `{}`, subjects.HeaderMsgID, "a", subjects.HeaderReplyTo, "my.replies.1")
+	e.publish(cmdSubject("r", "send_message"), `{}`, subjects.HeaderMsgID, "a", subjects.HeaderReplyTo, "_INBOX_c1.replies.1")
 	e.publish(cmdSubject("r", "send_message"), `{}`, subjects.HeaderMsgID, "b", subjects.HeaderReplyTo, "bad.*.subject")
 	e.res.byID(t, "a")
 	e.res.byID(t, "b")
 	got, subj := replies.byID(t, "a")
-	if !got.OK || subj != "my.replies.1" {
+	if !got.OK || subj != "_INBOX_c1.replies.1" {
 		t.Fatalf("reply %+v on %s", got, subj)
 	}
 	if replies.len() != 1 {

@@ -28,6 +28,7 @@ type metrics struct {
 	commands *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	inFlight prometheus.Gauge
+	refused  *prometheus.CounterVec
 
 	mu    sync.Mutex
 	names map[string]struct{}
@@ -49,12 +50,17 @@ func newMetrics(reg prometheus.Registerer, platform, conn string) (*metrics, err
 			Name: "bridge_commands_in_flight", ConstLabels: labels,
 			Help: "Command attempts running against the platform now.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_reply_refused_total", ConstLabels: labels,
+			Help: "Reply destinations refused (a Bridge-Reply-To or RPC reply subject outside the connection's result namespace and inboxes), by path (result, rpc).",
+		}, []string{"path"}),
 		names: map[string]struct{}{},
 	}
 	var err error
 	m.commands = register(reg, m.commands, &err)
 	m.latency = register(reg, m.latency, &err)
 	m.inFlight = register(reg, m.inFlight, &err)
+	m.refused = register(reg, m.refused, &err)
 	return m, err
 }
 
@@ -93,6 +99,13 @@ func (m *metrics) outcome(command, outcome string) {
 		return
 	}
 	m.commands.WithLabelValues(m.label(command), outcome).Inc()
+}
+
+func (m *metrics) replyRefused(path string) {
+	if m == nil {
+		return
+	}
+	m.refused.WithLabelValues(path).Inc()
 }
 
 // attempt counts one running attempt; call the result when it ends.

@@ -73,6 +73,9 @@ func (e *Executor) offerRPC(hard context.Context, s *rpcServer, m *nats.Msg) {
 	if s.closed {
 		return
 	}
+	if m.Reply != "" && !e.replyAllowed(m.Reply, replyPathRPC, e.log.With().Str("subject", m.Subject).Logger()) {
+		return // neither executed nor answered
+	}
 	select {
 	case s.q <- m:
 		if s.active < s.max {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/internal/redact"
+	"github.com/bridgeworks/bridge/subjects"
 )
 
 // Options say how to reach NATS. Secrets arrive resolved; they are never logged.
@@ -20,6 +21,12 @@ type Options struct {
 	URL      string         // comma-separated URLs; ignored when Embedded is set
 	Embedded *server.Server // connect in-process to this server
 	Name     string         // connection name, default "bridge"
+	// InboxPrefix names the connection's inboxes (PubAcks, KV answers,
+	// managed-dispatch replies), default subjects.BridgeInboxPrefix
+	// ("_BRIDGE_INBOX"): never "_INBOX." or a worker's "_INBOX_<conn>.", so
+	// a worker can neither read the bridge's inboxes nor have a result sent
+	// into them.
+	InboxPrefix string
 
 	User, Password string
 	Token          string
@@ -43,6 +50,9 @@ func Connect(ctx context.Context, o Options, log zerolog.Logger) (*nats.Conn, er
 	if o.Name == "" {
 		o.Name = "bridge"
 	}
+	if o.InboxPrefix == "" {
+		o.InboxPrefix = subjects.BridgeInboxPrefix
+	}
 	if o.ReconnectWait == 0 {
 		o.ReconnectWait = 2 * time.Second
 	}
@@ -52,6 +62,7 @@ func Connect(ctx context.Context, o Options, log zerolog.Logger) (*nats.Conn, er
 	log = log.With().Str("component", "nats").Logger()
 	opts := []nats.Option{
 		nats.Name(o.Name),
+		nats.CustomInboxPrefix(o.InboxPrefix),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(o.ReconnectWait),
 		nats.ReconnectJitter(time.Second, 2*time.Second),

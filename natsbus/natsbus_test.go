@@ -1,6 +1,8 @@
 package natsbus_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -66,5 +68,81 @@ func TestRedactURL(t *testing.T) {
 		if got := natsbus.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BRIDGE_COMMANDS stores the commands of the configured connections only:
+// a command for another connection, another platform or a name in another
+// case is refused at publish instead of being stored for nobody. An update
+// narrows an older stream, and says beforehand what it drops.
+func TestCommandsStreamOnlyConfiguredConnections(t *testing.T) {
+	t.Parallel()
+	s := testutil.NATS(t)
+	ctx := testutil.Context(t, 20*time.Second)
+
+	// A stream of an older bridge: every command subject, and a consumer of
+	// a connection the new configuration no longer has.
+	if err := natsbus.EnsureStreams(ctx, s.JS, natsbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.JS.CreateOrUpdateConsumer(ctx, "BRIDGE_COMMANDS", jetstream.ConsumerConfig{
+		Durable: "cmd_gone", FilterSubject: "bridge.cmd.band.gone.>", AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.JS.Publish(ctx, "bridge.cmd.band.gone.r1.send_message", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	o := natsbus.StreamOptions{Connections: []natsbus.StreamConn{{Platform: "band", Name: "support-bot"}, {Platform: "band", Name: "gone"}}}
+	dropped, err := natsbus.DroppedCommandSubjects(ctx, s.JS, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dropped) != 1 || dropped[0] != "bridge.cmd.>" {
+		t.Fatalf("dropped %v, want [bridge.cmd.>]", dropped)
+	}
+	if err := natsbus.EnsureStreams(ctx, s.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	o.Connections = o.Connections[:1]
+	if dropped, err = natsbus.DroppedCommandSubjects(ctx, s.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	if len(dropped) != 1 || dropped[0] != "bridge.cmd.band.gone.>" {
+		t.Fatalf("dropped %v, want [bridge.cmd.band.gone.>]", dropped)
+	}
+	if err := natsbus.EnsureStreams(ctx, s.JS, o); err != nil {
+		t.Fatalf("narrowing the stream with a consumer of a dropped connection: %v", err)
+	}
+
+	if _, err := s.JS.Publish(ctx, "bridge.cmd.band.support-bot.r1.send_message", []byte(`{}`)); err != nil {
+		t.Fatalf("command of a configured connection: %v", err)
+	}
+	for _, subj := range []string{
+		"bridge.cmd.band.ghost-conn.r1.send_message",
+		"bridge.cmd.slack.support-bot.r1.send_message",
+		"bridge.cmd.band.Support-Bot.r1.send_message",
+		"bridge.cmd.band.gone.r1.send_message",
+	} {
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := s.JS.Publish(short, subj, []byte(`{}`))
+		cancel()
+		if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			t.Errorf("publish %s: %v, want %v", subj, err, jetstream.ErrNoStreamResponse)
+		}
+	}
+	// What was stored before stays, and the dropped connection's consumer
+	// still reads it.
+	cons, err := s.JS.Consumer(ctx, "BRIDGE_COMMANDS", "cmd_gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatalf("stored command of a dropped connection: %v", err)
+	}
+	if m.Subject() != "bridge.cmd.band.gone.r1.send_message" {
+		t.Fatalf("got %s", m.Subject())
 	}
 }

@@ -3,8 +3,6 @@ package natsbus_test
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +18,6 @@ import (
 
 const (
 	docFile      = "../docs/security.md"
-	docBegin     = "<!-- nats-permissions:begin"
-	docEnd       = "<!-- nats-permissions:end -->"
 	workerInbox  = "_INBOX_support-bot"
 	workerDur    = "worker-support-bot"
 	bridgePass   = "bridge-pw-5f2e"
@@ -34,46 +30,12 @@ const (
 	violationMsg = "permissions violation"
 )
 
-// documentedServerConfig returns the nats-server config block of
-// docs/security.md, verbatim, without its code fence.
-func documentedServerConfig(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(docFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
-	_, rest, ok := strings.Cut(doc, docBegin)
-	if !ok {
-		t.Fatalf("%s has no %q marker", docFile, docBegin)
-	}
-	block, _, ok := strings.Cut(rest, docEnd)
-	if !ok {
-		t.Fatalf("%s has no %q marker", docFile, docEnd)
-	}
-	_, block, _ = strings.Cut(block, "```\n") // after the marker line's end and the fence
-	block, _, ok = strings.Cut(block, "```")
-	if !ok {
-		t.Fatalf("the permissions block in %s is not fenced", docFile)
-	}
-	return block
-}
-
 // startDocumentedServer runs nats-server with exactly the documented
 // config; the test only defines the password variables and moves the
 // listener and the store to test places.
 func startDocumentedServer(t *testing.T) *server.Server {
 	t.Helper()
-	conf := "BRIDGE_NATS_PASSWORD: \"" + bridgePass + "\"\nSUPPORT_BOT_NATS_PASSWORD: \"" + workerPass + "\"\n" + documentedServerConfig(t)
-	file := filepath.Join(t.TempDir(), "nats-server.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	o, err := server.ProcessConfigFile(file)
-	if err != nil {
-		t.Fatalf("the documented config does not load: %v", err)
-	}
-	return startServer(t, o)
+	return testutil.DocumentedNATS(t, docFile, map[string]string{"BRIDGE_NATS_PASSWORD": bridgePass, "SUPPORT_BOT_NATS_PASSWORD": workerPass})
 }
 
 // asyncErrors collects a connection's asynchronous errors (permission
@@ -178,7 +140,7 @@ func TestDocumentedPermissions(t *testing.T) {
 	})
 
 	t.Run("other subscriptions are refused", func(t *testing.T) {
-		for _, subj := range []string{"bridge.evt.band.other-bot.>", "bridge.evt.>", "bridge.work.band.other-bot.>", "_INBOX.>"} {
+		for _, subj := range []string{"bridge.evt.band.other-bot.>", "bridge.evt.>", "bridge.work.band.other-bot.>", "_INBOX.>", "_BRIDGE_INBOX.>"} {
 			if _, err := worker.SubscribeSync(subj); err != nil {
 				t.Fatal(err)
 			}

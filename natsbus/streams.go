@@ -2,7 +2,9 @@ package natsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,6 +20,32 @@ type StreamOptions struct {
 	EventsMaxAge    time.Duration // default 168h
 	CommandsMaxAge  time.Duration // default 24h
 	DLQMaxAge       time.Duration // default 720h
+
+	// Connections are the connections whose commands BRIDGE_COMMANDS
+	// stores: one subject P.cmd.<platform>.<name>.> each, so JetStream
+	// refuses at once a command for any other connection or platform (the
+	// publisher gets no PubAck) instead of storing one nobody executes. Nil
+	// stores every P.cmd… subject (tools and tests that run no bridge);
+	// empty stores none (JetStream then gives the stream its own name as
+	// its only subject, which is under no prefix).
+	Connections []StreamConn
+}
+
+// StreamConn names one connection served by the bridge: its platform's
+// subject token and its name.
+type StreamConn struct{ Platform, Name string }
+
+// commandSubjects is what BRIDGE_COMMANDS captures under o.
+func commandSubjects(o StreamOptions) []string {
+	if o.Connections == nil {
+		return []string{subjects.Filter(o.Prefix, subjects.KindCommand, "", "")}
+	}
+	out := make([]string, 0, len(o.Connections))
+	for _, c := range o.Connections {
+		out = append(out, subjects.Filter(o.Prefix, subjects.KindCommand, c.Platform, c.Name))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // StreamConfigs returns the configurations of BRIDGE_EVENTS, BRIDGE_COMMANDS
@@ -59,13 +87,15 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 		mk(subjects.StreamEvents, "bridge: platform events and lifecycle events", o.EventsMaxAge,
 			subjects.Filter(p, subjects.KindEvent, "", ""), subjects.Filter(p, subjects.KindSys, "", "")),
 		mk(subjects.StreamCommands, "bridge: worker commands to platforms", o.CommandsMaxAge,
-			subjects.Filter(p, subjects.KindCommand, "", "")),
+			commandSubjects(o)...),
 		mk(subjects.StreamDLQ, "bridge: dead letters with the reason in headers", o.DLQMaxAge,
 			subjects.Filter(p, subjects.KindDLQ, "", "")),
 	}
 }
 
 // EnsureStreams creates or updates the contract's streams; it is idempotent.
+// An update replaces the subjects of BRIDGE_COMMANDS with o's: see
+// [DroppedCommandSubjects] to learn beforehand which ones go.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	for _, cfg := range StreamConfigs(o) {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
@@ -73,4 +103,30 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		}
 	}
 	return nil
+}
+
+// DroppedCommandSubjects returns the subjects the existing BRIDGE_COMMANDS
+// captures that [EnsureStreams] with o would stop capturing: connections an
+// earlier configuration served and o does not. None when the stream does not
+// exist yet.
+func DroppedCommandSubjects(ctx context.Context, js jetstream.JetStream, o StreamOptions) ([]string, error) {
+	if o.Prefix == "" {
+		o.Prefix = subjects.DefaultPrefix
+	}
+	name := subjects.StreamName(o.Prefix, subjects.StreamCommands)
+	st, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nats: stream %s: %w", name, err)
+	}
+	keep := commandSubjects(o)
+	var dropped []string
+	for _, s := range st.CachedInfo().Config.Subjects {
+		if s != name && !slices.Contains(keep, s) {
+			dropped = append(dropped, s)
+		}
+	}
+	return dropped, nil
 }

@@ -74,7 +74,7 @@ func headers(names ...string) obj {
 	desc := map[string]string{
 		subjects.HeaderContentType:   "application/cloudevents+json on events.",
 		subjects.HeaderMsgID:         "Deduplication and idempotency key: the event id on events; your key on commands (the same key executes at most once).",
-		subjects.HeaderReplyTo:       "A subject that also receives this command's result.",
+		subjects.HeaderReplyTo:       "A subject that also receives this command's result: one under P.res.<platform>.<conn>., _INBOX_<conn>. or _INBOX.; any other is ignored.",
 		subjects.HeaderTraceParent:   "W3C trace context, when tracing is on.",
 		subjects.HeaderTraceState:    "W3C trace state, when tracing is on.",
 		subjects.HeaderError:         "Why the message was given up on (one line).",
