@@ -136,8 +136,9 @@ func (d *Dispatcher) parse(m jetstream.Msg) (*message, error) {
 
 // attempt sends one work request and waits for the worker's final reply.
 func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (outcome, subjects.WorkReply, string) {
-	token, replies, done := d.expect()
+	token, w, done := d.expect()
 	defer done()
+	replies := w.ch
 	work := msg.subj
 	work.Kind = subjects.KindWork
 	req := nats.NewMsg(work.String())
@@ -215,6 +216,7 @@ wait:
 		}
 		switch reply.Status {
 		case subjects.WorkProcessing:
+			w.processing.Store(false) // the next one queues again
 			if !timer.Stop() {
 				select {
 				case <-timer.C:

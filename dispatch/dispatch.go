@@ -3,6 +3,7 @@ package dispatch
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -112,7 +113,11 @@ type Dispatcher struct {
 	// routed to the attempt waiting on their token.
 	inbox   string
 	waitMu  sync.Mutex
-	waiting map[string]chan *nats.Msg
+	waiting map[string]*waiter
+	// Extra replies dropped since the last log line about them, and when
+	// that line was written (UnixNano): one line per extraLogEvery at most.
+	extraDropped atomic.Int64
+	extraLogged  atomic.Int64
 
 	barrier atomic.Bool // a crashed run's messages are being waited for (tests read it)
 }
@@ -156,7 +161,7 @@ func New(o Options) (*Dispatcher, error) {
 		return nil, fmt.Errorf("dispatch: metrics: %w", err)
 	}
 	return &Dispatcher{o: o, log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m, hb: ackflow.NewHeartbeat(),
-		rooms: map[string]*roomQueue{}, inbox: o.NC.NewRespInbox(), waiting: map[string]chan *nats.Msg{}}, nil
+		rooms: map[string]*roomQueue{}, inbox: o.NC.NewRespInbox(), waiting: map[string]*waiter{}}, nil
 }
 
 // ConsumerName is the durable consumer of a connection's dispatch rule.
@@ -375,31 +380,75 @@ func (d *Dispatcher) startLocked(ctx, hard context.Context, room string, q *room
 	}
 }
 
+// waiter is one attempt's reply queue. Replies that are only "processing"
+// are coalesced: while one is queued and not yet taken, more add nothing
+// (each would only restart the same timer), so a worker's stream of them
+// cannot fill the queue and push out its final reply.
+type waiter struct {
+	ch         chan *nats.Msg
+	processing atomic.Bool // a processing reply is in ch, not yet taken
+}
+
+// extraLogEvery bounds the log lines about dropped extra replies.
+const extraLogEvery = 10 * time.Second
+
 // route hands a reply to the attempt waiting for it; replies for attempts
 // that ended are dropped.
 func (d *Dispatcher) route(m *nats.Msg) {
 	token := m.Subject[len(d.inbox)+1:]
 	d.waitMu.Lock()
-	ch := d.waiting[token]
+	w := d.waiting[token]
 	d.waitMu.Unlock()
-	if ch == nil {
+	if w == nil {
 		return
 	}
+	proc := isProcessingReply(m)
+	if proc && !w.processing.CompareAndSwap(false, true) {
+		return // coalesced into the processing reply already queued
+	}
 	select {
-	case ch <- m:
+	case w.ch <- m:
 	default:
-		d.log.Warn().Msg("a worker sent more replies than an attempt takes; reply dropped")
+		if proc {
+			w.processing.Store(false)
+		}
+		d.droppedExtra()
 	}
 }
 
+// droppedExtra counts an extra reply that did not fit (the attempt had
+// its final reply queued already), logging at most once per extraLogEvery.
+func (d *Dispatcher) droppedExtra() {
+	d.m.outcome("reply_dropped")
+	n := d.extraDropped.Add(1)
+	now := time.Now().UnixNano()
+	last := d.extraLogged.Load()
+	if now-last < int64(extraLogEvery) || !d.extraLogged.CompareAndSwap(last, now) {
+		return
+	}
+	n = d.extraDropped.Swap(0)
+	d.log.Warn().Int64("dropped", n).Msg("workers sent more replies than their attempts take; extra replies dropped")
+}
+
+// isProcessingReply tells a worker's "processing" reply by its status.
+func isProcessingReply(m *nats.Msg) bool {
+	if len(m.Data) == 0 || len(m.Data) > 4096 || m.Header.Get(headerMarker) != "" {
+		return false
+	}
+	var r struct {
+		Status string `json:"status"`
+	}
+	return json.Unmarshal(m.Data, &r) == nil && r.Status == subjects.WorkProcessing
+}
+
 // expect registers an attempt's reply token; the returned func unregisters it.
-func (d *Dispatcher) expect() (string, chan *nats.Msg, func()) {
+func (d *Dispatcher) expect() (string, *waiter, func()) {
 	token := nuid.Next()
-	ch := make(chan *nats.Msg, 32)
+	w := &waiter{ch: make(chan *nats.Msg, 32)}
 	d.waitMu.Lock()
-	d.waiting[token] = ch
+	d.waiting[token] = w
 	d.waitMu.Unlock()
-	return token, ch, func() {
+	return token, w, func() {
 		d.waitMu.Lock()
 		delete(d.waiting, token)
 		d.waitMu.Unlock()
