@@ -63,8 +63,18 @@ type Options struct {
 	// DrainTimeout bounds how long attempts under way may finish after Run's
 	// ctx ends, default 10s; the rest are redelivered later.
 	DrainTimeout time.Duration
-	Log          zerolog.Logger
-	Registerer   prometheus.Registerer // nil: no metrics
+	// Start is where a new rule starts in the events stream: "new" (the
+	// default: the first event stored after this bridge took the connection),
+	// "all" (every event the stream keeps) or a duration (events stored that
+	// long before the rule was first seen). It is recorded the first time
+	// the rule runs and never moves after (see start.go).
+	Start string
+	// DoneTTL is how long finished events are remembered, default 168h: as
+	// long as the events stream keeps them (nats.events_max_age).
+	DoneTTL    time.Duration
+	Replicas   int // of the KV buckets, default 1
+	Log        zerolog.Logger
+	Registerer prometheus.Registerer // nil: no metrics
 }
 
 func (o *Options) setDefaults() {
@@ -96,6 +106,13 @@ func (o *Options) setDefaults() {
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = 1024
 	}
+	if o.Start == "" {
+		o.Start = "new"
+	}
+	def(&o.DoneTTL, 168*time.Hour)
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
 }
 
 // Dispatcher runs one dispatch rule.
@@ -120,6 +137,11 @@ type Dispatcher struct {
 	extraLogged  atomic.Int64
 
 	barrier atomic.Bool // a crashed run's messages are being waited for (tests read it)
+
+	starts, done jetstream.KeyValue // see start.go; set by Run
+	// replayTo is the last stream sequence stored before this run had to
+	// create a consumer that had existed: events up to it may have run.
+	replayTo atomic.Uint64
 }
 
 func (d *Dispatcher) barrierSet() bool { return d.barrier.Load() }
@@ -155,6 +177,9 @@ func New(o Options) (*Dispatcher, error) {
 		return nil, errors.New("dispatch: JS, NC and Exec are required")
 	case !subjects.IsPlatformName(o.Platform) || !subjects.IsConnName(o.Conn):
 		return nil, fmt.Errorf("dispatch: bad platform %q or connection %q", o.Platform, o.Conn)
+	}
+	if _, err := parseStart(o.Start); err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
 	}
 	m, err := newMetrics(o.Registerer, o.Conn)
 	if err != nil {
@@ -192,7 +217,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	wait := 250 * time.Millisecond
 	for {
 		var err error
-		cons, err = d.o.JS.CreateOrUpdateConsumer(ctx, stream, d.consumerConfig())
+		cons, err = d.openConsumer(ctx, stream)
 		if err == nil {
 			break
 		}
