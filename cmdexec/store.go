@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -125,6 +126,11 @@ func (e *Executor) remember(ctx context.Context, id, ref string, res subjects.Re
 // command's execution created.
 func (e *Executor) reconcile(ctx context.Context, rc connector.Reconciler, cmd connector.Command) (_ connector.Response, _ bool, err error) {
 	defer wrapErr(&err, "reconcile")
+	if cmd.Since.IsZero() {
+		// An RPC retry: an earlier request older than the store's memory
+		// would not be recognised by its id either.
+		cmd.Since = time.Now().Add(-e.o.ExecutedTTL)
+	}
 	recs, err := rc.Reconcile(ctx, cmd)
 	if err != nil || len(recs) == 0 {
 		return connector.Response{}, false, err
