@@ -175,6 +175,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(err, g.Wait())
 	}
+	stored, err := openPublished(gctx, js, cfg.NATS.Prefix, cfg.NATS.EventsMaxAge.D(), cfg.NATS.Replicas)
+	if err != nil {
+		return errors.Join(err, g.Wait())
+	}
 	ready.Store(true)
 
 	for _, ce := range b.conns {
@@ -191,7 +195,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		s := &supervisor{
 			name: ce.cfg.Name, platform: ce.factory.Platform, c: c, board: board, m: m, log: clog,
 			backoff: b.opts.Backoff, drain: b.opts.ShutdownTimeout,
-			pub: &publisher{js: js, prefix: cfg.NATS.Prefix, platform: ce.factory.Platform, conn: ce.cfg.Name, log: clog, m: m, board: board},
+			pub: &publisher{js: js, prefix: cfg.NATS.Prefix, platform: ce.factory.Platform, conn: ce.cfg.Name, log: clog, m: m, board: board, stored: stored},
 		}
 		if sr, ok := c.(connector.StatsReporter); ok {
 			m.watchStats(ce.cfg.Name, sr)

@@ -81,7 +81,8 @@ type bridgeSpec struct {
 	storeDir string // JetStream store; t.TempDir() when empty
 	registry connector.Registry
 	env      map[string]string
-	natsURL  string // external NATS; embedded when empty
+	natsURL  string               // external NATS; embedded when empty
+	tweak    func(*config.Config) // changes past validation (e.g. a tiny window); nil for none
 }
 
 // runBridge starts a bridge and waits until it is ready; it is stopped at
@@ -93,6 +94,9 @@ func runBridge(t *testing.T, spec bridgeSpec) *harness {
 		t.Fatal(err)
 	}
 	c.NATS.URL = spec.natsURL
+	if spec.tweak != nil {
+		spec.tweak(c)
+	}
 	c.NATS.Embedded.StoreDir = spec.storeDir
 	if c.NATS.Embedded.StoreDir == "" {
 		c.NATS.Embedded.StoreDir = t.TempDir()

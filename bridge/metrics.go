@@ -13,6 +13,7 @@ type metrics struct {
 	reconnects     *prometheus.CounterVec
 	published      *prometheus.CounterVec
 	gapFilled      *prometheus.CounterVec
+	alreadyStored  *prometheus.CounterVec
 	publishErrors  *prometheus.CounterVec
 	publishLatency *prometheus.HistogramVec
 }
@@ -32,6 +33,9 @@ func newMetrics() *metrics {
 		gapFilled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_events_gap_filled_total", Help: "Events found by catch-up after a (re)connect and published.",
 		}, []string{"connection"}),
+		alreadyStored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_events_already_stored_total", Help: "Events found by catch-up that an earlier run had stored: acknowledged, not stored again.",
+		}, []string{"connection"}),
 		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_publish_errors_total", Help: "JetStream publish attempts that failed and were retried.",
 		}, []string{"connection"}),
@@ -43,7 +47,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.state, m.reconnects, m.published, m.gapFilled, m.publishErrors, m.publishLatency,
+		m.state, m.reconnects, m.published, m.gapFilled, m.alreadyStored, m.publishErrors, m.publishLatency,
 	)
 	return m
 }

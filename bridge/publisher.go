@@ -38,6 +38,7 @@ type publisher struct {
 	log      zerolog.Logger
 	m        *metrics
 	board    *statusBoard
+	stored   *publishedStore // events already stored, across restarts; nil: none
 }
 
 type inflight struct {
@@ -47,8 +48,10 @@ type inflight struct {
 	start time.Time
 	gap   bool
 	sys   bool
-	sent  bool  // already published synchronously; err is the outcome
-	err   error // with sent
+	sent  bool   // already published synchronously; err is the outcome
+	err   error  // with sent
+	id    string // event id to record in p.stored once stored; "" for none
+	skip  bool   // stored by an earlier run: acked, not published again
 }
 
 // message builds the NATS message of one event.
@@ -133,6 +136,20 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 			continue
 		}
 		f := inflight{msg: msg, ack: ack, start: now, gap: ev.GapFill, sys: ev.Sys}
+		if !ev.Sys && ev.Key != "" {
+			f.id = msg.Header.Get(subjects.HeaderMsgID)
+		}
+		if ev.GapFill && f.id != "" {
+			// Catch-up finds what nobody marked processed, however old.
+			found, err := p.stored.has(ctx, f.id)
+			if err != nil {
+				p.log.Debug().Err(err).Msg("cannot tell whether a caught-up event was stored; publishing it")
+			}
+			if found {
+				queue <- inflight{ack: ack, sent: true, skip: true}
+				continue
+			}
+		}
 		if f.fut, err = p.js.PublishMsgAsync(msg); err != nil {
 			// Not sent (too many unacknowledged, or NATS away): publish it
 			// here, before anything later, so the room's order holds.
@@ -163,6 +180,15 @@ func (p *publisher) settle(ctx context.Context, drainCtx func() (context.Context
 		f.ack(c, err)
 		if err != nil {
 			continue
+		}
+		if f.skip {
+			p.m.alreadyStored.WithLabelValues(p.conn).Inc()
+			continue
+		}
+		if f.id != "" {
+			if err := p.stored.record(f.id); err != nil {
+				p.log.Debug().Err(err).Msg("stored event not recorded")
+			}
 		}
 		kind := "evt"
 		if f.sys {

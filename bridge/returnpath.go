@@ -42,6 +42,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 			JS: js, NC: nc, Prefix: n.Prefix, Platform: ce.factory.Platform, Conn: ce.cfg.Name, Exec: exec,
 			Events: r.Events, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
+			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas,
 			Log: log, Registerer: m.reg,
 		})
 		if err != nil {

@@ -23,6 +23,7 @@ type outcome struct {
 	done     bool
 	retryIn  time.Duration
 	attempts int
+	ref      string // the platform record this execution created, to claim
 }
 
 // execute runs cmd until it succeeds, fails for good or the policy gives
@@ -30,7 +31,7 @@ type outcome struct {
 // between attempts end early when stop ends.
 func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, log zerolog.Logger) outcome {
 	if rc, ok := e.o.Exec.(connector.Reconciler); ok && cmd.MaybeExecuted {
-		resp, found, err := rc.Reconcile(hard, cmd)
+		resp, found, err := e.reconcile(hard, rc, cmd)
 		switch {
 		case err != nil:
 			errLog(log.Warn(), err).Msg("cannot tell whether a crashed run executed this command; executing it")
@@ -44,7 +45,7 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 		resp, err := e.o.Exec.Execute(hard, cmd)
 		end()
 		if err == nil {
-			return outcome{res: okResult(cmd, resp, attempt), done: true}
+			return outcome{res: okResult(cmd, resp, attempt), done: true, ref: resp.Ref}
 		}
 		if hard.Err() != nil {
 			return outcome{attempts: attempt}
@@ -105,7 +106,7 @@ func (e *Executor) Do(ctx context.Context, cmd connector.Command) subjects.Resul
 	if remember {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		defer cancel()
-		if err := e.remember(sctx, cmd.ID, out.res, true); err != nil {
+		if err := e.remember(sctx, cmd.ID, out.ref, out.res, true); err != nil {
 			errLog(log.Warn(), err).Msg("executed id not stored")
 		}
 	}

@@ -81,6 +81,7 @@ func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decisi
 		return ackflow.Decision{}, false
 	}
 	var res subjects.Result
+	ref := ""
 	switch {
 	case found:
 		res = stored
@@ -97,13 +98,13 @@ func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decisi
 			it.retryIn = out.retryIn
 			return ackflow.Decision{}, false
 		}
-		res = out.res
+		res, ref = out.res, out.ref
 	}
 	if !found {
 		e.count(res, log)
 		// Recorded even past the drain deadline: the command did run.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), opTimeout)
-		if err := e.remember(ctx, cmd.ID, res, false); err != nil {
+		if err := e.remember(ctx, cmd.ID, ref, res, false); err != nil {
 			errLog(log.Warn(), err).Msg("executed id not stored; a redelivery would execute it again")
 		}
 		cancel()

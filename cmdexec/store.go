@@ -7,15 +7,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
 // The executed-ids store: a KV bucket shared by every connection under the
 // prefix, one key per (connection, command id), the value the Result. Keys
 // are hashes because ids come from workers and KV keys are restricted.
+//
+// The same bucket holds claims: "r.<hash of connection and platform ref>",
+// the value the id of the command whose execution created that platform
+// record (connector.Response.Ref). A reconciled command claims the record it
+// is taken for, so one record never stands for two commands.
 
 // bucket returns the KV bucket, creating or updating it on first use.
 func (e *Executor) bucket(ctx context.Context) (_ jetstream.KeyValue, err error) {
@@ -68,8 +75,15 @@ func (e *Executor) lookup(ctx context.Context, id string) (_ subjects.Result, _ 
 	return res, true, nil
 }
 
-// remember stores the result of id.
-func (e *Executor) remember(ctx context.Context, id string, res subjects.Result, wait bool) (err error) {
+// refKey is the KV key of the claim on platform record ref of conn.
+func refKey(conn, ref string) string {
+	h := sha256.Sum256([]byte(conn + "\x00" + ref))
+	return "r." + hex.EncodeToString(h[:])
+}
+
+// remember stores the result of id and, when ref is set, id's claim on the
+// platform record its execution created.
+func (e *Executor) remember(ctx context.Context, id, ref string, res subjects.Result, wait bool) (err error) {
 	defer wrapErr(&err, "executed-id store")
 	kv, err := e.bucket(ctx)
 	if err != nil {
@@ -80,8 +94,20 @@ func (e *Executor) remember(ctx context.Context, id string, res subjects.Result,
 		return err
 	}
 	if wait {
+		if ref != "" {
+			if _, err = kv.Put(ctx, refKey(e.o.Conn, ref), []byte(id)); err != nil {
+				return err
+			}
+		}
 		_, err = kv.Put(ctx, idKey(e.o.Conn, id), b)
 		return err
+	}
+	if ref != "" {
+		// Before the result's record and the ack: a command acked has its
+		// claim stored (one connection keeps the order of its publishes).
+		if _, err := e.o.JS.PublishAsync("$KV."+BucketName(e.o.Prefix)+"."+refKey(e.o.Conn, ref), []byte(id)); err != nil {
+			return err
+		}
 	}
 	// Durable commands publish the record without waiting for its PubAck:
 	// it only matters if the command's message comes back, which needs the
@@ -90,4 +116,48 @@ func (e *Executor) remember(ctx context.Context, id string, res subjects.Result,
 	// room's critical path.
 	_, err = e.o.JS.PublishAsync("$KV."+BucketName(e.o.Prefix)+"."+idKey(e.o.Conn, id), b)
 	return err
+}
+
+// reconcile asks the connector for records that could be an earlier
+// execution of cmd and takes the first one no other command has claimed,
+// claiming it for cmd (found). A record without a Ref cannot be told apart
+// from another command's, so it proves nothing: with none left, cmd is to
+// be executed. A command is never reported done on a record that another
+// command's execution created.
+func (e *Executor) reconcile(ctx context.Context, rc connector.Reconciler, cmd connector.Command) (_ connector.Response, _ bool, err error) {
+	defer wrapErr(&err, "reconcile")
+	if cmd.Since.IsZero() {
+		// An RPC retry: an earlier request older than the store's memory
+		// would not be recognised by its id either.
+		cmd.Since = time.Now().Add(-e.o.ExecutedTTL)
+	}
+	recs, err := rc.Reconcile(ctx, cmd)
+	if err != nil || len(recs) == 0 {
+		return connector.Response{}, false, err
+	}
+	kv, err := e.bucket(ctx)
+	if err != nil {
+		return connector.Response{}, false, err
+	}
+	for _, r := range recs {
+		if r.Ref == "" {
+			continue
+		}
+		key := refKey(e.o.Conn, r.Ref)
+		_, err := kv.Create(ctx, key, []byte(cmd.ID))
+		if err == nil {
+			return r, true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return connector.Response{}, false, err
+		}
+		ent, err := kv.Get(ctx, key)
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return connector.Response{}, false, err
+		}
+		if err == nil && string(ent.Value()) == cmd.ID {
+			return r, true, nil // claimed by this command before (an earlier reconcile)
+		}
+	}
+	return connector.Response{}, false, nil
 }

@@ -119,6 +119,11 @@ type Dispatch struct {
 	MaxInFlightPerRoom int      `toml:"max_in_flight_per_room"` // default 1
 	BackoffInitial     Duration `toml:"backoff_initial"`        // first retry delay, default 1s
 	BackoffMax         Duration `toml:"backoff_max"`            // retry delay cap, default 60s
+	// Start is where a new rule starts: "new" (default; the events stored
+	// from the bridge's start on), "all" (the whole events stream) or a
+	// duration such as "24h" (the events stored that long before). Kept
+	// from the rule's first run on; changing it later has no effect.
+	Start string `toml:"start"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("120s").
@@ -237,6 +242,9 @@ func (c *Config) SetDefaults() {
 		defI(&d.MaxInFlightPerRoom, 1)
 		defD(&d.BackoffInitial, time.Second)
 		defD(&d.BackoffMax, 60*time.Second)
+		if d.Start == "" {
+			d.Start = "new"
+		}
 	}
 }
 
@@ -336,6 +344,11 @@ func (c *Config) Validate() error {
 		}
 		if d.BackoffMax.D() < d.BackoffInitial.D() {
 			return fmt.Errorf("%s.backoff_max %s is shorter than backoff_initial %s", key, d.BackoffMax.D(), d.BackoffInitial.D())
+		}
+		if d.Start != "new" && d.Start != "all" {
+			if v, err := time.ParseDuration(d.Start); err != nil || v <= 0 {
+				return fmt.Errorf("%s.start %q is not \"new\", \"all\" or a duration like \"24h\"", key, d.Start)
+			}
 		}
 	}
 	return nil

@@ -58,10 +58,11 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"[http]\nlisten = \"8080\"\n":                                "http.listen",
 		"[[connection]]\nname = \"Bad Name\"\nplatform = \"band\"\n": "connection[0].name",
 		"[[connection]]\nname = \"a\"\n":                             "platform is missing",
-		"[[connection]]\nname = \"a\"\nplatform = \"band\"\n[[connection]]\nname = \"a\"\nplatform = \"band\"\n": "used twice",
-		"[[connection]]\nname = \"a\"\nplatform = \"band\"\napi_key = \"sekrit\"\n":                              "unknown key connection.api_key",
-		"[[dispatch]]\nconnection = \"nope\"\n":                                                                  "dispatch[0].connection",
-		"[nats]\nreplicas = \"three\"\n":                                                                         "replicas",
+		"[[connection]]\nname = \"a\"\nplatform = \"band\"\n[[connection]]\nname = \"a\"\nplatform = \"band\"\n":       "used twice",
+		"[[connection]]\nname = \"a\"\nplatform = \"band\"\napi_key = \"sekrit\"\n":                                    "unknown key connection.api_key",
+		"[[dispatch]]\nconnection = \"nope\"\n":                                                                        "dispatch[0].connection",
+		"[nats]\nreplicas = \"three\"\n":                                                                               "replicas",
+		"[[connection]]\nname = \"a\"\nplatform = \"band\"\n[[dispatch]]\nconnection = \"a\"\nstart = \"yesterday\"\n": "dispatch[0].start",
 	}
 	for in, want := range cases {
 		_, err := Parse([]byte(in), nil)

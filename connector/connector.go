@@ -56,16 +56,24 @@ type Command struct {
 
 // Reconciler is implemented by connectors that can tell whether a command
 // already took effect on the platform. The bridge asks before re-executing
-// a command that a crashed run may have executed; found reports that it
-// did, with the platform's record of it as the response.
+// a command that a crashed run may have executed. Reconcile returns the
+// platform's records that could be that earlier execution (same command,
+// same content, created since cmd.Since), oldest first, each with its Ref.
+// A record only says "a command like this one ran", not which one did: the
+// bridge takes the first record that no other command has claimed (it
+// records the Ref of every command it executes) and executes the command
+// when there is none, so two commands never share one record.
 type Reconciler interface {
-	Reconcile(ctx context.Context, cmd Command) (resp Response, found bool, err error)
+	Reconcile(ctx context.Context, cmd Command) ([]Response, error)
 }
 
 // Response is a platform's answer to an executed command.
 type Response struct {
 	Status int             // HTTP status, or 200 for commands answered by the bridge
 	Data   json.RawMessage // the platform's response data
+	// Ref is the platform's id of what the command created (a message id),
+	// "" when it created nothing a [Reconciler] could find again.
+	Ref string
 }
 
 // Executor runs worker commands against the platform. Execute makes one

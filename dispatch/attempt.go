@@ -58,6 +58,12 @@ func (d *Dispatcher) handle(ctx, hard context.Context, m jetstream.Msg) {
 		_ = d.settle(m, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "unreadable event"})
 		return
 	}
+	if msg.redelivered && d.finishedBefore(hard, msg) {
+		msg.log.Debug().Msg("finished by an earlier run; not dispatched again")
+		d.m.outcome("duplicate")
+		_ = d.settle(m, ackflow.Decision{Action: ackflow.ActionAck})
+		return
+	}
 	counted, waits := 0, 0
 	for {
 		if ctx.Err() != nil {
@@ -120,7 +126,7 @@ func (d *Dispatcher) parse(m jetstream.Msg) (*message, error) {
 		return nil, err
 	}
 	msg := &message{m: m, subj: subj, eventID: ev.ID}
-	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+	if md, err := m.Metadata(); err == nil && (md.NumDelivered > 1 || md.Sequence.Stream <= d.replayTo.Load()) {
 		msg.redelivered, msg.stored = true, md.Timestamp
 	}
 	if slices.Contains(d.o.MessageEvents, subj.Name) {
@@ -136,8 +142,9 @@ func (d *Dispatcher) parse(m jetstream.Msg) (*message, error) {
 
 // attempt sends one work request and waits for the worker's final reply.
 func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (outcome, subjects.WorkReply, string) {
-	token, replies, done := d.expect()
+	token, w, done := d.expect()
 	defer done()
+	replies := w.ch
 	work := msg.subj
 	work.Kind = subjects.KindWork
 	req := nats.NewMsg(work.String())
@@ -215,6 +222,7 @@ wait:
 		}
 		switch reply.Status {
 		case subjects.WorkProcessing:
+			w.processing.Store(false) // the next one queues again
 			if !timer.Stop() {
 				select {
 				case <-timer.C:
@@ -264,6 +272,7 @@ func (d *Dispatcher) finish(hard context.Context, msg *message, reply subjects.W
 		}
 	}
 	d.m.outcome("processed")
+	d.recordDone(msg, "processed")
 	if err := d.settle(msg.m, ackflow.Decision{Action: ackflow.ActionAck}); err != nil {
 		msg.log.Warn().Err(err).Msg("ack failed; the message may be redelivered")
 	}
@@ -295,6 +304,7 @@ func (d *Dispatcher) fail(hard context.Context, msg *message, reason string, att
 	d.markFailed(hard, msg, attempts, reason)
 	d.deadLetter(hard, msg, reason, 0, attempts)
 	d.m.outcome("dead_lettered")
+	d.recordDone(msg, "dead_lettered")
 	_ = d.settle(msg.m, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "dispatch failed"})
 }
 

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -62,8 +63,18 @@ type Options struct {
 	// DrainTimeout bounds how long attempts under way may finish after Run's
 	// ctx ends, default 10s; the rest are redelivered later.
 	DrainTimeout time.Duration
-	Log          zerolog.Logger
-	Registerer   prometheus.Registerer // nil: no metrics
+	// Start is where a new rule starts in the events stream: "new" (the
+	// default: the first event stored after this bridge took the connection),
+	// "all" (every event the stream keeps) or a duration (events stored that
+	// long before the rule was first seen). It is recorded the first time
+	// the rule runs and never moves after (see start.go).
+	Start string
+	// DoneTTL is how long finished events are remembered, default 168h: as
+	// long as the events stream keeps them (nats.events_max_age).
+	DoneTTL    time.Duration
+	Replicas   int // of the KV buckets, default 1
+	Log        zerolog.Logger
+	Registerer prometheus.Registerer // nil: no metrics
 }
 
 func (o *Options) setDefaults() {
@@ -95,6 +106,13 @@ func (o *Options) setDefaults() {
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = 1024
 	}
+	if o.Start == "" {
+		o.Start = "new"
+	}
+	def(&o.DoneTTL, 168*time.Hour)
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
 }
 
 // Dispatcher runs one dispatch rule.
@@ -112,9 +130,18 @@ type Dispatcher struct {
 	// routed to the attempt waiting on their token.
 	inbox   string
 	waitMu  sync.Mutex
-	waiting map[string]chan *nats.Msg
+	waiting map[string]*waiter
+	// Extra replies dropped since the last log line about them, and when
+	// that line was written (UnixNano): one line per extraLogEvery at most.
+	extraDropped atomic.Int64
+	extraLogged  atomic.Int64
 
 	barrier atomic.Bool // a crashed run's messages are being waited for (tests read it)
+
+	starts, done jetstream.KeyValue // see start.go; set by Run
+	// replayTo is the last stream sequence stored before this run had to
+	// create a consumer that had existed: events up to it may have run.
+	replayTo atomic.Uint64
 }
 
 func (d *Dispatcher) barrierSet() bool { return d.barrier.Load() }
@@ -151,12 +178,15 @@ func New(o Options) (*Dispatcher, error) {
 	case !subjects.IsPlatformName(o.Platform) || !subjects.IsConnName(o.Conn):
 		return nil, fmt.Errorf("dispatch: bad platform %q or connection %q", o.Platform, o.Conn)
 	}
+	if _, err := parseStart(o.Start); err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
+	}
 	m, err := newMetrics(o.Registerer, o.Conn)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: metrics: %w", err)
 	}
 	return &Dispatcher{o: o, log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m, hb: ackflow.NewHeartbeat(),
-		rooms: map[string]*roomQueue{}, inbox: o.NC.NewRespInbox(), waiting: map[string]chan *nats.Msg{}}, nil
+		rooms: map[string]*roomQueue{}, inbox: o.NC.NewRespInbox(), waiting: map[string]*waiter{}}, nil
 }
 
 // ConsumerName is the durable consumer of a connection's dispatch rule.
@@ -187,7 +217,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	wait := 250 * time.Millisecond
 	for {
 		var err error
-		cons, err = d.o.JS.CreateOrUpdateConsumer(ctx, stream, d.consumerConfig())
+		cons, err = d.openConsumer(ctx, stream)
 		if err == nil {
 			break
 		}
@@ -375,31 +405,75 @@ func (d *Dispatcher) startLocked(ctx, hard context.Context, room string, q *room
 	}
 }
 
+// waiter is one attempt's reply queue. Replies that are only "processing"
+// are coalesced: while one is queued and not yet taken, more add nothing
+// (each would only restart the same timer), so a worker's stream of them
+// cannot fill the queue and push out its final reply.
+type waiter struct {
+	ch         chan *nats.Msg
+	processing atomic.Bool // a processing reply is in ch, not yet taken
+}
+
+// extraLogEvery bounds the log lines about dropped extra replies.
+const extraLogEvery = 10 * time.Second
+
 // route hands a reply to the attempt waiting for it; replies for attempts
 // that ended are dropped.
 func (d *Dispatcher) route(m *nats.Msg) {
 	token := m.Subject[len(d.inbox)+1:]
 	d.waitMu.Lock()
-	ch := d.waiting[token]
+	w := d.waiting[token]
 	d.waitMu.Unlock()
-	if ch == nil {
+	if w == nil {
 		return
 	}
+	proc := isProcessingReply(m)
+	if proc && !w.processing.CompareAndSwap(false, true) {
+		return // coalesced into the processing reply already queued
+	}
 	select {
-	case ch <- m:
+	case w.ch <- m:
 	default:
-		d.log.Warn().Msg("a worker sent more replies than an attempt takes; reply dropped")
+		if proc {
+			w.processing.Store(false)
+		}
+		d.droppedExtra()
 	}
 }
 
+// droppedExtra counts an extra reply that did not fit (the attempt had
+// its final reply queued already), logging at most once per extraLogEvery.
+func (d *Dispatcher) droppedExtra() {
+	d.m.outcome("reply_dropped")
+	n := d.extraDropped.Add(1)
+	now := time.Now().UnixNano()
+	last := d.extraLogged.Load()
+	if now-last < int64(extraLogEvery) || !d.extraLogged.CompareAndSwap(last, now) {
+		return
+	}
+	n = d.extraDropped.Swap(0)
+	d.log.Warn().Int64("dropped", n).Msg("workers sent more replies than their attempts take; extra replies dropped")
+}
+
+// isProcessingReply tells a worker's "processing" reply by its status.
+func isProcessingReply(m *nats.Msg) bool {
+	if len(m.Data) == 0 || len(m.Data) > 4096 || m.Header.Get(headerMarker) != "" {
+		return false
+	}
+	var r struct {
+		Status string `json:"status"`
+	}
+	return json.Unmarshal(m.Data, &r) == nil && r.Status == subjects.WorkProcessing
+}
+
 // expect registers an attempt's reply token; the returned func unregisters it.
-func (d *Dispatcher) expect() (string, chan *nats.Msg, func()) {
+func (d *Dispatcher) expect() (string, *waiter, func()) {
 	token := nuid.Next()
-	ch := make(chan *nats.Msg, 32)
+	w := &waiter{ch: make(chan *nats.Msg, 32)}
 	d.waitMu.Lock()
-	d.waiting[token] = ch
+	d.waiting[token] = w
 	d.waitMu.Unlock()
-	return token, ch, func() {
+	return token, w, func() {
 		d.waitMu.Lock()
 		delete(d.waiting, token)
 		d.waitMu.Unlock()

@@ -99,7 +99,17 @@ func (c *Connector) Execute(ctx context.Context, cmd connector.Command) (connect
 	if err != nil {
 		return connector.Response{Status: status}, err
 	}
-	return connector.Response{Status: status, Data: data}, nil
+	resp := connector.Response{Status: status, Data: data}
+	if cmd.Name == "send_message" || cmd.Name == "post_event" {
+		// The message id, so that Reconcile's matches can be told apart.
+		var d struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(data, &d) == nil {
+			resp.Ref = d.ID
+		}
+	}
+	return resp, nil
 }
 
 // decode parses args into v; a type error names the field.

@@ -15,13 +15,16 @@ import (
 // execution: cmd.Since is the NATS server's clock, inserted_at Band's.
 const clockSkew = 5 * time.Minute
 
-// Reconcile tells whether a send_message or post_event that a crashed run
-// may have executed is already in the room: it looks, in the room's context
-// (the agent's own messages and events), for one with the same content and
-// type inserted since the command was stored. Other commands are either
-// harmless to repeat or refused by Band when repeated, so they report not
-// found and run again.
-func (c *Connector) Reconcile(ctx context.Context, cmd connector.Command) (connector.Response, bool, error) {
+// Reconcile lists the records of send_message or post_event commands that
+// could be an earlier execution of cmd by a crashed run: in the room's
+// context (the agent's own messages and events), those with the same
+// content and type inserted since the command was stored, oldest first.
+// Band keeps no client-side id on a message (a text message takes only
+// content and mentions), so content is all there is to match: the bridge
+// tells the commands apart by the message ids (Ref) it has claimed. Other
+// commands are either harmless to repeat or refused by Band when repeated,
+// so they list nothing and run again.
+func (c *Connector) Reconcile(ctx context.Context, cmd connector.Command) ([]connector.Response, error) {
 	var a struct {
 		Content     string `json:"content"`
 		MessageType string `json:"message_type"`
@@ -31,13 +34,14 @@ func (c *Connector) Reconcile(ctx context.Context, cmd connector.Command) (conne
 		a.MessageType = "text"
 	case "post_event":
 	default:
-		return connector.Response{}, false, nil
+		return nil, nil
 	}
 	if cmd.Room == "" || json.Unmarshal(cmd.Args, &a) != nil || a.Content == "" {
-		return connector.Response{}, false, nil
+		return nil, nil
 	}
 	since := cmd.Since.Add(-clockSkew)
 	cursor := ""
+	var found []connector.Response
 	for range 200 { // at most 20,000 messages back
 		path := chatPath(cmd.Room) + "/context?limit=100"
 		if cursor != "" {
@@ -45,10 +49,11 @@ func (c *Connector) Reconcile(ctx context.Context, cmd connector.Command) (conne
 		}
 		items, meta, err := c.rest.list(ctx, path)
 		if err != nil {
-			return connector.Response{}, false, err
+			return nil, err
 		}
 		for _, raw := range items {
 			var m struct {
+				ID          string    `json:"id"`
 				Content     string    `json:"content"`
 				SenderID    string    `json:"sender_id"`
 				MessageType string    `json:"message_type"`
@@ -58,8 +63,8 @@ func (c *Connector) Reconcile(ctx context.Context, cmd connector.Command) (conne
 				continue
 			}
 			// Band prepends "@Name " when the content lacks a mention.
-			if (m.Content == a.Content || strings.HasSuffix(m.Content, " "+a.Content)) && !m.InsertedAt.Before(since) {
-				return connector.Response{Status: http.StatusOK, Data: raw}, true, nil
+			if m.ID != "" && (m.Content == a.Content || strings.HasSuffix(m.Content, " "+a.Content)) && !m.InsertedAt.Before(since) {
+				found = append(found, connector.Response{Status: http.StatusOK, Data: raw, Ref: m.ID})
 			}
 		}
 		if !meta.HasMore || meta.NextCursor == "" || meta.NextCursor == cursor {
@@ -67,5 +72,5 @@ func (c *Connector) Reconcile(ctx context.Context, cmd connector.Command) (conne
 		}
 		cursor = meta.NextCursor
 	}
-	return connector.Response{}, false, nil
+	return found, nil
 }

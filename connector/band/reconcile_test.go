@@ -30,18 +30,27 @@ func TestReconcileFindsAnEarlierExecution(t *testing.T) {
 	defer cancel()
 	args, _ := json.Marshal(map[string]any{"content": "the answer is 42", "mentions": []map[string]string{{"id": user.ID}}})
 	cmd := connector.Command{Name: "send_message", Room: room.ID, Args: args, MaybeExecuted: true, Since: time.Now()}
-	if _, found, err := c.Reconcile(ctx, cmd); err != nil || found {
-		t.Fatalf("before: found=%v err=%v", found, err)
+	if recs, err := c.Reconcile(ctx, cmd); err != nil || len(recs) != 0 {
+		t.Fatalf("before: %d records, err=%v", len(recs), err)
 	}
-	if _, err := c.Execute(ctx, cmd); err != nil {
-		t.Fatal(err)
+	var refs []string
+	for range 2 { // a canned reply, sent twice
+		resp, err := c.Execute(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Ref == "" {
+			t.Fatal("send_message response has no Ref")
+		}
+		refs = append(refs, resp.Ref)
 	}
-	if _, found, err := c.Reconcile(ctx, cmd); err != nil || !found {
-		t.Fatalf("after: found=%v err=%v", found, err)
+	recs, err := c.Reconcile(ctx, cmd)
+	if err != nil || len(recs) != 2 || recs[0].Ref != refs[0] || recs[1].Ref != refs[1] {
+		t.Fatalf("after: %+v err=%v, want the two messages %v oldest first", recs, err, refs)
 	}
 	other, _ := json.Marshal(map[string]any{"content": "something else", "mentions": []map[string]string{{"id": user.ID}}})
 	cmd.Args = other
-	if _, found, _ := c.Reconcile(ctx, cmd); found {
+	if recs, _ := c.Reconcile(ctx, cmd); len(recs) != 0 {
 		t.Fatal("found a message that was never sent")
 	}
 }

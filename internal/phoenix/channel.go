@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 type chanState int
@@ -37,10 +38,11 @@ type Channel struct {
 // Channel returns a channel for topic; nothing is sent until Join. params
 // is marshalled to the join payload (nil means {}); it must encode to a
 // JSON object. onMessage (may be nil) receives every frame for the topic
-// except replies whose join_ref is null or the channel's current join_ref;
-// frames with any other join_ref are stale and dropped (phoenix.js
-// Channel.isMember). That includes "phx_error" and "phx_close", after the
-// channel has been marked for rejoin. onMessage runs on the reader
+// whose join_ref is null or the channel's current join_ref; frames with any
+// other join_ref are stale and dropped (phoenix.js Channel.isMember). The
+// protocol's own frames (every "phx_" event: replies, phx_error,
+// phx_close) are handled here and never reach onMessage: they are not the
+// application's events. onMessage runs on the reader
 // goroutine in arrival order and may block: that is back-pressure, and
 // heartbeats keep being sent meanwhile; it must not call Join, Leave or
 // Push on the same socket and wait for their reply.
@@ -260,7 +262,7 @@ func (s *Socket) dispatch(lc *liveConn, f Frame) {
 		s.log.Debug().Str("topic", f.Topic).Str("event", f.Event).Msg("phoenix: frame for unknown topic or stale join_ref dropped")
 		return
 	}
-	if c.onMessage != nil {
+	if c.onMessage != nil && !strings.HasPrefix(f.Event, "phx_") {
 		lc.readerBusy.Store(true)
 		c.onMessage(f.Event, f.Payload)
 		lc.readerBusy.Store(false)

@@ -1,0 +1,107 @@
+package cmdexec_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bridgeworks/bridge/cmdexec"
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/connector/band"
+	"github.com/bridgeworks/bridge/emulator/bandemu"
+	"github.com/bridgeworks/bridge/internal/testutil"
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// Six send_message commands with the same text (a canned reply) and
+// different ids; a run executes two and acks them, the next takes the other
+// four, sends one to the platform and crashes. The run after that must not
+// take the earlier commands' messages for the unexecuted ones: six messages
+// end up on the platform, and every ok result names a message of its own.
+func TestCrashReconcileRepeatedText(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	emu := bandemu.New(bandemu.Options{})
+	url, err := emu.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	user := emu.AddUser("Dana")
+	room := emu.AddRoom("r", user.ID)
+	c, err := band.New(connector.Config{BaseURL: url, APIKey: emu.APIKey(), AgentID: emu.AgentID()}, connector.Deps{Log: testutil.Logger(t)}, band.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := mustJSON(map[string]any{"content": "on it", "mentions": []map[string]string{{"id": user.ID}}})
+	subj := cmdSubject(room.ID, "send_message")
+	o := e.options(c)
+	o.AckWait = time.Second
+
+	_, stop := e.start(o)
+	for i := 1; i <= 2; i++ {
+		e.publish(subj, args, subjects.HeaderMsgID, fmt.Sprintf("c%d", i))
+	}
+	e.res.byID(t, "c1")
+	e.res.byID(t, "c2")
+	testutil.Eventually(t, 10*time.Second, func() bool { return e.consumerInfo().NumAckPending == 0 }, "c1 and c2 not acked")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The crashed run: c3..c6 taken, never settled; only c3 reached Band.
+	for i := 3; i <= 6; i++ {
+		e.publish(subj, args, subjects.HeaderMsgID, fmt.Sprintf("c%d", i))
+	}
+	cons, err := e.s.JS.Consumer(e.ctx, "BRIDGE_COMMANDS", cmdexec.ConsumerName("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(4, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range batch.Messages() {
+		n++
+	}
+	if n != 4 {
+		t.Fatalf("the crashed run took %d commands, want 4", n)
+	}
+	if _, err := c.Execute(e.ctx, connector.Command{ID: "c3", Name: "send_message", Room: room.ID, Args: []byte(args)}); err != nil {
+		t.Fatal(err)
+	}
+
+	e.start(o)
+	msgIDs := map[string]string{} // platform message id → command id
+	for i := 1; i <= 6; i++ {
+		id := fmt.Sprintf("c%d", i)
+		res, _ := e.res.byID(t, id)
+		if !res.OK {
+			t.Fatalf("%s: %+v", id, res)
+		}
+		var d struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(res.Data, &d); err != nil || d.ID == "" {
+			t.Fatalf("%s: result data %s names no message", id, res.Data)
+		}
+		if other, dup := msgIDs[d.ID]; dup {
+			t.Fatalf("%s and %s both reported done by message %s", other, id, d.ID)
+		}
+		msgIDs[d.ID] = id
+	}
+	sent := emu.AgentMessages(room.ID)
+	if len(sent) != 6 {
+		t.Fatalf("%d messages on the platform, want 6", len(sent))
+	}
+	for _, m := range sent {
+		delete(msgIDs, m.ID)
+	}
+	if len(msgIDs) != 0 {
+		t.Fatalf("results name messages that are not on the platform: %v", msgIDs)
+	}
+}
