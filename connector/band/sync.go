@@ -299,7 +299,10 @@ func (s *session) idleCheck(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	for _, r := range due {
-		status, data, err := s.c.rest.call(ctx, true, http.MethodGet, chatPath(r.id)+"/messages/next", nil)
+		// One attempt, no in-client wait: a refused poll is simply made
+		// again next time, and a Retry-After here must not hold the sync
+		// loop (and so every room's catch-up after a reconnect).
+		status, data, err := s.c.rest.call(ctx, false, http.MethodGet, chatPath(r.id)+"/messages/next", nil)
 		if err != nil || status == http.StatusNoContent || data == nil {
 			continue
 		}
