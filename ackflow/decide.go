@@ -39,11 +39,14 @@ func (a Action) String() string {
 // Decision is the outcome of [Decide]. Delay is set for ActionRetry only.
 // Reason names the error class ("bad request", "permanent error",
 // "transient error", "retries exhausted"); it never carries the error text,
-// so it is safe to log.
+// so it is safe to log. PlatformWait is the wait the platform asked for
+// (its Retry-After), set for ActionRetry; a Delay shorter than it means the
+// policy's caps cut it, which callers log.
 type Decision struct {
-	Action Action
-	Delay  time.Duration
-	Reason string
+	Action       Action
+	Delay        time.Duration
+	Reason       string
+	PlatformWait time.Duration
 }
 
 // Reasons [Decide] gives.
@@ -61,7 +64,13 @@ type Policy struct {
 	MaxAttempts int
 	// BackoffInitial is the wait after the first failed attempt; it doubles
 	// after each further one up to BackoffMax. Defaults 200ms and 30s.
+	// BackoffMax caps every wait between attempts, a platform's Retry-After
+	// included.
 	BackoffInitial, BackoffMax time.Duration
+	// RetryAfterMax caps the platform's Retry-After; default
+	// [connector.DefaultRetryAfterMax]. The wait is the smaller of the two
+	// caps.
+	RetryAfterMax time.Duration
 	// Jitter spreads a computed wait; nil means [EqualJitter]. Use
 	// [NoJitter] for reproducible tables.
 	Jitter func(time.Duration) time.Duration
@@ -89,6 +98,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if p.Jitter == nil {
 		p.Jitter = d.Jitter
+	}
+	if p.RetryAfterMax <= 0 {
+		p.RetryAfterMax = connector.DefaultRetryAfterMax
 	}
 	return p
 }
@@ -125,8 +137,12 @@ func NoJitter(d time.Duration) time.Duration { return d }
 //   - a bad request or another permanent error ([connector.IsPermanent]:
 //     4xx other than 408/425/429, [connector.Permanent]): ActionTerm, at once.
 //   - a transient error with attempts left: ActionRetry after the policy's
-//     capped exponential backoff with jitter, but never sooner than the
-//     platform's Retry-After ([connector.RetryAfter]), even past BackoffMax.
+//     capped exponential backoff with jitter, or after the platform's
+//     Retry-After ([connector.RetryAfter]) when that is longer; never
+//     longer than BackoffMax nor RetryAfterMax. An in-process wait so stays
+//     bounded by the policy whatever the platform sends: a platform asking
+//     for longer gets an early retry (which, refused again, uses an
+//     attempt), not a stalled room.
 //   - a transient error on the last attempt: ActionTerm, "retries exhausted".
 func Decide(err error, attempt int, p Policy) Decision {
 	if err == nil {
@@ -143,8 +159,10 @@ func Decide(err error, attempt int, p Policy) Decision {
 	if attempt >= p.MaxAttempts {
 		return Decision{Action: ActionTerm, Reason: ReasonExhausted}
 	}
-	d := max(p.Backoff(attempt), connector.RetryAfter(err))
-	return Decision{Action: ActionRetry, Delay: d, Reason: ReasonTransient}
+	asked := connector.RetryAfter(err)
+	wait, _ := connector.CapWait(asked, p.RetryAfterMax)
+	d := min(max(p.Backoff(attempt), wait), p.BackoffMax)
+	return Decision{Action: ActionRetry, Delay: d, Reason: ReasonTransient, PlatformWait: asked}
 }
 
 // Apply settles m as d says: Ack, NakWithDelay(d.Delay) (at least 1ms, so

@@ -12,7 +12,7 @@ import (
 
 // The retry policy as a table: what happens after attempt n fails with err.
 func ExampleDecide() {
-	p := ackflow.Policy{MaxAttempts: 4, BackoffInitial: 100 * time.Millisecond, BackoffMax: time.Second, Jitter: ackflow.NoJitter}
+	p := ackflow.Policy{MaxAttempts: 4, BackoffInitial: 100 * time.Millisecond, BackoffMax: 10 * time.Second, Jitter: ackflow.NoJitter}
 	network := errors.New("connection reset")
 	rows := []struct {
 		what    string
@@ -25,6 +25,7 @@ func ExampleDecide() {
 		{"network error, last attempt", network, 4},
 		{"503", &connector.PlatformError{Status: 503}, 2},
 		{"429 Retry-After 5s", &connector.PlatformError{Status: 429, RetryAfter: 5 * time.Second}, 1},
+		{"429 Retry-After 1e9 s", &connector.PlatformError{Status: 429, RetryAfter: connector.Seconds(1e9)}, 1},
 		{"422 mentions_required", &connector.PlatformError{Status: 422, Code: "mentions_required"}, 1},
 		{"408", &connector.PlatformError{Status: 408}, 1},
 		{"bad argument", connector.BadRequest("mentions[0].id", "missing"), 1},
@@ -42,6 +43,7 @@ func ExampleDecide() {
 	// network error, last attempt  term   0s     retries exhausted
 	// 503                          retry  200ms  transient error
 	// 429 Retry-After 5s           retry  5s     transient error
+	// 429 Retry-After 1e9 s        retry  10s    transient error
 	// 422 mentions_required        term   0s     permanent error
 	// 408                          retry  100ms  transient error
 	// bad argument                 term   0s     bad request

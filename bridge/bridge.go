@@ -81,7 +81,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		}
 		b.conns = append(b.conns, connEntry{cfg: c, factory: f, ccfg: connector.Config{
 			Name: c.Name, Platform: c.Platform, BaseURL: c.BaseURL, WSURL: c.WSURL, AgentID: c.AgentID, APIKey: key,
-			HeartbeatInterval: c.HeartbeatInterval.D(),
+			HeartbeatInterval: c.HeartbeatInterval.D(), RetryAfterMax: c.RetryAfterMax.D(),
 		}})
 	}
 	return b, nil
@@ -194,11 +194,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		s := &supervisor{
 			name: ce.cfg.Name, platform: ce.factory.Platform, c: c, board: board, m: m, log: clog,
-			backoff: b.opts.Backoff, drain: b.opts.ShutdownTimeout,
+			backoff: b.opts.Backoff, retryAfterMax: ce.cfg.RetryAfterMax.D(), drain: b.opts.ShutdownTimeout,
 			pub: &publisher{js: js, prefix: cfg.NATS.Prefix, platform: ce.factory.Platform, conn: ce.cfg.Name, log: clog, m: m, board: board, stored: stored},
 		}
 		if sr, ok := c.(connector.StatsReporter); ok {
 			m.watchStats(ce.cfg.Name, sr)
+			board.watch(ce.cfg.Name, sr)
 		}
 		runs, err := b.returnPath(js, nc, m, ce, c, clog)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
@@ -83,6 +84,7 @@ type bridgeSpec struct {
 	env      map[string]string
 	natsURL  string               // external NATS; embedded when empty
 	tweak    func(*config.Config) // changes past validation (e.g. a tiny window); nil for none
+	logs     *logBuffer           // captures the log at debug level when set
 }
 
 // runBridge starts a bridge and waits until it is ready; it is stopped at
@@ -102,8 +104,12 @@ func runBridge(t *testing.T, spec bridgeSpec) *harness {
 		c.NATS.Embedded.StoreDir = t.TempDir()
 	}
 	ready := make(chan Info, 1)
+	log := testutil.Logger(t)
+	if spec.logs != nil {
+		log = zerolog.New(spec.logs).Level(zerolog.DebugLevel)
+	}
 	b, err := New(c, Options{
-		Log: testutil.Logger(t), Registry: spec.registry, OnReady: func(i Info) { ready <- i },
+		Log: log, Registry: spec.registry, OnReady: func(i Info) { ready <- i },
 		LookupEnv: func(k string) (string, bool) { v, ok := spec.env[k]; return v, ok },
 		Backoff:   Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 	})

@@ -3,6 +3,8 @@ package bridge
 import (
 	"sync"
 	"time"
+
+	"github.com/bridgeworks/bridge/connector"
 )
 
 // State is a connection's lifecycle state as shown on /status and in metrics.
@@ -33,6 +35,11 @@ type ConnStatus struct {
 	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
 	Reconnects      uint64    `json:"reconnects"`
 	EventsPublished uint64    `json:"events_published"`
+	// WaitingUntil and WaitingReason are set while the connection waits
+	// because the platform asked it to (a 429 or 503 with Retry-After),
+	// e.g. "rate limited (429) on GET /api/v1/agent/chats".
+	WaitingUntil  time.Time `json:"waiting_until,omitzero"`
+	WaitingReason string    `json:"waiting_reason,omitempty"`
 }
 
 // statusBoard holds every connection's status; the supervisors write it and
@@ -42,10 +49,13 @@ type statusBoard struct {
 	conns map[string]*ConnStatus
 	order []string
 	onSet func(name string, from, to State)
+	waits map[string]connector.Wait          // the supervisors' own platform waits
+	stats map[string]connector.StatsReporter // connectors reporting their platform waits
 }
 
 func newStatusBoard(onSet func(name string, from, to State)) *statusBoard {
-	return &statusBoard{conns: map[string]*ConnStatus{}, onSet: onSet}
+	return &statusBoard{conns: map[string]*ConnStatus{}, onSet: onSet,
+		waits: map[string]connector.Wait{}, stats: map[string]connector.StatsReporter{}}
 }
 
 func (b *statusBoard) add(name, platform string, st State) {
@@ -90,12 +100,49 @@ func (b *statusBoard) published(name string, n uint64) {
 	b.mu.Unlock()
 }
 
+// watch makes /status show the platform waits sr reports for name.
+func (b *statusBoard) watch(name string, sr connector.StatsReporter) {
+	b.mu.Lock()
+	b.stats[name] = sr
+	b.mu.Unlock()
+}
+
+// wait records a platform wait of name's supervisor.
+func (b *statusBoard) wait(name string, w connector.Wait) {
+	b.mu.Lock()
+	b.waits[name] = w
+	b.mu.Unlock()
+}
+
+// snapshot returns every connection's status. A platform wait still running
+// shows as waiting_until and waiting_reason, and one newer than the last
+// error is the last error.
 func (b *statusBoard) snapshot() []ConnStatus {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	out := make([]ConnStatus, 0, len(b.order))
+	waits := make([]connector.Wait, 0, len(b.order))
+	var srs []connector.StatsReporter
 	for _, n := range b.order {
 		out = append(out, *b.conns[n])
+		waits = append(waits, b.waits[n])
+		srs = append(srs, b.stats[n])
+	}
+	b.mu.Unlock()
+	now := time.Now()
+	for i := range out {
+		w := waits[i]      // the supervisor's: its error is last_error already
+		if srs[i] != nil { // outside the lock: Stats takes the connector's
+			cw := srs[i].Stats().Wait
+			if cw.Reason != "" && cw.Since.After(out[i].LastErrorAt) {
+				out[i].LastError, out[i].LastErrorAt = cw.Reason, cw.Since.UTC()
+			}
+			if cw.Until.After(w.Until) {
+				w = cw
+			}
+		}
+		if w.Until.After(now) {
+			out[i].WaitingUntil, out[i].WaitingReason = w.Until.UTC(), w.Reason
+		}
 	}
 	return out
 }

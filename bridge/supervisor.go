@@ -13,25 +13,30 @@ import (
 
 // Backoff is the supervisor's reconnect policy: exponential from Initial to
 // Max with equal jitter; a platform's own wait (Retry-After) is honoured when
-// longer.
+// longer, up to the connection's retry_after_max.
 type Backoff struct {
 	Initial time.Duration // default 1s
 	Max     time.Duration // default 60s
 }
 
-func (b Backoff) delay(attempt int, err error) time.Duration {
+// delay is the wait before reconnect number attempt+1 after err; asked is
+// the platform's Retry-After (0 when it set none), honoured up to
+// retryAfterMax.
+func (b Backoff) delay(attempt int, err error, retryAfterMax time.Duration) (d, asked time.Duration) {
 	if b.Initial == 0 {
 		b.Initial = time.Second
 	}
 	if b.Max == 0 {
 		b.Max = time.Minute
 	}
-	d := b.Initial << min(attempt, 20)
+	d = b.Initial << min(attempt, 20)
 	if d > b.Max || d <= 0 {
 		d = b.Max
 	}
 	d = d/2 + rand.N(d/2+1)
-	return max(d, connector.RetryAfter(err))
+	asked = connector.RetryAfter(err)
+	wait, _ := connector.CapWait(asked, retryAfterMax)
+	return max(d, wait), asked
 }
 
 // supervisor runs one connection: connect with backoff, pump events through
@@ -45,7 +50,9 @@ type supervisor struct {
 	m        *metrics
 	log      zerolog.Logger
 	backoff  Backoff
-	drain    time.Duration // how long in-flight events may take to settle at shutdown
+	// retryAfterMax caps a platform's Retry-After before a reconnect.
+	retryAfterMax time.Duration
+	drain         time.Duration // how long in-flight events may take to settle at shutdown
 }
 
 func (s *supervisor) drainCtx() (context.Context, context.CancelFunc) {
@@ -89,9 +96,12 @@ func (s *supervisor) run(ctx context.Context) error {
 			s.pub.sys(context.WithoutCancel(ctx), ev, map[string]any{"reason": err.Error(), "permanent": true})
 			return err
 		}
-		wait := s.backoff.delay(attempt, err)
+		wait, asked := s.backoff.delay(attempt, err, s.retryAfterMax)
 		attempt++
 		s.board.set(s.name, StateReconnecting, err)
+		if asked > 0 {
+			s.platformWait(err, asked, wait)
+		}
 		s.m.reconnects.WithLabelValues(s.name).Inc()
 		s.log.Warn().Err(err).Dur("retry_in", wait).Msg("connection lost; reconnecting")
 		s.pub.sys(ctx, "disconnected", map[string]any{"reason": errString(err)})
@@ -102,6 +112,23 @@ func (s *supervisor) run(ctx context.Context) error {
 			return nil
 		case <-time.After(wait):
 		}
+	}
+}
+
+// platformWait shows a reconnect wait the platform asked for on /status,
+// and logs it at warn level when retry_after_max cut it.
+func (s *supervisor) platformWait(err error, asked, wait time.Duration) {
+	route := "connect"
+	reason := "asked to wait on connect"
+	var pe *connector.PlatformError
+	if errors.As(err, &pe) {
+		reason = connector.WaitReason(pe.Status, route)
+	}
+	now := time.Now()
+	s.board.wait(s.name, connector.Wait{Since: now, Until: now.Add(wait), Asked: asked, Reason: reason})
+	if asked > wait {
+		s.log.Warn().Str("route", route).Dur("asked_wait", asked).Dur("capped_wait", wait).
+			Msg("platform asked for a wait longer than retry_after_max; waiting retry_after_max instead")
 	}
 }
 

@@ -55,6 +55,10 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 			return outcome{res: failResult(cmd, err, d, attempt), done: true}
 		}
 		e.m.outcome(cmd.Name, outcomeRetried)
+		if d.PlatformWait > d.Delay {
+			errLog(log.Warn(), err).Str("route", cmd.Name).Dur("asked_wait", d.PlatformWait).Dur("capped_wait", d.Delay).
+				Msg("platform asked for a wait longer than command_backoff_max or retry_after_max; retrying sooner")
+		}
 		errLog(log.Debug(), err).Int("attempt", attempt).Dur("retry_in", d.Delay).Msg("transient failure; retrying")
 		if stop.Err() != nil {
 			return outcome{retryIn: d.Delay, attempts: attempt}

@@ -103,8 +103,13 @@ type Connection struct {
 	MaxParallelRooms int `toml:"max_parallel_rooms"`
 	// CommandMaxAttempts bounds executions of one command on transient errors, default 8.
 	CommandMaxAttempts int `toml:"command_max_attempts"`
-	// CommandBackoffMax caps the retry delay of one command, default 30s.
+	// CommandBackoffMax caps the retry delay of one command, default 30s;
+	// it also caps a platform's Retry-After between a command's attempts.
 	CommandBackoffMax Duration `toml:"command_backoff_max"`
+	// RetryAfterMax caps every wait the platform asks for (Retry-After on
+	// REST, retry_after on a refused socket upgrade), default 5m, between
+	// 1s and 24h. A longer ask is cut to it and logged at warn level.
+	RetryAfterMax Duration `toml:"retry_after_max"`
 }
 
 // IsEnabled reports whether the connection runs.
@@ -231,6 +236,7 @@ func (c *Config) SetDefaults() {
 		defI(&cn.MaxParallelRooms, 16)
 		defI(&cn.CommandMaxAttempts, 8)
 		defD(&cn.CommandBackoffMax, 30*time.Second)
+		defD(&cn.RetryAfterMax, 5*time.Minute)
 	}
 	for i := range c.Dispatch {
 		d := &c.Dispatch[i]
@@ -322,6 +328,9 @@ func (c *Config) Validate() error {
 		}
 		if cn.MaxParallelRooms < 1 || cn.CommandMaxAttempts < 1 {
 			return fmt.Errorf("%s: max_parallel_rooms and command_max_attempts must be at least 1", key)
+		}
+		if d := cn.RetryAfterMax.D(); d < time.Second || d > 24*time.Hour {
+			return fmt.Errorf("%s: retry_after_max %s is not between 1s and 24h", key, d)
 		}
 	}
 	ruled := map[string]bool{}

@@ -89,6 +89,11 @@ type Stats struct {
 	Reconnects       uint64 // socket reconnects inside the connector
 	MissedHeartbeats uint64
 	GapFilled        uint64 // events found by catch-up
+	// Wait is the latest wait the platform imposed (429/503 with a
+	// Retry-After, on REST or on the socket upgrade), already capped at
+	// Config.RetryAfterMax; zero when there was none. It is over once
+	// Wait.Until has passed.
+	Wait Wait
 }
 
 // StatsReporter is implemented by connectors that count socket-level events.
@@ -105,6 +110,10 @@ type Config struct {
 	APIKey   string // never log it
 	// HeartbeatInterval of socket platforms; zero means the platform default.
 	HeartbeatInterval time.Duration
+	// RetryAfterMax caps every wait the platform asks for (Retry-After on
+	// REST, retry_after on a refused socket upgrade); zero means
+	// [DefaultRetryAfterMax]. A longer ask is cut to it and logged.
+	RetryAfterMax time.Duration
 }
 
 // Deps are the shared services a connector may use.

@@ -102,13 +102,15 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
-// ParseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+// ParseRetryAfter reads a Retry-After header: seconds or an HTTP date. It
+// returns what the platform asked for, however long; callers cap it with
+// [CapWait].
 func ParseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
 	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
-		return time.Duration(s * float64(time.Second))
+		return Seconds(s)
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)

@@ -69,6 +69,7 @@ type Connector struct {
 	wsURL string
 	agent atomic.Value // string: the agent's id, from config or /agent/me
 	seen  *seenSet     // message ids stored in JetStream, across sessions
+	waits connector.WaitBoard
 
 	connMu sync.Mutex // serialises Connect and Close (held across network calls)
 	mu     sync.Mutex // guards sess only; never held across a call
@@ -113,8 +114,12 @@ func New(cfg connector.Config, deps connector.Deps, opts Options) (*Connector, e
 	if cfg.HeartbeatInterval > 0 {
 		opts.HeartbeatInterval = cfg.HeartbeatInterval
 	}
+	if cfg.RetryAfterMax <= 0 {
+		cfg.RetryAfterMax = connector.DefaultRetryAfterMax
+	}
+	opts.Backoff.RetryAfterMax = cfg.RetryAfterMax
 	c := &Connector{cfg: cfg, opts: opts.withDefaults(), log: deps.Log, wsURL: ws, seen: newSeenSet(50000)}
-	c.rest = newRESTClient(cfg.BaseURL, cfg.APIKey, deps.HTTPClient)
+	c.rest = newRESTClient(cfg.BaseURL, cfg.APIKey, deps.HTTPClient, cfg.RetryAfterMax, deps.Log, &c.waits)
 	c.agent.Store(cfg.AgentID)
 	return c, nil
 }
@@ -199,7 +204,8 @@ func (c *Connector) Close(ctx context.Context) error {
 
 // Stats reports socket counters for metrics.
 func (c *Connector) Stats() connector.Stats {
-	st := connector.Stats{Reconnects: c.reconnects.Load(), MissedHeartbeats: c.missedHB.Load(), GapFilled: c.gapFilled.Load()}
+	st := connector.Stats{Reconnects: c.reconnects.Load(), MissedHeartbeats: c.missedHB.Load(), GapFilled: c.gapFilled.Load(),
+		Wait: c.waits.Last()}
 	c.mu.Lock()
 	s := c.sess
 	c.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/connector"
 )
@@ -22,40 +24,86 @@ const maxBody = 8 << 20
 
 // restClient calls Band's agent REST API. Calls made with retry=true (the
 // connector's own reads during catch-up) retry transient failures with
-// backoff that honours Retry-After; worker commands use retry=false and leave
-// retries to the command executor, which keeps per-room order.
+// backoff that honours Retry-After up to waitMax; worker commands use
+// retry=false and leave retries to the command executor, which keeps
+// per-room order.
 type restClient struct {
-	base  string // e.g. https://app.band.ai, no trailing slash
-	key   string
-	retry *retryablehttp.Client
-	once  *retryablehttp.Client
+	base    string // e.g. https://app.band.ai, no trailing slash
+	key     string
+	waitMax time.Duration // cap of a platform's Retry-After
+	log     zerolog.Logger
+	waits   *connector.WaitBoard
+	retry   *retryablehttp.Client
+	once    *retryablehttp.Client
 }
 
-func newRESTClient(base, key string, hc *http.Client) *restClient {
+func newRESTClient(base, key string, hc *http.Client, waitMax time.Duration, log zerolog.Logger, waits *connector.WaitBoard) *restClient {
 	if hc == nil {
 		hc = connector.NewHTTPClient()
 	}
+	r := &restClient{base: strings.TrimRight(base, "/"), key: key, waitMax: waitMax, log: log, waits: waits}
 	mk := func(retries int) *retryablehttp.Client {
 		return &retryablehttp.Client{
 			HTTPClient:   hc,
 			RetryWaitMin: 200 * time.Millisecond,
 			RetryWaitMax: 30 * time.Second,
 			RetryMax:     retries,
-			CheckRetry:   retryablehttp.DefaultRetryPolicy,
-			Backoff:      jitterBackoff,
+			CheckRetry:   retryPolicy,
+			Backoff:      r.backoff,
 			ErrorHandler: retryablehttp.PassthroughErrorHandler,
 		}
 	}
-	return &restClient{base: strings.TrimRight(base, "/"), key: key, retry: mk(6), once: mk(0)}
+	r.retry, r.once = mk(6), mk(0)
+	return r
 }
 
-// jitterBackoff honours Retry-After on 429/503, else exponential with jitter.
-func jitterBackoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
+// retryPolicy is retryablehttp's default, except that a refused redirect is
+// not retried: it would be refused again.
+func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	var re *connector.RedirectError
+	if errors.As(err, &re) {
+		return false, nil
+	}
+	return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+}
+
+// backoff honours Retry-After on 429/503 up to waitMax (a longer ask is
+// cut, logged and shown on /status), else exponential with jitter.
+func (r *restClient) backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if d := connector.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
-			return d
+		if asked := connector.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); asked > 0 {
+			return r.platformWait(resp.StatusCode, route(resp.Request), asked)
 		}
 	}
+	return jitter(lo, hi, attempt)
+}
+
+// platformWait caps a wait the platform asked for, records it for /status
+// and logs a capped one; route names the call, never its query.
+func (r *restClient) platformWait(status int, route string, asked time.Duration) time.Duration {
+	wait, capped := connector.CapWait(asked, r.waitMax)
+	now := time.Now()
+	reason := connector.WaitReason(status, route)
+	r.waits.Record(connector.Wait{Since: now, Until: now.Add(wait), Asked: asked, Reason: reason})
+	if capped {
+		r.log.Warn().Int("status", status).Str("route", route).Dur("asked_wait", asked).Dur("capped_wait", wait).
+			Msg("platform asked for a wait longer than retry_after_max; waiting retry_after_max instead")
+	} else {
+		r.log.Info().Int("status", status).Str("route", route).Dur("wait", wait).Msg("platform asked to wait; waiting")
+	}
+	return wait
+}
+
+// route is "METHOD /path" of a request, without its query.
+func route(req *http.Request) string {
+	if req == nil || req.URL == nil {
+		return "REST"
+	}
+	return req.Method + " " + req.URL.Path
+}
+
+// jitter is exponential backoff from lo to hi with equal jitter.
+func jitter(lo, hi time.Duration, attempt int) time.Duration {
 	d := lo << min(attempt, 20)
 	if d > hi || d <= 0 {
 		d = hi
@@ -163,7 +211,7 @@ func platformError(resp *http.Response, raw []byte) *connector.PlatformError {
 	if json.Unmarshal(raw, &nested) == nil && nested.Error.Code != "" {
 		pe.Code, pe.Message = nested.Error.Code, nested.Error.Message
 		if pe.RetryAfter == 0 && nested.Error.RetryAfter > 0 {
-			pe.RetryAfter = time.Duration(nested.Error.RetryAfter * float64(time.Second))
+			pe.RetryAfter = connector.Seconds(nested.Error.RetryAfter)
 		}
 		return pe
 	}

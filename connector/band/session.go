@@ -87,12 +87,16 @@ func (s *session) start(ctx context.Context) error {
 	hdr.Set("x-api-key", s.c.cfg.APIKey)
 	s.sock = phoenix.NewSocket(phoenix.Options{
 		URL: s.c.socketURL(), Header: hdr,
+		// The upgrade carries the key (header and query): never follow a
+		// redirect off Band's origin.
+		HTTPClient:        &http.Client{CheckRedirect: connector.SameOriginRedirects},
 		HeartbeatInterval: s.c.opts.HeartbeatInterval,
 		Backoff:           s.c.opts.Backoff,
 		Logger:            s.log,
 		OnOpen:            s.onOpen,
 		OnClose:           s.onClose,
 		OnJoinError:       s.onJoinError,
+		OnRetryAfter:      s.onRetryAfter,
 	})
 	sctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -118,6 +122,10 @@ func (s *session) start(ctx context.Context) error {
 			var ue *phoenix.UpgradeError
 			if errors.As(err, &ue) && ue.Status >= 400 && ue.Status < 500 && ue.Status != http.StatusTooManyRequests && ue.Status != http.StatusRequestTimeout {
 				return fail(fmt.Errorf("band: socket refused: %w", err))
+			}
+			var re *connector.RedirectError
+			if errors.As(err, &re) {
+				return fail(fmt.Errorf("band: socket: %w", re))
 			}
 		case <-s.ended:
 			return fail(fmt.Errorf("band: socket: %w", s.endErrOr(connector.ErrNotConnected)))
@@ -249,6 +257,13 @@ func (s *session) onClose(err error) {
 	default:
 		s.sys("disconnected", map[string]any{"reason": reason})
 	}
+}
+
+// onRetryAfter records a refused upgrade's wait for /status.
+func (s *session) onRetryAfter(err *phoenix.UpgradeError, wait time.Duration) {
+	now := time.Now()
+	s.c.waits.Record(connector.Wait{Since: now, Until: now.Add(wait), Asked: err.RetryAfter,
+		Reason: connector.WaitReason(err.Status, "socket upgrade")})
 }
 
 func (s *session) onJoinError(topic string, err error) {

@@ -67,7 +67,10 @@ func (s *session) listChats(ctx context.Context) (map[string]bool, error) {
 }
 
 // reconcile lists the agent's rooms, leaves vanished ones, joins new ones
-// and drains every room's unprocessed messages.
+// and drains every room's unprocessed messages. The rooms already known are
+// drained while the list is read, not after it: a list call that waits on
+// the platform (a 429 with a long Retry-After) or fails must not hold their
+// pushes.
 func (s *session) reconcile(ctx context.Context) error {
 	// Only rooms known before the list was read can have vanished from it: a
 	// room_added that races the list must not be left again.
@@ -77,33 +80,49 @@ func (s *session) reconcile(ctx context.Context) error {
 		before[id] = r
 	}
 	s.mu.Unlock()
-	ids, err := s.listChats(ctx)
-	if err != nil {
-		return err
-	}
-	for id, r := range before {
-		if !ids[id] {
-			s.removeRoomIf(id, r)
-		}
-	}
 	var wg sync.WaitGroup
-	var found atomic.Int64
-	for id := range ids {
-		r, isNew := s.room(id)
+	var found, rooms atomic.Int64
+	start := func(r *room, join bool) { // bounded by sem; never from two goroutines at once
 		r.mu.Lock()
 		r.draining = true // pushes wait for this catch-up (new rooms start held)
 		r.mu.Unlock()
+		rooms.Add(1)
 		s.sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-s.sem }()
-			if isNew && !s.joinRoom(ctx, r) {
+			if join && !s.joinRoom(ctx, r) {
 				return
 			}
 			found.Add(int64(s.drain(ctx, r)))
 		})
 	}
+	var known sync.WaitGroup
+	known.Go(func() {
+		for _, r := range before {
+			start(r, false)
+		}
+	})
+	ids, err := s.listChats(ctx)
+	known.Wait()
+	if err == nil {
+		for id, r := range before {
+			if !ids[id] {
+				s.removeRoomIf(id, r)
+			}
+		}
+		for id := range ids {
+			if before[id] != nil {
+				continue // being drained already
+			}
+			r, isNew := s.room(id)
+			start(r, isNew)
+		}
+	}
 	wg.Wait()
-	s.sys("gap_filled", map[string]any{"count": found.Load(), "rooms": len(ids)})
+	if err != nil {
+		return err
+	}
+	s.sys("gap_filled", map[string]any{"count": found.Load(), "rooms": rooms.Load()})
 	return ctx.Err()
 }
 
@@ -280,7 +299,10 @@ func (s *session) idleCheck(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	for _, r := range due {
-		status, data, err := s.c.rest.call(ctx, true, http.MethodGet, chatPath(r.id)+"/messages/next", nil)
+		// One attempt, no in-client wait: a refused poll is simply made
+		// again next time, and a Retry-After here must not hold the sync
+		// loop (and so every room's catch-up after a reconnect).
+		status, data, err := s.c.rest.call(ctx, false, http.MethodGet, chatPath(r.id)+"/messages/next", nil)
 		if err != nil || status == http.StatusNoContent || data == nil {
 			continue
 		}

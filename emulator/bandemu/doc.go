@@ -50,8 +50,12 @@
 //     so clients must catch up with /messages/next.
 //   - [Server.FailREST]: the next n REST calls fail with a status and
 //     an optional Retry-After.
+//   - [Server.FailRoute]: the same, for one method and path only
+//     ([Server.ClearRouteFaults] cancels).
 //   - [Server.RejectUpgrades]: the next n upgrades are refused (429
 //     too_many_requests, 503 tracking_failed) with retry_after.
+//   - [Server.RedirectREST], [Server.RedirectUpgrades]: the next n REST
+//     calls or upgrades get a 307 to another base URL.
 //   - [Server.SetRESTDelay]: slow every REST response.
 //
 // The emulator never logs payloads or keys. testdata/phoenixjs holds a

@@ -15,14 +15,47 @@ type faultState struct {
 	wsReject       int
 	wsStatus       int
 	wsRetryAfter   time.Duration
+	routes         []routeFault
+	restRedirect   int
+	restRedirectTo string
+	wsRedirect     int
+	wsRedirectTo   string
 }
 
-func (s *Server) takeRESTFaultLocked() (status int, retryAfter time.Duration, ok bool) {
-	if s.faults.restFail <= 0 {
-		return 0, 0, false
+// routeFault fails the next n calls of one method and path.
+type routeFault struct {
+	method, path string
+	n, status    int
+	retryAfter   time.Duration
+}
+
+func (s *Server) takeRESTFaultLocked(method, path string) (status int, retryAfter time.Duration, ok bool) {
+	if s.faults.restFail > 0 {
+		s.faults.restFail--
+		return s.faults.restStatus, s.faults.restRetryAfter, true
 	}
-	s.faults.restFail--
-	return s.faults.restStatus, s.faults.restRetryAfter, true
+	for i := range s.faults.routes {
+		f := &s.faults.routes[i]
+		if f.n > 0 && f.method == method && f.path == path {
+			f.n--
+			return f.status, f.retryAfter, true
+		}
+	}
+	return 0, 0, false
+}
+
+// takeRedirectLocked returns where to redirect the next REST call
+// (socket false) or upgrade (socket true), if anywhere.
+func (s *Server) takeRedirectLocked(socket bool) (string, bool) {
+	n, to := &s.faults.restRedirect, s.faults.restRedirectTo
+	if socket {
+		n, to = &s.faults.wsRedirect, s.faults.wsRedirectTo
+	}
+	if *n <= 0 {
+		return "", false
+	}
+	*n--
+	return to, true
 }
 
 func (s *Server) takeUpgradeFaultLocked() (status int, retryAfter time.Duration, ok bool) {
@@ -40,6 +73,41 @@ func (s *Server) FailREST(n int, status int, retryAfter time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults.restFail, s.faults.restStatus, s.faults.restRetryAfter = n, status, retryAfter
+}
+
+// FailRoute makes the next n calls of method on path (exactly, e.g.
+// "/api/v1/agent/chats/<id>/messages"; the query is not compared) fail as
+// [Server.FailREST] does, leaving other routes alone. Each call adds a
+// rule; a rule with n <= 0 does nothing.
+func (s *Server) FailRoute(method, path string, n, status int, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.routes = append(s.faults.routes, routeFault{method: method, path: path, n: n, status: status, retryAfter: retryAfter})
+}
+
+// ClearRouteFaults cancels every [Server.FailRoute] rule.
+func (s *Server) ClearRouteFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.routes = nil
+}
+
+// RedirectREST answers the next n REST calls, before authentication, with
+// 307 Temporary Redirect to base (e.g. another server's URL) followed by
+// the call's path and query. n <= 0 cancels.
+func (s *Server) RedirectREST(n int, base string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.restRedirect, s.faults.restRedirectTo = n, base
+}
+
+// RedirectUpgrades answers the next n WebSocket upgrades, before
+// authentication, with 307 Temporary Redirect to base followed by the
+// upgrade's path and query (which carries the api_key). n <= 0 cancels.
+func (s *Server) RedirectUpgrades(n int, base string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.wsRedirect, s.faults.wsRedirectTo = n, base
 }
 
 // RejectUpgrades refuses the next n WebSocket upgrades with status and

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -162,9 +163,17 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, h func(*call))
 	}
 
 	s.mu.Lock()
-	status, retryAfter, failing := s.takeRESTFaultLocked()
+	redirect, redirecting := s.takeRedirectLocked(false)
+	status, retryAfter, failing := 0, time.Duration(0), false
+	if !redirecting {
+		status, retryAfter, failing = s.takeRESTFaultLocked(r.Method, r.URL.Path)
+	}
 	a := s.keys[r.Header.Get("X-API-Key")]
 	s.mu.Unlock()
+	if redirecting {
+		http.Redirect(sw, r, strings.TrimRight(redirect, "/")+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+		return
+	}
 	if failing {
 		setRetryAfter(sw, retryAfter)
 		c.send(c.errorf(status, codeForStatus(status), "injected failure"))

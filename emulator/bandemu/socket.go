@@ -58,7 +58,11 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	closed := s.closed
-	rejStatus, rejAfter, rejecting := s.takeUpgradeFaultLocked()
+	redirect, redirecting := s.takeRedirectLocked(true)
+	rejStatus, rejAfter, rejecting := 0, time.Duration(0), false
+	if !redirecting {
+		rejStatus, rejAfter, rejecting = s.takeUpgradeFaultLocked()
+	}
 	key := r.Header.Get("x-api-key")
 	if key == "" {
 		key = q.Get("api_key")
@@ -70,6 +74,10 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case closed:
 		refuse(http.StatusServiceUnavailable, "service_unavailable", "emulator is shutting down", 0)
+		return
+	case redirecting:
+		http.Redirect(w, r, strings.TrimRight(redirect, "/")+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+		rec(http.StatusTemporaryRedirect)
 		return
 	case rejecting:
 		code := codeForStatus(rejStatus)

@@ -47,6 +47,10 @@ type Backoff struct {
 	// Refused is the wait after an upgrade refused with 400, 401, 403 or
 	// 409 (bad request, bad key, wrong agent, conflict); default 30s.
 	Refused time.Duration
+	// RetryAfterMax caps the wait a refused upgrade asks for
+	// (UpgradeError.RetryAfter); default 5m. A longer ask is cut to it and
+	// logged at warn level.
+	RetryAfterMax time.Duration
 
 	// Rand returns a float in [0,1); default math/rand/v2.Float64.
 	Rand func() float64
@@ -81,6 +85,7 @@ func (b Backoff) withDefaults() Backoff {
 	def(&b.TryLaterMin, 30*time.Second)
 	def(&b.TryLaterMax, 60*time.Second)
 	def(&b.Refused, 30*time.Second)
+	def(&b.RetryAfterMax, 5*time.Minute)
 	if b.Rand == nil {
 		b.Rand = rand.Float64
 	}
@@ -161,7 +166,8 @@ func (r *reconnector) rapidCount() int { return len(r.rapid) }
 //   - close codes 1000/1001 from the server (Phoenix drains with 1001) and
 //     anything else: not terminal, plain backoff;
 //   - upgrade refused with 429 or 503 (or any status carrying a
-//     retry_after): not before UpgradeError.RetryAfter;
+//     retry_after): not before UpgradeError.RetryAfter, at most
+//     Backoff.RetryAfterMax (5m);
 //   - upgrade refused with 400/401/403/409: not terminal (a gateway must
 //     recover after a key fix) but at least Backoff.Refused (30s).
 //
@@ -180,12 +186,13 @@ func (b Backoff) classify(err error) (terminal bool, lo, hi time.Duration) {
 	case err == nil:
 		return false, 0, 0
 	case errors.As(err, &ue):
+		asked := min(ue.RetryAfter, b.RetryAfterMax)
 		switch ue.Status {
 		case 400, 401, 403, 409:
-			d := max(b.Refused, ue.RetryAfter)
+			d := max(b.Refused, asked)
 			return false, d, d
 		}
-		return false, ue.RetryAfter, ue.RetryAfter
+		return false, asked, asked
 	case errors.As(err, &ce):
 		switch ce.Code {
 		case 1008:

@@ -91,6 +91,8 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("wrapped: %w", &CloseError{Code: 1008}), true, 0, 0},
 		{&UpgradeError{Status: 429, RetryAfter: 12 * time.Second}, false, 12 * time.Second, 12 * time.Second},
 		{&UpgradeError{Status: 503}, false, 0, 0},
+		{&UpgradeError{Status: 503, RetryAfter: 1_000_000_000 * time.Second}, false, 5 * time.Minute, 5 * time.Minute}, // RetryAfterMax
+		{&UpgradeError{Status: 403, RetryAfter: 48 * time.Hour}, false, 5 * time.Minute, 5 * time.Minute},
 		{&UpgradeError{Status: 403}, false, 30 * time.Second, 30 * time.Second},
 		{&UpgradeError{Status: 409, RetryAfter: time.Minute}, false, time.Minute, time.Minute},
 		{&UpgradeError{Status: 400}, false, 30 * time.Second, 30 * time.Second},

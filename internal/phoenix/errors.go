@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -189,9 +190,9 @@ func secondsToDuration(s string) time.Duration {
 	if err != nil || f <= 0 || f != f {
 		return 0
 	}
-	const maxSeconds = 24 * 60 * 60 // a day; anything longer is nonsense
-	if f > maxSeconds {
-		f = maxSeconds
+	// Saturate rather than overflow; Backoff.RetryAfterMax caps the wait.
+	if f >= float64(math.MaxInt64)/float64(time.Second) {
+		return math.MaxInt64
 	}
 	return time.Duration(f * float64(time.Second))
 }

@@ -78,6 +78,10 @@ type Options struct {
 	// be rejoined. It runs on the reader goroutine; it must not block long
 	// nor call Join on the same socket synchronously.
 	OnJoinError func(topic string, err error)
+	// OnRetryAfter is called when a refused upgrade asked for a wait
+	// (UpgradeError.RetryAfter > 0), with the wait Run then makes (after
+	// Backoff.RetryAfterMax). It runs on Run's goroutine.
+	OnRetryAfter func(err *UpgradeError, wait time.Duration)
 }
 
 func (o Options) withDefaults() Options {
@@ -227,6 +231,7 @@ func (s *Socket) Run(ctx context.Context) error {
 		if hi > 0 {
 			delay = max(delay, s.opts.Backoff.between(lo, hi))
 		}
+		s.retryAfter(err, delay)
 		n := rc.rapidCount()
 		lvl := zerolog.WarnLevel
 		if n >= 10 {
@@ -243,6 +248,22 @@ func (s *Socket) Run(ctx context.Context) error {
 		case <-runCtx.Done(): // ctx or Stop; the loop's top decides
 			t.Stop()
 		}
+	}
+}
+
+// retryAfter reports and logs the wait after an upgrade refused with a
+// retry_after, saying so at warn level when Backoff.RetryAfterMax cut it.
+func (s *Socket) retryAfter(err error, delay time.Duration) {
+	var ue *UpgradeError
+	if !errors.As(err, &ue) || ue.RetryAfter <= 0 {
+		return
+	}
+	if ue.RetryAfter > s.opts.Backoff.RetryAfterMax {
+		s.log.Warn().Int("status", ue.Status).Str("route", "socket upgrade").Dur("asked_wait", ue.RetryAfter).
+			Dur("capped_wait", delay).Msg("phoenix: server asked for a wait longer than RetryAfterMax; waiting RetryAfterMax instead")
+	}
+	if s.opts.OnRetryAfter != nil {
+		s.opts.OnRetryAfter(ue, delay)
 	}
 }
 

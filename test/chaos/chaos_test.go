@@ -151,6 +151,7 @@ agent_id = %q
 api_key_env = "BAND_API_KEY"
 heartbeat_interval = "500ms"
 command_backoff_max = "1s"
+retry_after_max = "2s"
 [[dispatch]]
 connection = "chaos"
 timeout = "3s"
@@ -267,6 +268,8 @@ backoff_max = "1s"
 	step(2 * time.Second)
 	emu.FailREST(20, 503, 200*time.Millisecond)
 	step(1500 * time.Millisecond)
+	emu.FailREST(3, 429, 1_000_000_000*time.Second) // "Retry-After: 1000000000": waited retry_after_max
+	step(1500 * time.Millisecond)
 	emu.RejectUpgrades(3, 429, 500*time.Millisecond)
 	emu.DropSockets()
 	step(1500 * time.Millisecond)
@@ -326,7 +329,7 @@ backoff_max = "1s"
 		dupDeliveries += n - 1
 	}
 	wmu.Unlock()
-	report := fmt.Sprintf("chaos: messages=%d rooms=%d bridge_kills=%d bridge_restarts=%d nats_restarts=%d socket_drops=2 heartbeat_stalls=1 rest_429=20 rest_503=20 upgrade_429=3 lost=%d duplicate_replies=%d order_broken=%d duplicate_deliveries_to_worker=%d",
+	report := fmt.Sprintf("chaos: messages=%d rooms=%d bridge_kills=%d bridge_restarts=%d nats_restarts=%d socket_drops=2 heartbeat_stalls=1 rest_429=20 rest_503=20 rest_429_huge=3 upgrade_429=3 lost=%d duplicate_replies=%d order_broken=%d duplicate_deliveries_to_worker=%d",
 		len(all), rooms, kills, bridgeRestarts, natsRestarts, lost, dupReplies, orderBroken, dupDeliveries)
 	t.Log(report)
 	fmt.Println(report)
