@@ -168,10 +168,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err := b.ensureStreams(gctx, js); err != nil {
 		return errors.Join(err, g.Wait())
 	}
-	ls, err := openLeases(gctx, js, cfg.NATS.Prefix, b.owner(), cfg.Lease.TTL.D(), cfg.NATS.Replicas)
+	ls, err := openLeases(gctx, js, nc, cfg.NATS.Prefix, b.owner(), cfg.Lease.TTL.D(), cfg.NATS.Replicas)
 	if err != nil {
 		return errors.Join(err, g.Wait())
 	}
+	defer ls.close()
+	log.Info().Str("owner", ls.self.Owner).Str("instance", ls.self.Instance).Msg("lease identity")
 	ready.Store(true)
 
 	for _, ce := range b.conns {
@@ -214,8 +216,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return err
 }
 
-// owner names this replica in leases: lease.owner, else the host name (a
-// restarted pod keeps it and takes its connections back at once).
+// owner names this replica in leases: lease.owner, else the host name. A
+// restarted pod keeps it and takes its connections back at once once its
+// earlier process is provably gone (see leases).
 func (b *Bridge) owner() string {
 	if b.cfg.Lease.Owner != "" {
 		return b.cfg.Lease.Owner
@@ -229,16 +232,19 @@ func (b *Bridge) owner() string {
 // runConnection runs one connection whenever this replica holds its lease:
 // the platform session, the command executor and managed dispatch.
 func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, runs []func(context.Context) error) error {
+	ls.health = func(err error) { s.board.natsError(s.name, "lease", err) }
 	for {
 		err := ls.acquire(ctx, func(holder string) {
+			s.board.setHolder(s.name, holder)
 			s.board.set(s.name, StateStandby, nil)
-			s.log.Info().Str("holder", holder).Msg("another replica holds this connection; standing by")
+			s.log.Info().Str("holder", holder).Msg("another process holds this connection; standing by")
 		})
 		if err != nil {
 			return nil // ctx ended
 		}
+		s.board.setHolder(s.name, ls.l.self.String())
 		s.log.Info().Msg("lease acquired")
-		s.pub.sys(ctx, "lease_acquired", map[string]any{"owner": ls.l.owner})
+		s.pub.sys(ctx, "lease_acquired", map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
 		lctx, cancel := context.WithCancel(ctx)
 		var lost error
 		var wg sync.WaitGroup
