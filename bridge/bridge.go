@@ -102,19 +102,18 @@ func knownPlatforms(r connector.Registry) []string {
 func (b *Bridge) Run(ctx context.Context) error {
 	log := b.opts.Log
 	cfg := b.cfg
-	var srv *server.Server
+	var srv *natsbus.Embedded
+	var embedded *server.Server
 	if cfg.NATS.URL == "" {
 		var err error
 		srv, err = natsbus.StartEmbedded(natsbus.EmbeddedOptions{Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir}, log)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-		}()
+		defer srv.Shutdown()
+		embedded = srv.Server
 	}
-	nopts, err := b.natsOptions(srv)
+	nopts, err := b.natsOptions(embedded)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -23,12 +24,40 @@ type EmbeddedOptions struct {
 	ServerName string
 }
 
+// Embedded is a running embedded nats-server. Its Shutdown stops the server,
+// waits for it and releases the store directory.
+type Embedded struct {
+	*server.Server
+	unlock func()
+	once   sync.Once
+}
+
+// Shutdown stops the server, waits until it has stopped and releases the
+// store directory's lock; it is idempotent.
+func (e *Embedded) Shutdown() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+	e.once.Do(e.unlock)
+}
+
 // StartEmbedded starts a nats-server with JetStream on, and waits until it
-// accepts clients. Call Shutdown and WaitForShutdown on the result to stop it.
-func StartEmbedded(o EmbeddedOptions, log zerolog.Logger) (*server.Server, error) {
+// accepts clients. Call Shutdown on the result to stop it. The server holds
+// an exclusive lock on StoreDir (the file LOCK in it) until Shutdown: a
+// second server on the same directory, in this process or another, fails to
+// start with an error naming the directory and the holder's pid.
+func StartEmbedded(o EmbeddedOptions, log zerolog.Logger) (_ *Embedded, err error) {
 	if o.StoreDir == "" {
 		return nil, fmt.Errorf("embedded nats: store dir is empty")
 	}
+	unlock, err := lockStoreDir(o.StoreDir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 10 * time.Second
 	}
@@ -65,14 +94,15 @@ func StartEmbedded(o EmbeddedOptions, log zerolog.Logger) (*server.Server, error
 	go srv.Start() // owned by srv: Shutdown stops it
 	if !srv.ReadyForConnections(o.ReadyTimeout) {
 		srv.Shutdown()
+		srv.WaitForShutdown()
 		return nil, fmt.Errorf("embedded nats: not ready within %s (is %s in use?)", o.ReadyTimeout, o.Listen)
 	}
-	return srv, nil
+	return &Embedded{Server: srv, unlock: unlock}, nil
 }
 
 // ClientURL returns the URL local workers use to reach the embedded server,
 // or "" when it listens on nothing.
-func ClientURL(srv *server.Server) string {
+func ClientURL(srv *Embedded) string {
 	if srv.Addr() == nil {
 		return ""
 	}
