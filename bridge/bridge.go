@@ -106,7 +106,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	var embedded *server.Server
 	if cfg.NATS.URL == "" {
 		var err error
-		srv, err = natsbus.StartEmbedded(natsbus.EmbeddedOptions{Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir}, log)
+		srv, err = natsbus.StartEmbedded(natsbus.EmbeddedOptions{
+			Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir, MaxStore: int64(cfg.NATS.Embedded.MaxStore),
+		}, log)
 		if err != nil {
 			return err
 		}
@@ -151,9 +153,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	var ready atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 
+	if srv != nil {
+		g.Go(func() error { srv.KeepJetStream(gctx, time.Second); return nil })
+	}
 	httpAddr := make(chan string, 1)
 	if cfg.HTTP.Listen != "none" {
-		h := &httpServer{nc: nc, ready: &ready, board: board, m: m, started: time.Now().UTC(), natsURL: natsbus.RedactURL(clientURL)}
+		h := &httpServer{nc: nc, js: js, ready: &ready, board: board, m: m, started: time.Now().UTC(), natsURL: natsbus.RedactURL(clientURL)}
 		g.Go(func() error {
 			if err := h.serve(gctx, cfg.HTTP.Listen, func(a string) { httpAddr <- a }); err != nil {
 				return fmt.Errorf("http: %w", err)

@@ -82,6 +82,7 @@ type bridgeSpec struct {
 	registry connector.Registry
 	env      map[string]string
 	natsURL  string // external NATS; embedded when empty
+	tweak    func(*config.Config) // changes the parsed config, when set
 }
 
 // runBridge starts a bridge and waits until it is ready; it is stopped at
@@ -93,6 +94,9 @@ func runBridge(t *testing.T, spec bridgeSpec) *harness {
 		t.Fatal(err)
 	}
 	c.NATS.URL = spec.natsURL
+	if spec.tweak != nil {
+		spec.tweak(c)
+	}
 	c.NATS.Embedded.StoreDir = spec.storeDir
 	if c.NATS.Embedded.StoreDir == "" {
 		c.NATS.Embedded.StoreDir = t.TempDir()

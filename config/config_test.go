@@ -62,6 +62,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"[[connection]]\nname = \"a\"\nplatform = \"band\"\napi_key = \"sekrit\"\n":                              "unknown key connection.api_key",
 		"[[dispatch]]\nconnection = \"nope\"\n":                                                                  "dispatch[0].connection",
 		"[nats]\nreplicas = \"three\"\n":                                                                         "replicas",
+		"[nats.embedded]\nmax_store = \"lots\"\n":                                                                "nats.embedded.max_store",
+		"[nats.embedded]\nmax_store = \"1KiB\"\n":                                                                "nats.embedded.max_store",
 	}
 	for in, want := range cases {
 		_, err := Parse([]byte(in), nil)

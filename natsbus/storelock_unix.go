@@ -48,3 +48,13 @@ func lockStoreDir(dir string) (release func(), err error) {
 		_ = f.Close() // closing the only descriptor drops the lock
 	}, nil
 }
+
+// freeSpace returns the bytes an unprivileged writer may still use on dir's
+// file system, or -1 when unknown.
+func freeSpace(dir string) int64 {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return -1
+	}
+	return int64(fs.Bavail) * int64(fs.Bsize) //nolint:unconvert // field types differ by OS
+}
