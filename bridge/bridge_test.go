@@ -81,7 +81,7 @@ type bridgeSpec struct {
 	storeDir string // JetStream store; t.TempDir() when empty
 	registry connector.Registry
 	env      map[string]string
-	natsURL  string // external NATS; embedded when empty
+	natsURL  string               // external NATS; embedded when empty
 	tweak    func(*config.Config) // changes the parsed config, when set
 }
 
