@@ -267,6 +267,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, ru
 		}
 		wg.Wait()
 		cancel()
+		s.board.natsError(s.name, "publish", nil) // nothing publishes here now
 		if lost == nil {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			ls.release(rctx)
