@@ -105,19 +105,20 @@ func knownPlatforms(r connector.Registry) []string {
 func (b *Bridge) Run(ctx context.Context) error {
 	log := b.opts.Log
 	cfg := b.cfg
-	var srv *server.Server
+	var srv *natsbus.Embedded
+	var embedded *server.Server
 	if cfg.NATS.URL == "" {
 		var err error
-		srv, err = natsbus.StartEmbedded(natsbus.EmbeddedOptions{Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir}, log)
+		srv, err = natsbus.StartEmbedded(natsbus.EmbeddedOptions{
+			Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir, MaxStore: int64(cfg.NATS.Embedded.MaxStore),
+		}, log)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-		}()
+		defer srv.Shutdown()
+		embedded = srv.Server
 	}
-	nopts, err := b.natsOptions(srv)
+	nopts, err := b.natsOptions(embedded)
 	if err != nil {
 		return err
 	}
@@ -155,9 +156,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	var ready atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 
+	if srv != nil {
+		g.Go(func() error { srv.KeepJetStream(gctx, time.Second); return nil })
+	}
 	httpAddr := make(chan string, 1)
 	if cfg.HTTP.Listen != "none" {
-		h := &httpServer{nc: nc, ready: &ready, board: board, m: m, started: time.Now().UTC(), natsURL: natsbus.RedactURL(clientURL)}
+		h := &httpServer{nc: nc, js: js, ready: &ready, board: board, m: m, started: time.Now().UTC(), natsURL: natsbus.RedactURL(clientURL)}
 		g.Go(func() error {
 			if err := h.serve(gctx, cfg.HTTP.Listen, func(a string) { httpAddr <- a }); err != nil {
 				return fmt.Errorf("http: %w", err)
@@ -171,10 +175,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err := b.ensureStreams(gctx, js); err != nil {
 		return errors.Join(err, g.Wait())
 	}
-	ls, err := openLeases(gctx, js, cfg.NATS.Prefix, b.owner(), cfg.Lease.TTL.D(), cfg.NATS.Replicas)
+	ls, err := openLeases(gctx, js, nc, cfg.NATS.Prefix, b.owner(), cfg.Lease.TTL.D(), cfg.NATS.Replicas)
 	if err != nil {
 		return errors.Join(err, g.Wait())
 	}
+	defer ls.close()
+	log.Info().Str("owner", ls.self.Owner).Str("instance", ls.self.Instance).Msg("lease identity")
 	stored, err := openPublished(gctx, js, cfg.NATS.Prefix, cfg.NATS.EventsMaxAge.D(), cfg.NATS.Replicas)
 	if err != nil {
 		return errors.Join(err, g.Wait())
@@ -222,8 +228,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return err
 }
 
-// owner names this replica in leases: lease.owner, else the host name (a
-// restarted pod keeps it and takes its connections back at once).
+// owner names this replica in leases: lease.owner, else the host name. A
+// restarted pod keeps it and takes its connections back at once once its
+// earlier process is provably gone (see leases).
 func (b *Bridge) owner() string {
 	if b.cfg.Lease.Owner != "" {
 		return b.cfg.Lease.Owner
@@ -237,16 +244,19 @@ func (b *Bridge) owner() string {
 // runConnection runs one connection whenever this replica holds its lease:
 // the platform session, the command executor and managed dispatch.
 func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, runs []func(context.Context) error) error {
+	ls.health = func(err error) { s.board.natsError(s.name, "lease", err) }
 	for {
 		err := ls.acquire(ctx, func(holder string) {
+			s.board.setHolder(s.name, holder)
 			s.board.set(s.name, StateStandby, nil)
-			s.log.Info().Str("holder", holder).Msg("another replica holds this connection; standing by")
+			s.log.Info().Str("holder", holder).Msg("another process holds this connection; standing by")
 		})
 		if err != nil {
 			return nil // ctx ended
 		}
+		s.board.setHolder(s.name, ls.l.self.String())
 		s.log.Info().Msg("lease acquired")
-		s.pub.sys(ctx, "lease_acquired", map[string]any{"owner": ls.l.owner})
+		s.pub.sys(ctx, "lease_acquired", map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
 		lctx, cancel := context.WithCancel(ctx)
 		var lost error
 		var wg sync.WaitGroup
@@ -265,6 +275,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, ru
 		}
 		wg.Wait()
 		cancel()
+		s.board.natsError(s.name, "publish", nil) // nothing publishes here now
 		if lost == nil {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			ls.release(rctx)

@@ -2,11 +2,14 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -14,19 +17,74 @@ import (
 // errLeaseLost ends a connection's run when another replica took its lease.
 var errLeaseLost = errors.New("lease lost")
 
-// leases keep two bridge replicas from holding the same platform
-// connection: a connection runs only on the replica holding its key in a
+// leases keep two bridge processes from holding the same platform
+// connection: a connection runs only in the process holding its key in a
 // JetStream KV bucket whose keys expire TTL after their last renewal.
+//
+// A key's value names the holding process, not only its owner: the owner
+// (lease.owner, default the host name) and an instance id drawn when the
+// process starts. Two processes started with the same config on one host
+// share the owner but not the instance, so each sees the other's key as
+// someone else's. A restarted process (same owner, new instance) may take a
+// key of its own owner at once only when the earlier process is provably
+// gone: every process answers requests on subjects.LeaseAlive(prefix,
+// instance) for as long as it is connected, and "no responders" there is the
+// proof. An answer, a timeout or any other error means "maybe alive": the key
+// is waited out like any other holder's.
+//
+// Residual risk: a holder that is alive but cut off from NATS has no
+// subscription on the server either, so a restarted process of the same
+// owner takes its key at once. The cut-off holder can then neither fetch
+// commands nor store events (it has no NATS), its renewals fail, and it stops
+// the connection at the latest TTL after its last renewal; as soon as it is
+// back its next renewal carries a revision that no longer matches and it
+// stops at once (errLeaseLost). The overlap is bounded by the TTL and limited
+// to work it already had in hand. In a NATS cluster, a subscription made on
+// one server reaches the others after a route round trip; a process
+// subscribes and flushes before it takes any lease, and a competing restart
+// is at least one lease poll (TTL/5) behind.
 type leases struct {
 	kv    jetstream.KeyValue
-	owner string
+	nc    *nats.Conn
+	self  holder
+	value []byte // self, encoded
 	ttl   time.Duration
+	alive string // this process's LeaseAlive subject
+	sub   *nats.Subscription
+	// prefix of the LeaseAlive subjects of other processes.
+	prefix string
+}
+
+// holder names the process holding a lease.
+type holder struct {
+	Owner    string `json:"owner"`
+	Instance string `json:"instance"`
+}
+
+func (h holder) String() string {
+	if h.Instance == "" {
+		return h.Owner
+	}
+	return h.Owner + "/" + h.Instance
+}
+
+// parseHolder reads a lease value; a value that is not this JSON (an older
+// bridge wrote the owner alone) is an owner with no known instance, which is
+// never taken for this process and never probed.
+func parseHolder(b []byte) holder {
+	var h holder
+	if json.Unmarshal(b, &h) != nil || h.Owner == "" {
+		return holder{Owner: string(b)}
+	}
+	return h
 }
 
 // LeaseBucket is the KV bucket of connection leases under prefix.
 func LeaseBucket(prefix string) string { return subjects.StreamName(prefix, "LEASES") }
 
-func openLeases(ctx context.Context, js jetstream.JetStream, prefix, owner string, ttl time.Duration, replicas int) (*leases, error) {
+// openLeases opens the lease bucket and starts answering on this process's
+// LeaseAlive subject; close stops answering.
+func openLeases(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, prefix, owner string, ttl time.Duration, replicas int) (*leases, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: LeaseBucket(prefix), Description: "bridge: which replica holds each connection",
 		TTL: ttl, History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
@@ -34,7 +92,38 @@ func openLeases(ctx context.Context, js jetstream.JetStream, prefix, owner strin
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket: %w", err)
 	}
-	return &leases{kv: kv, owner: owner, ttl: ttl}, nil
+	self := holder{Owner: owner, Instance: nuid.Next()}
+	value, _ := json.Marshal(self)
+	l := &leases{kv: kv, nc: nc, self: self, value: value, ttl: ttl, prefix: prefix, alive: subjects.LeaseAlive(prefix, self.Instance)}
+	l.sub, err = nc.Subscribe(l.alive, func(m *nats.Msg) {
+		if m.Reply != "" {
+			_ = m.Respond(value)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lease liveness subscription: %w", err)
+	}
+	// The subscription must be on the server before any key names us.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := nc.FlushWithContext(fctx); err != nil {
+		_ = l.sub.Unsubscribe()
+		return nil, fmt.Errorf("lease liveness subscription: %w", err)
+	}
+	return l, nil
+}
+
+// close stops answering liveness requests: called once every lease is
+// released, so a successor may take over at once.
+func (l *leases) close() { _ = l.sub.Unsubscribe() }
+
+// gone reports whether the process named by instance is provably gone: a
+// liveness request to it finds no responders.
+func (l *leases) gone(ctx context.Context, instance string) bool {
+	ctx, cancel := context.WithTimeout(ctx, max(l.ttl/5, 200*time.Millisecond))
+	defer cancel()
+	_, err := l.nc.RequestWithContext(ctx, subjects.LeaseAlive(l.prefix, instance), nil)
+	return errors.Is(err, nats.ErrNoResponders)
 }
 
 // lease is one connection's lease, held or wanted.
@@ -42,37 +131,28 @@ type lease struct {
 	l   *leases
 	key string
 	rev uint64
+	// health hears the outcome of each lease call: nil when JetStream
+	// answered (even "held by another"), the error when it did not.
+	health func(error)
 }
 
-func (l *leases) lease(conn string) *lease { return &lease{l: l, key: conn} }
+func (l *leases) lease(conn string) *lease { return &lease{l: l, key: conn, health: func(error) {}} }
 
-// acquire waits until this replica holds the lease. A key still held by
-// this owner (a restart of the same replica) is taken over at once; another
-// owner's key is waited out until it expires.
+// acquire waits until this process holds the lease. A key naming this
+// process is taken over at once; so is a key of this owner whose process is
+// provably gone (see leases). Any other key is waited out until it expires;
+// waiting hears its holder whenever that changes.
 func (ls *lease) acquire(ctx context.Context, waiting func(holder string)) error {
 	poll := max(ls.l.ttl/5, 50*time.Millisecond)
 	told := ""
 	for {
-		rev, err := ls.l.kv.Create(ctx, ls.key, []byte(ls.l.owner))
-		if err == nil {
-			ls.rev = rev
+		if ls.try(ctx, func(h holder) {
+			if s := h.String(); s != told {
+				told = s
+				waiting(s)
+			}
+		}) {
 			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-		} else if e, gerr := ls.l.kv.Get(ctx, ls.key); gerr == nil {
-			holder := string(e.Value())
-			if holder == ls.l.owner {
-				if rev, uerr := ls.l.kv.Update(ctx, ls.key, []byte(ls.l.owner), e.Revision()); uerr == nil {
-					ls.rev = rev
-					return nil
-				}
-			} else if holder != told {
-				told = holder
-				waiting(holder)
-			}
 		}
 		select {
 		case <-ctx.Done():
@@ -80,6 +160,45 @@ func (ls *lease) acquire(ctx context.Context, waiting func(holder string)) error
 		case <-time.After(poll):
 		}
 	}
+}
+
+// try makes one attempt at the lease; true when held.
+func (ls *lease) try(ctx context.Context, held func(holder)) bool {
+	rev, err := ls.l.kv.Create(ctx, ls.key, ls.l.value)
+	if err == nil {
+		ls.rev = rev
+		ls.health(nil)
+		return true
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		if ctx.Err() == nil {
+			ls.health(fmt.Errorf("lease %s: %w", ls.key, err))
+		}
+		return false
+	}
+	e, err := ls.l.kv.Get(ctx, ls.key)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			ls.health(fmt.Errorf("lease %s: %w", ls.key, err))
+		}
+		return false
+	}
+	ls.health(nil)
+	h := parseHolder(e.Value())
+	mine := h == ls.l.self
+	if !mine && (h.Owner != ls.l.self.Owner || h.Instance == "" || !ls.l.gone(ctx, h.Instance)) {
+		held(h)
+		return false
+	}
+	rev, err = ls.l.kv.Update(ctx, ls.key, ls.l.value, e.Revision())
+	if err != nil {
+		if !isWrongRevision(err) && ctx.Err() == nil {
+			ls.health(fmt.Errorf("lease %s: %w", ls.key, err))
+		}
+		return false // else renewed or taken meanwhile: the next poll looks again
+	}
+	ls.rev = rev
+	return true
 }
 
 // hold renews the lease every TTL/3 until ctx ends (nil) or the lease is
@@ -97,25 +216,30 @@ func (ls *lease) hold(ctx context.Context) error {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, every)
-		rev, err := ls.l.kv.Update(rctx, ls.key, []byte(ls.l.owner), ls.rev)
+		rev, err := ls.l.kv.Update(rctx, ls.key, ls.l.value, ls.rev)
 		cancel()
 		switch {
 		case err == nil:
 			ls.rev, last = rev, time.Now()
+			ls.health(nil)
 		case ctx.Err() != nil:
 			return nil
 		case isWrongRevision(err):
 			// An update whose answer was lost (NATS restarting) moved the
-			// revision: still ours if the key still names this owner.
-			if e, gerr := ls.l.kv.Get(ctx, ls.key); gerr == nil && string(e.Value()) == ls.l.owner {
+			// revision: still ours if the key still names this process.
+			if e, gerr := ls.l.kv.Get(ctx, ls.key); gerr == nil && parseHolder(e.Value()) == ls.l.self {
 				ls.rev, last = e.Revision(), time.Now()
+				ls.health(nil)
 				continue
 			}
 			return fmt.Errorf("%w: %v", errLeaseLost, err)
 		case time.Since(last) >= ls.l.ttl-every:
 			// Give up before the key can expire, so two replicas never both
 			// believe they hold it.
+			ls.health(fmt.Errorf("lease %s: renewal: %w", ls.key, err))
 			return fmt.Errorf("%w: %v", errLeaseLost, err)
+		default:
+			ls.health(fmt.Errorf("lease %s: renewal: %w", ls.key, err))
 		}
 	}
 }

@@ -1,9 +1,16 @@
 package bridge
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/emulator/bandemu"
 	"github.com/bridgeworks/bridge/internal/testutil"
@@ -36,4 +43,147 @@ func TestLeaseOneReplicaHoldsTheConnection(t *testing.T) {
 		_, count := storedMessages(t, b.js)
 		return count[m.ID] == 1
 	}, "message stored by the new holder")
+}
+
+// connStatus reads the first connection's entry on /status (zero when the
+// bridge does not answer). It does not fail the test, so a watching
+// goroutine may use it.
+func connStatus(addr string) ConnStatus {
+	resp, err := http.Get("http://" + addr + "/status")
+	if err != nil {
+		return ConnStatus{}
+	}
+	defer resp.Body.Close()
+	var st struct{ Connections []ConnStatus }
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || len(st.Connections) == 0 {
+		return ConnStatus{}
+	}
+	return st.Connections[0]
+}
+
+func runsHere(st State) bool {
+	return st == StateConnecting || st == StateConnected || st == StateReconnecting
+}
+
+// Two processes started with the same config (same lease owner, as two
+// bridges on one host) on one NATS: at every instant at most one runs the
+// connection, and a burst of commands in one room reaches the platform in
+// order. A restarted process of the same owner whose predecessor is gone
+// takes the connection at once, well before the TTL.
+func TestLeaseSameOwnerTwoProcesses(t *testing.T) {
+	t.Parallel()
+	srv := testutil.NATS(t)
+	env := newBandEnv(t, bandemu.Options{})
+	room := env.emu.AddRoom("ops", env.user.ID)
+	spec := env.spec
+	spec.config = "[lease]\nttl = \"3s\"\nowner = \"same-host\"\n" + spec.config
+	spec.natsURL = srv.URL
+	a := runBridge(t, spec)
+	waitState(t, a, StateConnected)
+	kv, err := srv.JS.KeyValue(testutil.Context(t, 10*time.Second), LeaseBucket("bridge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := runBridge(t, spec)
+
+	// Watch both processes until the burst is done: never both running, and
+	// the one running is the one the lease names.
+	var mu sync.Mutex
+	var violations []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	stopWatch := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopWatch)
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			sa, sb := connStatus(a.info.HTTPAddr), connStatus(b.info.HTTPAddr)
+			running := 0
+			var holder string
+			for _, s := range []ConnStatus{sa, sb} {
+				if runsHere(s.State) {
+					running++
+					holder = s.LeaseHolder
+				}
+			}
+			e, gerr := kv.Get(context.Background(), "agent")
+			mu.Lock()
+			if running > 1 {
+				violations = append(violations, fmt.Sprintf("both run the connection: a %s (%s), b %s (%s)", sa.State, sa.LeaseHolder, sb.State, sb.LeaseHolder))
+			}
+			if running == 1 && gerr == nil && parseHolder(e.Value()).String() != holder {
+				// The lease may have moved between the two reads; only a
+				// stable mismatch is a violation, so read /status again.
+				if again := connStatus(a.info.HTTPAddr); runsHere(again.State) && again.LeaseHolder == holder {
+					violations = append(violations, fmt.Sprintf("a runs as %s but the lease names %s", holder, e.Value()))
+				}
+			}
+			mu.Unlock()
+		}
+	})
+	waitState(t, b, StateStandby)
+	if n := env.emu.Connections(); n != 1 {
+		t.Errorf("%d platform sockets, want 1", n)
+	}
+	const n = 300
+	for i := range n {
+		publishCmd(t, a, room.ID, "send_message", fmt.Sprintf("c-%d", i), map[string]any{
+			"content": fmt.Sprintf("reply %d", i), "mentions": []map[string]any{{"id": env.user.ID}}})
+	}
+	testutil.Eventually(t, 60*time.Second, func() bool { return len(env.emu.AgentMessages(room.ID)) >= n }, "all commands executed")
+	stopWatch()
+	for _, v := range violations[:min(len(violations), 5)] {
+		t.Error(v)
+	}
+	got := env.emu.AgentMessages(room.ID)
+	if len(got) != n {
+		t.Errorf("%d messages on the platform, want %d", len(got), n)
+	}
+	inversions := 0
+	for i, m := range got {
+		if !strings.HasSuffix(m.Content, fmt.Sprintf("reply %d", i)) {
+			inversions++
+		}
+	}
+	if inversions > 0 {
+		t.Errorf("%d of %d commands out of order", inversions, n)
+	}
+	if st := connStatus(b.info.HTTPAddr); st.State != StateStandby || st.LeaseHolder != connStatus(a.info.HTTPAddr).LeaseHolder {
+		t.Errorf("b: %s, holder %q; want standby behind a", st.State, st.LeaseHolder)
+	}
+	b.stop()
+	a.stop()
+
+	// A process of this owner was killed: its key names an instance that no
+	// longer answers. The restarted process takes over at once, not after
+	// the TTL (30s here).
+	ctx := testutil.Context(t, 10*time.Second)
+	kv30, err := srv.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: LeaseBucket("bridge"), TTL: 30 * time.Second, History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv30.Put(ctx, "agent", []byte(`{"owner":"same-host","instance":"killedProcess0000000000"}`)); err != nil {
+		t.Fatal(err)
+	}
+	spec.config = strings.Replace(spec.config, `ttl = "3s"`, `ttl = "30s"`, 1)
+	start := time.Now()
+	c := runBridge(t, spec)
+	testutil.Eventually(t, 10*time.Second, func() bool { return connStatus(c.info.HTTPAddr).State == StateConnected }, "restarted process took over before the TTL")
+	t.Logf("took over after %s (ttl 30s)", time.Since(start))
+
+	// A key of another owner is not taken over before it expires, gone
+	// or not.
+	c.stop()
+	if _, err := kv30.Put(ctx, "agent", []byte(`{"owner":"other-host","instance":"killedProcess0000000001"}`)); err != nil {
+		t.Fatal(err)
+	}
+	d := runBridge(t, spec)
+	waitState(t, d, StateStandby)
+	if st := connStatus(d.info.HTTPAddr); st.LeaseHolder != "other-host/killedProcess0000000001" {
+		t.Errorf("lease holder on /status %q", st.LeaseHolder)
+	}
 }

@@ -211,6 +211,7 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 		case <-f.fut.Ok():
 			return nil
 		case err := <-f.fut.Err():
+			p.board.natsError(p.conn, "publish", err)
 			p.m.publishErrors.WithLabelValues(p.conn).Inc()
 			p.log.Warn().Err(err).Str("subject", f.msg.Subject).Msg("publish failed; retrying")
 		case <-ctx.Done():
@@ -223,11 +224,13 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 		_, err := p.js.PublishMsg(pctx, f.msg)
 		cancel()
 		if err == nil {
+			p.board.natsError(p.conn, "publish", nil)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return errors.Join(ctx.Err(), err)
 		}
+		p.board.natsError(p.conn, "publish", err)
 		p.m.publishErrors.WithLabelValues(p.conn).Inc()
 		p.log.Warn().Err(err).Str("subject", f.msg.Subject).Dur("retry_in", wait).Msg("publish failed; retrying")
 		select {

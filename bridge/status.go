@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"maps"
 	"sync"
 	"time"
 
@@ -40,6 +41,13 @@ type ConnStatus struct {
 	// e.g. "rate limited (429) on GET /api/v1/agent/chats".
 	WaitingUntil  time.Time `json:"waiting_until,omitzero"`
 	WaitingReason string    `json:"waiting_reason,omitempty"`
+	// LeaseHolder is the process holding the connection's lease as last
+	// seen here ("owner/instance"); this process's own when it runs here.
+	LeaseHolder string `json:"lease_holder,omitempty"`
+	// NATSErrors are the JetStream failures keeping the connection from
+	// working right now, by what failed ("lease", "publish"); each is
+	// cleared by the next success. Any of them makes /readyz answer 503.
+	NATSErrors map[string]string `json:"nats_errors,omitempty"`
 }
 
 // statusBoard holds every connection's status; the supervisors write it and
@@ -92,6 +100,31 @@ func (b *statusBoard) set(name string, st State, err error) {
 	}
 }
 
+func (b *statusBoard) setHolder(name, holder string) {
+	b.mu.Lock()
+	if c := b.conns[name]; c != nil {
+		c.LeaseHolder = holder
+	}
+	b.mu.Unlock()
+}
+
+// natsError records (err != nil) or clears (nil) what's failure.
+func (b *statusBoard) natsError(name, what string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.conns[name]
+	switch {
+	case c == nil:
+	case err != nil:
+		if c.NATSErrors == nil {
+			c.NATSErrors = map[string]string{}
+		}
+		c.NATSErrors[what] = err.Error()
+	case c.NATSErrors[what] != "":
+		delete(c.NATSErrors, what)
+	}
+}
+
 func (b *statusBoard) published(name string, n uint64) {
 	b.mu.Lock()
 	if c := b.conns[name]; c != nil {
@@ -123,7 +156,12 @@ func (b *statusBoard) snapshot() []ConnStatus {
 	waits := make([]connector.Wait, 0, len(b.order))
 	var srs []connector.StatsReporter
 	for _, n := range b.order {
-		out = append(out, *b.conns[n])
+		c := *b.conns[n]
+		c.NATSErrors = maps.Clone(c.NATSErrors)
+		if len(c.NATSErrors) == 0 {
+			c.NATSErrors = nil
+		}
+		out = append(out, c)
 		waits = append(waits, b.waits[n])
 		srs = append(srs, b.stats[n])
 	}

@@ -60,6 +60,10 @@ type NATS struct {
 type Embedded struct {
 	Listen   string `toml:"listen"`    // client listener, default "127.0.0.1:4222"; "none" for in-process only
 	StoreDir string `toml:"store_dir"` // JetStream file store, default "./data/nats"
+	// MaxStore caps what JetStream keeps in store_dir ("10GiB"). Default 0:
+	// nats-server's own default, 75% of the disk space free when the bridge
+	// starts. Set it below the volume's size when anything else writes there.
+	MaxStore ByteSize `toml:"max_store"`
 }
 
 // HTTP configures the health, status and metrics listener.
@@ -283,6 +287,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.NATS.Embedded.Listen); err != nil {
 			return fmt.Errorf("nats.embedded.listen %q is not host:port or \"none\"", c.NATS.Embedded.Listen)
 		}
+	}
+	if c.NATS.Embedded.MaxStore != 0 && c.NATS.Embedded.MaxStore < 1<<20 {
+		return fmt.Errorf("nats.embedded.max_store %d bytes is below 1MiB", c.NATS.Embedded.MaxStore)
 	}
 	if c.NATS.PasswordEnv != "" && c.NATS.PasswordFile != "" {
 		return fmt.Errorf("nats.password_env and nats.password_file are both set; choose one")

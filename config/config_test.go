@@ -63,6 +63,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"[[dispatch]]\nconnection = \"nope\"\n":                                                                        "dispatch[0].connection",
 		"[nats]\nreplicas = \"three\"\n":                                                                               "replicas",
 		"[[connection]]\nname = \"a\"\nplatform = \"band\"\n[[dispatch]]\nconnection = \"a\"\nstart = \"yesterday\"\n": "dispatch[0].start",
+		"[nats.embedded]\nmax_store = \"lots\"\n":                                                                      "nats.embedded.max_store",
+		"[nats.embedded]\nmax_store = \"1KiB\"\n":                                                                      "nats.embedded.max_store",
 	}
 	for in, want := range cases {
 		_, err := Parse([]byte(in), nil)

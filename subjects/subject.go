@@ -133,6 +133,13 @@ func Filter(prefix string, kind Kind, platform, conn string) string {
 	return prefix + "." + string(kind) + "." + platform + "." + conn + ".>"
 }
 
+// LeaseAlive is the subject a running bridge process answers on while it
+// lives: P.lease.alive.<instance>, instance being the process's id in its
+// lease values. It is internal to the bridge (no stream stores it, no worker
+// needs it): a replica finding a lease held by an earlier process of its own
+// owner asks there, and "no responders" proves that process gone.
+func LeaseAlive(prefix, instance string) string { return prefix + ".lease.alive." + instance }
+
 // IsConnName reports whether name is a valid connection name: [a-z0-9_-]{1,64}.
 func IsConnName(name string) bool {
 	if len(name) == 0 || len(name) > 64 {

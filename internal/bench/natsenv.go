@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -21,7 +20,7 @@ const eventsStream = "BRIDGE_EVENTS"
 // bridge's streams) with an in-process client connection, as the bridge
 // runs it by default. Baselines publish through it.
 type natsEnv struct {
-	srv *server.Server
+	srv *natsbus.Embedded
 	nc  *nats.Conn
 	js  jetstream.JetStream
 }
@@ -34,7 +33,7 @@ func startNATS(ctx context.Context, dir string, pending int, log zerolog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := natsbus.Connect(ctx, natsbus.Options{Embedded: srv, Name: "bench-baseline"}, log)
+	nc, err := natsbus.Connect(ctx, natsbus.Options{Embedded: srv.Server, Name: "bench-baseline"}, log)
 	if err != nil {
 		srv.Shutdown()
 		return nil, err
@@ -56,7 +55,6 @@ func (n *natsEnv) url() string { return n.srv.ClientURL() }
 func (n *natsEnv) close() {
 	n.nc.Close()
 	n.srv.Shutdown()
-	n.srv.WaitForShutdown()
 }
 
 // observer is a separate TCP client of a NATS server, used to count and

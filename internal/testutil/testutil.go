@@ -33,10 +33,7 @@ func NATS(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
+	t.Cleanup(srv.Shutdown)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +43,7 @@ func NATS(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Server{Srv: srv, NC: nc, JS: js, URL: srv.ClientURL()}
+	return &Server{Srv: srv.Server, NC: nc, JS: js, URL: srv.ClientURL()}
 }
 
 // Logger returns a zerolog logger for tests: silent unless BRIDGE_TEST_LOG=1.
