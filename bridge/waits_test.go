@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -18,15 +17,6 @@ import (
 const hugeRetryAfter = 1_000_000_000 * time.Second
 
 // connStatus reads the first connection's entry of /status.
-func connStatus(t *testing.T, addr string) ConnStatus {
-	t.Helper()
-	var st struct{ Connections []ConnStatus }
-	if err := json.Unmarshal([]byte(get(t, "http://"+addr+"/status")), &st); err != nil || len(st.Connections) == 0 {
-		return ConnStatus{}
-	}
-	return st.Connections[0]
-}
-
 // storedIn reports whether every id is stored in room.
 func storedIn(t *testing.T, h *harness, room string, ids ...string) bool {
 	perRoom, _ := storedMessages(t, h.js)
@@ -74,7 +64,7 @@ func TestBandCatchUpRetryAfterCapped(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, func() bool { return storedIn(t, h, b.ID, live) }, "free room's live message stored")
 	var st ConnStatus
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		st = connStatus(t, h.info.HTTPAddr)
+		st = connStatus(h.info.HTTPAddr)
 		return st.WaitingUntil.After(time.Now().Add(-time.Second)) && strings.Contains(st.WaitingReason, "429") &&
 			strings.Contains(st.WaitingReason, route)
 	}, "/status shows the wait on %s", route)
@@ -145,7 +135,7 @@ func TestBandUpgradeRetryAfterCapped(t *testing.T) {
 	h := runBridge(t, env.spec)
 	var st ConnStatus
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		st = connStatus(t, h.info.HTTPAddr)
+		st = connStatus(h.info.HTTPAddr)
 		return strings.Contains(st.WaitingReason, "socket upgrade") && strings.Contains(st.LastError, "429")
 	}, "/status shows the upgrade wait and last_error")
 	waitState(t, h, StateConnected)
@@ -226,7 +216,7 @@ func TestBandRedirectNeverLeaksKey(t *testing.T) {
 			if redirects != c.rest+c.upgrade {
 				t.Errorf("%d redirects answered, want %d", redirects, c.rest+c.upgrade)
 			}
-			if st := connStatus(t, h.info.HTTPAddr); !strings.Contains(st.LastError, "redirect to another origin ("+other.URL+") refused") {
+			if st := connStatus(h.info.HTTPAddr); !strings.Contains(st.LastError, "redirect to another origin ("+other.URL+") refused") {
 				t.Errorf("last_error %q does not name the refused redirect", st.LastError)
 			}
 		})
