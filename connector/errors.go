@@ -95,6 +95,10 @@ func RetryableStatus(status int) bool {
 
 // RetryAfter returns the wait a platform asked for, or 0.
 func RetryAfter(err error) time.Duration {
+	var w *waitError
+	if errors.As(err, &w) {
+		return w.wait
+	}
 	var pe *PlatformError
 	if errors.As(err, &pe) {
 		return pe.RetryAfter
