@@ -21,6 +21,10 @@ type EmbeddedOptions struct {
 	ReadyTimeout time.Duration
 	// ServerName names the server, default "bridge-embedded".
 	ServerName string
+	// MaxPayload is the largest message a client may publish, in bytes;
+	// default nats-server's 1 MiB. Tests set a small one to reach the limit
+	// cheaply.
+	MaxPayload int32
 }
 
 // StartEmbedded starts a nats-server with JetStream on, and waits until it
@@ -40,6 +44,7 @@ func StartEmbedded(o EmbeddedOptions, log zerolog.Logger) (*server.Server, error
 		JetStream:  true,
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
+		MaxPayload: o.MaxPayload,
 	}
 	if o.Listen == "" || o.Listen == "none" {
 		opts.DontListen = true
