@@ -29,7 +29,7 @@ func TestDeadLetter(t *testing.T) {
 	hdr.Set("Nats-Expected-Stream", "SOMETHING_ELSE") // must not steer the DLQ publish
 	body := []byte(`{"content":"hi"}`)
 	for range 2 { // the second is deduplicated
-		if err := ackflow.DeadLetter(ctx, s.JS, "bridge", src, body, hdr, "mentions_required: need\r\none", 422, 1); err != nil {
+		if err := ackflow.DeadLetter(ctx, s.JS, nil, "bridge", src, body, hdr, "mentions_required: need\r\none", 422, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,7 +68,7 @@ func TestDeadLetter(t *testing.T) {
 	// Kinds other than cmd and evt are refused.
 	bad := src
 	bad.Kind = subjects.KindResult
-	if err := ackflow.DeadLetter(ctx, s.JS, "bridge", bad, body, nil, "x", 0, 1); err == nil || !strings.Contains(err.Error(), "kind") {
+	if err := ackflow.DeadLetter(ctx, s.JS, nil, "bridge", bad, body, nil, "x", 0, 1); err == nil || !strings.Contains(err.Error(), "kind") {
 		t.Errorf("res source: err = %v", err)
 	}
 }

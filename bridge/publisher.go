@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -38,6 +39,7 @@ type publisher struct {
 	log      zerolog.Logger
 	m        *metrics
 	board    *statusBoard
+	cc       *claimcheck.Store // where events too large for one message go
 }
 
 type inflight struct {
@@ -132,6 +134,15 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 			ack(ctx, err)
 			continue
 		}
+		if !p.cc.Fits(msg) {
+			if err := p.offload(ctx, msg); err != nil {
+				if ctx.Err() == nil {
+					p.log.Error().Err(err).Str("event", ev.Name).Msg("event dropped: cannot fit into NATS")
+				}
+				ack(ctx, err)
+				continue
+			}
+		}
 		f := inflight{msg: msg, ack: ack, start: now, gap: ev.GapFill, sys: ev.Sys}
 		if f.fut, err = p.js.PublishMsgAsync(msg); err != nil {
 			// Not sent (too many unacknowledged, or NATS away): publish it
@@ -201,6 +212,12 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 		}
 		if ctx.Err() != nil {
 			return errors.Join(ctx.Err(), err)
+		}
+		if claimcheck.IsTooLarge(err) { // can never be stored as it is
+			if err := p.offload(ctx, f.msg); err != nil {
+				return err
+			}
+			continue
 		}
 		p.m.publishErrors.WithLabelValues(p.conn).Inc()
 		p.log.Warn().Err(err).Str("subject", f.msg.Subject).Dur("retry_in", wait).Msg("publish failed; retrying")

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -33,6 +34,7 @@ const (
 	outBadReply                    // a reply that does not decode
 	outNoResponders                // no worker subscribed
 	outStopped                     // the bridge is stopping
+	outNotSent                     // the request could not be sent (NATS away, payload store failing)
 )
 
 // message is one dispatched event.
@@ -76,6 +78,15 @@ func (d *Dispatcher) handle(ctx, hard context.Context, m jetstream.Msg) {
 			if waits == 1 || waits%20 == 0 {
 				msg.log.Warn().Int("waits", waits).Msg("no worker subscribed; the message waits")
 			}
+			if !sleep(ctx, min(d.o.BackoffInitial<<min(waits-1, 16), d.o.BackoffMax)) {
+				d.redeliverLater(m)
+				return
+			}
+			continue
+		case outNotSent: // like no workers: the attempt is not counted
+			waits++
+			d.m.outcome("not_sent")
+			msg.log.Warn().Int("waits", waits).Str("error", errText).Msg("work request not sent; retrying it")
 			if !sleep(ctx, min(d.o.BackoffInitial<<min(waits-1, 16), d.o.BackoffMax)) {
 				d.redeliverLater(m)
 				return
@@ -146,9 +157,11 @@ func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (ou
 	req.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
 	req.Header.Set(subjects.HeaderMsgID, msg.eventID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(n))
+	if err := d.fitRequest(hard, msg, req); err != nil {
+		return outNotSent, subjects.WorkReply{}, err.Error()
+	}
 	if err := d.o.NC.PublishMsg(req); err != nil {
-		msg.log.Warn().Err(err).Msg("work request not sent")
-		return outNoResponders, subjects.WorkReply{}, err.Error()
+		return outNotSent, subjects.WorkReply{}, err.Error() // not "no responders": nobody was asked
 	}
 	// A marker sent to our own reply subject right behind the request comes
 	// back after the server's "no responders" status, if it sends one: no
@@ -331,15 +344,13 @@ func (d *Dispatcher) deadLetter(hard context.Context, msg *message, reason strin
 		}
 		src = parsed
 	}
-	if err := ackflow.DeadLetter(hard, d.o.JS, d.o.Prefix, src, msg.m.Data(), msg.m.Headers(), reason, status, attempts); err != nil {
-		msg.log.Error().Err(err).Msg("dead letter not stored")
-	}
+	d.storeDeadLetter(hard, msg, src, reason, status, attempts)
 }
 
 func (d *Dispatcher) publishResult(msg *message, command string, res subjects.Result) {
 	s := msg.subj
 	s.Kind, s.Name = subjects.KindResult, subjects.EventName(command)
-	b, _ := json.Marshal(res)
+	b, _ := json.Marshal(claimcheck.FitResult(res, d.o.NC.MaxPayload()))
 	_ = d.o.NC.Publish(s.String(), b)
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -64,6 +65,10 @@ type Options struct {
 	DrainTimeout time.Duration
 	Log          zerolog.Logger
 	Registerer   prometheus.Registerer // nil: no metrics
+	// Payloads keeps the event data of work requests and dead letters too
+	// large for one NATS message; default a store for Conn with
+	// claimcheck's defaults.
+	Payloads *claimcheck.Store
 }
 
 func (o *Options) setDefaults() {
@@ -94,6 +99,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = 1024
+	}
+	if o.Payloads == nil && o.JS != nil {
+		o.Payloads = claimcheck.New(claimcheck.Options{JS: o.JS, Prefix: o.Prefix, Conn: o.Conn})
 	}
 }
 
