@@ -26,9 +26,10 @@ func nearLimitEvent(t *testing.T, js jetstream.JetStream, id string, slack int) 
 	t.Helper()
 	m := nats.NewMsg("bridge.evt.band.c1.r1.message_created")
 	m.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
+	now := time.Now()
 	build := func(n int) []byte {
 		data := []byte(`{"id":"` + id + `","content":"` + strings.Repeat("y", n) + `"}`)
-		env := subjects.NewEvent("band", "c1", "r1", "message_created", id, time.Now(), data)
+		env := subjects.NewEvent("band", "c1", "r1", "message_created", id, now, data)
 		m.Header.Set(subjects.HeaderMsgID, env.ID)
 		m.Data = env.AppendJSON(nil)
 		return data
