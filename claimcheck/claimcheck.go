@@ -18,6 +18,10 @@ import (
 	"github.com/bridgeworks/bridge/subjects"
 )
 
+// ErrMismatch means an object is not what its reference says (size or
+// SHA-256): it was replaced or damaged.
+var ErrMismatch = errors.New("object does not match its reference")
+
 // Options configure a [Store]. JS and Conn are required.
 type Options struct {
 	JS       jetstream.JetStream
@@ -138,7 +142,7 @@ func Fetch(ctx context.Context, js jetstream.JetStream, ref subjects.DataRef) (_
 		return nil, jetstream.ErrObjectNotFound
 	}
 	if info.Size != uint64(ref.Size) {
-		return nil, fmt.Errorf("object is %d bytes, the reference says %d", info.Size, ref.Size)
+		return nil, fmt.Errorf("%w: %d bytes, the reference says %d", ErrMismatch, info.Size, ref.Size)
 	}
 	chunks := "$O." + ref.Bucket + ".C." + info.NUID
 	out := make([]byte, 0, ref.Size)
@@ -153,7 +157,7 @@ func Fetch(ctx context.Context, js jetstream.JetStream, ref subjects.DataRef) (_
 	}
 	sum := sha256.Sum256(out)
 	if int64(len(out)) != ref.Size || hex.EncodeToString(sum[:]) != ref.SHA256 {
-		return nil, fmt.Errorf("object read back does not match the reference's size and sha256")
+		return nil, fmt.Errorf("%w: size or sha256 differ", ErrMismatch)
 	}
 	return out, nil
 }

@@ -53,7 +53,11 @@ type message struct {
 // handle runs one message to its end: processed and acked, failed and
 // dead-lettered, or left for redelivery when the bridge stops.
 func (d *Dispatcher) handle(ctx, hard context.Context, m jetstream.Msg) {
-	msg, err := d.parse(m)
+	msg, err := d.parse(ctx, m)
+	if err != nil && ctx.Err() != nil { // stopping while fetching an offloaded payload
+		d.redeliverLater(m)
+		return
+	}
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", m.Subject()).Msg("stored event is unreadable; dead-lettering it")
 		d.deadLetter(hard, &message{m: m, log: d.log}, "unreadable event: "+err.Error(), 0, 0)
@@ -121,7 +125,7 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 	return ackflow.Policy{BackoffInitial: d.o.BackoffInitial, BackoffMax: d.o.BackoffMax}.Backoff(attempt)
 }
 
-func (d *Dispatcher) parse(m jetstream.Msg) (*message, error) {
+func (d *Dispatcher) parse(ctx context.Context, m jetstream.Msg) (*message, error) {
 	subj, err := subjects.Parse(d.o.Prefix, m.Subject())
 	if err != nil {
 		return nil, err
@@ -135,6 +139,9 @@ func (d *Dispatcher) parse(m jetstream.Msg) (*message, error) {
 		msg.redelivered, msg.stored = true, md.Timestamp
 	}
 	if slices.Contains(d.o.MessageEvents, subj.Name) {
+		if err := d.inline(ctx, &ev); err != nil { // the message id is in the data
+			return nil, err
+		}
 		var p struct {
 			ID string `json:"id"`
 		}

@@ -2,15 +2,48 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/subjects"
 )
+
+// inline puts back the data of an event stored by reference, retrying
+// until it is read or ctx ends. A payload that is gone for good (expired,
+// deleted, not what the reference says) is logged and the event goes on
+// without its data.
+func (d *Dispatcher) inline(ctx context.Context, ev *subjects.Event) error {
+	ref, ok := ev.Ref()
+	if !ok {
+		return nil
+	}
+	wait := 100 * time.Millisecond
+	for {
+		data, err := claimcheck.Fetch(ctx, d.o.JS, ref)
+		switch {
+		case err == nil:
+			ev.Data = data
+			return nil
+		case ctx.Err() != nil:
+			return err
+		case errors.Is(err, jetstream.ErrMsgNotFound) || errors.Is(err, jetstream.ErrObjectNotFound) ||
+			errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, claimcheck.ErrMismatch):
+			d.log.Warn().Err(err).Str("event_id", ev.ID).Msg("payload of the event is gone; dispatching it without its message id")
+			return nil
+		}
+		d.log.Warn().Err(err).Str("event_id", ev.ID).Dur("retry_in", wait).Msg("payload of the event not read; retrying")
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
 
 // deadLetterTries bounds the attempts to store one dead letter.
 const deadLetterTries = 5

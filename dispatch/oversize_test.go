@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/claimcheck"
+	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/internal/testutil"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
@@ -142,5 +145,71 @@ func TestNearLimitEventsDispatchByReference(t *testing.T) {
 	body, err := claimcheck.Fetch(ctx, s.JS, dref)
 	if err != nil || !bytes.Equal(body, m2Stored.Data) {
 		t.Fatalf("dead letter body: %d bytes (%v), want the stored event's %d", len(body), err, len(m2Stored.Data))
+	}
+}
+
+// recDoer answers every command ok and records them.
+type recDoer struct {
+	mu   sync.Mutex
+	cmds []connector.Command
+}
+
+func (r *recDoer) Do(_ context.Context, cmd connector.Command) subjects.Result {
+	r.mu.Lock()
+	r.cmds = append(r.cmds, cmd)
+	r.mu.Unlock()
+	return subjects.Result{CommandID: cmd.ID, Command: cmd.Name, OK: true, Status: 200}
+}
+
+func (r *recDoer) marks() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, c := range r.cmds {
+		out = append(out, c.Name+" "+string(c.Args))
+	}
+	return out
+}
+
+// An event stored by reference still has its processing state reported:
+// the platform message id is read from the offloaded payload.
+func TestOffloadedEventReportsProcessingState(t *testing.T) {
+	t.Parallel()
+	s := testutil.NATSWith(t, natsbus.EmbeddedOptions{MaxPayload: smallLimit})
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := natsbus.EnsureStreams(ctx, s.JS, natsbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`{"id":"m9","content":"` + strings.Repeat("q", 2*smallLimit) + `"}`)
+	ref, err := claimcheck.New(claimcheck.Options{JS: s.JS, Conn: "c1"}).Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := subjects.NewEvent("band", "c1", "r1", "message_created", "m9", time.Now(), data)
+	env.Offload(ref)
+	m := nats.NewMsg("bridge.evt.band.c1.r1.message_created")
+	m.Data = env.AppendJSON(nil)
+	m.Header.Set(subjects.HeaderMsgID, env.ID)
+	if _, err := s.JS.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := s.NC.QueueSubscribe("bridge.work.>", "w", func(m *nats.Msg) { _ = m.Respond([]byte(`{"status":"processed"}`)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	rec := &recDoer{}
+	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: rec, Timeout: 10 * time.Second, Log: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = d.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	want := `mark_processed {"message_id":"m9"}`
+	testutil.Eventually(t, 15*time.Second, func() bool { return slices.Contains(rec.marks(), want) }, "%s called", want)
+	if got := rec.marks(); !slices.Contains(got, `mark_processing {"message_id":"m9"}`) {
+		t.Errorf("commands %v, want mark_processing for m9", got)
 	}
 }
