@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -31,7 +32,13 @@ const maxReason = 1024
 //   - Nats-Msg-Id: "<source subject>:<original Nats-Msg-Id>", or a hash of
 //     the source subject and body when the original had none, so dead-lettering
 //     the same message again within the DLQ's duplicate window stores it once.
-func DeadLetter(ctx context.Context, js jetstream.JetStream, prefix string, src subjects.Subject, body []byte, hdr nats.Header, reason string, status, attempts int) (err error) {
+//
+// A dead letter that would exceed NATS's max_payload (the original near the
+// limit plus these headers) keeps every header but carries its body by
+// reference: the body goes to cc's bucket and the Bridge-Data-* headers say
+// where (see [subjects.DataRef]); its own body is empty. With cc nil such a
+// dead letter fails with an error [claimcheck.IsTooLarge] recognises.
+func DeadLetter(ctx context.Context, js jetstream.JetStream, cc *claimcheck.Store, prefix string, src subjects.Subject, body []byte, hdr nats.Header, reason string, status, attempts int) (err error) {
 	if src.Prefix == "" {
 		src.Prefix = prefix
 	}
@@ -55,6 +62,19 @@ func DeadLetter(ctx context.Context, js jetstream.JetStream, prefix string, src 
 	m.Header.Set(subjects.HeaderAttempts, strconv.Itoa(attempts))
 	m.Header.Set(subjects.HeaderSourceSubject, source)
 	m.Header.Set(subjects.HeaderMsgID, DeadLetterID(source, hdr.Get(subjects.HeaderMsgID), body))
+	if !claimcheck.Fits(js.Conn(), m) {
+		if cc == nil {
+			return fmt.Errorf("%d bytes with headers, over max_payload %d: %w", claimcheck.PayloadSize(m), js.Conn().MaxPayload(), nats.ErrMaxPayload)
+		}
+		ref, err := cc.Put(ctx, body)
+		if err != nil {
+			return err
+		}
+		for k, v := range ref.Headers() {
+			m.Header.Set(k, v)
+		}
+		m.Data = nil
+	}
 	_, err = js.PublishMsg(ctx, m)
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/internal/testutil"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
@@ -29,7 +30,7 @@ func TestDeadLetter(t *testing.T) {
 	hdr.Set("Nats-Expected-Stream", "SOMETHING_ELSE") // must not steer the DLQ publish
 	body := []byte(`{"content":"hi"}`)
 	for range 2 { // the second is deduplicated
-		if err := ackflow.DeadLetter(ctx, s.JS, "bridge", src, body, hdr, "mentions_required: need\r\none", 422, 1); err != nil {
+		if err := ackflow.DeadLetter(ctx, s.JS, nil, "bridge", src, body, hdr, "mentions_required: need\r\none", 422, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,7 +69,7 @@ func TestDeadLetter(t *testing.T) {
 	// Kinds other than cmd and evt are refused.
 	bad := src
 	bad.Kind = subjects.KindResult
-	if err := ackflow.DeadLetter(ctx, s.JS, "bridge", bad, body, nil, "x", 0, 1); err == nil || !strings.Contains(err.Error(), "kind") {
+	if err := ackflow.DeadLetter(ctx, s.JS, nil, "bridge", bad, body, nil, "x", 0, 1); err == nil || !strings.Contains(err.Error(), "kind") {
 		t.Errorf("res source: err = %v", err)
 	}
 }
@@ -129,5 +130,42 @@ func TestApplyAndHeartbeat(t *testing.T) {
 	}
 	if _, err := cons.Next(jetstream.FetchMaxWait(500 * time.Millisecond)); err == nil {
 		t.Fatal("redelivered after Term")
+	}
+}
+
+// A dead letter over max_payload keeps its headers and carries the body by
+// reference; without a store it fails with an error that says so.
+func TestDeadLetterOverLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	s := testutil.NATSWith(t, natsbus.EmbeddedOptions{MaxPayload: limit})
+	ctx := testutil.Context(t, 20*time.Second)
+	if err := natsbus.EnsureStreams(ctx, s.JS, natsbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := subjects.Subject{Prefix: "bridge", Kind: subjects.KindCommand, Platform: "band", Conn: "c1", Room: "r", Name: "send_message"}
+	body := []byte(`{"content":"` + strings.Repeat("z", limit-40) + `"}`)
+	hdr := nats.Header{}
+	hdr.Set(subjects.HeaderMsgID, "k1")
+	if err := ackflow.DeadLetter(ctx, s.JS, nil, "bridge", src, body, hdr, "why", 422, 1); !claimcheck.IsTooLarge(err) {
+		t.Fatalf("without a store: %v", err)
+	}
+	cc := claimcheck.New(claimcheck.Options{JS: s.JS, Conn: "c1"})
+	if err := ackflow.DeadLetter(ctx, s.JS, cc, "bridge", src, body, hdr, "why", 422, 1); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.JS.Stream(ctx, "BRIDGE_DLQ")
+	m, err := st.GetLastMsgForSubject(ctx, "bridge.dlq.band.c1.r.send_message")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, ok, err := subjects.DataRefFromHeaders(m.Header.Get)
+	if !ok || err != nil || len(m.Data) != 0 || m.Header.Get(subjects.HeaderError) != "why" ||
+		m.Header.Get(subjects.HeaderMsgID) != "bridge.cmd.band.c1.r.send_message:k1" {
+		t.Fatalf("dead letter %v, %d bytes of body (%v %v)", m.Header, len(m.Data), ok, err)
+	}
+	got, err := claimcheck.Fetch(ctx, s.JS, ref)
+	if err != nil || string(got) != string(body) {
+		t.Fatalf("fetched %d bytes (%v), want %d", len(got), err, len(body))
 	}
 }

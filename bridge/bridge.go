@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/natsbus"
@@ -198,16 +199,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 		if err != nil {
 			return errors.Join(fmt.Errorf("connection %q: %w", ce.cfg.Name, err), g.Wait())
 		}
+		cc := b.payloads(js, ce.cfg.Name)
 		s := &supervisor{
 			name: ce.cfg.Name, platform: ce.factory.Platform, c: c, board: board, m: m, log: clog,
 			backoff: b.opts.Backoff, retryAfterMax: ce.cfg.RetryAfterMax.D(), drain: b.opts.ShutdownTimeout,
-			pub: &publisher{js: js, prefix: cfg.NATS.Prefix, platform: ce.factory.Platform, conn: ce.cfg.Name, log: clog, m: m, board: board, stored: stored},
+			pub: &publisher{js: js, prefix: cfg.NATS.Prefix, platform: ce.factory.Platform, conn: ce.cfg.Name, log: clog, m: m, board: board, stored: stored, cc: cc},
 		}
 		if sr, ok := c.(connector.StatsReporter); ok {
 			m.watchStats(ce.cfg.Name, sr)
 			board.watch(ce.cfg.Name, sr)
 		}
-		runs, err := b.returnPath(js, nc, m, ce, c, clog)
+		runs, err := b.returnPath(js, nc, m, ce, c, cc, clog)
 		if err != nil {
 			return errors.Join(err, g.Wait())
 		}
@@ -286,6 +288,16 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, ru
 		s.board.set(s.name, StateStandby, lost)
 		s.pub.sys(ctx, "lease_lost", map[string]any{"reason": lost.Error()})
 	}
+}
+
+// payloads is the claim-check store of a connection: messages too large
+// for NATS keep their payload there. Objects live as long as the longer of
+// the events and dead-letter streams' max age, so a reference never outlives
+// its object (a dead letter can carry one).
+func (b *Bridge) payloads(js jetstream.JetStream, conn string) *claimcheck.Store {
+	n := b.cfg.NATS
+	return claimcheck.New(claimcheck.Options{JS: js, Prefix: n.Prefix, Conn: conn,
+		MaxAge: max(n.EventsMaxAge.D(), n.DLQMaxAge.D()), Replicas: n.Replicas})
 }
 
 func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream) error {

@@ -16,6 +16,7 @@ type metrics struct {
 	alreadyStored  *prometheus.CounterVec
 	publishErrors  *prometheus.CounterVec
 	publishLatency *prometheus.HistogramVec
+	offloaded      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -43,11 +44,14 @@ func newMetrics() *metrics {
 			Name: "bridge_publish_latency_seconds", Help: "From an event's receipt from the connector to its JetStream PubAck.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"connection"}),
+		offloaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_events_offloaded_total", Help: "Events larger than NATS max_payload whose data went to the payload bucket (published with a reference).",
+		}, []string{"connection"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.state, m.reconnects, m.published, m.gapFilled, m.alreadyStored, m.publishErrors, m.publishLatency,
+		m.state, m.reconnects, m.published, m.gapFilled, m.alreadyStored, m.publishErrors, m.publishLatency, m.offloaded,
 	)
 	return m
 }

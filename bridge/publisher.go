@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -38,7 +39,8 @@ type publisher struct {
 	log      zerolog.Logger
 	m        *metrics
 	board    *statusBoard
-	stored   *publishedStore // events already stored, across restarts; nil: none
+	stored   *publishedStore   // events already stored, across restarts; nil: none
+	cc       *claimcheck.Store // where events too large for one message go
 }
 
 type inflight struct {
@@ -135,6 +137,15 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 			ack(ctx, err)
 			continue
 		}
+		if !p.cc.Fits(msg) {
+			if err := p.offload(ctx, msg); err != nil {
+				if ctx.Err() == nil {
+					p.log.Error().Err(err).Str("event", ev.Name).Msg("event dropped: cannot fit into NATS")
+				}
+				ack(ctx, err)
+				continue
+			}
+		}
 		f := inflight{msg: msg, ack: ack, start: now, gap: ev.GapFill, sys: ev.Sys}
 		if !ev.Sys && ev.Key != "" {
 			f.id = msg.Header.Get(subjects.HeaderMsgID)
@@ -229,6 +240,12 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 		}
 		if ctx.Err() != nil {
 			return errors.Join(ctx.Err(), err)
+		}
+		if claimcheck.IsTooLarge(err) { // can never be stored as it is
+			if err := p.offload(ctx, f.msg); err != nil {
+				return err
+			}
+			continue
 		}
 		p.board.natsError(p.conn, "publish", err)
 		p.m.publishErrors.WithLabelValues(p.conn).Inc()

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/cmdexec"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/dispatch"
@@ -16,7 +17,7 @@ import (
 
 // returnPath builds a connection's command executor (durable commands and
 // RPC) and its managed-dispatch rule, if any, and returns their Run methods.
-func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, ce connEntry, c connector.Connector, log zerolog.Logger) ([]func(context.Context) error, error) {
+func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, log zerolog.Logger) ([]func(context.Context) error, error) {
 	ex, ok := c.(connector.Executor)
 	if !ok {
 		log.Info().Msg("platform takes no commands")
@@ -28,7 +29,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 		MaxParallelRooms: ce.cfg.MaxParallelRooms,
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, BackoffMax: ce.cfg.CommandBackoffMax.D()},
 		ExecutedTTL:      n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
-		Log: b.opts.Log, Registerer: m.reg, // cmdexec names the connection itself
+		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, // cmdexec names the connection itself
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
@@ -43,7 +44,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 			Events: r.Events, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
 			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas,
-			Log: log, Registerer: m.reg,
+			Log: log, Registerer: m.reg, Payloads: cc,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("dispatch for %q: %w", ce.cfg.Name, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -106,6 +107,7 @@ func (e *Executor) Do(ctx context.Context, cmd connector.Command) subjects.Resul
 		return subjects.Result{CommandID: cmd.ID, Command: cmd.Name, Attempts: out.attempts,
 			Error: &subjects.Error{Code: subjects.ErrCodeUnavailable, Message: "not finished: " + errText(ctx), Retryable: true}}
 	}
+	out.res = claimcheck.FitResult(out.res, e.o.NC.MaxPayload()) // stored and returned alike
 	e.count(out.res, log)
 	if remember {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -100,6 +101,7 @@ func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decisi
 		}
 		res, ref = out.res, out.ref
 	}
+	res = claimcheck.FitResult(res, e.o.NC.MaxPayload()) // the record and the result are what NATS can carry
 	if !found {
 		e.count(res, log)
 		// Recorded even past the drain deadline: the command did run.
@@ -111,7 +113,7 @@ func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decisi
 	}
 	e.publishResult(t.res, it.msg.Headers().Get(subjects.HeaderReplyTo), res, log)
 	d := ackflow.Decision{Action: ackflow.ActionAck}
-	if !res.OK {
+	if !res.OK && !tooLarge(res) { // too_large: executed, its data only did not fit
 		reason := reasonOf(res)
 		if !e.deadLetter(stop, hard, t.src, it, cmd.ID, reason, res, log) {
 			return ackflow.Decision{}, false
@@ -163,7 +165,7 @@ func (e *Executor) deadLetter(stop, hard context.Context, src subjects.Subject, 
 	wait := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), opTimeout)
-		err := ackflow.DeadLetter(ctx, e.o.JS, e.o.Prefix, src, it.msg.Data(), hdr, reason, res.Status, res.Attempts)
+		err := ackflow.DeadLetter(ctx, e.o.JS, e.o.Payloads, e.o.Prefix, src, it.msg.Data(), hdr, reason, res.Status, res.Attempts)
 		cancel()
 		if err == nil {
 			log.Debug().Int("status", res.Status).Msg("dead-lettered")
@@ -175,6 +177,12 @@ func (e *Executor) deadLetter(stop, hard context.Context, src subjects.Subject, 
 		}
 		wait = min(wait*2, 5*time.Second)
 	}
+}
+
+// tooLarge reports a result replaced by [claimcheck.FitResult]: the command
+// ran, so it is not dead-lettered (republishing it would run it again).
+func tooLarge(res subjects.Result) bool {
+	return res.Error != nil && res.Error.Code == subjects.ErrCodeTooLarge
 }
 
 // reasonOf is the Bridge-Error of a failed result: "<code>: <message>".
@@ -192,7 +200,7 @@ func (e *Executor) publishResult(subject, replyTo string, res subjects.Result, l
 	if replyTo != "" && !e.replyAllowed(replyTo, replyPathResult, log) {
 		replyTo = ""
 	}
-	b, err := json.Marshal(res)
+	b, err := json.Marshal(claimcheck.FitResult(res, e.o.NC.MaxPayload()))
 	if err != nil {
 		log.Error().Err(err).Msg("result not encodable")
 		return

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -61,6 +62,9 @@ type Options struct {
 	// FetchWait is the expiry of each pull request, default 1s. Run takes up
 	// to this long to stop taking messages after its ctx ends.
 	FetchWait time.Duration
+	// Payloads keeps the bodies of dead letters too large for one NATS
+	// message; default a store for Conn with claimcheck's defaults.
+	Payloads *claimcheck.Store
 }
 
 func (o *Options) setDefaults() {
@@ -91,6 +95,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.FetchWait <= 0 {
 		o.FetchWait = time.Second
+	}
+	if o.Payloads == nil && o.JS != nil {
+		o.Payloads = claimcheck.New(claimcheck.Options{JS: o.JS, Prefix: o.Prefix, Conn: o.Conn, Replicas: o.Replicas})
 	}
 }
 

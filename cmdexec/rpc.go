@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -129,7 +130,7 @@ func (e *Executor) serveRPC(ctx context.Context, m *nats.Msg) {
 }
 
 func (e *Executor) respond(m *nats.Msg, res subjects.Result) {
-	b, err := json.Marshal(res)
+	b, err := json.Marshal(claimcheck.FitResult(res, e.o.NC.MaxPayload()))
 	if err == nil {
 		err = m.Respond(b)
 	}

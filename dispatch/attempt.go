@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -33,6 +34,7 @@ const (
 	outBadReply                    // a reply that does not decode
 	outNoResponders                // no worker subscribed
 	outStopped                     // the bridge is stopping
+	outNotSent                     // the request could not be sent (NATS away, payload store failing)
 )
 
 // message is one dispatched event.
@@ -51,7 +53,11 @@ type message struct {
 // handle runs one message to its end: processed and acked, failed and
 // dead-lettered, or left for redelivery when the bridge stops.
 func (d *Dispatcher) handle(ctx, hard context.Context, m jetstream.Msg) {
-	msg, err := d.parse(m)
+	msg, err := d.parse(ctx, m)
+	if err != nil && ctx.Err() != nil { // stopping while fetching an offloaded payload
+		d.redeliverLater(m)
+		return
+	}
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", m.Subject()).Msg("stored event is unreadable; dead-lettering it")
 		d.deadLetter(hard, &message{m: m, log: d.log}, "unreadable event: "+err.Error(), 0, 0)
@@ -87,6 +93,15 @@ func (d *Dispatcher) handle(ctx, hard context.Context, m jetstream.Msg) {
 				return
 			}
 			continue
+		case outNotSent: // like no workers: the attempt is not counted
+			waits++
+			d.m.outcome("not_sent")
+			msg.log.Warn().Int("waits", waits).Str("error", errText).Msg("work request not sent; retrying it")
+			if !sleep(ctx, min(d.o.BackoffInitial<<min(waits-1, 16), d.o.BackoffMax)) {
+				d.redeliverLater(m)
+				return
+			}
+			continue
 		case outProcessed:
 			d.m.latency.Observe(time.Since(start).Seconds())
 			d.finish(hard, msg, reply, counted+1)
@@ -116,7 +131,7 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 	return ackflow.Policy{BackoffInitial: d.o.BackoffInitial, BackoffMax: d.o.BackoffMax}.Backoff(attempt)
 }
 
-func (d *Dispatcher) parse(m jetstream.Msg) (*message, error) {
+func (d *Dispatcher) parse(ctx context.Context, m jetstream.Msg) (*message, error) {
 	subj, err := subjects.Parse(d.o.Prefix, m.Subject())
 	if err != nil {
 		return nil, err
@@ -130,6 +145,9 @@ func (d *Dispatcher) parse(m jetstream.Msg) (*message, error) {
 		msg.redelivered, msg.stored = true, md.Timestamp
 	}
 	if slices.Contains(d.o.MessageEvents, subj.Name) {
+		if err := d.inline(ctx, &ev); err != nil { // the message id is in the data
+			return nil, err
+		}
 		var p struct {
 			ID string `json:"id"`
 		}
@@ -153,9 +171,11 @@ func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (ou
 	req.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
 	req.Header.Set(subjects.HeaderMsgID, msg.eventID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(n))
+	if err := d.fitRequest(hard, msg, req); err != nil {
+		return outNotSent, subjects.WorkReply{}, err.Error()
+	}
 	if err := d.o.NC.PublishMsg(req); err != nil {
-		msg.log.Warn().Err(err).Msg("work request not sent")
-		return outNoResponders, subjects.WorkReply{}, err.Error()
+		return outNotSent, subjects.WorkReply{}, err.Error() // not "no responders": nobody was asked
 	}
 	// A marker sent to our own reply subject right behind the request comes
 	// back after the server's "no responders" status, if it sends one: no
@@ -341,15 +361,13 @@ func (d *Dispatcher) deadLetter(hard context.Context, msg *message, reason strin
 		}
 		src = parsed
 	}
-	if err := ackflow.DeadLetter(hard, d.o.JS, d.o.Prefix, src, msg.m.Data(), msg.m.Headers(), reason, status, attempts); err != nil {
-		msg.log.Error().Err(err).Msg("dead letter not stored")
-	}
+	d.storeDeadLetter(hard, msg, src, reason, status, attempts)
 }
 
 func (d *Dispatcher) publishResult(msg *message, command string, res subjects.Result) {
 	s := msg.subj
 	s.Kind, s.Name = subjects.KindResult, subjects.EventName(command)
-	b, _ := json.Marshal(res)
+	b, _ := json.Marshal(claimcheck.FitResult(res, d.o.NC.MaxPayload()))
 	_ = d.o.NC.Publish(s.String(), b)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -75,6 +76,10 @@ type Options struct {
 	Replicas   int // of the KV buckets, default 1
 	Log        zerolog.Logger
 	Registerer prometheus.Registerer // nil: no metrics
+	// Payloads keeps the event data of work requests and dead letters too
+	// large for one NATS message; default a store for Conn with
+	// claimcheck's defaults.
+	Payloads *claimcheck.Store
 }
 
 func (o *Options) setDefaults() {
@@ -112,6 +117,9 @@ func (o *Options) setDefaults() {
 	def(&o.DoneTTL, 168*time.Hour)
 	if o.Replicas <= 0 {
 		o.Replicas = 1
+	}
+	if o.Payloads == nil && o.JS != nil {
+		o.Payloads = claimcheck.New(claimcheck.Options{JS: o.JS, Prefix: o.Prefix, Conn: o.Conn})
 	}
 }
 

@@ -9,7 +9,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, conn string) (*metrics, error) {
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bridge_dispatch_total", Help: "Managed-dispatch events by outcome (dispatched, processed, failed, timeout, bad_reply, no_responders, dead_lettered, duplicate: finished by an earlier run and skipped, reply_dropped: a worker's extra reply beyond what an attempt takes).",
+		Name: "bridge_dispatch_total", Help: "Managed-dispatch events by outcome (dispatched, processed, failed, timeout, bad_reply, no_responders, not_sent, offloaded, dead_lettered, dead_letter_lost, duplicate: finished by an earlier run and skipped, reply_dropped: a worker's extra reply beyond what an attempt takes).",
 		ConstLabels: prometheus.Labels{"connection": conn},
 	}, []string{"outcome"})
 	latency := prometheus.NewHistogram(prometheus.HistogramOpts{

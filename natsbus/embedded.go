@@ -28,6 +28,10 @@ type EmbeddedOptions struct {
 	// own default, 75% of the disk space free at start (measured again when
 	// JetStream restarts, see KeepJetStream).
 	MaxStore int64
+	// MaxPayload is the largest message a client may publish, in bytes;
+	// default nats-server's 1 MiB. Tests set a small one to reach the limit
+	// cheaply.
+	MaxPayload int32
 }
 
 // Embedded is a running embedded nats-server. Its Shutdown stops the server,
@@ -81,6 +85,7 @@ func StartEmbedded(o EmbeddedOptions, log zerolog.Logger) (_ *Embedded, err erro
 		StoreDir:          o.StoreDir,
 		JetStreamMaxStore: o.MaxStore,
 		NoSigs:            true,
+		MaxPayload:        o.MaxPayload,
 	}
 	if o.Listen == "" || o.Listen == "none" {
 		opts.DontListen = true

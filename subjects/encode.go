@@ -2,6 +2,7 @@ package subjects
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -39,6 +40,18 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if len(e.Data) > 0 {
 		b = append(b, `,"data":`...)
 		b = append(b, e.Data...)
+	}
+	if e.DataRef != "" {
+		b = append(b, `,"dataref":`...)
+		b = appendString(b, e.DataRef)
+		b = append(b, `,"databucket":`...)
+		b = appendString(b, e.DataBucket)
+		b = append(b, `,"dataobject":`...)
+		b = appendString(b, e.DataObject)
+		b = append(b, `,"datasize":`...)
+		b = strconv.AppendInt(b, e.DataSize, 10)
+		b = append(b, `,"datasha256":`...)
+		b = appendString(b, e.DataSHA256)
 	}
 	return append(b, '}')
 }

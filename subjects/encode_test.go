@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -52,4 +53,37 @@ func BenchmarkEncodeEvent(b *testing.B) {
 			buf = e.AppendJSON(buf[:0])
 		}
 	})
+}
+
+// An offloaded event has no data and a reference in the dataref
+// attributes; it encodes like json.Marshal and decodes back to the same
+// reference.
+func TestOffloadedEventRoundTrip(t *testing.T) {
+	e := NewEvent("band", "support-bot", "6f1d", "message_created", "9b0c", time.Now(), json.RawMessage(`{"content":"big"}`))
+	ref := DataRef{Bucket: PayloadBucket("bridge", "support-bot"), Object: "ab12", Size: 1 << 20,
+		SHA256: "a3f1c9e2b7d4a3f1c9e2b7d4a3f1c9e2b7d4a3f1c9e2b7d4a3f1c9e2b7d4a3f1"}
+	ref.Object = ref.SHA256
+	e.Offload(ref)
+	got := e.AppendJSON(nil)
+	want, _ := json.Marshal(e)
+	var g, w any
+	_ = json.Unmarshal(got, &g)
+	_ = json.Unmarshal(want, &w)
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("AppendJSON:\n%s\njson.Marshal:\n%s", got, want)
+	}
+	d, err := DecodeEvent(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := d.Ref(); !ok || r != ref || len(d.Data) != 0 {
+		t.Fatalf("decoded ref %+v %v data %q, want %+v", r, ok, d.Data, ref)
+	}
+	if d.DataRef != "nats-object://BRIDGE_PAYLOADS_support-bot/"+ref.SHA256 {
+		t.Fatalf("dataref %q", d.DataRef)
+	}
+	d.DataSHA256 = "x"
+	if _, err := DecodeEvent(append(d.AppendJSON(nil)[:0:0], d.AppendJSON(nil)...)); err == nil || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("bad reference decoded: %v", err)
+	}
 }

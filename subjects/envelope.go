@@ -26,7 +26,10 @@ const ContentTypeCloudEvents = "application/cloudevents+json"
 const SpecVersion = "1.0"
 
 // Event is the CloudEvents 1.0 structured-mode envelope of every message on
-// P.evt…, P.sys… and P.work…. Data is the platform payload, unchanged.
+// P.evt…, P.sys… and P.work…. Data is the platform payload, unchanged; when
+// it was too large for one NATS message it is absent and the Data* fields
+// say where it is kept (see [DataRef]; dataref is the CloudEvents extension
+// attribute of that name).
 type Event struct {
 	SpecVersion     string          `json:"specversion"`
 	ID              string          `json:"id"`
@@ -39,6 +42,11 @@ type Event struct {
 	Connection      string          `json:"connection"`
 	Room            string          `json:"room,omitempty"`
 	Data            json.RawMessage `json:"data,omitempty"`
+	DataRef         string          `json:"dataref,omitempty"`
+	DataBucket      string          `json:"databucket,omitempty"`
+	DataObject      string          `json:"dataobject,omitempty"`
+	DataSize        int64           `json:"datasize,omitempty"`
+	DataSHA256      string          `json:"datasha256,omitempty"`
 }
 
 // NewEvent fills in the envelope's fixed fields for one platform event.
@@ -79,6 +87,14 @@ func DecodeEvent(b []byte) (Event, error) {
 	case e.Type == "":
 		return Event{}, fmt.Errorf("event: type is empty")
 	}
+	if r, ok := e.Ref(); ok {
+		if err := r.check(); err != nil {
+			return Event{}, fmt.Errorf("event: %w", err)
+		}
+		if len(e.Data) > 0 {
+			return Event{}, fmt.Errorf("event: both data and dataref are set")
+		}
+	}
 	return e, nil
 }
 
@@ -109,6 +125,7 @@ const (
 	ErrCodePlatform    = "platform"     // platform refused without a code of its own
 	ErrCodeTimeout     = "timeout"      // managed dispatch: no worker reply in time
 	ErrCodeWorker      = "worker_error" // managed dispatch: worker reported failure
+	ErrCodeTooLarge    = "too_large"    // the result is larger than NATS's max_payload: ask for less (page)
 )
 
 // Managed-dispatch reply statuses.

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/bridge"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
@@ -199,13 +200,25 @@ func (d *dlqTool) redrive(ctx context.Context, seq uint64, w io.Writer) error {
 	}
 	out := nats.NewMsg(src)
 	out.Data = m.Data
+	ref, byRef, err := subjects.DataRefFromHeaders(m.Header.Get)
+	if err != nil {
+		return fmt.Errorf("dlq: %d: %w", seq, err)
+	}
+	if byRef { // the body was too large for the dead letter: fetch it back
+		if out.Data, err = claimcheck.Fetch(ctx, d.js, ref); err != nil {
+			return fmt.Errorf("dlq: %d: body by reference: %w", seq, err)
+		}
+	}
 	for k, vs := range m.Header {
 		switch {
-		case strings.HasPrefix(strings.ToLower(k), "nats-"),
+		case strings.HasPrefix(strings.ToLower(k), "nats-"), strings.HasPrefix(k, "Bridge-Data-"),
 			k == subjects.HeaderError, k == subjects.HeaderStatus, k == subjects.HeaderAttempts, k == subjects.HeaderSourceSubject:
 			continue
 		}
 		out.Header[k] = vs
+	}
+	if !claimcheck.Fits(d.nc, out) {
+		return fmt.Errorf("dlq: %d: %d bytes, over the server's max_payload %d: cannot be published again as one message", seq, claimcheck.PayloadSize(out), d.nc.MaxPayload())
 	}
 	out.Header.Set(subjects.HeaderMsgID, fmt.Sprintf("redrive:%s:%d", m.Subject, m.Sequence))
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

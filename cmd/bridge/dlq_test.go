@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/internal/testutil"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
@@ -32,10 +33,10 @@ func TestDLQListShowRedrive(t *testing.T) {
 	other.Conn = "other-bot"
 	hdr := nats.Header{}
 	hdr.Set(subjects.HeaderMsgID, "cmd-1")
-	if err := ackflow.DeadLetter(ctx, ns.JS, "bridge", src, []byte(`{"content":"hi"}`), hdr, "platform: 500", 500, 8); err != nil {
+	if err := ackflow.DeadLetter(ctx, ns.JS, nil, "bridge", src, []byte(`{"content":"hi"}`), hdr, "platform: 500", 500, 8); err != nil {
 		t.Fatal(err)
 	}
-	if err := ackflow.DeadLetter(ctx, ns.JS, "bridge", other, []byte(`{"content":"other"}`), nil, "bad request: x", 400, 1); err != nil {
+	if err := ackflow.DeadLetter(ctx, ns.JS, nil, "bridge", other, []byte(`{"content":"other"}`), nil, "bad request: x", 400, 1); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -89,5 +90,50 @@ func TestDLQListShowRedrive(t *testing.T) {
 	}
 	if out, code = dlq("redrive", "x"); code != 2 || !strings.Contains(out, strconv.Quote("x")) {
 		t.Fatalf("bad sequence: exit %d\n%s", code, out)
+	}
+}
+
+// TestDLQRedriveByReference: a dead letter whose body went to the object
+// store (too large for the dead letter with its headers) is redriven with
+// its body fetched back.
+func TestDLQRedriveByReference(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATSWith(t, natsbus.EmbeddedOptions{MaxPayload: 16 << 10})
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := natsbus.EnsureStreams(ctx, ns.JS, natsbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := subjects.Subject{Prefix: "bridge", Kind: subjects.KindCommand, Platform: "band", Conn: "support-bot", Room: "room-1", Name: "send_message"}
+	body := []byte(`{"content":"` + strings.Repeat("x", 16<<10-100) + `"}`) // fits alone, not with the dead letter's headers
+	cc := claimcheck.New(claimcheck.Options{JS: ns.JS, Conn: "support-bot"})
+	if err := ackflow.DeadLetter(ctx, ns.JS, cc, "bridge", src, body, nil, "platform: 500 "+strings.Repeat("r", 500), 500, 8); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ns.JS.Stream(ctx, "BRIDGE_DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl, err := st.GetMsg(ctx, 1); err != nil || dl.Header.Get(subjects.HeaderDataRef) == "" || len(dl.Data) != 0 {
+		t.Fatalf("the dead letter should carry its body by reference: %v", err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bridge.toml")
+	if err := os.WriteFile(cfg, []byte("[nats]\nurl = \""+ns.URL+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := ns.NC.SubscribeSync(src.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run(ctx, []string{"dlq", "redrive", "1", "--config", cfg}, &out, &errOut); code != 0 {
+		t.Fatalf("redrive: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("redriven command not published: %v", err)
+	}
+	if !bytes.Equal(m.Data, body) || m.Header.Get(subjects.HeaderDataRef) != "" {
+		t.Fatalf("redriven body: %d bytes (want %d), data-ref header %q", len(m.Data), len(body), m.Header.Get(subjects.HeaderDataRef))
 	}
 }

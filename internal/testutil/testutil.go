@@ -29,7 +29,20 @@ type Server struct {
 // a stream is deleted and recreated.
 func NATS(t testing.TB) *Server {
 	t.Helper()
-	srv, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()}, Logger(t))
+	return NATSWith(t, natsbus.EmbeddedOptions{})
+}
+
+// NATSWith is [NATS] with server options of the test's own (such as a small
+// MaxPayload); Listen and StoreDir are filled in when empty.
+func NATSWith(t testing.TB, o natsbus.EmbeddedOptions) *Server {
+	t.Helper()
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	if o.StoreDir == "" {
+		o.StoreDir = t.TempDir()
+	}
+	srv, err := natsbus.StartEmbedded(o, Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/emulator/bandemu"
 	"github.com/bridgeworks/bridge/internal/testutil"
 	"github.com/bridgeworks/bridge/subjects"
@@ -26,6 +29,8 @@ const (
 	rooms    = 6
 	messages = 330 // in all, spread over the rooms
 	postRate = 15  // messages a second
+
+	maxPayload = 64 << 10 // the nats-server's max_payload
 )
 
 // proc is a child process whose output goes to a file.
@@ -111,7 +116,12 @@ func TestChaosNothingLost(t *testing.T) {
 	natsPort := freePort(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	natsLog := filepath.Join(dir, "nats.log")
-	natsArgs := []string{"-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-js", "-sd", filepath.Join(dir, "js"), "-n", "chaos"}
+	// A small max_payload, so that one chat message in the flow is larger.
+	natsConf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(natsConf, []byte(fmt.Sprintf("max_payload: %d\n", maxPayload)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	natsArgs := []string{"-c", natsConf, "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-js", "-sd", filepath.Join(dir, "js"), "-n", "chaos"}
 	ns := start(t, "nats-server", natsLog, nil, natsBin, natsArgs...)
 	defer func() { ns.stop(t) }()
 
@@ -191,6 +201,10 @@ backoff_max = "1s"
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wmu sync.Mutex
 	deliveries := map[string]int{}
 	_, err = nc.QueueSubscribe("bridge.work.band.chaos.>", "workers", func(m *nats.Msg) {
@@ -198,6 +212,15 @@ backoff_max = "1s"
 		if err != nil {
 			t.Errorf("work request is not an event: %v", err)
 			return
+		}
+		if ref, ok := ev.Ref(); ok { // the message larger than max_payload
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ev.Data, err = claimcheck.Fetch(fctx, js, ref)
+			cancel()
+			if err != nil {
+				t.Logf("payload by reference not fetched (the attempt times out and is retried): %v", err)
+				return
+			}
 		}
 		var msg struct {
 			ID       string `json:"id"`
@@ -228,7 +251,11 @@ backoff_max = "1s"
 		for i := range messages {
 			<-tick.C
 			r := i % rooms
-			m := emu.PostUserMessage(rs[r].ID, us[r].ID, fmt.Sprintf("@Bridge Bot question %d", i))
+			text := fmt.Sprintf("@Bridge Bot question %d", i)
+			if i == messages/2 {
+				text += " " + strings.Repeat("long ", 2*maxPayload/5) // over max_payload
+			}
+			m := emu.PostUserMessage(rs[r].ID, us[r].ID, text)
 			pmu.Lock()
 			posted[rs[r].ID] = append(posted[rs[r].ID], m.ID)
 			all = append(all, m.ID)
@@ -329,7 +356,7 @@ backoff_max = "1s"
 		dupDeliveries += n - 1
 	}
 	wmu.Unlock()
-	report := fmt.Sprintf("chaos: messages=%d rooms=%d bridge_kills=%d bridge_restarts=%d nats_restarts=%d socket_drops=2 heartbeat_stalls=1 rest_429=20 rest_503=20 rest_429_huge=3 upgrade_429=3 lost=%d duplicate_replies=%d order_broken=%d duplicate_deliveries_to_worker=%d",
+	report := fmt.Sprintf("chaos: messages=%d rooms=%d bridge_kills=%d bridge_restarts=%d nats_restarts=%d socket_drops=2 heartbeat_stalls=1 over_max_payload=1 rest_429=20 rest_503=20 rest_429_huge=3 upgrade_429=3 lost=%d duplicate_replies=%d order_broken=%d duplicate_deliveries_to_worker=%d",
 		len(all), rooms, kills, bridgeRestarts, natsRestarts, lost, dupReplies, orderBroken, dupDeliveries)
 	t.Log(report)
 	fmt.Println(report)

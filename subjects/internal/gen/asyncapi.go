@@ -33,7 +33,7 @@ var channels = []channel{
 		description: "Every platform event, in the platform's order per room. JetStream stream " + stream(subjects.StreamEvents) + " (deduplicated by Nats-Msg-Id). Consume with a durable consumer; ack after you have acted.",
 		messages:    []string{"event"}, op: "receiveEvent", action: "receive", summary: "Consume platform events from JetStream."},
 	{kind: subjects.KindSys, name: "event", title: "Lifecycle events",
-		description: "Bridge lifecycle of a connection: connected, disconnected, reconnecting, superseded, lease_acquired, lease_lost, gap_filled, session_replaced. Same stream as events.",
+		description: "Bridge lifecycle of a connection: connected, disconnected, reconnecting, superseded, lease_acquired, lease_lost, gap_filled, session_replaced, " + subjects.LifecyclePayloadOffloaded + ". Same stream as events.",
 		messages:    []string{"event"}, op: "receiveLifecycleEvent", action: "receive", summary: "Watch a connection's lifecycle."},
 	{kind: subjects.KindCommand, name: "command", title: "Durable commands",
 		description: "Commands to the platform, published with JetStream to stream " + stream(subjects.StreamCommands) + ". The PubAck means stored; the bridge executes commands per room in publish order, retries transient failures, and executes each Nats-Msg-Id at most once.",

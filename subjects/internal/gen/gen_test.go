@@ -198,8 +198,10 @@ func checkRefs(t *testing.T, doc, v any) {
 // there.
 func TestSchemasCoverTheTypes(t *testing.T) {
 	t.Parallel()
+	ev := subjects.NewEvent("band", "c1", "r", "message_created", "k", time.Now(), json.RawMessage(`{"id":"k"}`))
+	ev.DataRef, ev.DataBucket, ev.DataObject, ev.DataSize, ev.DataSHA256 = "u", "b", "o", 1, "s" // never with data, but every field filled in
 	cases := map[string]any{
-		"event.schema.json": subjects.NewEvent("band", "c1", "r", "message_created", "k", time.Now(), json.RawMessage(`{"id":"k"}`)),
+		"event.schema.json": ev,
 		"result.schema.json": subjects.Result{CommandID: "i", Command: "send_message", OK: false, Status: 422, Data: json.RawMessage(`{}`),
 			Error: &subjects.Error{Code: "x", Message: "y", Retryable: true}, Attempts: 1},
 		"work-reply.schema.json": subjects.WorkReply{Status: "processed", Commands: []subjects.CommandSpec{{Command: "c", Args: json.RawMessage(`{}`)}}, Error: "e", Retry: true},

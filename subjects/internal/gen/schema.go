@@ -35,7 +35,13 @@ var docs = map[string]doc{
 	"Event.platform":        {text: "Platform name, as in the subject.", extra: o("pattern", "^[a-z0-9]{1,32}$", "examples", list{"band"})},
 	"Event.connection":      {text: "Connection name from the bridge config, as in the subject.", extra: o("pattern", "^[a-z0-9_-]{1,64}$", "examples", list{"support-bot"})},
 	"Event.room":            {text: "The room id as the platform wrote it (unescaped); absent for agent-level events."},
-	"Event.data":            {text: "The platform's payload as received, unchanged; fields the bridge does not know are kept."},
+	"Event.data":            {text: "The platform's payload as received, unchanged; fields the bridge does not know are kept. Absent when the payload was too large for one NATS message: then dataref and the data* attributes say where it is kept."},
+	"Event.dataref": {text: "CloudEvents dataref extension: set instead of data when the payload was larger than NATS's max_payload. \"" + subjects.DataRefScheme + "://<bucket>/<object>\": an object in the connection's JetStream object store bucket.",
+		extra: o("format", "uri", "examples", list{subjects.DataRefScheme + "://" + subjects.PayloadBucket("bridge", "support-bot") + "/3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"})},
+	"Event.databucket": {text: "With dataref: the object store bucket, \"<PREFIX>_PAYLOADS_<conn>\".", extra: o("examples", list{subjects.PayloadBucket("bridge", "support-bot")})},
+	"Event.dataobject": {text: "With dataref: the object's name in the bucket (the payload's SHA-256, hex)."},
+	"Event.datasize":   {text: "With dataref: the payload's size in bytes."},
+	"Event.datasha256": {text: "With dataref: the payload's SHA-256, lower-case hex; check it after fetching.", extra: o("pattern", "^[0-9a-f]{64}$")},
 
 	"Result":            {text: "The outcome of one executed command: published on P.res…, on the command's Bridge-Reply-To subject, and as the reply to a P.rpc… request."},
 	"Result.command_id": {text: "The command's Nats-Msg-Id, or an id the bridge generated."},
@@ -48,7 +54,7 @@ var docs = map[string]doc{
 
 	"Error": {text: "Why a command failed."},
 	"Error.code": {text: "The platform's error code where it has one, otherwise one of the bridge's codes.",
-		extra: o("examples", list{subjects.ErrCodeBadRequest, subjects.ErrCodeUnavailable, subjects.ErrCodePlatform, subjects.ErrCodeTimeout, subjects.ErrCodeWorker, "mentions_required"})},
+		extra: o("examples", list{subjects.ErrCodeBadRequest, subjects.ErrCodeUnavailable, subjects.ErrCodePlatform, subjects.ErrCodeTimeout, subjects.ErrCodeWorker, subjects.ErrCodeTooLarge, "mentions_required"})},
 	"Error.message":   {text: "Human-readable reason; for bad_request it names the field."},
 	"Error.retryable": {text: "Whether the failure was transient (the bridge has already retried it)."},
 

@@ -1,0 +1,58 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// offload makes an event message that is too large for NATS fit: its data
+// goes to the connection's payload bucket and msg's body becomes the same
+// event with a reference (dataref) instead. It retries the store with
+// backoff until ctx ends: an event is never dropped, and the events behind
+// it wait for a store round trip, not for ever. It fails at once only for an
+// event that would not fit even without its data (a max_payload of a few
+// hundred bytes).
+func (p *publisher) offload(ctx context.Context, msg *nats.Msg) error {
+	ev, err := subjects.DecodeEvent(msg.Data)
+	if err != nil {
+		return fmt.Errorf("offload %s: %w", msg.Subject, err) // the bridge encoded it: cannot happen
+	}
+	if len(ev.Data) == 0 {
+		return fmt.Errorf("event %s: larger than NATS max_payload (%d bytes) even without its data", ev.ID, p.cc.Limit())
+	}
+	size := len(msg.Data)
+	wait := 50 * time.Millisecond
+	for {
+		ref, err := p.cc.Put(ctx, ev.Data)
+		if err == nil {
+			ev.Offload(ref)
+			msg.Data = ev.AppendJSON(make([]byte, 0, 512))
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.log.Warn().Err(err).Str("subject", msg.Subject).Dur("retry_in", wait).Msg("event too large for NATS and not offloaded yet; retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait + rand.N(wait/2)):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+	ref, _ := ev.Ref()
+	limit := p.cc.Limit()
+	p.m.offloaded.WithLabelValues(p.conn).Inc()
+	p.log.Warn().Str("subject", msg.Subject).Str("event_id", ev.ID).Int("size", size).Int64("limit", limit).
+		Str("bucket", ref.Bucket).Str("object", ref.Object).Msg("event larger than NATS max_payload; its data is offloaded and the event carries a reference")
+	p.sys(ctx, subjects.LifecyclePayloadOffloaded, map[string]any{
+		"event_id": ev.ID, "subject": msg.Subject, "size": size, "limit": limit, "bucket": ref.Bucket, "object": ref.Object,
+	})
+	return nil
+}
