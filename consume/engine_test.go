@@ -83,7 +83,6 @@ func (r *recorder) count() int {
 	return r.done
 }
 
-
 func baseOptions(js jetstream.JetStream, nc *nats.Conn) Options {
 	return Options{JS: js, NC: nc, Stream: "S", Consumer: jetstream.ConsumerConfig{Durable: "C"}, RoomOf: roomOf,
 		AckWait: time.Second, FetchWait: 200 * time.Millisecond, DrainTimeout: 2 * time.Second}
