@@ -77,7 +77,7 @@ func TestNearLimitEventsDispatchByReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: okDoer{}, MaxAttempts: 3,
+	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: okDoer{}, MaxAttempts: 3, Start: "all",
 		Timeout: 10 * time.Second, BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 		MessageEvents: []string{}, Log: testutil.Logger(t)})
 	if err != nil {
@@ -199,7 +199,7 @@ func TestOffloadedEventReportsProcessingState(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	rec := &recDoer{}
-	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: rec, Timeout: 10 * time.Second, Log: testutil.Logger(t)})
+	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: rec, Timeout: 10 * time.Second, Start: "all", Log: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
