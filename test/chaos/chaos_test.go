@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +33,11 @@ const (
 	postRate = 15  // messages a second
 
 	maxPayload = 64 << 10 // the nats-server's max_payload
+
+	conn        = "support-bot" // the connection of the documented permissions
+	bridgePass  = "chaos-bridge-pass"
+	workerPass  = "chaos-worker-pass"
+	workerInbox = "_INBOX_support-bot"
 )
 
 // proc is a child process whose output goes to a file.
@@ -117,11 +124,15 @@ func TestChaosNothingLost(t *testing.T) {
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	natsLog := filepath.Join(dir, "nats.log")
 	// A small max_payload, so that one chat message in the flow is larger.
+	// It runs the least-privilege permissions of docs/security.md verbatim:
+	// the bridge and the worker connect as the users documented there.
 	natsConf := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(natsConf, []byte(fmt.Sprintf("max_payload: %d\n", maxPayload)), 0o600); err != nil {
+	conf := fmt.Sprintf("max_payload: %d\nBRIDGE_NATS_PASSWORD: %q\nSUPPORT_BOT_NATS_PASSWORD: %q\n", maxPayload, bridgePass, workerPass) +
+		strings.Replace(testutil.DocumentedNATSConfig(t, "../../docs/security.md"), `store_dir: "/var/lib/nats"`, fmt.Sprintf("store_dir: %q", filepath.Join(dir, "js")), 1)
+	if err := os.WriteFile(natsConf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	natsArgs := []string{"-c", natsConf, "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-js", "-sd", filepath.Join(dir, "js"), "-n", "chaos"}
+	natsArgs := []string{"-c", natsConf, "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-n", "chaos"}
 	ns := start(t, "nats-server", natsLog, nil, natsBin, natsArgs...)
 	defer func() { ns.stop(t) }()
 
@@ -148,13 +159,15 @@ func TestChaosNothingLost(t *testing.T) {
 level = "debug"
 [nats]
 url = %q
+user = "bridge"
+password_env = "BRIDGE_NATS_PASSWORD"
 [http]
 listen = "127.0.0.1:%d"
 [lease]
 ttl = "3s"
 owner = "chaos"
 [[connection]]
-name = "chaos"
+name = "support-bot"
 platform = "band"
 base_url = %q
 agent_id = %q
@@ -163,7 +176,7 @@ heartbeat_interval = "500ms"
 command_backoff_max = "1s"
 retry_after_max = "2s"
 [[dispatch]]
-connection = "chaos"
+connection = "support-bot"
 timeout = "3s"
 max_attempts = 1000
 backoff_initial = "100ms"
@@ -172,14 +185,24 @@ backoff_max = "1s"
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Two bridge processes with the same config (only the HTTP port differs,
+	// from the environment): one holds the connection, the other stands by;
+	// each kill below hits the one holding it.
 	bridgeLog := filepath.Join(dir, "bridge.log")
-	bridgeEnv := []string{"BAND_API_KEY=" + emu.APIKey()}
-	runBridge := func() *proc { return start(t, "bridge", bridgeLog, bridgeEnv, bridgeBin, "run", "--config", cfgPath) }
+	bridgeEnv := []string{"BAND_API_KEY=" + emu.APIKey(), "BRIDGE_NATS_PASSWORD=" + bridgePass}
+	twinPort := freePort(t)
+	httpOf := []int{httpPort, twinPort}
+	runBridge := func(i int) *proc {
+		env := append(slices.Clone(bridgeEnv), fmt.Sprintf("BRIDGE_HTTP_LISTEN=127.0.0.1:%d", httpOf[i]))
+		return start(t, fmt.Sprintf("bridge-%d", i), bridgeLog, env, bridgeBin, "run", "--config", cfgPath)
+	}
 	var bmu sync.Mutex
-	br := runBridge()
+	brs := []*proc{runBridge(0), runBridge(1)}
 	defer func() {
 		bmu.Lock()
-		br.stop(t)
+		for _, b := range brs {
+			b.stop(t)
+		}
 		bmu.Unlock()
 	}()
 	defer func() {
@@ -196,7 +219,8 @@ backoff_max = "1s"
 	// The worker: answers every message with a reply naming it; counts
 	// deliveries per message (at-least-once: duplicates are allowed, and
 	// reported).
-	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+	nc, err := nats.Connect(natsURL, nats.UserInfo("support-bot-worker", workerPass), nats.CustomInboxPrefix(workerInbox),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +231,7 @@ backoff_max = "1s"
 	}
 	var wmu sync.Mutex
 	deliveries := map[string]int{}
-	_, err = nc.QueueSubscribe("bridge.work.band.chaos.>", "workers", func(m *nats.Msg) {
+	_, err = nc.QueueSubscribe("bridge.work.band."+conn+".>", "workers", func(m *nats.Msg) {
 		ev, err := subjects.DecodeEvent(m.Data)
 		if err != nil {
 			t.Errorf("work request is not an event: %v", err)
@@ -263,16 +287,52 @@ backoff_max = "1s"
 		}
 	}()
 
+	// A worker that tries to act beyond its connection through the bridge:
+	// results and RPC replies aimed at commands, events, work requests, the
+	// lease bucket, the JetStream API and the bridge's own inboxes.
+	forgeDone := make(chan struct{})
+	forged := 0
+	go func() { // owned: the test waits on forgeDone
+		defer close(forgeDone)
+		targets := []string{
+			"bridge.evt.band." + conn + ".forged.message_created",
+			"bridge.cmd.band." + conn + ".forged.send_message",
+			"bridge.work.band." + conn + ".forged.message_created",
+			"$KV.BRIDGE_LEASES." + conn,
+			"$KV.BRIDGE_EXECUTED.forged",
+			"$JS.API.STREAM.PURGE.BRIDGE_EVENTS",
+			"_BRIDGE_INBOX.forged",
+		}
+		tick := time.NewTicker(700 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-postDone:
+				return
+			case <-tick.C:
+			}
+			to := targets[i%len(targets)]
+			cmd := nats.NewMsg(fmt.Sprintf("bridge.cmd.band.%s.%s.me", conn, rs[0].ID))
+			cmd.Header.Set(subjects.HeaderMsgID, fmt.Sprintf("forge-%d", i))
+			cmd.Header.Set(subjects.HeaderReplyTo, to)
+			cmd.Data = []byte("{}")
+			_ = nc.PublishMsg(cmd)
+			_ = nc.PublishMsg(&nats.Msg{Subject: "bridge.rpc.band." + conn + ".me", Reply: to, Data: []byte("{}")})
+			forged++
+		}
+	}()
+
 	// The chaos, while messages flow.
 	kills, bridgeRestarts, natsRestarts := 0, 0, 0
 	step := func(d time.Duration) { time.Sleep(d) } // the schedule, not synchronisation
 	killBridge := func(pause time.Duration) {
 		bmu.Lock()
 		defer bmu.Unlock()
-		br.kill()
+		i := holder(httpOf)
+		brs[i].kill()
 		kills++
 		step(pause)
-		br = runBridge()
+		brs[i] = runBridge(i)
 		bridgeRestarts++
 	}
 	step(2 * time.Second)
@@ -303,6 +363,8 @@ backoff_max = "1s"
 	killBridge(0)
 	<-postDone
 
+	<-forgeDone
+
 	// Everything ends processed, each reply exactly once, in room order.
 	ctx := testutil.Context(t, 3*time.Minute)
 	pending := func() int {
@@ -320,6 +382,31 @@ backoff_max = "1s"
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// No forged reply landed: nothing stored on the forged subjects, the
+	// lease still names a bridge process.
+	bjs := adminJetStream(t, natsURL)
+	for stream, subj := range map[string]string{
+		"BRIDGE_EVENTS":   "bridge.evt.band." + conn + ".forged.>",
+		"BRIDGE_COMMANDS": "bridge.cmd.band." + conn + ".forged.>",
+	} {
+		st, err := bjs.Stream(ctx, stream)
+		if err != nil {
+			t.Fatalf("stream %s: %v", stream, err)
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			t.Fatalf("stream %s: %v", stream, err)
+		}
+		if n := len(info.State.Subjects); n > 0 {
+			t.Errorf("a forged reply-to stored %d messages on %s", n, subj)
+		}
+	}
+	if kv, err := bjs.KeyValue(ctx, "BRIDGE_LEASES"); err == nil {
+		if e, err := kv.Get(ctx, conn); err == nil && !strings.Contains(string(e.Value()), `"instance"`) {
+			t.Errorf("the lease was overwritten by a forged reply: %q", e.Value())
+		}
+	}
+
 	lost, dupReplies, orderBroken := 0, 0, 0
 	for _, r := range rs {
 		replies := emu.AgentMessages(r.ID)
@@ -356,11 +443,47 @@ backoff_max = "1s"
 		dupDeliveries += n - 1
 	}
 	wmu.Unlock()
-	report := fmt.Sprintf("chaos: messages=%d rooms=%d bridge_kills=%d bridge_restarts=%d nats_restarts=%d socket_drops=2 heartbeat_stalls=1 over_max_payload=1 rest_429=20 rest_503=20 rest_429_huge=3 upgrade_429=3 lost=%d duplicate_replies=%d order_broken=%d duplicate_deliveries_to_worker=%d",
-		len(all), rooms, kills, bridgeRestarts, natsRestarts, lost, dupReplies, orderBroken, dupDeliveries)
+	report := fmt.Sprintf("chaos: messages=%d rooms=%d bridge_kills=%d bridge_restarts=%d nats_restarts=%d socket_drops=2 heartbeat_stalls=1 over_max_payload=1 bridge_processes=2 forged_reply_tos=%d rest_429=20 rest_503=20 rest_429_huge=3 upgrade_429=3 lost=%d duplicate_replies=%d order_broken=%d duplicate_deliveries_to_worker=%d",
+		len(all), rooms, kills, bridgeRestarts, natsRestarts, forged, lost, dupReplies, orderBroken, dupDeliveries)
 	t.Log(report)
 	fmt.Println(report)
 	if path := os.Getenv("CHAOS_REPORT"); path != "" {
 		_ = os.WriteFile(path, []byte(report+"\n"), 0o644)
 	}
+}
+
+// holder returns which of the bridge processes (by HTTP port) holds the
+// connection: the one not standing by. Either may be briefly unreachable
+// (just restarted); then the first is taken.
+func holder(ports []int) int {
+	for i, p := range ports {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/status", p))
+		if err != nil {
+			continue
+		}
+		var st struct {
+			Connections []struct{ State string }
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err == nil && len(st.Connections) > 0 && st.Connections[0].State != "standby" && st.Connections[0].State != "starting" {
+			return i
+		}
+	}
+	return 0
+}
+
+// adminJetStream reads the streams as the bridge user (the worker may not).
+func adminJetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.UserInfo("bridge", bridgePass), nats.CustomInboxPrefix("_BRIDGE_INBOX"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
