@@ -23,7 +23,8 @@
 //     [connector.RequestError]; a 4xx refusal a non-retryable
 //     [connector.PlatformError]; 429 and 5xx retryable ones (429 with its
 //     Retry-After); a transport failure neither permanent nor a request
-//     error; the next command works again.
+//     error (or, if the connector retried it safely, executed once); the
+//     next command works again.
 //   - ProcessingTracker, Reconciler, Stats: the optional abilities, when the
 //     connector has them.
 //
