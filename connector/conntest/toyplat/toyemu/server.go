@@ -49,6 +49,7 @@ type event struct {
 
 type stream struct {
 	kill    chan struct{} // closed by DropStreams
+	killed  bool          // set with kill, under Server.mu: write nothing more
 	garbage int           // garbage frames to write (guarded by Server.mu)
 }
 
@@ -224,8 +225,11 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		evs := s.log[after:]
 		garbage := st.garbage
 		st.garbage = 0
-		changed := s.changed
+		changed, killed := s.changed, st.killed
 		s.mu.Unlock()
+		if killed { // nothing logged after DropStreams may reach this stream
+			panic(http.ErrAbortHandler)
+		}
 		var b strings.Builder
 		for range garbage {
 			b.WriteString("event: post\ndata: {\"id\": oops\n\n")

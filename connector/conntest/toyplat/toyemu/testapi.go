@@ -69,6 +69,7 @@ func (s *Server) DropStreams() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for st := range s.streams {
+		st.killed = true
 		close(st.kill)
 		delete(s.streams, st)
 	}
