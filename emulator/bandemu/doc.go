@@ -52,6 +52,8 @@
 //     an optional Retry-After.
 //   - [Server.FailRoute]: the same, for one method and path only
 //     ([Server.ClearRouteFaults] cancels).
+//   - [Server.HangUpRoute]: the next n calls of one method and path get
+//     no answer: the connection is closed (a transport failure).
 //   - [Server.RejectUpgrades]: the next n upgrades are refused (429
 //     too_many_requests, 503 tracking_failed) with retry_after.
 //   - [Server.RedirectREST], [Server.RedirectUpgrades]: the next n REST

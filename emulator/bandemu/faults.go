@@ -25,9 +25,12 @@ type faultState struct {
 // routeFault fails the next n calls of one method and path.
 type routeFault struct {
 	method, path string
-	n, status    int
+	n, status    int // status hangUp: close the connection, answer nothing
 	retryAfter   time.Duration
 }
+
+// hangUp is the status of a [Server.HangUpRoute] rule.
+const hangUp = -1
 
 func (s *Server) takeRESTFaultLocked(method, path string) (status int, retryAfter time.Duration, ok bool) {
 	if s.faults.restFail > 0 {
@@ -83,6 +86,15 @@ func (s *Server) FailRoute(method, path string, n, status int, retryAfter time.D
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults.routes = append(s.faults.routes, routeFault{method: method, path: path, n: n, status: status, retryAfter: retryAfter})
+}
+
+// HangUpRoute makes the next n calls of method on path (as in
+// [Server.FailRoute]) end with the connection closed and no answer, after
+// the request was read and before it is executed: a transport failure.
+func (s *Server) HangUpRoute(method, path string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.routes = append(s.faults.routes, routeFault{method: method, path: path, n: n, status: hangUp})
 }
 
 // ClearRouteFaults cancels every [Server.FailRoute] rule.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -116,4 +118,32 @@ func TestListenAndServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitClosed()
+}
+
+func TestHangUpRoute(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, Options{})
+	room := s.AddRoom("hang-up")
+	path := "/api/v1/agent/chats/" + room.ID + "/messages"
+	s.HangUpRoute(http.MethodPost, path, 1)
+	req, err := http.NewRequest(http.MethodPost, s.URL()+path, strings.NewReader(`{"message":{"content":"x"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-API-Key", s.APIKey())
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("hung-up call answered %d", resp.StatusCode)
+	}
+	if n := len(s.Messages(room.ID)); n != 0 {
+		t.Fatalf("hung-up call stored %d messages", n)
+	}
+	// Only the route, and only once.
+	expectStatus(t, api(t, s, "GET", "/api/v1/agent/me", nil), 200)
+	s.HangUpRoute(http.MethodPost, path, 0)
+	r := api(t, s, "POST", path, map[string]any{"message": map[string]any{"content": "hi"}})
+	if r.Status == 0 {
+		t.Fatal("route still hangs up")
+	}
 }

@@ -174,6 +174,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, h func(*call))
 		http.Redirect(sw, r, strings.TrimRight(redirect, "/")+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 		return
 	}
+	if failing && status == hangUp {
+		panic(http.ErrAbortHandler) // net/http closes the connection without a response
+	}
 	if failing {
 		setRetryAfter(sw, retryAfter)
 		c.send(c.errorf(status, codeForStatus(status), "injected failure"))
