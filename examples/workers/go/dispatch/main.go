@@ -30,9 +30,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -68,6 +71,10 @@ func run(ctx context.Context, c config, logger *log.Logger) error {
 		return err
 	}
 	defer nc.Close()
+	js, err := jetstream.New(nc) // only to fetch payloads sent by reference
+	if err != nil {
+		return err
+	}
 
 	// All rooms, one event. A queue group spreads requests over the workers.
 	subject := fmt.Sprintf("%s.work.%s.%s.*.message_created", c.prefix, c.platform, c.conn)
@@ -84,7 +91,7 @@ func run(ctx context.Context, c config, logger *log.Logger) error {
 			}
 			return err
 		}
-		handle(m, logger)
+		handle(ctx, js, m, logger)
 	}
 }
 
@@ -92,11 +99,22 @@ func run(ctx context.Context, c config, logger *log.Logger) error {
 // hand them to goroutines to work on several rooms at once (the bridge keeps
 // each room's order by sending a room's next message only after this one's
 // final reply).
-func handle(m *nats.Msg, logger *log.Logger) {
+func handle(ctx context.Context, js jetstream.JetStream, m *nats.Msg, logger *log.Logger) {
 	ev, err := subjects.DecodeEvent(m.Data)
 	if err != nil {
 		respond(m, subjects.WorkReply{Status: subjects.WorkFailed, Error: err.Error()}) // retry:false: dead-lettered
 		return
+	}
+	if ref, ok := ev.Ref(); ok {
+		// Too large for one NATS message: the bridge kept the payload in the
+		// connection's object store bucket and sent a reference.
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ev.Data, err = claimcheck.Fetch(fctx, js, ref)
+		cancel()
+		if err != nil {
+			respond(m, subjects.WorkReply{Status: subjects.WorkFailed, Error: "payload by reference: " + err.Error(), Retry: true})
+			return
+		}
 	}
 	// Optional: tells the bridge we are on it and restarts its timeout.
 	respond(m, subjects.WorkReply{Status: subjects.WorkProcessing})
