@@ -13,6 +13,7 @@ import (
 	"github.com/bridgeworks/bridge/cmdexec"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/dispatch"
+	"github.com/bridgeworks/bridge/retry"
 )
 
 // returnPath builds a connection's command executor (durable commands and
@@ -27,7 +28,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 	exec, err := cmdexec.New(cmdexec.Options{
 		JS: js, NC: nc, Prefix: n.Prefix, Platform: ce.factory.Platform, Conn: ce.cfg.Name, Exec: ex,
 		MaxParallelRooms: ce.cfg.MaxParallelRooms,
-		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, BackoffMax: ce.cfg.CommandBackoffMax.D()},
+		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
 		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, // cmdexec names the connection itself
 	})

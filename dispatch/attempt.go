@@ -15,6 +15,7 @@ import (
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -128,7 +129,7 @@ func (d *Dispatcher) handle(ctx, hard context.Context, m jetstream.Msg) {
 }
 
 func (d *Dispatcher) backoff(attempt int) time.Duration {
-	return ackflow.Policy{BackoffInitial: d.o.BackoffInitial, BackoffMax: d.o.BackoffMax}.Backoff(attempt)
+	return retry.Policy{Initial: d.o.BackoffInitial, Max: d.o.BackoffMax}.Delay(attempt)
 }
 
 func (d *Dispatcher) parse(ctx context.Context, m jetstream.Msg) (*message, error) {
