@@ -36,13 +36,14 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
 	}
 	runs := []func(context.Context) error{exec.Run}
+	tracker, _ := c.(connector.ProcessingTracker) // nil: the platform keeps no processing state
 	for _, r := range b.cfg.Dispatch {
 		if r.Connection != ce.cfg.Name {
 			continue
 		}
 		d, err := dispatch.New(dispatch.Options{
 			JS: js, NC: nc, Prefix: n.Prefix, Platform: ce.factory.Platform, Conn: ce.cfg.Name, Exec: exec,
-			Events: r.Events, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
+			Events: r.Events, Tracker: tracker, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
 			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas,
 			Log: log, Registerer: m.reg, Payloads: cc,

@@ -2,7 +2,6 @@ package cmdexec
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -201,19 +200,11 @@ func (e *Executor) publishResult(subject, replyTo string, res subjects.Result, l
 	if replyTo != "" && !e.replyAllowed(replyTo, replyPathResult, log) {
 		replyTo = ""
 	}
-	b, err := json.Marshal(claimcheck.FitResult(res, e.o.NC.MaxPayload()))
-	if err != nil {
-		log.Error().Err(err).Msg("result not encodable")
-		return
-	}
 	for _, s := range []string{subject, replyTo} {
 		if s == "" {
 			continue
 		}
-		m := nats.NewMsg(s)
-		m.Header.Set(subjects.HeaderContentType, "application/json")
-		m.Data = b
-		if err := e.o.NC.PublishMsg(m); err != nil {
+		if err := ackflow.PublishResult(e.o.NC, s, res); err != nil {
 			log.Warn().Err(err).Str("to", s).Msg("result not published")
 		}
 		if replyTo == subject {
