@@ -119,4 +119,3 @@ func TestProcessingStateThroughTracker(t *testing.T) {
 		})
 	}
 }
-
