@@ -190,20 +190,15 @@ func (e *Env) dispatchBaseline(ctx context.Context) (time.Duration, error) {
 	if _, err := waitProcessed(ctx, emu.emu, warm); err != nil {
 		return 0, baselineErr(&failed, fmt.Errorf("warm-up: %w", err))
 	}
-	n := int(float64(e.plan.DispatchRate) * e.plan.DispatchDuration.Seconds())
+	n := e.dispatchCount()
 	ids := make([]string, 0, n)
-	interval := time.Second / time.Duration(e.plan.DispatchRate)
 	cpu0 := cpuTime()
-	start := time.Now()
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d)
-		}
+	if err := e.paced(n, func(i int) error {
 		id, err := post(i)
-		if err != nil {
-			return 0, err
-		}
 		ids = append(ids, id)
+		return err
+	}); err != nil {
+		return 0, err
 	}
 	if _, err := waitProcessed(ctx, emu.emu, ids); err != nil {
 		return 0, baselineErr(&failed, err)
