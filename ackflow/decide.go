@@ -3,12 +3,12 @@ package ackflow
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/retry"
 )
 
 // Action is what to do with a message after an attempt.
@@ -37,16 +37,17 @@ func (a Action) String() string {
 }
 
 // Decision is the outcome of [Decide]. Delay is set for ActionRetry only.
-// Reason names the error class ("bad request", "permanent error",
-// "transient error", "retries exhausted"); it never carries the error text,
-// so it is safe to log. PlatformWait is the wait the platform asked for
-// (its Retry-After), set for ActionRetry; a Delay shorter than it means the
-// policy's caps cut it, which callers log.
+// Reason names the error class (the Reason constants); it never carries
+// the error text, so it is safe to log. PlatformWait is the wait the
+// platform asked for (its Retry-After or cooldown); a Delay or Hold shorter
+// than it means the policy's caps cut it, which callers log. Hold is set
+// with ReasonHoldRoom: how long the room's next command waits.
 type Decision struct {
 	Action       Action
 	Delay        time.Duration
 	Reason       string
 	PlatformWait time.Duration
+	Hold         time.Duration
 }
 
 // Reasons [Decide] gives.
@@ -55,6 +56,12 @@ const (
 	ReasonPermanent  = "permanent error"
 	ReasonTransient  = "transient error"
 	ReasonExhausted  = "retries exhausted"
+	// ReasonUnknownOutcome: the call may have reached the platform
+	// ([connector.Sent]); it is never sent again.
+	ReasonUnknownOutcome = "unknown outcome"
+	// ReasonHoldRoom: the platform asked the room to rest
+	// ([connector.HoldRoom]); Decision.Hold says how long.
+	ReasonHoldRoom = "room held"
 )
 
 // Policy bounds retries. Zero fields take the defaults of [DefaultPolicy].
@@ -62,23 +69,21 @@ type Policy struct {
 	// MaxAttempts is the total number of attempts, the first included;
 	// default 8.
 	MaxAttempts int
-	// BackoffInitial is the wait after the first failed attempt; it doubles
-	// after each further one up to BackoffMax. Defaults 200ms and 30s.
-	// BackoffMax caps every wait between attempts, a platform's Retry-After
+	// Retry shapes the wait between attempts: Initial after the first
+	// failed attempt, doubling after each further one up to Max, jittered
+	// ([retry.EqualJitter] unless told otherwise). Defaults 200ms and 30s.
+	// Max caps every wait between attempts, a platform's Retry-After
 	// included.
-	BackoffInitial, BackoffMax time.Duration
+	Retry retry.Policy
 	// RetryAfterMax caps the platform's Retry-After; default
 	// [connector.DefaultRetryAfterMax]. The wait is the smaller of the two
 	// caps.
 	RetryAfterMax time.Duration
-	// Jitter spreads a computed wait; nil means [EqualJitter]. Use
-	// [NoJitter] for reproducible tables.
-	Jitter func(time.Duration) time.Duration
 }
 
 // DefaultPolicy is 8 attempts, 200ms doubling to 30s, with equal jitter.
 func DefaultPolicy() Policy {
-	return Policy{MaxAttempts: 8, BackoffInitial: 200 * time.Millisecond, BackoffMax: 30 * time.Second, Jitter: EqualJitter}
+	return Policy{MaxAttempts: 8, Retry: retry.Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second, Jitter: retry.EqualJitter}}
 }
 
 // WithDefaults returns p with its zero fields filled from [DefaultPolicy].
@@ -87,17 +92,17 @@ func (p Policy) WithDefaults() Policy {
 	if p.MaxAttempts <= 0 {
 		p.MaxAttempts = d.MaxAttempts
 	}
-	if p.BackoffInitial <= 0 {
-		p.BackoffInitial = d.BackoffInitial
+	if p.Retry.Initial <= 0 {
+		p.Retry.Initial = d.Retry.Initial
 	}
-	if p.BackoffMax <= 0 {
-		p.BackoffMax = d.BackoffMax
+	if p.Retry.Max <= 0 {
+		p.Retry.Max = d.Retry.Max
 	}
-	if p.BackoffMax < p.BackoffInitial {
-		p.BackoffMax = p.BackoffInitial
+	if p.Retry.Max < p.Retry.Initial {
+		p.Retry.Max = p.Retry.Initial
 	}
-	if p.Jitter == nil {
-		p.Jitter = d.Jitter
+	if p.Retry.Jitter == nil {
+		p.Retry.Jitter = d.Retry.Jitter
 	}
 	if p.RetryAfterMax <= 0 {
 		p.RetryAfterMax = connector.DefaultRetryAfterMax
@@ -106,29 +111,10 @@ func (p Policy) WithDefaults() Policy {
 }
 
 // Backoff is the wait after failed attempt number attempt (1 for the first):
-// BackoffInitial doubled attempt-1 times, capped at BackoffMax, then jittered.
+// [retry.Policy.Delay] with this policy's defaults.
 func (p Policy) Backoff(attempt int) time.Duration {
-	p = p.WithDefaults()
-	d := p.BackoffMax
-	if n := attempt - 1; n < 32 {
-		if x := p.BackoffInitial << max(n, 0); x > 0 && x < p.BackoffMax {
-			d = x
-		}
-	}
-	return max(p.Jitter(d), 0)
+	return p.WithDefaults().Retry.Delay(attempt)
 }
-
-// EqualJitter returns a wait drawn uniformly from [d/2, d]: spread enough to
-// break up retry storms, never much shorter than asked.
-func EqualJitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// NoJitter returns d unchanged.
-func NoJitter(d time.Duration) time.Duration { return d }
 
 // Decide says what to do after attempt number attempt (1 for the first; use
 // Metadata().NumDelivered when redelivery does the retrying) ended with err:
@@ -136,13 +122,19 @@ func NoJitter(d time.Duration) time.Duration { return d }
 //   - nil: ActionAck.
 //   - a bad request or another permanent error ([connector.IsPermanent]:
 //     4xx other than 408/425/429, [connector.Permanent]): ActionTerm, at once.
+//   - a call that may have reached the platform ([connector.Sent]):
+//     ActionTerm, "unknown outcome": sending it again could act twice.
+//   - a cooldown ([connector.HoldRoom]): ActionTerm, "room held", with
+//     Hold the wait the platform asked for (capped at RetryAfterMax): the
+//     command ends, retryable by its sender, and the room's next command
+//     waits Hold.
 //   - a transient error with attempts left: ActionRetry after the policy's
 //     capped exponential backoff with jitter, or after the platform's
-//     Retry-After ([connector.RetryAfter]) when that is longer; never
-//     longer than BackoffMax nor RetryAfterMax. An in-process wait so stays
-//     bounded by the policy whatever the platform sends: a platform asking
-//     for longer gets an early retry (which, refused again, uses an
-//     attempt), not a stalled room.
+//     Retry-After ([connector.RetryAfter], or [connector.BackOff]) when that
+//     is longer; never longer than Retry.Max nor RetryAfterMax. An
+//     in-process wait so stays bounded by the policy whatever the platform
+//     sends: a platform asking for longer gets an early retry (which,
+//     refused again, uses an attempt), not a stalled room.
 //   - a transient error on the last attempt: ActionTerm, "retries exhausted".
 func Decide(err error, attempt int, p Policy) Decision {
 	if err == nil {
@@ -152,16 +144,23 @@ func Decide(err error, attempt int, p Policy) Decision {
 	if errors.As(err, &rq) {
 		return Decision{Action: ActionTerm, Reason: ReasonBadRequest}
 	}
+	if connector.WasSent(err) {
+		return Decision{Action: ActionTerm, Reason: ReasonUnknownOutcome}
+	}
 	if connector.IsPermanent(err) {
 		return Decision{Action: ActionTerm, Reason: ReasonPermanent}
 	}
 	p = p.WithDefaults()
+	if asked, ok := connector.RoomHold(err); ok {
+		hold, _ := connector.CapWait(asked, p.RetryAfterMax)
+		return Decision{Action: ActionTerm, Reason: ReasonHoldRoom, Hold: hold, PlatformWait: asked}
+	}
 	if attempt >= p.MaxAttempts {
 		return Decision{Action: ActionTerm, Reason: ReasonExhausted}
 	}
 	asked := connector.RetryAfter(err)
 	wait, _ := connector.CapWait(asked, p.RetryAfterMax)
-	d := min(max(p.Backoff(attempt), wait), p.BackoffMax)
+	d := min(max(p.Backoff(attempt), wait), p.Retry.Max)
 	return Decision{Action: ActionRetry, Delay: d, Reason: ReasonTransient, PlatformWait: asked}
 }
 

@@ -8,11 +8,12 @@ import (
 
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/retry"
 )
 
 // The retry policy as a table: what happens after attempt n fails with err.
 func ExampleDecide() {
-	p := ackflow.Policy{MaxAttempts: 4, BackoffInitial: 100 * time.Millisecond, BackoffMax: 10 * time.Second, Jitter: ackflow.NoJitter}
+	p := ackflow.Policy{MaxAttempts: 4, Retry: retry.Policy{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: retry.NoJitter}}
 	network := errors.New("connection reset")
 	rows := []struct {
 		what    string
@@ -30,10 +31,16 @@ func ExampleDecide() {
 		{"408", &connector.PlatformError{Status: 408}, 1},
 		{"bad argument", connector.BadRequest("mentions[0].id", "missing"), 1},
 		{"marked permanent", connector.Permanent(errors.New("superseded")), 1},
+		{"back off 3s", connector.BackOff(network, 3*time.Second), 1},
+		{"hold the room 20s", connector.HoldRoom(network, 20*time.Second), 1},
+		{"sent, answer lost", connector.Sent(network), 1},
 	}
 	for _, r := range rows {
 		d := ackflow.Decide(r.err, r.attempt, p)
 		line := fmt.Sprintf("%-28s %-6s %-6v %s", r.what, d.Action, d.Delay, d.Reason)
+		if d.Hold > 0 {
+			line += fmt.Sprintf(" (room waits %s)", d.Hold)
+		}
 		fmt.Println(strings.TrimSpace(line))
 	}
 	// Output:
@@ -48,4 +55,7 @@ func ExampleDecide() {
 	// 408                          retry  100ms  transient error
 	// bad argument                 term   0s     bad request
 	// marked permanent             term   0s     permanent error
+	// back off 3s                  retry  3s     transient error
+	// hold the room 20s            term   0s     room held (room waits 20s)
+	// sent, answer lost            term   0s     unknown outcome
 }

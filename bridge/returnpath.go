@@ -13,6 +13,7 @@ import (
 	"github.com/bridgeworks/bridge/cmdexec"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/dispatch"
+	"github.com/bridgeworks/bridge/retry"
 )
 
 // returnPath builds a connection's command executor (durable commands and
@@ -27,7 +28,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 	exec, err := cmdexec.New(cmdexec.Options{
 		JS: js, NC: nc, Prefix: n.Prefix, Platform: ce.factory.Platform, Conn: ce.cfg.Name, Exec: ex,
 		MaxParallelRooms: ce.cfg.MaxParallelRooms,
-		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, BackoffMax: ce.cfg.CommandBackoffMax.D()},
+		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
 		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, // cmdexec names the connection itself
 	})
@@ -35,13 +36,14 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
 	}
 	runs := []func(context.Context) error{exec.Run}
+	tracker, _ := c.(connector.ProcessingTracker) // nil: the platform keeps no processing state
 	for _, r := range b.cfg.Dispatch {
 		if r.Connection != ce.cfg.Name {
 			continue
 		}
 		d, err := dispatch.New(dispatch.Options{
 			JS: js, NC: nc, Prefix: n.Prefix, Platform: ce.factory.Platform, Conn: ce.cfg.Name, Exec: exec,
-			Events: r.Events, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
+			Events: r.Events, Tracker: tracker, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
 			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas,
 			Log: log, Registerer: m.reg, Payloads: cc,

@@ -14,6 +14,7 @@ import (
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -29,8 +30,12 @@ type outcome struct {
 
 // execute runs cmd until it succeeds, fails for good or the policy gives
 // up. Attempts run under hard (cancelled only at the drain deadline); waits
-// between attempts end early when stop ends.
+// between attempts end early when stop ends. A room held by an earlier
+// command's cooldown ([connector.HoldRoom]) is waited for first.
 func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, log zerolog.Logger) outcome {
+	if left, ok := e.holds.wait(stop, cmd.Room); !ok {
+		return outcome{retryIn: left}
+	}
 	if rc, ok := e.o.Exec.(connector.Reconciler); ok && cmd.MaybeExecuted {
 		resp, found, err := e.reconcile(hard, rc, cmd)
 		switch {
@@ -43,7 +48,7 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 	}
 	for attempt := 1; ; attempt++ {
 		end := e.m.attempt(cmd.Name)
-		resp, err := e.o.Exec.Execute(hard, cmd)
+		resp, err := e.call(hard, cmd)
 		end()
 		if err == nil {
 			return outcome{res: okResult(cmd, resp, attempt), done: true, ref: resp.Ref}
@@ -53,6 +58,10 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 		}
 		d := ackflow.Decide(err, attempt, e.o.Policy)
 		if d.Action != ackflow.ActionRetry {
+			if d.Hold > 0 {
+				e.holds.hold(cmd.Room, d.Hold)
+				log.Info().Dur("hold", d.Hold).Msg("platform asked the room to rest; its next command waits")
+			}
 			return outcome{res: failResult(cmd, err, d, attempt), done: true}
 		}
 		e.m.outcome(cmd.Name, outcomeRetried)
@@ -65,10 +74,19 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 			return outcome{retryIn: d.Delay, attempts: attempt}
 		}
 		due := time.Now().Add(d.Delay)
-		if !sleep(stop, d.Delay) {
+		if !retry.Sleep(stop, d.Delay) {
 			return outcome{retryIn: max(time.Until(due), 0), attempts: attempt}
 		}
 	}
+}
+
+// call makes one attempt: ExecuteStream when the platform streams (its
+// events published before the result, see stream.go), else Execute.
+func (e *Executor) call(ctx context.Context, cmd connector.Command) (connector.Response, error) {
+	if se, ok := e.o.Exec.(connector.StreamExecutor); ok {
+		return se.ExecuteStream(ctx, cmd, e.emitter(ctx, cmd))
+	}
+	return e.o.Exec.Execute(ctx, cmd)
 }
 
 // Do executes cmd now, outside the durable stream, with the same in-process
@@ -162,6 +180,16 @@ func failResult(cmd connector.Command, err error, d ackflow.Decision, attempts i
 	switch {
 	case errors.As(err, &rq):
 		return badRequestResult(cmd, rq)
+	case d.Reason == ackflow.ReasonUnknownOutcome:
+		res.Error = &subjects.Error{Code: subjects.ErrCodeUnknownOutcome,
+			Message: "the call may have reached the platform; not sent again: " + err.Error()}
+	case d.Reason == ackflow.ReasonHoldRoom:
+		code := subjects.ErrCodeUnavailable
+		if isPE && pe.Code != "" {
+			code = pe.Code
+		}
+		res.Error = &subjects.Error{Code: code, Message: fmt.Sprintf("%v (the room rests %s)", err, d.Hold),
+			Retryable: true, RetryAfterMs: d.Hold.Milliseconds()}
 	case d.Reason == ackflow.ReasonExhausted:
 		res.Error = &subjects.Error{Code: subjects.ErrCodeUnavailable, Message: ackflow.ReasonExhausted + ": " + err.Error(), Retryable: true}
 	case isPE:

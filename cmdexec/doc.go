@@ -2,18 +2,23 @@
 // durable ones on P.cmd.<platform>.<conn>.<room>.<command> (JetStream stream
 // COMMANDS) and the synchronous ones on P.rpc.<platform>.<conn>.<command>.
 //
-// Start with [New] and [Executor.Run]. Run owns everything it starts (run.go):
+// Start with [New] and [Executor.Run]. Run consumes the durable consumer
+// cmd_<conn> on the bridge's consumer engine (package consume), which owns
+// the fetch loop, per-room order (each room strictly in stream order, at
+// most MaxParallelRooms rooms at once), in-progress heartbeats, the crash
+// barrier and the drain; this package is the engine's handler (durable.go):
+// parse, execute with in-place retries (attempt.go, so the room's later
+// commands wait behind a retried one), store, publish the result and
+// dead-letter a failure. Run also serves the RPC queue subscription with a
+// bounded worker pool (rpc.go).
 //
-//   - a fetch loop on the durable pull consumer cmd_<conn>, with at most
-//     MaxAckPending messages in hand;
-//   - a room scheduler (sched.go): one goroutine per room with queued
-//     commands, at most MaxParallelRooms at once, each running its room
-//     strictly in stream order; a transient failure is retried in place
-//     (attempt.go), so the room's later commands wait behind it;
-//   - an [ackflow.Heartbeat] sending InProgress for every message in hand,
-//     queued, waiting for a retry or executing, so AckWait does not expire
-//     behind the executor's back;
-//   - the RPC queue subscription with a bounded worker pool (rpc.go).
+// Platform errors beyond HTTP ([connector.BackOff], [connector.HoldRoom],
+// [connector.Sent]) are classified by [ackflow.Decide]: a cooldown ends the
+// command (retryable, retry_after_ms in the error) and holds that room's
+// next command (hold.go); a call that may have reached the platform is
+// never sent again (unknown_outcome). A platform whose commands stream
+// ([connector.StreamExecutor]) has its events stored before the result
+// (stream.go).
 //
 // Each command id (Nats-Msg-Id, or one derived from the stream sequence and
 // timestamp) executes at most once: its result is stored in the KV bucket
@@ -25,10 +30,10 @@
 // [Executor.Do] runs one command directly with the same retry policy and
 // the same idempotency store; RPC and managed dispatch use it.
 //
-// Shutdown: when Run's ctx ends no new command starts, running ones get
-// DrainTimeout to finish (then their calls are cancelled), and everything
-// still in hand is handed back with NakWithDelay in stream-sequence order.
-// A restarted executor that finds messages its predecessor left pending
-// (handed back, or lost in a crash until AckWait) holds newer messages back
-// until the ack floor passes them, so per-room order survives restarts.
+// Shutdown: when Run's ctx ends no new command starts, running ones and RPC
+// requests get DrainTimeout to finish (then their calls are cancelled), and
+// the engine hands everything still in hand back with NakWithDelay in
+// stream-sequence order. A restarted executor that finds messages its
+// predecessor left pending holds newer ones back until they are done, so
+// per-room order survives restarts.
 package cmdexec

@@ -2,7 +2,7 @@ package cmdexec
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,48 +13,51 @@ import (
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/consume"
+	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
 // opTimeout bounds one NATS round trip of the durable path (KV, DLQ).
 const opTimeout = 5 * time.Second
 
+// opRetry paces the retries of a store or DLQ call that failed.
+func opRetry() retry.Policy {
+	return retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+}
+
 // target is where a durable command's result and dead letter go.
 type target struct {
-	res string           // P.res… subject
+	res string           // P.res…: the command's subject with kind res, the rest as written
 	src subjects.Subject // the command subject, for the DLQ (room escaped when the token was bad)
 }
 
 // parse turns a durable message into a command. A bad subject or body
 // comes back as a RequestError naming the field, with a command that still
 // carries an id and name for the result.
-func (e *Executor) parse(it *item) (connector.Command, target, error) {
-	m := it.msg
-	subj := m.Subject()
-	cmdPrefix := subjects.Filter(e.o.Prefix, subjects.KindCommand, e.o.Platform, e.o.Conn)
-	rest := strings.TrimPrefix(subj, cmdPrefix[:len(cmdPrefix)-1])
-	id := m.Headers().Get(subjects.HeaderMsgID)
+func (e *Executor) parse(m *consume.Msg) (connector.Command, target, error) {
+	subj := m.JS.Subject()
+	id := m.JS.Headers().Get(subjects.HeaderMsgID)
 	if id == "" {
 		// Stable across redeliveries of this message, unlike a random id.
-		id = fmt.Sprintf("seq-%d-%d", it.seq, it.stored.UnixNano())
+		id = fmt.Sprintf("seq-%d-%d", m.Seq, m.Stored.UnixNano())
 	}
-	t := target{res: subjects.Filter(e.o.Prefix, subjects.KindResult, e.o.Platform, e.o.Conn)}
-	t.res = t.res[:len(t.res)-1] + rest
-	room, name, _ := strings.Cut(rest, ".")
-	t.src = subjects.Subject{Prefix: e.o.Prefix, Kind: subjects.KindCommand, Platform: e.o.Platform, Conn: e.o.Conn, Room: room, Name: name}
-	cmd := connector.Command{ID: id, Name: name}
-	r, roomErr := subjects.UnescapeToken(room)
-	if roomErr == nil {
-		t.src.Room, cmd.Room = r, r
-	}
-	if strings.Contains(name, ".") || !validName(name) {
-		t.src.Name = subjects.EscapeToken(name)
+	var t target
+	t.res, _ = e.conn.Rekind(subj, subjects.KindCommand, subjects.KindResult) // the consumer's filter vouches for the kind
+	src, err := e.conn.ParseLoose(subjects.KindCommand, subj)
+	t.src = src
+	cmd := connector.Command{ID: id, Name: src.Name, Room: src.Room}
+	var pe *subjects.PartError
+	switch {
+	case errors.As(err, &pe) && pe.Part == "room":
+		cmd.Room = ""
+		return cmd, t, connector.BadRequest("room", "subject %q: %v", subj, pe.Err)
+	case err != nil || !validName(src.Name):
+		t.src.Name = subjects.EscapeToken(src.Name)
+		cmd.Room = ""
 		return cmd, t, connector.BadRequest("command", "subject %q: want <room>.<command> after the connection", subj)
 	}
-	if roomErr != nil {
-		return cmd, t, connector.BadRequest("room", "subject %q: %v", subj, roomErr)
-	}
-	args, err := normalizeArgs(m.Data())
+	args, err := normalizeArgs(m.JS.Data())
 	if err != nil {
 		return cmd, t, err
 	}
@@ -62,20 +65,21 @@ func (e *Executor) parse(it *item) (connector.Command, target, error) {
 	return cmd, t, nil
 }
 
-// process handles one durable command: answer a known id from the store,
-// otherwise execute it, store and publish the result, and dead-letter a
-// failure. It returns how to settle the message (Ack or Term), or false when
-// shutdown cut it short and the message is to be handed back.
-func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decision, bool) {
-	cmd, t, badInput := e.parse(it)
-	log := e.log.With().Str("subject", it.msg.Subject()).Str("command", cmd.Name).Str("id", cmd.ID).Logger()
+// process is the engine's handler of one durable command: answer a known
+// id from the store, otherwise execute it, store and publish the result,
+// and dead-letter a failure. It returns how to settle the message (Ack or
+// Term), or false when shutdown cut it short and the message is to be
+// handed back.
+func (e *Executor) process(stop, hard context.Context, m *consume.Msg) (ackflow.Decision, bool) {
+	cmd, t, badInput := e.parse(m)
+	log := e.log.With().Str("subject", m.JS.Subject()).Str("command", cmd.Name).Str("id", cmd.ID).Logger()
 
 	// A first delivery cannot have been executed when the stream's duplicate
 	// window covers the store's memory: the stream refused a repeated id.
 	// Then only redeliveries ask the store.
 	var stored subjects.Result
 	found, ok := false, true
-	if md, err := it.msg.Metadata(); err != nil || md.NumDelivered > 1 || e.firstLookup.Load() {
+	if m.Delivered > 1 || e.firstLookup.Load() {
 		stored, found, ok = e.lookupDurable(stop, hard, cmd.ID, log)
 	}
 	if !ok {
@@ -91,12 +95,12 @@ func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decisi
 	case badInput != nil:
 		res = badRequestResult(cmd, badInput)
 	default:
-		if md, err := it.msg.Metadata(); err == nil && md.NumDelivered > 1 {
-			cmd.MaybeExecuted, cmd.Since = true, it.stored
+		if m.Delivered > 1 {
+			cmd.MaybeExecuted, cmd.Since = true, m.Stored
 		}
 		out := e.execute(stop, hard, cmd, log)
 		if !out.done {
-			it.retryIn = out.retryIn
+			m.RetryIn = out.retryIn
 			return ackflow.Decision{}, false
 		}
 		res, ref = out.res, out.ref
@@ -111,14 +115,10 @@ func (e *Executor) process(stop, hard context.Context, it *item) (ackflow.Decisi
 		}
 		cancel()
 	}
-	e.publishResult(t.res, it.msg.Headers().Get(subjects.HeaderReplyTo), res, log)
-	d := ackflow.Decision{Action: ackflow.ActionAck}
-	if !res.OK && !tooLarge(res) { // too_large: executed, its data only did not fit
-		reason := reasonOf(res)
-		if !e.deadLetter(stop, hard, t.src, it, cmd.ID, reason, res, log) {
-			return ackflow.Decision{}, false
-		}
-		d = ackflow.Decision{Action: ackflow.ActionTerm, Reason: oneLine(reason, 256)}
+	e.publishResult(t.res, m.JS.Headers().Get(subjects.HeaderReplyTo), res, log)
+	d := settleDecision(res)
+	if d.Action == ackflow.ActionTerm && !e.deadLetter(stop, hard, t.src, m, cmd.ID, reasonOf(res), res, log) {
+		return ackflow.Decision{}, false
 	}
 	return d, true
 }
@@ -137,7 +137,7 @@ func oneLine(s string, n int) string {
 // lookupDurable asks the store about id, retrying until it answers or stop
 // ends (ok false): executing without knowing could execute an id twice.
 func (e *Executor) lookupDurable(stop, hard context.Context, id string, log zerolog.Logger) (res subjects.Result, found, ok bool) {
-	wait := 100 * time.Millisecond
+	b := opRetry().Start()
 	for {
 		ctx, cancel := context.WithTimeout(hard, opTimeout)
 		res, found, err := e.lookup(ctx, id)
@@ -145,37 +145,37 @@ func (e *Executor) lookupDurable(stop, hard context.Context, id string, log zero
 		if err == nil {
 			return res, found, true
 		}
+		wait := b.Next()
 		errLog(log.Warn(), err).Dur("retry_in", wait).Msg("executed-id lookup failed; retrying")
-		if !sleep(stop, wait) {
+		if !retry.Sleep(stop, wait) {
 			return res, false, false
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 
 // deadLetter publishes the failed command to the DLQ, retrying until it is
 // stored or stop ends (false). Retrying is safe: the dead letter's
 // Nats-Msg-Id is derived from the command, so it is stored once.
-func (e *Executor) deadLetter(stop, hard context.Context, src subjects.Subject, it *item, id, reason string, res subjects.Result, log zerolog.Logger) bool {
+func (e *Executor) deadLetter(stop, hard context.Context, src subjects.Subject, m *consume.Msg, id, reason string, res subjects.Result, log zerolog.Logger) bool {
 	hdr := nats.Header{}
-	for k, v := range it.msg.Headers() {
+	for k, v := range m.JS.Headers() {
 		hdr[k] = v
 	}
 	hdr.Set(subjects.HeaderMsgID, id) // a generated id names the dead letter too
-	wait := 100 * time.Millisecond
+	b := opRetry().Start()
 	for {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), opTimeout)
-		err := ackflow.DeadLetter(ctx, e.o.JS, e.o.Payloads, e.o.Prefix, src, it.msg.Data(), hdr, reason, res.Status, res.Attempts)
+		err := ackflow.DeadLetter(ctx, e.o.JS, e.o.Payloads, e.o.Prefix, src, m.JS.Data(), hdr, reason, res.Status, res.Attempts)
 		cancel()
 		if err == nil {
 			log.Debug().Int("status", res.Status).Msg("dead-lettered")
 			return true
 		}
+		wait := b.Next()
 		errLog(log.Warn(), err).Dur("retry_in", wait).Msg("dead-letter failed; retrying")
-		if !sleep(stop, wait) {
+		if !retry.Sleep(stop, wait) {
 			return false
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 
@@ -200,56 +200,15 @@ func (e *Executor) publishResult(subject, replyTo string, res subjects.Result, l
 	if replyTo != "" && !e.replyAllowed(replyTo, replyPathResult, log) {
 		replyTo = ""
 	}
-	b, err := json.Marshal(claimcheck.FitResult(res, e.o.NC.MaxPayload()))
-	if err != nil {
-		log.Error().Err(err).Msg("result not encodable")
-		return
-	}
 	for _, s := range []string{subject, replyTo} {
 		if s == "" {
 			continue
 		}
-		if !validPublishSubject(s) {
-			log.Warn().Str("reply_to", s).Msg("Bridge-Reply-To is not a valid subject; result not sent there")
-			continue
-		}
-		m := nats.NewMsg(s)
-		m.Header.Set(subjects.HeaderContentType, "application/json")
-		m.Data = b
-		if err := e.o.NC.PublishMsg(m); err != nil {
+		if err := ackflow.PublishResult(e.o.NC, s, res); err != nil {
 			log.Warn().Err(err).Str("to", s).Msg("result not published")
 		}
 		if replyTo == subject {
 			break
 		}
-	}
-}
-
-// validPublishSubject reports whether s is a literal subject: non-empty
-// tokens, no wildcards or white space.
-func validPublishSubject(s string) bool {
-	if s == "" || len(s) > 1024 {
-		return false
-	}
-	for tok := range strings.SplitSeq(s, ".") {
-		if tok == "" || tok == "*" || tok == ">" {
-			return false
-		}
-		if strings.ContainsAny(tok, " \t\r\n") {
-			return false
-		}
-	}
-	return true
-}
-
-// sleep waits d, or returns false when stop ends first.
-func sleep(stop context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-stop.Done():
-		return false
 	}
 }

@@ -32,8 +32,8 @@ func TestTransientRetries(t *testing.T) {
 		return connector.Response{Status: 201}, nil
 	}
 	o := e.options(fx)
-	o.AckWait = 1200 * time.Millisecond   // far shorter than the Retry-After: only InProgress keeps it
-	o.Policy.BackoffMax = 3 * time.Second // the Retry-After is honoured up to command_backoff_max
+	o.AckWait = 1200 * time.Millisecond  // far shorter than the Retry-After: only InProgress keeps it
+	o.Policy.Retry.Max = 3 * time.Second // the Retry-After is honoured up to command_backoff_max
 	e.start(o)
 	e.publish(cmdSubject("r", "send_message"), `{}`, subjects.HeaderMsgID, "ra")
 	e.publish(cmdSubject("r", "send_message"), `{}`, subjects.HeaderMsgID, "after")

@@ -17,6 +17,7 @@ import (
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/internal/testutil"
 	"github.com/bridgeworks/bridge/natsbus"
+	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -119,7 +120,7 @@ func (e *env) options(fx connector.Executor) cmdexec.Options {
 	return cmdexec.Options{
 		JS: e.s.JS, NC: e.s.NC, Platform: "band", Conn: "c1", Exec: fx,
 		MaxParallelRooms: 4,
-		Policy:           ackflow.Policy{MaxAttempts: 5, BackoffInitial: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond},
+		Policy:           ackflow.Policy{MaxAttempts: 5, Retry: retry.Policy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}},
 		AckWait:          5 * time.Second, // other tests may starve this one of CPU for seconds
 		Log:              testutil.Logger(e.t),
 		FetchWait:        200 * time.Millisecond,

@@ -28,7 +28,8 @@ type Options struct {
 	Conn     string              // the connection's name, [a-z0-9_-]{1,64}
 	Exec     connector.Executor  // makes one attempt at a command
 
-	// MaxParallelRooms bounds the rooms executing at once, default 16.
+	// MaxParallelRooms bounds the rooms executing at once (the engine's
+	// MaxParallel; each room runs one command at a time), default 16.
 	MaxParallelRooms int
 	// Policy bounds in-process retries; zero fields default to 8 attempts,
 	// 200ms doubling to 30s, equal jitter (ackflow.DefaultPolicy).
@@ -129,6 +130,8 @@ func (o *Options) validate() error {
 // without Run.
 type Executor struct {
 	o       Options
+	conn    subjects.Conn // the connection's subjects
+	holds   holds         // rooms resting after a cooldown
 	log     zerolog.Logger
 	m       *metrics // nil without a Registerer
 	running atomic.Bool
@@ -151,7 +154,7 @@ func New(o Options) (_ *Executor, err error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	e := &Executor{o: o, log: o.Log.With().Str("connection", o.Conn).Str("platform", o.Platform).Logger()}
+	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log.With().Str("connection", o.Conn).Str("platform", o.Platform).Logger()}
 	if o.Registerer != nil {
 		if e.m, err = newMetrics(o.Registerer, o.Platform, o.Conn); err != nil {
 			return nil, err

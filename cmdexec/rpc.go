@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -35,7 +34,7 @@ type rpcServer struct {
 }
 
 func (e *Executor) startRPC(hard context.Context) (_ *rpcServer, err error) {
-	subj := subjects.Filter(e.o.Prefix, subjects.KindRPC, e.o.Platform, e.o.Conn)
+	subj := e.conn.Filter(subjects.KindRPC)
 	defer wrapErr(&err, "rpc subscribe %s", subj)
 	s := &rpcServer{q: make(chan *nats.Msg, 4*e.o.RPCWorkers), max: e.o.RPCWorkers}
 	s.sub, err = e.o.NC.QueueSubscribe(subj, rpcQueue, func(m *nats.Msg) { e.offerRPC(hard, s, m) })
@@ -84,7 +83,8 @@ func (e *Executor) offerRPC(hard context.Context, s *rpcServer, m *nats.Msg) {
 			s.wg.Go(func() { e.work(hard, s) })
 		}
 	default:
-		name := strings.TrimPrefix(m.Subject, rpcPrefix(e.o))
+		subj, _ := e.conn.ParseLoose(subjects.KindRPC, m.Subject)
+		name := subj.Name
 		e.m.outcome(name, outcomeRejected)
 		e.log.Warn().Str("subject", m.Subject).Int("queued", len(s.q)).Msg("rpc refused: all workers busy")
 		e.respond(m, subjects.Result{CommandID: nuid.Next(), Command: name, Attempts: 0,
@@ -103,11 +103,6 @@ func (s *rpcServer) stop() {
 
 // wait blocks until every queued request has been answered.
 func (s *rpcServer) wait() { s.wg.Wait() }
-
-func rpcPrefix(o Options) string {
-	f := subjects.Filter(o.Prefix, subjects.KindRPC, o.Platform, o.Conn)
-	return f[:len(f)-1]
-}
 
 func (e *Executor) serveRPC(ctx context.Context, m *nats.Msg) {
 	if m.Reply == "" {
@@ -143,9 +138,9 @@ func (e *Executor) respond(m *nats.Msg, res subjects.Result) {
 // object body as its arguments, and an optional "room" string field, which
 // is taken out of the arguments.
 func (e *Executor) parseRPC(m *nats.Msg) (connector.Command, error) {
-	name := strings.TrimPrefix(m.Subject, rpcPrefix(e.o))
-	cmd := connector.Command{ID: m.Header.Get(subjects.HeaderMsgID), Name: name}
-	if strings.Contains(name, ".") || !validName(name) {
+	s, err := e.conn.ParseLoose(subjects.KindRPC, m.Subject)
+	cmd := connector.Command{ID: m.Header.Get(subjects.HeaderMsgID), Name: s.Name}
+	if err != nil || !validName(s.Name) {
 		return cmd, connector.BadRequest("command", "subject %q: want <command> after the connection", m.Subject)
 	}
 	args, err := normalizeArgs(m.Data)

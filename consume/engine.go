@@ -61,6 +61,12 @@ type Options struct {
 	// Setup runs before the consumer is created, on every (re)try; for the
 	// handler's own buckets.
 	Setup func(ctx context.Context) error
+	// Configure, when set, adjusts the consumer's configuration before each
+	// create or update: existing is the consumer's info when it exists, nil
+	// when it is about to be created (first start, or lost while running).
+	// Where a consumer starts cannot change once it exists; this is where a
+	// handler picks it for a new one.
+	Configure func(ctx context.Context, cfg *jetstream.ConsumerConfig, existing *jetstream.ConsumerInfo) error
 	// Ready is called once with the consumer's info at start and whether
 	// Run had to create it (it did not exist).
 	Ready func(info *jetstream.ConsumerInfo, created bool)
@@ -187,12 +193,29 @@ func (e *engine) ensureConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo,
 			return nil, false, err
 		}
 	}
-	_, err = e.o.JS.Consumer(ctx, e.o.Stream, e.o.Consumer.Durable)
+	prev, err := e.o.JS.Consumer(ctx, e.o.Stream, e.o.Consumer.Durable)
 	created = errors.Is(err, jetstream.ErrConsumerNotFound)
 	if err != nil && !created {
 		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
 	}
-	cons, err := e.o.JS.CreateOrUpdateConsumer(ctx, e.o.Stream, e.o.Consumer)
+	cfg := e.o.Consumer
+	if e.o.Configure != nil {
+		var info *jetstream.ConsumerInfo
+		if !created {
+			info = prev.CachedInfo()
+		}
+		if err := e.o.Configure(ctx, &cfg, info); err != nil {
+			return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
+		}
+	}
+	var cons jetstream.Consumer
+	if created {
+		// Not CreateOrUpdate: a consumer another process created meanwhile
+		// with another start is not overwritten; the next try takes it.
+		cons, err = e.o.JS.CreateConsumer(ctx, e.o.Stream, cfg)
+	} else {
+		cons, err = e.o.JS.CreateOrUpdateConsumer(ctx, e.o.Stream, cfg)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
 	}

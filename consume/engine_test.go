@@ -40,8 +40,13 @@ func stream(t *testing.T, js jetstream.JetStream, rooms, msgs int) {
 
 func roomOf(subject string) string { return strings.TrimPrefix(subject, "t.") }
 
-// recorder checks per-room order and concurrency bounds.
+// recorder checks per-room order and concurrency bounds. With loose set
+// (more than one message of a room in hand at once) it checks that each
+// message starts once: the engine hands them out in order, but handlers
+// running side by side may record their starts in either order.
 type recorder struct {
+	loose    bool
+	seen     map[string]bool
 	mu       sync.Mutex
 	next     map[string]int // next expected index per room
 	inRoom   map[string]int
@@ -52,14 +57,21 @@ type recorder struct {
 	problems []string
 }
 
-func newRecorder() *recorder { return &recorder{next: map[string]int{}, inRoom: map[string]int{}} }
+func newRecorder() *recorder {
+	return &recorder{next: map[string]int{}, inRoom: map[string]int{}, seen: map[string]bool{}}
+}
 
 func (r *recorder) start(m *Msg) (room string, i int) {
 	_, _ = fmt.Sscanf(strings.Replace(string(m.JS.Data()), ":", " ", 1), "%s %d", &room, &i)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if i != r.next[room] {
+	switch key := fmt.Sprint(room, ":", i); {
+	case r.loose && r.seen[key]:
+		r.problems = append(r.problems, fmt.Sprintf("room %s started %d twice", room, i))
+	case !r.loose && i != r.next[room]:
 		r.problems = append(r.problems, fmt.Sprintf("room %s started %d, want %d", room, i, r.next[room]))
+	default:
+		r.seen[key] = true
 	}
 	r.next[room] = i + 1
 	r.running++
@@ -100,6 +112,7 @@ func TestRoomOrderAndBounds(t *testing.T) {
 			const rooms, msgs = 12, 25
 			stream(t, ns.JS, rooms, msgs)
 			rec := newRecorder()
+			rec.loose = perRoom > 1
 			o := baseOptions(ns.JS, ns.NC)
 			o.MaxParallel, o.MaxInFlightPerRoom = 5, perRoom
 			ctx, cancel := context.WithCancel(context.Background())
@@ -230,5 +243,50 @@ func TestDrainHandsBack(t *testing.T) {
 	<-done
 	if len(rec.problems) > 0 {
 		t.Fatal(rec.problems)
+	}
+}
+
+// TestConfigureAndReady: Configure picks a new consumer's start and sees
+// an existing one's configuration; Ready says whether Run created it.
+func TestConfigureAndReady(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 5)
+	run := func() (existing *jetstream.ConsumerInfo, created bool, first uint64) {
+		o := baseOptions(ns.JS, ns.NC)
+		o.Configure = func(_ context.Context, cfg *jetstream.ConsumerConfig, ex *jetstream.ConsumerInfo) error {
+			existing = ex
+			if ex == nil {
+				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, 3
+			} else {
+				cfg.DeliverPolicy, cfg.OptStartSeq = ex.Config.DeliverPolicy, ex.Config.OptStartSeq
+			}
+			return nil
+		}
+		o.Ready = func(_ *jetstream.ConsumerInfo, c bool) { created = c }
+		var got atomic.Uint64
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+				got.CompareAndSwap(0, m.Seq)
+				return ackflow.Decision{Action: ackflow.ActionAck}, true
+			})
+		}()
+		testutil.Eventually(t, 10*time.Second, func() bool { return got.Load() != 0 }, "nothing handled")
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return existing, created, got.Load()
+	}
+	if ex, created, first := run(); ex != nil || !created || first != 3 {
+		t.Fatalf("first run: existing %v, created %v, first seq %d (want nil, true, 3)", ex != nil, created, first)
+	}
+	if _, err := ns.JS.Publish(testutil.Context(t, 5*time.Second), "t.r0", []byte("r0:5")); err != nil {
+		t.Fatal(err)
+	}
+	if ex, created, first := run(); ex == nil || ex.Config.OptStartSeq != 3 || created || first != 6 {
+		t.Fatalf("second run: existing %v, created %v, first seq %d (want the consumer, false, 6)", ex != nil, created, first)
 	}
 }

@@ -2,10 +2,9 @@ package dispatch
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,8 +12,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
-	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/consume"
+	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -42,7 +42,7 @@ type message struct {
 	m       jetstream.Msg
 	subj    subjects.Subject
 	eventID string
-	msgID   string // platform message id for processing-state calls, "" if none
+	ref     string // the platform's message id for processing-state calls, "" if none
 	// redelivered: an earlier run may have executed this message's reply
 	// commands without recording it; stored is when the event was stored.
 	redelivered bool
@@ -50,89 +50,86 @@ type message struct {
 	log         zerolog.Logger
 }
 
-// handle runs one message to its end: processed and acked, failed and
-// dead-lettered, or left for redelivery when the bridge stops.
-func (d *Dispatcher) handle(ctx, hard context.Context, m jetstream.Msg) {
-	msg, err := d.parse(ctx, m)
+// handled and handBack are the ends of handle: settle as d, or (only once
+// the engine stops) hand the message back.
+func handled(d ackflow.Decision) (ackflow.Decision, bool) { return d, true }
+
+func handBack() (ackflow.Decision, bool) { return ackflow.Decision{}, false }
+
+// handle is the engine's handler of one message: it runs it to its end,
+// processed (ack) or failed and dead-lettered (term), or hands it back
+// when the bridge stops.
+func (d *Dispatcher) handle(ctx, hard context.Context, cm *consume.Msg) (ackflow.Decision, bool) {
+	m := cm.JS
+	msg, err := d.parse(ctx, cm)
 	if err != nil && ctx.Err() != nil { // stopping while fetching an offloaded payload
-		d.redeliverLater(m)
-		return
+		return handBack()
 	}
 	if err != nil {
 		d.log.Error().Err(err).Str("subject", m.Subject()).Msg("stored event is unreadable; dead-lettering it")
 		d.deadLetter(hard, &message{m: m, log: d.log}, "unreadable event: "+err.Error(), 0, 0)
-		_ = d.settle(m, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "unreadable event"})
-		return
+		return handled(ackflow.Decision{Action: ackflow.ActionTerm, Reason: "unreadable event"})
 	}
 	if msg.redelivered && d.finishedBefore(hard, msg) {
 		msg.log.Debug().Msg("finished by an earlier run; not dispatched again")
 		d.m.outcome("duplicate")
-		_ = d.settle(m, ackflow.Decision{Action: ackflow.ActionAck})
-		return
+		return handled(ackflow.Decision{Action: ackflow.ActionAck})
 	}
-	counted, waits := 0, 0
+	counted := 0
+	waits := retry.Policy{Initial: d.o.BackoffInitial, Max: d.o.BackoffMax}.Start()
 	for {
 		if ctx.Err() != nil {
-			d.redeliverLater(m)
-			return
+			return handBack()
 		}
 		start := time.Now()
 		out, reply, errText := d.attempt(ctx, hard, msg, counted+1)
 		switch out {
 		case outStopped:
-			d.redeliverLater(m)
-			return
-		case outNoResponders:
-			waits++
-			d.m.outcome("no_responders")
-			if waits == 1 || waits%20 == 0 {
-				msg.log.Warn().Int("waits", waits).Msg("no worker subscribed; the message waits")
+			return handBack()
+		case outNoResponders, outNotSent: // the attempt is not counted: nobody was asked
+			wait := waits.Next()
+			if out == outNoResponders {
+				d.m.outcome("no_responders")
+				if n := waits.Failures(); n == 1 || n%20 == 0 {
+					msg.log.Warn().Int("waits", n).Msg("no worker subscribed; the message waits")
+				}
+			} else {
+				d.m.outcome("not_sent")
+				msg.log.Warn().Int("waits", waits.Failures()).Str("error", errText).Msg("work request not sent; retrying it")
 			}
-			if !sleep(ctx, min(d.o.BackoffInitial<<min(waits-1, 16), d.o.BackoffMax)) {
-				d.redeliverLater(m)
-				return
-			}
-			continue
-		case outNotSent: // like no workers: the attempt is not counted
-			waits++
-			d.m.outcome("not_sent")
-			msg.log.Warn().Int("waits", waits).Str("error", errText).Msg("work request not sent; retrying it")
-			if !sleep(ctx, min(d.o.BackoffInitial<<min(waits-1, 16), d.o.BackoffMax)) {
-				d.redeliverLater(m)
-				return
+			if !retry.Sleep(ctx, wait) {
+				return handBack()
 			}
 			continue
 		case outProcessed:
 			d.m.latency.Observe(time.Since(start).Seconds())
-			d.finish(hard, msg, reply, counted+1)
-			return
+			return d.finish(hard, msg, reply, counted+1)
 		}
 		counted++
-		retry := out == outTimeout || out == outBadReply || reply.Retry
+		again := out == outTimeout || out == outBadReply || reply.Retry
 		d.m.outcome(map[outcome]string{outFailed: "failed", outTimeout: "timeout", outBadReply: "bad_reply"}[out])
-		msg.log.Warn().Int("attempt", counted).Str("outcome", errText).Bool("retry", retry).Msg("attempt did not succeed")
-		if !retry || counted >= d.o.MaxAttempts {
+		msg.log.Warn().Int("attempt", counted).Str("outcome", errText).Bool("retry", again).Msg("attempt did not succeed")
+		if !again || counted >= d.o.MaxAttempts {
 			reason := errText
-			if retry {
+			if again {
 				reason = fmt.Sprintf("gave up after %d attempts: %s", counted, errText)
 			}
-			d.fail(hard, msg, reason, counted)
-			return
+			return d.fail(hard, msg, reason, counted)
 		}
-		d.markFailed(hard, msg, counted, errText) // closes this attempt on the platform
-		if !sleep(ctx, d.backoff(counted)) {
-			d.redeliverLater(m)
-			return
+		d.markFailed(hard, msg, errText) // closes this attempt on the platform
+		if !retry.Sleep(ctx, d.backoff(counted)) {
+			return handBack()
 		}
 	}
 }
 
 func (d *Dispatcher) backoff(attempt int) time.Duration {
-	return ackflow.Policy{BackoffInitial: d.o.BackoffInitial, BackoffMax: d.o.BackoffMax}.Backoff(attempt)
+	return retry.Policy{Initial: d.o.BackoffInitial, Max: d.o.BackoffMax}.Delay(attempt)
 }
 
-func (d *Dispatcher) parse(ctx context.Context, m jetstream.Msg) (*message, error) {
-	subj, err := subjects.Parse(d.o.Prefix, m.Subject())
+func (d *Dispatcher) parse(ctx context.Context, cm *consume.Msg) (*message, error) {
+	m := cm.JS
+	subj, err := d.conn.ParseLoose(subjects.KindEvent, m.Subject())
 	if err != nil {
 		return nil, err
 	}
@@ -141,18 +138,14 @@ func (d *Dispatcher) parse(ctx context.Context, m jetstream.Msg) (*message, erro
 		return nil, err
 	}
 	msg := &message{m: m, subj: subj, eventID: ev.ID}
-	if md, err := m.Metadata(); err == nil && (md.NumDelivered > 1 || md.Sequence.Stream <= d.replayTo.Load()) {
-		msg.redelivered, msg.stored = true, md.Timestamp
+	if cm.Delivered > 1 || cm.Seq <= d.replayTo.Load() {
+		msg.redelivered, msg.stored = true, cm.Stored
 	}
-	if slices.Contains(d.o.MessageEvents, subj.Name) {
-		if err := d.inline(ctx, &ev); err != nil { // the message id is in the data
+	if d.o.Tracker != nil {
+		if err := d.inline(ctx, &ev); err != nil { // the platform's reference is in the data
 			return nil, err
 		}
-		var p struct {
-			ID string `json:"id"`
-		}
-		_ = json.Unmarshal(ev.Data, &p)
-		msg.msgID = p.ID
+		msg.ref, _ = d.o.Tracker.ProcessingRef(subj.Name, ev.Data)
 	}
 	msg.log = d.log.With().Str("room", subj.Room).Str("event_id", ev.ID).Logger()
 	return msg, nil
@@ -208,13 +201,13 @@ wait:
 		}
 	}
 	d.m.outcome("dispatched")
-	if msg.msgID != "" {
+	if msg.ref != "" {
 		// Reported while the worker works; settled before the attempt ends,
 		// so the platform sees processing before processed or failed.
 		marked := make(chan struct{})
 		go func() { // owned: waited for below
 			defer close(marked)
-			d.mark(hard, msg, "mark_processing", nil)
+			d.mark(hard, msg, connector.Processing, "")
 		}()
 		defer func() { <-marked }()
 	}
@@ -268,39 +261,38 @@ func isNoResponders(m *nats.Msg) bool {
 
 // finish runs the reply's commands in order, then marks the message
 // processed (retrying only that call if it fails) and acks it.
-func (d *Dispatcher) finish(hard context.Context, msg *message, reply subjects.WorkReply, attempts int) {
+func (d *Dispatcher) finish(hard context.Context, msg *message, reply subjects.WorkReply, attempts int) (ackflow.Decision, bool) {
 	for i, c := range reply.Commands {
 		res := d.doUntilSettled(hard, msg, fmt.Sprintf("%s:cmd:%d", msg.eventID, i), connector.Command{Name: c.Command, Room: msg.subj.Room, Args: c.Args})
 		d.publishResult(msg, c.Command, res)
 		if !res.OK {
 			if hard.Err() != nil {
-				d.redeliverLater(msg.m)
-				return
+				return handBack()
 			}
 			reason := fmt.Sprintf("reply command %d (%s) failed", i, c.Command)
 			if res.Error != nil {
 				reason += ": " + res.Error.Code + ": " + res.Error.Message
 			}
-			d.fail(hard, msg, reason, attempts)
-			return
+			return d.fail(hard, msg, reason, attempts)
 		}
 	}
-	if msg.msgID != "" {
-		res := d.doUntilSettled(hard, msg, "", connector.Command{Name: "mark_processed", Room: msg.subj.Room, Args: msgArgs(msg.msgID, "")})
+	if msg.ref != "" {
+		cmd := d.o.Tracker.ProcessingCommand(connector.Processed, msg.subj.Room, msg.ref, "")
+		cmd.Room = msg.subj.Room
+		res := d.doUntilSettled(hard, msg, "", cmd)
 		if !res.OK && hard.Err() == nil {
-			msg.log.Warn().Str("error", errCode(res)).Msg("the work is done but the platform refused mark_processed")
+			msg.log.Warn().Str("command", cmd.Name).Str("error", errCode(res)).Msg("the work is done but the platform refused to record it processed")
 		}
 	}
 	d.m.outcome("processed")
 	d.recordDone(msg, "processed")
-	if err := d.settle(msg.m, ackflow.Decision{Action: ackflow.ActionAck}); err != nil {
-		msg.log.Warn().Err(err).Msg("ack failed; the message may be redelivered")
-	}
+	return handled(ackflow.Decision{Action: ackflow.ActionAck})
 }
 
 // doUntilSettled executes cmd until it succeeds or fails permanently:
 // transient failures that outlast the executor's retries are tried again
-// with a new id suffix, so a redelivery finds the earlier results.
+// with a new id suffix, so a redelivery finds the earlier results. A
+// result asking the room to rest (retry_after_ms) is waited out.
 func (d *Dispatcher) doUntilSettled(hard context.Context, msg *message, id string, cmd connector.Command) subjects.Result {
 	for k := 0; ; k++ {
 		cmd.ID = id
@@ -313,48 +305,49 @@ func (d *Dispatcher) doUntilSettled(hard context.Context, msg *message, id strin
 			return res
 		}
 		msg.log.Warn().Str("command", cmd.Name).Str("error", errCode(res)).Msg("command still failing; retrying it (not the worker)")
-		if !sleep(hard, d.backoff(k+1)) {
+		wait := max(d.backoff(k+1), time.Duration(res.Error.RetryAfterMs)*time.Millisecond)
+		if !retry.Sleep(hard, wait) {
 			return res
 		}
 	}
 }
 
 // fail marks the message failed on the platform, dead-letters and terms it.
-func (d *Dispatcher) fail(hard context.Context, msg *message, reason string, attempts int) {
-	d.markFailed(hard, msg, attempts, reason)
+func (d *Dispatcher) fail(hard context.Context, msg *message, reason string, attempts int) (ackflow.Decision, bool) {
+	d.markFailed(hard, msg, reason)
 	d.deadLetter(hard, msg, reason, 0, attempts)
 	d.m.outcome("dead_lettered")
 	d.recordDone(msg, "dead_lettered")
-	_ = d.settle(msg.m, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "dispatch failed"})
+	return handled(ackflow.Decision{Action: ackflow.ActionTerm, Reason: "dispatch failed"})
 }
 
-func (d *Dispatcher) markFailed(hard context.Context, msg *message, attempt int, reason string) {
-	if msg.msgID == "" {
+func (d *Dispatcher) markFailed(hard context.Context, msg *message, reason string) {
+	if msg.ref == "" {
 		return
 	}
 	if len(reason) > 1000 {
-		reason = reason[:1000]
+		reason = strings.ToValidUTF8(reason[:1000], "")
 	}
-	d.mark(hard, msg, "mark_failed", msgArgs(msg.msgID, reason))
+	d.mark(hard, msg, connector.Failed, reason)
 }
 
-// mark reports processing state. It carries no id: repeating one is
-// harmless (Band opens another attempt, or refuses a second close with a
-// 422 that is only logged), so it needs no idempotency store.
-func (d *Dispatcher) mark(hard context.Context, msg *message, name string, args json.RawMessage) {
-	if args == nil {
-		args = msgArgs(msg.msgID, "")
-	}
-	res := d.o.Exec.Do(hard, connector.Command{Name: name, Room: msg.subj.Room, Args: args})
+// mark reports processing state through the platform's tracker. It
+// carries no id: repeating one is harmless (the platform opens another
+// attempt, or refuses a second close, which is only logged), so it needs
+// no idempotency store.
+func (d *Dispatcher) mark(hard context.Context, msg *message, state connector.ProcessingState, reason string) {
+	cmd := d.o.Tracker.ProcessingCommand(state, msg.subj.Room, msg.ref, reason)
+	cmd.Room = msg.subj.Room
+	res := d.o.Exec.Do(hard, cmd)
 	if !res.OK && hard.Err() == nil {
-		msg.log.Warn().Str("command", name).Str("error", errCode(res)).Msg("processing-state call failed")
+		msg.log.Warn().Str("command", cmd.Name).Str("state", state.String()).Str("error", errCode(res)).Msg("processing-state call failed")
 	}
 }
 
 func (d *Dispatcher) deadLetter(hard context.Context, msg *message, reason string, status, attempts int) {
 	src := msg.subj
 	if src.Kind == "" {
-		parsed, err := subjects.Parse(d.o.Prefix, msg.m.Subject())
+		parsed, err := d.conn.ParseLoose(subjects.KindEvent, msg.m.Subject())
 		if err != nil {
 			d.log.Error().Err(err).Msg("cannot dead-letter: unparsable subject")
 			return
@@ -364,32 +357,13 @@ func (d *Dispatcher) deadLetter(hard context.Context, msg *message, reason strin
 	d.storeDeadLetter(hard, msg, src, reason, status, attempts)
 }
 
+// publishResult sends a reply command's result on its P.res… subject.
+// Results are core NATS: a failure is logged.
 func (d *Dispatcher) publishResult(msg *message, command string, res subjects.Result) {
-	s := msg.subj
-	s.Kind, s.Name = subjects.KindResult, subjects.EventName(command)
-	b, _ := json.Marshal(claimcheck.FitResult(res, d.o.NC.MaxPayload()))
-	_ = d.o.NC.Publish(s.String(), b)
-}
-
-// settle stops m's heartbeat, then settles it: a beat must not land after
-// a NakWithDelay and reset its delay.
-func (d *Dispatcher) settle(m jetstream.Msg, dec ackflow.Decision) error {
-	d.hb.Release(m)
-	return ackflow.Apply(m, dec)
-}
-
-// redeliverLater hands the message back to JetStream (never a bare Nak).
-func (d *Dispatcher) redeliverLater(m jetstream.Msg) {
-	_ = d.settle(m, ackflow.Decision{Action: ackflow.ActionRetry, Delay: time.Second})
-}
-
-func msgArgs(id, errText string) json.RawMessage {
-	a := map[string]string{"message_id": id}
-	if errText != "" {
-		a["error"] = errText
+	subj := d.conn.Subject(subjects.KindResult, msg.subj.Room, subjects.EventName(command)).String()
+	if err := ackflow.PublishResult(d.o.NC, subj, res); err != nil {
+		msg.log.Warn().Err(err).Str("command", command).Msg("result not published")
 	}
-	b, _ := json.Marshal(a)
-	return b
 }
 
 func errCode(r subjects.Result) string {

@@ -1,12 +1,10 @@
 package dispatch
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,9 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/consume"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -38,12 +36,13 @@ type Options struct {
 	Platform string
 	Conn     string
 	Exec     Doer
-	// Events are the event names dispatched, default ["message_created"].
+	// Events are the event names dispatched; required. Names take the
+	// contract's form (subjects.EventName) in the consumer's filters.
 	Events []string
-	// MessageEvents are the events that carry a platform message whose
-	// processing state the bridge reports (mark_processing, …), default
-	// ["message_created"]. The message id is the payload's "id".
-	MessageEvents []string
+	// Tracker reports the processing state of dispatched events on the
+	// platform, for the events it knows a platform message of; nil: no
+	// processing-state calls.
+	Tracker connector.ProcessingTracker
 	// Timeout is how long an attempt waits for a worker's next reply,
 	// default 120s; a "processing" reply restarts it.
 	Timeout time.Duration
@@ -86,12 +85,6 @@ func (o *Options) setDefaults() {
 	if o.Prefix == "" {
 		o.Prefix = subjects.DefaultPrefix
 	}
-	if len(o.Events) == 0 {
-		o.Events = []string{"message_created"}
-	}
-	if o.MessageEvents == nil {
-		o.MessageEvents = []string{"message_created"}
-	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -125,14 +118,10 @@ func (o *Options) setDefaults() {
 
 // Dispatcher runs one dispatch rule.
 type Dispatcher struct {
-	o   Options
-	log zerolog.Logger
-	m   *metrics
-	hb  *ackflow.Heartbeat
-
-	mu    sync.Mutex
-	rooms map[string]*roomQueue
-	wg    sync.WaitGroup
+	o    Options
+	conn subjects.Conn
+	log  zerolog.Logger
+	m    *metrics
 
 	// Worker replies arrive on one wildcard subscription, inbox.*, and are
 	// routed to the attempt waiting on their token.
@@ -144,37 +133,12 @@ type Dispatcher struct {
 	extraDropped atomic.Int64
 	extraLogged  atomic.Int64
 
-	barrier atomic.Bool // a crashed run's messages are being waited for (tests read it)
+	ready atomic.Bool // the engine has its consumer (tests read it)
 
 	starts, done jetstream.KeyValue // see start.go; set by Run
 	// replayTo is the last stream sequence stored before this run had to
 	// create a consumer that had existed: events up to it may have run.
 	replayTo atomic.Uint64
-}
-
-func (d *Dispatcher) barrierSet() bool { return d.barrier.Load() }
-
-type roomQueue struct {
-	msgs   []jetstream.Msg // in stream order
-	active int
-}
-
-// insert keeps the queue in stream order: redeliveries of older messages
-// go before newer ones.
-func (q *roomQueue) insert(m jetstream.Msg) {
-	seq := streamSeq(m)
-	i := len(q.msgs)
-	for i > 0 && streamSeq(q.msgs[i-1]) > seq {
-		i--
-	}
-	q.msgs = slices.Insert(q.msgs, i, m)
-}
-
-func streamSeq(m jetstream.Msg) uint64 {
-	if md, err := m.Metadata(); err == nil {
-		return md.Sequence.Stream
-	}
-	return 0
 }
 
 // New checks the options; it does no I/O.
@@ -183,6 +147,8 @@ func New(o Options) (*Dispatcher, error) {
 	switch {
 	case o.JS == nil || o.NC == nil || o.Exec == nil:
 		return nil, errors.New("dispatch: JS, NC and Exec are required")
+	case len(o.Events) == 0:
+		return nil, errors.New("dispatch: Events is empty: name the events to dispatch")
 	case !subjects.IsPlatformName(o.Platform) || !subjects.IsConnName(o.Conn):
 		return nil, fmt.Errorf("dispatch: bad platform %q or connection %q", o.Platform, o.Conn)
 	}
@@ -193,8 +159,9 @@ func New(o Options) (*Dispatcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: metrics: %w", err)
 	}
-	return &Dispatcher{o: o, log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m, hb: ackflow.NewHeartbeat(),
-		rooms: map[string]*roomQueue{}, inbox: o.NC.NewRespInbox(), waiting: map[string]*waiter{}}, nil
+	return &Dispatcher{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn},
+		log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m,
+		inbox: o.NC.NewRespInbox(), waiting: map[string]*waiter{}}, nil
 }
 
 // ConsumerName is the durable consumer of a connection's dispatch rule.
@@ -203,214 +170,46 @@ func ConsumerName(conn string) string { return "dispatch_" + conn }
 func (d *Dispatcher) consumerConfig() jetstream.ConsumerConfig {
 	filters := make([]string, 0, len(d.o.Events))
 	for _, e := range d.o.Events {
-		filters = append(filters, d.o.Prefix+".evt."+d.o.Platform+"."+d.o.Conn+".*."+e)
+		filters = append(filters, d.conn.EventFilter(e))
 	}
 	return jetstream.ConsumerConfig{
 		Durable:        ConsumerName(d.o.Conn),
 		Description:    "bridge managed dispatch for " + d.o.Conn,
 		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        d.o.AckWait,
-		MaxDeliver:     -1,
-		MaxAckPending:  d.o.MaxAckPending,
 	}
 }
 
-// Run consumes and dispatches until ctx ends, then lets attempts under way
-// finish within DrainTimeout and returns.
+// Run consumes and dispatches on the consumer engine (package consume)
+// until ctx ends, then lets attempts under way finish within DrainTimeout
+// and hands the rest back.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	stream := subjects.StreamName(d.o.Prefix, subjects.StreamEvents)
-	var cons jetstream.Consumer
-	wait := 250 * time.Millisecond
-	for {
-		var err error
-		cons, err = d.openConsumer(ctx, stream)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		d.log.Warn().Err(err).Dur("retry_in", wait).Msg("dispatch consumer not ready; retrying")
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 15*time.Second)
-	}
 	sub, err := d.o.NC.Subscribe(d.inbox+".*", d.route)
 	if err != nil {
 		return fmt.Errorf("dispatch: reply subscription: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	// hard outlives ctx by DrainTimeout: attempts under way may finish.
-	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHard()
-	beat, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
-	var bg sync.WaitGroup
-	bg.Go(func() { d.hb.Run(beat, max(d.o.AckWait/3, 10*time.Millisecond)) })
-	defer func() {
-		stopBeat()
-		bg.Wait()
-	}()
-	d.log.Info().Str("consumer", ConsumerName(d.o.Conn)).Strs("events", d.o.Events).Msg("managed dispatch running")
-	f := &fetcher{d: d, cons: cons}
-	defer d.barrier.Store(false)
-	if info, err := cons.Info(ctx); err == nil {
-		// A previous run (a crash) may have left messages unsettled: until
-		// they are back, newer ones wait, or a room's order would break.
-		if f.barrier = ackflow.NewBarrier(info, 3*d.o.AckWait); f.barrier.Active() {
-			d.barrier.Store(true)
-			d.log.Info().Int("pending", f.barrier.Pending()).Uint64("barrier", f.barrier.Seq()).
-				Msg("messages of a previous run still pending; newer ones wait for them")
-		}
-	}
-	f.loop(ctx, hard)
-
-	done := make(chan struct{})
-	go func() { // owned: ends when every handler has
-		d.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(d.o.DrainTimeout):
-		d.log.Warn().Msg("attempts still under way at shutdown; they will be redelivered")
-		cancelHard()
-		<-done
-	}
-	// A round trip makes sure the server took the hand-backs before the
-	// connection (or an embedded server) goes away.
-	_ = d.o.NC.FlushTimeout(2 * time.Second)
-	return nil
-}
-
-// fetcher pulls messages and hands them to their room's queue, holding
-// them all while a predecessor's unsettled ones come back (ackflow.Barrier).
-type fetcher struct {
-	d       *Dispatcher
-	cons    jetstream.Consumer
-	barrier *ackflow.Barrier
-	held    []jetstream.Msg
-}
-
-func (f *fetcher) loop(ctx, hard context.Context) {
-	d := f.d
-	slots := make(chan struct{}, d.o.MaxAckPending)
-	release := func() { <-slots }
-	for ctx.Err() == nil {
-		if f.barrier.Active() {
-			f.checkBarrier(ctx, hard, release)
-		}
-		n := cap(slots) - len(slots)
-		if n == 0 {
-			select { // wait for a slot (or, behind the barrier, check it again)
-			case slots <- struct{}{}:
-				<-slots
-				continue
-			case <-time.After(250 * time.Millisecond):
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		wait := time.Second
-		if f.barrier.Active() {
-			wait = 250 * time.Millisecond
-		}
-		batch, err := f.cons.Fetch(min(n, 256), jetstream.FetchMaxWait(wait))
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn().Err(err).Msg("fetch failed")
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		for m := range batch.Messages() {
-			slots <- struct{}{}
-			if f.barrier.Active() {
-				d.hb.Hold(m)
-				f.held = append(f.held, m)
-				f.barrier.Hold(streamSeq(m))
-				continue
-			}
-			d.add(ctx, hard, m, release)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
-			d.log.Debug().Err(err).Msg("fetch ended")
-		}
-	}
-	for _, m := range f.held { // stopping: hand them back
-		d.hb.Release(m)
-		d.redeliverLater(m)
-	}
-}
-
-// checkBarrier lifts the barrier when ackflow.Barrier allows, and queues
-// the held messages in stream order.
-func (f *fetcher) checkBarrier(ctx, hard context.Context, release func()) {
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	info, err := f.cons.Info(ictx)
-	cancel()
+	defer d.ready.Store(false)
+	err = consume.Run(ctx, consume.Options{
+		JS: d.o.JS, NC: d.o.NC, Stream: subjects.StreamName(d.o.Prefix, subjects.StreamEvents),
+		Consumer:           d.consumerConfig(),
+		RoomOf:             func(subject string) string { return d.conn.RoomToken(subjects.KindEvent, subject) },
+		MaxInFlightPerRoom: d.o.MaxInFlightPerRoom,
+		MaxAckPending:      d.o.MaxAckPending,
+		AckWait:            d.o.AckWait,
+		DrainTimeout:       d.o.DrainTimeout,
+		Setup:              d.openStores,
+		Configure:          d.configure,
+		Ready: func(*jetstream.ConsumerInfo, bool) {
+			d.ready.Store(true)
+			d.log.Info().Str("consumer", ConsumerName(d.o.Conn)).Strs("events", d.o.Events).Msg("managed dispatch running")
+		},
+		Log: d.log,
+	}, d.handle)
 	if err != nil {
-		info = nil
+		return fmt.Errorf("dispatch: %w", err)
 	}
-	lift, timedOut := f.barrier.Lift(info)
-	if !lift {
-		return
-	}
-	if timedOut {
-		f.d.log.Warn().Msg("previous run's messages did not all come back; resuming")
-	}
-	f.d.log.Info().Int("held", len(f.held)).Msg("previous run's messages done; resuming in order")
-	f.d.barrier.Store(false)
-	slices.SortFunc(f.held, func(a, b jetstream.Msg) int { return cmp.Compare(streamSeq(a), streamSeq(b)) })
-	for _, m := range f.held {
-		f.d.hb.Release(m)
-		f.d.add(ctx, hard, m, release)
-	}
-	f.held = nil
-}
-
-// add queues m behind its room's earlier messages.
-func (d *Dispatcher) add(ctx, hard context.Context, m jetstream.Msg, release func()) {
-	d.hb.Hold(m)
-	room := ""
-	if s, err := subjects.Parse(d.o.Prefix, m.Subject()); err == nil {
-		room = s.Room
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	q := d.rooms[room]
-	if q == nil {
-		q = &roomQueue{}
-		d.rooms[room] = q
-	}
-	q.insert(m)
-	d.startLocked(ctx, hard, room, q, release)
-}
-
-func (d *Dispatcher) startLocked(ctx, hard context.Context, room string, q *roomQueue, release func()) {
-	for q.active < d.o.MaxInFlightPerRoom && len(q.msgs) > 0 {
-		m := q.msgs[0]
-		q.msgs = q.msgs[1:]
-		q.active++
-		d.wg.Go(func() {
-			d.handle(ctx, hard, m) // releases m's heartbeat as it settles it
-			d.hb.Release(m)
-			release()
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			q.active--
-			if q.active == 0 && len(q.msgs) == 0 {
-				delete(d.rooms, room)
-				return
-			}
-			d.startLocked(ctx, hard, room, q, release)
-		})
-	}
+	return nil
 }
 
 // waiter is one attempt's reply queue. Replies that are only "processing"
@@ -485,16 +284,5 @@ func (d *Dispatcher) expect() (string, *waiter, func()) {
 		d.waitMu.Lock()
 		delete(d.waiting, token)
 		d.waitMu.Unlock()
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

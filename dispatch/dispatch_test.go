@@ -48,8 +48,8 @@ func TestBarrierAfterHandOver(t *testing.T) {
 	}
 	publishEvent(t, s.JS, "m1")
 	publishEvent(t, s.JS, "m2")
-	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: okDoer{}, AckWait: 10 * time.Second, // its time limit (3×) is beyond the wait below
-		MessageEvents: []string{}, Log: testutil.Logger(t)})
+	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: okDoer{}, Events: []string{"message_created"}, AckWait: 10 * time.Second, // its time limit (3×) is beyond the wait below
+		Log: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,8 @@ func TestBarrierAfterHandOver(t *testing.T) {
 	go func() { _ = d.Run(rctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	testutil.Eventually(t, 10*time.Second, func() bool { return d.barrierSet() }, "barrier set")
+	// Started: its consumer info, taken now, has the predecessor's two messages pending.
+	testutil.Eventually(t, 10*time.Second, d.ready.Load, "dispatcher not started")
 	_ = old[0].Ack()
 	_ = old[1].NakWithDelay(100 * time.Millisecond)
 	publishEvent(t, s.JS, "m3")

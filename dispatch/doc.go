@@ -2,11 +2,16 @@
 // [[dispatch]] rule it consumes the rule's events from BRIDGE_EVENTS, sends
 // each as a core NATS request to P.work.<platform>.<conn>.<room>.<event>,
 // accepts several replies (processing, processed with commands, failed with
-// retry), runs the reply's commands in order and settles the message on the
-// platform (processing / processed / failed) and in JetStream.
+// retry), runs the reply's commands in order and settles the message in
+// JetStream and, when the platform keeps a processing state
+// ([connector.ProcessingTracker], Options.Tracker), on the platform
+// (processing / processed / failed, with the commands the tracker names).
 //
-// Start with [New] and [Dispatcher.Run]; one message's life is in
-// attempt.go ([Dispatcher.handle]).
+// Start with [New] and [Dispatcher.Run]. Run consumes on the bridge's
+// consumer engine (package consume: per-room order, heartbeats, the crash
+// barrier, the drain); this package is its handler: one message's life is
+// in attempt.go ([Dispatcher.handle]), where a rule starts and what it
+// finished in start.go.
 //
 // Guarantees: at most MaxInFlightPerRoom messages of a room are out at once
 // (1 keeps the room's order); a message no worker answers in time, or that a

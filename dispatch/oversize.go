@@ -11,6 +11,7 @@ import (
 
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
+	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -23,7 +24,7 @@ func (d *Dispatcher) inline(ctx context.Context, ev *subjects.Event) error {
 	if !ok {
 		return nil
 	}
-	wait := 100 * time.Millisecond
+	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	for {
 		data, err := claimcheck.Fetch(ctx, d.o.JS, ref)
 		switch {
@@ -34,14 +35,14 @@ func (d *Dispatcher) inline(ctx context.Context, ev *subjects.Event) error {
 			return err
 		case errors.Is(err, jetstream.ErrMsgNotFound) || errors.Is(err, jetstream.ErrObjectNotFound) ||
 			errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, claimcheck.ErrMismatch):
-			d.log.Warn().Err(err).Str("event_id", ev.ID).Msg("payload of the event is gone; dispatching it without its message id")
+			d.log.Warn().Err(err).Str("event_id", ev.ID).Msg("payload of the event is gone; dispatching it without its data")
 			return nil
 		}
+		wait := b.Next()
 		d.log.Warn().Err(err).Str("event_id", ev.ID).Dur("retry_in", wait).Msg("payload of the event not read; retrying")
-		if !sleep(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 
@@ -82,7 +83,7 @@ func (d *Dispatcher) fitRequest(ctx context.Context, msg *message, req *nats.Msg
 // (it stays in the events stream), so a lost dead letter is logged as an
 // error and counted.
 func (d *Dispatcher) storeDeadLetter(hard context.Context, msg *message, src subjects.Subject, reason string, status, attempts int) {
-	wait := 100 * time.Millisecond
+	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}.Start()
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), 5*time.Second)
 		err := ackflow.DeadLetter(ctx, d.o.JS, d.o.Payloads, d.o.Prefix, src, msg.m.Data(), msg.m.Headers(), reason, status, attempts)
@@ -90,12 +91,12 @@ func (d *Dispatcher) storeDeadLetter(hard context.Context, msg *message, src sub
 		if err == nil {
 			return
 		}
-		if try == deadLetterTries || !sleep(hard, wait) {
+		wait := b.Next()
+		if try == deadLetterTries || !retry.Sleep(hard, wait) {
 			d.m.outcome("dead_letter_lost")
 			msg.log.Error().Err(err).Int("tries", try).Str("reason", reason).Msg("dead letter not stored; the event stays in the events stream")
 			return
 		}
 		msg.log.Warn().Err(err).Dur("retry_in", wait).Msg("dead letter not stored; retrying")
-		wait *= 2
 	}
 }

@@ -77,9 +77,9 @@ func TestNearLimitEventsDispatchByReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: okDoer{}, MaxAttempts: 3, Start: "all",
+	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: okDoer{}, Events: []string{"message_created"}, Start: "all", MaxAttempts: 3,
 		Timeout: 10 * time.Second, BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
-		MessageEvents: []string{}, Log: testutil.Logger(t)})
+		Log: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestOffloadedEventReportsProcessingState(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	rec := &recDoer{}
-	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: rec, Timeout: 10 * time.Second, Start: "all", Log: testutil.Logger(t)})
+	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: rec, Events: []string{"message_created"}, Tracker: testTracker{}, Start: "all", Timeout: 10 * time.Second, Log: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,9 +207,9 @@ func TestOffloadedEventReportsProcessingState(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = d.Run(rctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	want := `mark_processed {"message_id":"m9"}`
+	want := `track_processed {"ref":"m9"}`
 	testutil.Eventually(t, 15*time.Second, func() bool { return slices.Contains(rec.marks(), want) }, "%s called", want)
-	if got := rec.marks(); !slices.Contains(got, `mark_processing {"message_id":"m9"}`) {
-		t.Errorf("commands %v, want mark_processing for m9", got)
+	if got := rec.marks(); !slices.Contains(got, `track_processing {"ref":"m9"}`) {
+		t.Errorf("commands %v, want track_processing for m9", got)
 	}
 }

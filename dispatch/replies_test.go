@@ -71,7 +71,7 @@ func TestReplyFloodKeepsTheFinalReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: okDoer{}, MessageEvents: []string{}, Start: "all",
+	d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: okDoer{}, Events: []string{"message_created"}, Start: "all",
 		Timeout: 3 * time.Second, MaxAttempts: 1, Log: zerolog.New(logs)})
 	if err != nil {
 		t.Fatal(err)

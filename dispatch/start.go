@@ -81,33 +81,26 @@ func (d *Dispatcher) openStores(ctx context.Context) error {
 	return nil
 }
 
-// openConsumer returns the rule's consumer, creating it from the rule's
-// start point when it is missing (see above).
-func (d *Dispatcher) openConsumer(ctx context.Context, stream string) (jetstream.Consumer, error) {
-	if err := d.openStores(ctx); err != nil {
-		return nil, err
-	}
-	cfg := d.consumerConfig()
+// configure is the engine's Configure hook: it keeps an existing
+// consumer's start, and picks a missing one's from the rule's start point
+// (see above). The engine's lookup says which: existing is nil when the
+// consumer is about to be created.
+func (d *Dispatcher) configure(ctx context.Context, cfg *jetstream.ConsumerConfig, existing *jetstream.ConsumerInfo) error {
 	key := d.o.Conn // [a-z0-9_-]: a valid key
-	cons, err := d.o.JS.Consumer(ctx, stream, cfg.Durable)
-	if err == nil {
-		info := cons.CachedInfo()
+	if existing != nil {
 		// Where a consumer starts cannot be changed; keep it.
-		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartSeq, info.Config.OptStartTime
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = existing.Config.DeliverPolicy, existing.Config.OptStartSeq, existing.Config.OptStartTime
 		if _, err := d.starts.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
 			// A rule from before start points were kept: if its consumer is
 			// lost, it resumes from what it had finished.
-			b, _ := json.Marshal(startPoint{Seq: info.AckFloor.Stream + 1})
+			b, _ := json.Marshal(startPoint{Seq: existing.AckFloor.Stream + 1})
 			_, _ = d.starts.Create(ctx, key, b)
 		}
-		return d.o.JS.CreateOrUpdateConsumer(ctx, stream, cfg)
+		return nil
 	}
-	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, err
-	}
-	st, err := d.o.JS.Stream(ctx, stream)
+	st, err := d.o.JS.Stream(ctx, subjects.StreamName(d.o.Prefix, subjects.StreamEvents))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	last := st.CachedInfo().State.LastSeq
 	var sp startPoint
@@ -115,21 +108,21 @@ func (d *Dispatcher) openConsumer(ctx context.Context, stream string) (jetstream
 	switch {
 	case err == nil:
 		if err := json.Unmarshal(ent.Value(), &sp); err != nil {
-			return nil, fmt.Errorf("start point of %s: %w", key, err)
+			return fmt.Errorf("start point of %s: %w", key, err)
 		}
 		d.replayTo.Store(last)
 		d.log.Warn().Uint64("up_to_seq", last).Msg("dispatch consumer was missing; events stored until now are checked against the finished ones before dispatch")
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		if sp, err = d.firstStart(ctx, st, last); err != nil {
-			return nil, err
+			return err
 		}
 		b, _ := json.Marshal(sp)
 		if _, err := d.starts.Create(ctx, key, b); err != nil {
-			return nil, fmt.Errorf("start point of %s: %w", key, err) // a race with another replica: the next try reads its record
+			return fmt.Errorf("start point of %s: %w", key, err) // a race with another replica: the next try reads its record
 		}
 		d.log.Info().Str("start", d.o.Start).Uint64("seq", sp.Seq).Time("time", sp.Time).Msg("new dispatch rule; its start point is recorded")
 	default:
-		return nil, err
+		return err
 	}
 	switch {
 	case sp.Seq > 0:
@@ -138,7 +131,7 @@ func (d *Dispatcher) openConsumer(ctx context.Context, stream string) (jetstream
 		t := sp.Time
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	return d.o.JS.CreateConsumer(ctx, stream, cfg)
+	return nil
 }
 
 // firstStart is where a new rule starts. "new": at the first event stored
@@ -151,7 +144,7 @@ func (d *Dispatcher) firstStart(ctx context.Context, st jetstream.Stream, last u
 	case "all":
 		return startPoint{}, nil
 	case "new":
-		subj := subjects.Subject{Prefix: d.o.Prefix, Kind: subjects.KindSys, Platform: d.o.Platform, Conn: d.o.Conn, Name: "lease_acquired"}.String()
+		subj := d.conn.Subject(subjects.KindSys, "", "lease_acquired").String()
 		m, err := st.GetLastMsgForSubject(ctx, subj)
 		switch {
 		case err == nil:

@@ -66,7 +66,7 @@ func TestNewRuleAndLostConsumerDispatchOnce(t *testing.T) {
 	}
 	doer := &countingDoer{n: map[string]int{}}
 	run := func() (stop func()) {
-		d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: doer, MessageEvents: []string{}, Log: testutil.Logger(t)})
+		d, err := New(Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: doer, Events: []string{"message_created"}, Log: testutil.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

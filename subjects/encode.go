@@ -53,6 +53,14 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = append(b, `,"datasha256":`...)
 		b = appendString(b, e.DataSHA256)
 	}
+	if e.CommandID != "" {
+		b = append(b, `,"commandid":`...)
+		b = appendString(b, e.CommandID)
+	}
+	if e.Seq != nil {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendInt(b, *e.Seq, 10)
+	}
 	return append(b, '}')
 }
 

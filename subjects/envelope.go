@@ -47,6 +47,12 @@ type Event struct {
 	DataObject      string          `json:"dataobject,omitempty"`
 	DataSize        int64           `json:"datasize,omitempty"`
 	DataSHA256      string          `json:"datasha256,omitempty"`
+	// CommandID and Seq are set on the events a streaming command emits
+	// while it runs (extension attributes commandid and seq): the id of the
+	// command and the event's index among them, from 0. They come before
+	// the command's result.
+	CommandID string `json:"commandid,omitempty"`
+	Seq       *int64 `json:"seq,omitempty"`
 }
 
 // NewEvent fills in the envelope's fixed fields for one platform event.
@@ -116,6 +122,10 @@ type Error struct {
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	Retryable bool   `json:"retryable"`
+	// RetryAfterMs is how long the platform asked the room to rest before
+	// its next command (a cooldown), in milliseconds; the bridge holds the
+	// room's later commands that long. 0: none asked.
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
 }
 
 // Error codes the bridge itself produces.
@@ -126,6 +136,10 @@ const (
 	ErrCodeTimeout     = "timeout"      // managed dispatch: no worker reply in time
 	ErrCodeWorker      = "worker_error" // managed dispatch: worker reported failure
 	ErrCodeTooLarge    = "too_large"    // the result is larger than NATS's max_payload: ask for less (page)
+	// ErrCodeUnknownOutcome: the call may have reached the platform and
+	// failed on the way back; the bridge never sends it again (it could
+	// act twice). Check the platform before retrying.
+	ErrCodeUnknownOutcome = "unknown_outcome"
 )
 
 // Managed-dispatch reply statuses.

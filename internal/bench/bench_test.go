@@ -40,7 +40,7 @@ func TestScenariosSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for name, f := range map[string]func(context.Context, int) error{
-		"inbound": e.inbound, "latency": e.latency, "commands": e.commands, "gapfill": e.gapfill,
+		"inbound": e.inbound, "latency": e.latency, "commands": e.commands, "dispatch": e.dispatch, "gapfill": e.gapfill,
 	} {
 		if err := f(ctx, 1); err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -56,7 +56,7 @@ func TestScenariosSmoke(t *testing.T) {
 			}
 		}
 	}
-	for _, g := range []string{"inbound", "latency", "commands", "gapfill"} {
+	for _, g := range []string{"inbound", "latency", "commands", "dispatch", "gapfill"} {
 		if groups[g] == 0 {
 			t.Errorf("no figures for %s", g)
 		}

@@ -53,7 +53,8 @@ func plural(n int) string {
 }
 
 // Item 4 (bridge side) lives in commands_bridge.go: commands through the
-// bridge's executor, and the managed-dispatch round trip.
+// bridge's executor, and the managed-dispatch round trip (run by the
+// dispatch scenario).
 
 // Figure names of item 4's bridge side.
 const (
@@ -64,7 +65,8 @@ const (
 )
 
 // bridgeCommandFigures measures the bridge's executor on baseline 2's
-// workload (CommandsRooms rooms) and the managed-dispatch round trip.
+// workload (CommandsRooms rooms). The managed-dispatch round trip is the
+// dispatch scenario (dispatch.go).
 func (e *Env) bridgeCommandFigures(ctx context.Context) error {
 	rooms := e.plan.CommandsRooms
 	rate, err := e.bridgeCommands(ctx, e.plan.CommandsCount, rooms)
@@ -77,18 +79,6 @@ func (e *Env) bridgeCommandFigures(ctx context.Context) error {
 	if base, ok := e.c.last("commands", baseline2Name(rooms)); ok && base > 0 {
 		e.c.add("commands", fmt.Sprintf("%s, %d rooms", figCommandsRatio, rooms), "ratio", rate.perSec/base)
 	}
-	rt, err := e.dispatchRoundTrip(ctx)
-	if err != nil {
-		return fmt.Errorf("managed dispatch: %w", err)
-	}
-	e.logf("   managed dispatch at %d/s over %d rooms: round trip p50 %.3f ms, p99 %.3f ms; to the worker p50 %.3f ms, p99 %.3f ms; %.0f µs CPU/message",
-		e.plan.DispatchRate, e.plan.DispatchRooms, ms(rt.full.percentile(0.5)), ms(rt.full.percentile(0.99)),
-		ms(rt.worker.percentile(0.5)), ms(rt.worker.percentile(0.99)), float64(rt.cpu)/float64(time.Microsecond))
-	e.c.add("commands", figDispatchP50, "ms", ms(rt.full.percentile(0.5)))
-	e.c.add("commands", figDispatchP99, "ms", ms(rt.full.percentile(0.99)))
-	e.c.add("commands", "managed dispatch: platform send → worker receipt, p50", "ms", ms(rt.worker.percentile(0.5)))
-	e.c.add("commands", "managed dispatch: platform send → worker receipt, p99", "ms", ms(rt.worker.percentile(0.99)))
-	e.c.add("commands", "managed dispatch: CPU per message (emulator + bridge + NATS + worker)", "µs", us(rt.cpu))
 	return nil
 }
 

@@ -168,20 +168,16 @@ func (e *Env) dispatchRoundTrip(ctx context.Context) (roundTrips, error) {
 	toWorker = toWorker[:0]
 	mu.Unlock()
 
-	n := int(float64(e.plan.DispatchRate) * e.plan.DispatchDuration.Seconds())
+	n := e.dispatchCount()
 	ids := make([]string, 0, n)
 	sent := make(map[string]time.Time, n)
-	interval := time.Second / time.Duration(e.plan.DispatchRate)
 	cpu0 := cpuTime()
-	start := time.Now()
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d)
-		}
+	_ = e.paced(n, func(i int) error { // post never fails
 		id, at := post(i)
 		ids = append(ids, id)
 		sent[id] = at
-	}
+		return nil
+	})
 	done, err := waitProcessed(ctx, emu.emu, ids)
 	if err != nil {
 		return roundTrips{}, err
@@ -194,6 +190,27 @@ func (e *Env) dispatchRoundTrip(ctx context.Context) (roundTrips, error) {
 	rt.worker = append(rt.worker, toWorker...)
 	mu.Unlock()
 	return rt, nil
+}
+
+// dispatchCount is the number of messages of one paced dispatch run.
+func (e *Env) dispatchCount() int {
+	return int(float64(e.plan.DispatchRate) * e.plan.DispatchDuration.Seconds())
+}
+
+// paced calls send(i) for i in [0, n) at DispatchRate a second, and stops
+// at the first error.
+func (e *Env) paced(n int, send func(i int) error) error {
+	interval := time.Second / time.Duration(e.plan.DispatchRate)
+	start := time.Now()
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		if err := send(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitProcessed polls until every message is processed for the default

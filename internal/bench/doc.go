@@ -17,9 +17,13 @@
 //   - latency (latency.go): the same two pipelines paced at 2,000 events/s;
 //     p50/p99/p999 from the emulator's send to a JetStream consumer.
 //   - commands (commands.go, commands_bridge.go): baseline 2 (JetStream
-//     consume → HTTP POST to the emulator's REST API), the same workload
-//     through the bridge's command executor, and the managed-dispatch round
-//     trip (emulator send → worker → /processed) at 1,000 msg/s.
+//     consume → HTTP POST to the emulator's REST API) and the same workload
+//     through the bridge's command executor.
+//   - dispatch (dispatch.go): the managed-dispatch round trip (emulator
+//     send → worker → /processed) at 1,000 msg/s, and a straight-line
+//     dispatch baseline at the same rate (event from JetStream → request
+//     to a queue group → reply → the REST calls that record the message
+//     processed → ack); the bridge's CPU per message over the baseline's.
 //   - scale (scale.go): memory and goroutines per idle agent connection, with
 //     the emulator and NATS in a child process and the bridge in another
 //     (child.go), so RSS and heap belong to the bridge alone.

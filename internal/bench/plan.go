@@ -29,8 +29,8 @@ type Plan struct {
 	// max_parallel_rooms is 16).
 	CommandsCount int
 	CommandsRooms int
-	// DispatchRate and DispatchDuration pace the managed-dispatch round
-	// trip (item 4; see the hook in commands.go).
+	// DispatchRate and DispatchDuration pace the dispatch scenario: the
+	// managed-dispatch round trip and the straight-line dispatch baseline.
 	DispatchRate     int
 	DispatchDuration time.Duration
 	DispatchRooms    int // the rooms the rate is spread over
@@ -82,7 +82,9 @@ func QuickPlan() Plan {
 }
 
 // Scenarios lists the scenario names in the order they run.
-func Scenarios() []string { return []string{"inbound", "latency", "commands", "scale", "gapfill"} }
+func Scenarios() []string {
+	return []string{"inbound", "latency", "commands", "dispatch", "scale", "gapfill"}
+}
 
 // ParseOnly turns "a,b" into scenario names, checking each; "" means all.
 func ParseOnly(s string) ([]string, error) {

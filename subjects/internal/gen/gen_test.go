@@ -200,10 +200,12 @@ func TestSchemasCoverTheTypes(t *testing.T) {
 	t.Parallel()
 	ev := subjects.NewEvent("band", "c1", "r", "message_created", "k", time.Now(), json.RawMessage(`{"id":"k"}`))
 	ev.DataRef, ev.DataBucket, ev.DataObject, ev.DataSize, ev.DataSHA256 = "u", "b", "o", 1, "s" // never with data, but every field filled in
+	seq := int64(0)
+	ev.CommandID, ev.Seq = "cmd", &seq
 	cases := map[string]any{
 		"event.schema.json": ev,
 		"result.schema.json": subjects.Result{CommandID: "i", Command: "send_message", OK: false, Status: 422, Data: json.RawMessage(`{}`),
-			Error: &subjects.Error{Code: "x", Message: "y", Retryable: true}, Attempts: 1},
+			Error: &subjects.Error{Code: "x", Message: "y", Retryable: true, RetryAfterMs: 5}, Attempts: 1},
 		"work-reply.schema.json": subjects.WorkReply{Status: "processed", Commands: []subjects.CommandSpec{{Command: "c", Args: json.RawMessage(`{}`)}}, Error: "e", Retry: true},
 	}
 	for file, v := range cases {

@@ -42,6 +42,8 @@ var docs = map[string]doc{
 	"Event.dataobject": {text: "With dataref: the object's name in the bucket (the payload's SHA-256, hex)."},
 	"Event.datasize":   {text: "With dataref: the payload's size in bytes."},
 	"Event.datasha256": {text: "With dataref: the payload's SHA-256, lower-case hex; check it after fetching.", extra: o("pattern", "^[0-9a-f]{64}$")},
+	"Event.commandid":  {text: "CloudEvents extension, set on the events a streaming command emits while it runs (text deltas of a reply): the command's id. They are published before the command's result."},
+	"Event.seq":        {text: "With commandid: the event's index among the command's events, from 0. A re-executed command stores each index once (its Nats-Msg-Id is derived from the command id and the index).", extra: o("minimum", 0)},
 
 	"Result":            {text: "The outcome of one executed command: published on P.res…, on the command's Bridge-Reply-To subject, and as the reply to a P.rpc… request."},
 	"Result.command_id": {text: "The command's Nats-Msg-Id, or an id the bridge generated."},
@@ -54,9 +56,10 @@ var docs = map[string]doc{
 
 	"Error": {text: "Why a command failed."},
 	"Error.code": {text: "The platform's error code where it has one, otherwise one of the bridge's codes.",
-		extra: o("examples", list{subjects.ErrCodeBadRequest, subjects.ErrCodeUnavailable, subjects.ErrCodePlatform, subjects.ErrCodeTimeout, subjects.ErrCodeWorker, subjects.ErrCodeTooLarge, "mentions_required"})},
-	"Error.message":   {text: "Human-readable reason; for bad_request it names the field."},
-	"Error.retryable": {text: "Whether the failure was transient (the bridge has already retried it)."},
+		extra: o("examples", list{subjects.ErrCodeBadRequest, subjects.ErrCodeUnavailable, subjects.ErrCodePlatform, subjects.ErrCodeTimeout, subjects.ErrCodeWorker, subjects.ErrCodeTooLarge, subjects.ErrCodeUnknownOutcome, "mentions_required"})},
+	"Error.message":        {text: "Human-readable reason; for bad_request it names the field."},
+	"Error.retryable":      {text: "Whether the failure was transient (the bridge has already retried it)."},
+	"Error.retry_after_ms": {text: "The rest the platform asked the room to take before its next command, in milliseconds (a cooldown); the bridge holds the room's later commands that long. Absent when none was asked.", extra: o("minimum", 0)},
 
 	"WorkReply": {text: "One reply of a managed-dispatch worker to a P.work… request. Reply once or several times: processing (optional, restarts the deadline), then processed or failed."},
 	"WorkReply.status": {text: "processing restarts the deadline; processed runs commands in order and marks the message processed; failed ends the attempt.",
