@@ -170,8 +170,7 @@ func TestBridgeManagedDispatch(t *testing.T) {
 	}
 
 	// Processing state: dispatch reports it through the connector's
-	// ProcessingTracker once the engine change of issue 12 is merged.
-	t.Skip("processing state needs dispatch to use connector.ProcessingTracker (issue 12, engine branch); remove this line once merged")
+	// ProcessingTracker, with the toy platform's own commands.
 	for _, p := range posted {
 		testutil.Eventually(t, 30*time.Second, func() bool {
 			return slices.Equal(emu.Progress(p.ID), []string{toyemu.StageSeen, toyemu.StageDone})
