@@ -30,7 +30,7 @@ func (s *Server) routes() {
 	p := s.opts.BasePath
 	agent := p + "/agents/{id}"
 	rs := map[string]route{
-		"GET " + agent:                  {scopeAgent, false, s.getAgent},
+		"GET " + agent:                   {scopeAgent, false, s.getAgent},
 		"POST " + agent + "/chat":        {scopeAgent, true, s.chat},
 		"POST " + agent + "/chat/stream": {scopeAgent, true, s.chatStream},
 		"GET " + agent + "/history":      {scopeAgent, false, s.history},
