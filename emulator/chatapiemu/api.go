@@ -141,9 +141,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, rt route) {
 	s.mu.Lock()
 	status, retryAfter, failing := s.takeFailLocked(r.Method, r.URL.Path)
 	var key *keyState
-	token, hasToken := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	token, hasToken := bearer(r.Header.Get("Authorization"))
 	if !failing && hasToken {
-		key = s.keys[strings.TrimSpace(token)]
+		key = s.keys[token]
 	}
 	var limitWait time.Duration
 	limited := false
@@ -173,6 +173,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, rt route) {
 	default:
 		rt.h(c)
 	}
+}
+
+// bearer returns the credentials of an "Authorization: Bearer <token>"
+// header; the scheme is case-insensitive, as FastAPI's HTTPBearer has it.
+func bearer(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(h), " ")
+	token = strings.TrimSpace(token)
+	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // wait sleeps d unless the request or the Server ends first; it reports

@@ -1,6 +1,7 @@
 package chatapiemu
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -218,6 +219,20 @@ func TestAuthAndScopes(t *testing.T) {
 	if r := do(t, s, "POST", chat(other.ID), other.APIKey, body); r.status != 200 {
 		t.Fatalf("own agent key: %d", r.status)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	for h, want := range map[string]int{"bearer " + s.APIKey(): 200, "Basic " + s.APIKey(): 401, "Bearer": 401} {
+		req := newRequest(t, ctx, s, "GET", "/agents/"+other.ID+"/history", "", nil)
+		req.Header.Set("Authorization", h)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("Authorization %q: %d", strings.Fields(h)[0], resp.StatusCode)
+		}
+	}
 	if r := do(t, s, "GET", "/agents/"+other.ID, other.APIKey, nil); r.status != 200 || r.json(t)["name"] != "Other" {
 		t.Fatalf("GET agent: %d %s", r.status, r.body)
 	}
@@ -227,10 +242,14 @@ func TestAuthAndScopes(t *testing.T) {
 	if r := do(t, s, "POST", chat(other.ID), other.APIKey, body); r.status != 401 {
 		t.Fatalf("revoked key: %d", r.status)
 	}
-	recs := s.Requests()
-	last := recs[len(recs)-3] // the POST with other's own key
-	if last.Key != "agent:"+other.ID || last.Status != 200 || string(last.Body) != `{"message":"hi"}` {
-		t.Fatalf("record %+v", last)
+	var posts []RequestRecord
+	for _, rec := range s.Requests() {
+		if rec.Key == "agent:"+other.ID && rec.Method == "POST" {
+			posts = append(posts, rec)
+		}
+	}
+	if len(posts) != 1 || posts[0].Status != 200 || posts[0].Path != "/api"+chat(other.ID) || string(posts[0].Body) != `{"message":"hi"}` {
+		t.Fatalf("records of the agent key's POSTs: %+v", posts)
 	}
 }
 
