@@ -93,7 +93,8 @@
 //
 // # Choices where the reference is silent
 //
-//   - Check order: injected fault, 401, 429, 403, 422, 404.
+//   - Check order: body size (413), SetDelay, injected fault, 401, 429,
+//     403, 422, 404.
 //   - Turns: the user turn is recorded when a chat is accepted, the
 //     assistant turn when generation ends: at the end of a stream, when
 //     the client leaves mid-stream (generation goes on server-side), and
