@@ -18,8 +18,16 @@ import (
 // cmdEmulate runs a platform emulator alone, for trying the bridge (or a
 // worker) without a platform account.
 func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "band" {
-		return fmt.Errorf("%w: emulate takes a platform: band", errUsage)
+	platforms := "band, chatapi"
+	if len(args) == 0 {
+		return fmt.Errorf("%w: emulate takes a platform: %s", errUsage, platforms)
+	}
+	switch args[0] {
+	case "band":
+	case "chatapi":
+		return cmdEmulateChatAPI(ctx, args[1:], stdout, stderr)
+	default:
+		return fmt.Errorf("%w: emulate: unknown platform %q; one of %s", errUsage, args[0], platforms)
 	}
 	fs := flag.NewFlagSet("emulate band", flag.ContinueOnError)
 	fs.SetOutput(stderr)
