@@ -76,6 +76,7 @@ ttl = "2s"
 [[connection]]
 name = %q
 platform = "band"
+[connection.settings]
 base_url = %q
 agent_id = %q
 api_key_env = "BAND_KEY"

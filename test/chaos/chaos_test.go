@@ -156,12 +156,13 @@ owner = "chaos"
 [[connection]]
 name = "chaos"
 platform = "band"
+command_backoff_max = "1s"
+retry_after_max = "2s"
+[connection.settings]
 base_url = %q
 agent_id = %q
 api_key_env = "BAND_API_KEY"
 heartbeat_interval = "500ms"
-command_backoff_max = "1s"
-retry_after_max = "2s"
 [[dispatch]]
 connection = "chaos"
 timeout = "3s"
