@@ -44,7 +44,8 @@ func newBandEnv(t *testing.T, emuOpts bandemu.Options) *bandEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(emu.Close)
-	cfg := fmt.Sprintf("[[connection]]\nname = \"agent\"\nplatform = \"band\"\n[connection.settings]\nbase_url = %q\nagent_id = %q\napi_key_env = \"BAND_KEY\"\n", url, emu.AgentID())
+	// An inline settings table, so a test may append [[connection]] keys.
+	cfg := fmt.Sprintf("[[connection]]\nname = \"agent\"\nplatform = \"band\"\nsettings = { base_url = %q, agent_id = %q, api_key_env = \"BAND_KEY\" }\n", url, emu.AgentID())
 	return &bandEnv{
 		emu: emu, user: emu.AddUser("Dana Levi"),
 		spec: bridgeSpec{config: cfg, registry: fastBand(), env: map[string]string{"BAND_KEY": emu.APIKey()}, storeDir: t.TempDir()},

@@ -186,12 +186,16 @@ func setValue(fv reflect.Value, val any, key string) error {
 	return nil
 }
 
-// describe names a value's kind for an error without quoting it: a
-// setting mistyped there may be a secret.
+// describe names a value for an error: a string quoted (cut at 40 bytes;
+// secrets never reach a plain setting, they are split off before), other
+// values by their kind.
 func describe(v any) string {
-	switch v.(type) {
+	switch x := v.(type) {
 	case string:
-		return "a string"
+		if len(x) > 40 {
+			x = x[:40] + "…"
+		}
+		return fmt.Sprintf("%q", x)
 	case bool:
 		return "a boolean"
 	case int64, int:

@@ -35,8 +35,8 @@ func TestSettingsDecode(t *testing.T) {
 	cases := map[string]Settings{
 		"settings.bogus: unknown key (known: every, n, on, rate, rooms, url)": {"bogus": 1},
 		"settings.every: an integer is not a duration like \"30s\"":           {"every": int64(30)},
-		"settings.n: a string is not an integer":                              {"n": "many"},
-		"settings.on: a string is not true or false":                          {"on": "yes please"},
+		"settings.n: \"many\" is not an integer":                              {"n": "many"},
+		"settings.on: \"yes please\" is not true or false":                    {"on": "yes please"},
 		"settings.rooms[1]: an integer is not a string":                       {"rooms": []any{"a", int64(2)}},
 		"settings.url: an integer is not a string":                            {"url": int64(1)},
 	}
