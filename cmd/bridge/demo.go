@@ -293,7 +293,7 @@ func demoSummary(w io.Writer, st demoCounts, total int, el time.Duration, info b
   watch the subjects      nats --server <url> sub 'bridge.>'        (while the demo runs: --duration 5m)
   plug in your worker     go run ./cmd/bridge demo --no-worker --duration 5m
                           go run ./examples/workers/go/dispatch --nats <url> --conn demo
-  a real Band agent       go run ./cmd/bridge run --config config.example.toml   (BAND_API_KEY, agent_id)
+  a real Band agent       go run ./cmd/bridge run --config config.example.toml   (BAND_API_KEY, settings.agent_id)
   the contract            docs/workers.md, docs/contract.md
 `)
 	_ = info
