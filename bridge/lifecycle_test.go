@@ -1,12 +1,16 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/emulator/bandemu"
 	"github.com/bridgeworks/bridge/internal/testutil"
@@ -132,4 +136,59 @@ func TestConnectorLifecycleRoomAndTransient(t *testing.T) {
 		t.Errorf("lifecycle event with a room: %s %+v", subjs[1], got[1])
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { _, a := h.conn.counts(); return a == 2 }, "two events acked")
+}
+
+// failing is a connector whose Connect always fails (transiently); it
+// records when each attempt came.
+type failing struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (f *failing) Connect(context.Context) error {
+	f.mu.Lock()
+	f.times = append(f.times, time.Now())
+	f.mu.Unlock()
+	return errors.New("platform unreachable")
+}
+func (f *failing) Receive(context.Context) (connector.Event, connector.AckFunc, error) {
+	return connector.Event{}, nil, connector.ErrNotConnected
+}
+func (f *failing) Close(context.Context) error { return nil }
+
+func (f *failing) attempts() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.times...)
+}
+
+// The supervisor waits between failed connects as the connection's
+// reconnect_initial / reconnect_max say (equal jitter: between half and all
+// of the computed wait), and the connector is given the same policy.
+func TestReconnectPolicyFromConfig(t *testing.T) {
+	t.Parallel()
+	f := &failing{}
+	policy := make(chan connector.Config, 1)
+	reg := connector.Registry{"fake": {Platform: "fake", New: func(cfg connector.Config, _ connector.Deps) (connector.Connector, error) {
+		policy <- cfg
+		return f, nil
+	}}}
+	runBridge(t, bridgeSpec{
+		config: "[[connection]]\nname = \"c1\"\nplatform = \"fake\"\n", registry: reg,
+		tweak: func(c *config.Config) {
+			c.Connection[0].ReconnectInitial = config.Duration(200 * time.Millisecond)
+			c.Connection[0].ReconnectMax = config.Duration(400 * time.Millisecond)
+		},
+	})
+	if cfg := <-policy; cfg.Reconnect.Initial != 200*time.Millisecond || cfg.Reconnect.Max != 400*time.Millisecond {
+		t.Errorf("connector got reconnect policy %+v", cfg.Reconnect)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return len(f.attempts()) >= 4 }, "four connect attempts")
+	at := f.attempts()
+	for i, want := range []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond} {
+		gap := at[i+1].Sub(at[i])
+		if gap < want/2 || gap > want+2*time.Second {
+			t.Errorf("wait %d was %s, want between %s and %s (+ scheduling)", i+1, gap, want/2, want)
+		}
+	}
 }
