@@ -136,6 +136,9 @@ func TestConnectorLifecycleRoomAndTransient(t *testing.T) {
 		t.Errorf("lifecycle event with a room: %s %+v", subjs[1], got[1])
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { _, a := h.conn.counts(); return a == 2 }, "two events acked")
+	if st := statusOf(t, h.info.HTTPAddr); st != StateConnected {
+		t.Errorf("a room's disconnected made the connection %s", st)
+	}
 }
 
 // failing is a connector whose Connect always fails (transiently); it

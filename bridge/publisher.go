@@ -127,11 +127,13 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 		if err != nil {
 			return err
 		}
-		switch ev.Lifecycle { // the connector's own socket state changes
-		case subjects.LifecycleDisconnected:
-			p.board.set(p.conn, StateReconnecting, nil)
-		case subjects.LifecycleConnected:
-			p.board.set(p.conn, StateConnected, nil)
+		if ev.Room == "" { // the connector's own socket state; a room's session is not the connection's
+			switch ev.Lifecycle {
+			case subjects.LifecycleDisconnected:
+				p.board.set(p.conn, StateReconnecting, nil)
+			case subjects.LifecycleConnected:
+				p.board.set(p.conn, StateConnected, nil)
+			}
 		}
 		now := time.Now()
 		msg, err := p.message(ev, now)
