@@ -18,7 +18,7 @@ import (
 func TestCommandsForUnservedConnectionsRefused(t *testing.T) {
 	t.Parallel()
 	env := newBandEnv(t, bandemu.Options{})
-	env.spec.config += "[[connection]]\nname = \"spare\"\nplatform = \"band\"\nenabled = false\napi_key_env = \"BAND_KEY\"\n"
+	env.spec.config += "[[connection]]\nname = \"spare\"\nplatform = \"band\"\nenabled = false\n[connection.settings]\napi_key_env = \"BAND_KEY\"\n"
 	h := runBridge(t, env.spec)
 	ctx := testutil.Context(t, 30*time.Second)
 	for _, subj := range []string{"bridge.cmd.band.agent.r1.me", "bridge.cmd.band.spare.r1.me"} {

@@ -20,9 +20,8 @@ import (
 // fastBand is the band platform with test-sized intervals.
 func fastBand() connector.Registry {
 	return connector.Registry{"band": band.Factory(false, band.Options{
-		HeartbeatInterval: 300 * time.Millisecond,
-		IdleResync:        time.Second,
-		Backoff: phoenix.Backoff{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond, RapidFirst: 10 * time.Millisecond,
+		IdleResync: time.Second,
+		Backoff: phoenix.Backoff{RapidFirst: 10 * time.Millisecond,
 			RapidSecond: 20 * time.Millisecond, HoldDownBase: 50 * time.Millisecond, HoldDownStep: 10 * time.Millisecond,
 			HoldDownMax: 100 * time.Millisecond, Refused: 50 * time.Millisecond, RestartMin: time.Millisecond, RestartMax: 5 * time.Millisecond},
 	})}
@@ -45,7 +44,8 @@ func newBandEnv(t *testing.T, emuOpts bandemu.Options) *bandEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(emu.Close)
-	cfg := fmt.Sprintf("[[connection]]\nname = \"agent\"\nplatform = \"band\"\nbase_url = %q\nagent_id = %q\napi_key_env = \"BAND_KEY\"\n", url, emu.AgentID())
+	// An inline settings table, so a test may append [[connection]] keys.
+	cfg := fmt.Sprintf("[[connection]]\nname = \"agent\"\nplatform = \"band\"\nsettings = { base_url = %q, agent_id = %q, api_key_env = \"BAND_KEY\" }\n", url, emu.AgentID())
 	return &bandEnv{
 		emu: emu, user: emu.AddUser("Dana Levi"),
 		spec: bridgeSpec{config: cfg, registry: fastBand(), env: map[string]string{"BAND_KEY": emu.APIKey()}, storeDir: t.TempDir()},

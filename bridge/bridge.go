@@ -21,12 +21,14 @@ import (
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/natsbus"
+	"github.com/bridgeworks/bridge/retry"
+	"github.com/bridgeworks/bridge/subjects"
 )
 
 // Options are the bridge's runtime dependencies.
 type Options struct {
 	Log      zerolog.Logger
-	Registry connector.Registry // platforms by configured name; see Platforms
+	Registry connector.Registry // platforms by configured name (the program passes platforms.All)
 	// LookupEnv resolves *_env secrets, default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 	// OnReady is called once NATS is connected, the streams exist and the
@@ -34,8 +36,6 @@ type Options struct {
 	OnReady func(Info)
 	// ShutdownTimeout bounds the drain of in-flight work at shutdown, default 15s.
 	ShutdownTimeout time.Duration
-	// Backoff is the reconnect policy of every connection.
-	Backoff Backoff
 }
 
 // Info tells where the running bridge can be reached.
@@ -61,8 +61,11 @@ type connEntry struct {
 	ccfg    connector.Config
 }
 
-// New checks the configuration against the known platforms and resolves
-// secrets; it does no I/O beyond reading secret files.
+// New checks the configuration against the known platforms: each
+// connection's settings are decoded and checked by its platform, and its
+// secrets resolved once (so check-config reports a missing one); it does no
+// I/O beyond reading secret files. Connectors read their secrets again
+// when they need them.
 func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
@@ -76,16 +79,38 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		if !ok {
 			return nil, fmt.Errorf("config: connection %q: platform %q is not one of %s", c.Name, c.Platform, strings.Join(knownPlatforms(opts.Registry), ", "))
 		}
-		key, err := config.Secret("api_key", c.APIKeyEnv, c.APIKeyFile, opts.LookupEnv)
+		ccfg, err := connectorConfig(c, f, opts.LookupEnv)
 		if err != nil {
 			return nil, fmt.Errorf("config: connection %q: %w", c.Name, err)
 		}
-		b.conns = append(b.conns, connEntry{cfg: c, factory: f, ccfg: connector.Config{
-			Name: c.Name, Platform: c.Platform, BaseURL: c.BaseURL, WSURL: c.WSURL, AgentID: c.AgentID, APIKey: key,
-			HeartbeatInterval: c.HeartbeatInterval.D(), RetryAfterMax: c.RetryAfterMax.D(),
-		}})
+		b.conns = append(b.conns, connEntry{cfg: c, factory: f, ccfg: ccfg})
 	}
 	return b, nil
+}
+
+// connectorConfig is what connection c's connector gets: its settings
+// table split into plain settings and secrets, checked by the platform.
+func connectorConfig(c config.Connection, f connector.Factory, lookupEnv func(string) (string, bool)) (connector.Config, error) {
+	settings, secrets, err := connector.SplitSettings(c.Settings, f.Secrets, lookupEnv)
+	if err != nil {
+		return connector.Config{}, err
+	}
+	ccfg := connector.Config{
+		Name: c.Name, Platform: c.Platform, Settings: settings, Secrets: secrets,
+		RetryAfterMax: c.RetryAfterMax.D(),
+		Reconnect:     retry.Policy{Initial: c.ReconnectInitial.D(), Max: c.ReconnectMax.D()},
+	}
+	if f.Check != nil {
+		if err := f.Check(ccfg); err != nil {
+			return connector.Config{}, err
+		}
+	}
+	for _, name := range secrets.Names() {
+		if _, err := secrets.Get(name); err != nil {
+			return connector.Config{}, err
+		}
+	}
+	return ccfg, nil
 }
 
 func knownPlatforms(r connector.Registry) []string {
@@ -186,6 +211,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(err, g.Wait())
 	}
+	state, err := openStateBucket(gctx, js, cfg.NATS.Prefix, cfg.NATS.Replicas)
+	if err != nil {
+		return errors.Join(err, g.Wait())
+	}
 	ready.Store(true)
 
 	for _, ce := range b.conns {
@@ -195,14 +224,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		board.add(ce.cfg.Name, ce.factory.Platform, StateStarting)
 		clog := log.With().Str("connection", ce.cfg.Name).Str("platform", ce.factory.Platform).Logger()
-		c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog, HTTPClient: httpClient})
+		c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog, HTTPClient: httpClient, State: newStateStore(state, ce.cfg.Name)})
 		if err != nil {
 			return errors.Join(fmt.Errorf("connection %q: %w", ce.cfg.Name, err), g.Wait())
 		}
 		cc := b.payloads(js, ce.cfg.Name)
 		s := &supervisor{
 			name: ce.cfg.Name, platform: ce.factory.Platform, c: c, board: board, m: m, log: clog,
-			backoff: b.opts.Backoff, retryAfterMax: ce.cfg.RetryAfterMax.D(), drain: b.opts.ShutdownTimeout,
+			reconnect: ce.ccfg.Reconnect, retryAfterMax: ce.cfg.RetryAfterMax.D(), drain: b.opts.ShutdownTimeout,
 			pub: &publisher{js: js, prefix: cfg.NATS.Prefix, platform: ce.factory.Platform, conn: ce.cfg.Name, log: clog, m: m, board: board, stored: stored, cc: cc},
 		}
 		if sr, ok := c.(connector.StatsReporter); ok {
@@ -258,7 +287,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, ru
 		}
 		s.board.setHolder(s.name, ls.l.self.String())
 		s.log.Info().Msg("lease acquired")
-		s.pub.sys(ctx, "lease_acquired", map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
+		s.pub.sys(ctx, subjects.LifecycleLeaseAcquired, map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
 		lctx, cancel := context.WithCancel(ctx)
 		var lost error
 		var wg sync.WaitGroup
@@ -286,7 +315,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, ru
 		}
 		s.log.Warn().Err(lost).Msg("lease lost; the connection stopped here")
 		s.board.set(s.name, StateStandby, lost)
-		s.pub.sys(ctx, "lease_lost", map[string]any{"reason": lost.Error()})
+		s.pub.sys(ctx, subjects.LifecycleLeaseLost, map[string]any{"reason": lost.Error()})
 	}
 }
 
@@ -312,7 +341,7 @@ func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream) erro
 	for _, ce := range b.conns {
 		o.Connections = append(o.Connections, natsbus.StreamConn{Platform: ce.factory.Platform, Name: ce.cfg.Name})
 	}
-	wait := 500 * time.Millisecond
+	bo := retry.Policy{Initial: 500 * time.Millisecond, Max: 15 * time.Second}.Start()
 	for {
 		dropped, err := natsbus.DroppedCommandSubjects(ctx, js, o)
 		if err == nil && len(dropped) > 0 {
@@ -328,13 +357,11 @@ func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream) erro
 		if ctx.Err() != nil {
 			return err
 		}
+		wait := bo.Next()
 		b.opts.Log.Warn().Err(err).Dur("retry_in", wait).Msg("streams not ready; retrying")
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return err
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, 15*time.Second)
 	}
 }
 

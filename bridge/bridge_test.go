@@ -96,6 +96,10 @@ func runBridge(t *testing.T, spec bridgeSpec) *harness {
 		t.Fatal(err)
 	}
 	c.NATS.URL = spec.natsURL
+	for i := range c.Connection { // test-sized reconnect waits; tweak may change them
+		c.Connection[i].ReconnectInitial = config.Duration(time.Millisecond)
+		c.Connection[i].ReconnectMax = config.Duration(10 * time.Millisecond)
+	}
 	if spec.tweak != nil {
 		spec.tweak(c)
 	}
@@ -111,7 +115,6 @@ func runBridge(t *testing.T, spec bridgeSpec) *harness {
 	b, err := New(c, Options{
 		Log: log, Registry: spec.registry, OnReady: func(i Info) { ready <- i },
 		LookupEnv: func(k string) (string, bool) { v, ok := spec.env[k]; return v, ok },
-		Backoff:   Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -147,13 +150,13 @@ func startBridge(t *testing.T) *harness {
 	t.Helper()
 	sc := newScripted()
 	reg := connector.Registry{"fake": {Platform: "fake", New: func(cfg connector.Config, _ connector.Deps) (connector.Connector, error) {
-		if cfg.APIKey != "k3y" {
+		if k, err := cfg.Secrets.Get("api_key"); err != nil || k != "k3y" {
 			return nil, fmt.Errorf("api key not resolved")
 		}
 		return sc, nil
 	}}}
 	h := runBridge(t, bridgeSpec{
-		config:   "[[connection]]\nname = \"c1\"\nplatform = \"fake\"\napi_key_env = \"FAKE_KEY\"\n",
+		config:   "[[connection]]\nname = \"c1\"\nplatform = \"fake\"\n[connection.settings]\napi_key_env = \"FAKE_KEY\"\n",
 		registry: reg, env: map[string]string{"FAKE_KEY": "k3y"},
 	})
 	h.conn = sc

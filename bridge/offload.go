@@ -3,11 +3,11 @@ package bridge
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -27,7 +27,7 @@ func (p *publisher) offload(ctx context.Context, msg *nats.Msg) error {
 		return fmt.Errorf("event %s: larger than NATS max_payload (%d bytes) even without its data", ev.ID, p.cc.Limit())
 	}
 	size := len(msg.Data)
-	wait := 50 * time.Millisecond
+	bo := retry.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second}.Start()
 	for {
 		ref, err := p.cc.Put(ctx, ev.Data)
 		if err == nil {
@@ -38,13 +38,11 @@ func (p *publisher) offload(ctx context.Context, msg *nats.Msg) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		wait := bo.Next()
 		p.log.Warn().Err(err).Str("subject", msg.Subject).Dur("retry_in", wait).Msg("event too large for NATS and not offloaded yet; retrying")
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-time.After(wait + rand.N(wait/2)):
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 	ref, _ := ev.Ref()
 	limit := p.cc.Limit()

@@ -32,7 +32,7 @@ func TestBandMessageOverMaxPayload(t *testing.T) {
 	spec.natsURL = srv.URL
 	h := runBridge(t, spec)
 	waitState(t, h, StateConnected)
-	sys, err := h.info.Conn.SubscribeSync("bridge.sys.band.agent." + subjects.LifecyclePayloadOffloaded)
+	sys, err := h.info.Conn.SubscribeSync("bridge.sys.band.agent." + string(subjects.LifecyclePayloadOffloaded))
 	if err != nil {
 		t.Fatal(err)
 	}

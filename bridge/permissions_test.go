@@ -76,6 +76,7 @@ ttl = "2s"
 [[connection]]
 name = %q
 platform = "band"
+[connection.settings]
 base_url = %q
 agent_id = %q
 api_key_env = "BAND_KEY"
@@ -97,6 +98,19 @@ backoff_max = "50ms"
 	bjs, err := jetstream.New(h.info.Conn)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The connectors' state bucket is writable and readable as the bridge
+	// user (the bridge created it at start).
+	skv, err := bjs.KeyValue(ctx, StateBucket("bridge"))
+	if err != nil {
+		t.Fatalf("state bucket: %v", err)
+	}
+	state := newStateStore(skv, docConn)
+	if _, err := state.Put(ctx, "cursor", []byte("1")); err != nil {
+		t.Fatalf("state put under the documented permissions: %v", err)
+	}
+	if v, _, err := state.Get(ctx, "cursor"); err != nil || string(v) != "1" {
+		t.Fatalf("state get under the documented permissions: %q %v", v, err)
 	}
 	// The operator's step: the worker's durable pull consumer.
 	if _, err := bjs.CreateOrUpdateConsumer(ctx, "BRIDGE_EVENTS", jetstream.ConsumerConfig{

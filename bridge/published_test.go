@@ -25,7 +25,7 @@ func TestCatchUpAfterTheDuplicateWindowStoresOnce(t *testing.T) {
 		sc := newScripted()
 		reg := connector.Registry{"fake": {Platform: "fake", New: func(connector.Config, connector.Deps) (connector.Connector, error) { return sc, nil }}}
 		h := runBridge(t, bridgeSpec{
-			config:   "[[connection]]\nname = \"c1\"\nplatform = \"fake\"\napi_key_env = \"FAKE_KEY\"\n",
+			config:   "[[connection]]\nname = \"c1\"\nplatform = \"fake\"\n[connection.settings]\napi_key_env = \"FAKE_KEY\"\n",
 			registry: reg, env: map[string]string{"FAKE_KEY": "k"}, natsURL: ns.URL,
 			// Below what validation allows, so that the test can outlast it.
 			tweak: func(c *config.Config) { c.NATS.DuplicateWindow = config.Duration(200 * time.Millisecond) },

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -68,7 +68,11 @@ func (p *publisher) message(ev connector.Event, now time.Time) (*nats.Msg, error
 		key = nuid.Next()
 	}
 	var subj subjects.Subject
-	if ev.Sys {
+	if ev.Lifecycle != "" {
+		if !subjects.IsLifecycle(string(ev.Lifecycle)) {
+			return nil, fmt.Errorf("lifecycle event %q is not one of subjects.Lifecycles", ev.Lifecycle)
+		}
+		name = string(ev.Lifecycle)
 		subj = subjects.Subject{Prefix: p.prefix, Kind: subjects.KindSys, Platform: p.platform, Conn: p.conn, Name: name}
 		key = "sys:" + key
 	} else {
@@ -78,6 +82,7 @@ func (p *publisher) message(ev connector.Event, now time.Time) (*nats.Msg, error
 		return nil, fmt.Errorf("event %s: payload is not JSON", name)
 	}
 	env := subjects.NewEvent(p.platform, p.conn, ev.Room, name, key, t, ev.Data)
+	env.Transient = ev.Transient
 	body := env.AppendJSON(make([]byte, 0, 320+len(ev.Data)))
 	msg := nats.NewMsg(subj.String())
 	msg.Data = body
@@ -88,16 +93,16 @@ func (p *publisher) message(ev connector.Event, now time.Time) (*nats.Msg, error
 
 // sys publishes a lifecycle event synchronously; failures are logged, not
 // fatal: lifecycle events inform, the connection state lives on /status.
-func (p *publisher) sys(ctx context.Context, name string, data any) {
+func (p *publisher) sys(ctx context.Context, name subjects.Lifecycle, data any) {
 	b, _ := json.Marshal(data)
-	msg, err := p.message(connector.Event{Sys: true, Name: name, Data: b}, time.Now())
+	msg, err := p.message(connector.Event{Lifecycle: name, Data: b}, time.Now())
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err = p.js.PublishMsg(ctx, msg)
 		cancel()
 	}
 	if err != nil {
-		p.log.Warn().Err(err).Str("event", name).Msg("lifecycle event not published")
+		p.log.Warn().Err(err).Str("event", string(name)).Msg("lifecycle event not published")
 		return
 	}
 	p.m.published.WithLabelValues(p.conn, "sys").Inc()
@@ -122,18 +127,18 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 		if err != nil {
 			return err
 		}
-		if ev.Sys {
-			switch ev.Name { // socket-level transitions inside the connector
-			case "disconnected":
+		if ev.Room == "" { // the connector's own socket state; a room's session is not the connection's
+			switch ev.Lifecycle {
+			case subjects.LifecycleDisconnected:
 				p.board.set(p.conn, StateReconnecting, nil)
-			case "connected":
+			case subjects.LifecycleConnected:
 				p.board.set(p.conn, StateConnected, nil)
 			}
 		}
 		now := time.Now()
 		msg, err := p.message(ev, now)
 		if err != nil {
-			p.log.Error().Err(err).Str("event", ev.Name).Msg("event dropped: cannot encode")
+			p.log.Error().Err(err).Str("event", ev.Name).Str("lifecycle", string(ev.Lifecycle)).Msg("event dropped: cannot encode")
 			ack(ctx, err)
 			continue
 		}
@@ -146,8 +151,9 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 				continue
 			}
 		}
-		f := inflight{msg: msg, ack: ack, start: now, gap: ev.GapFill, sys: ev.Sys}
-		if !ev.Sys && ev.Key != "" {
+		sys := ev.Lifecycle != ""
+		f := inflight{msg: msg, ack: ack, start: now, gap: ev.GapFill, sys: sys}
+		if !sys && ev.Key != "" {
 			f.id = msg.Header.Get(subjects.HeaderMsgID)
 		}
 		if ev.GapFill && f.id != "" {
@@ -229,7 +235,7 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 			return ctx.Err()
 		}
 	}
-	wait := 50 * time.Millisecond
+	bo := retry.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second}.Start()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := p.js.PublishMsg(pctx, f.msg)
@@ -249,12 +255,10 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 		}
 		p.board.natsError(p.conn, "publish", err)
 		p.m.publishErrors.WithLabelValues(p.conn).Inc()
+		wait := bo.Next()
 		p.log.Warn().Err(err).Str("subject", f.msg.Subject).Dur("retry_in", wait).Msg("publish failed; retrying")
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-time.After(wait + rand.N(wait/2)):
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }

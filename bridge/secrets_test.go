@@ -119,12 +119,15 @@ func runLogged(t *testing.T, cfgText string, env map[string]string, buf *logBuff
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i := range c.Connection { // test-sized reconnect waits
+		c.Connection[i].ReconnectInitial = config.Duration(5 * time.Millisecond)
+		c.Connection[i].ReconnectMax = config.Duration(50 * time.Millisecond)
+	}
 	log := zerolog.New(buf).Level(zerolog.TraceLevel).With().Timestamp().Logger()
 	ready := make(chan Info, 1)
 	b, err := New(c, Options{
 		Log: log, Registry: fastBand(), OnReady: func(i Info) { ready <- i },
 		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-		Backoff:   Backoff{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -210,12 +213,14 @@ password_env = "NATS_PW"
 [[connection]]
 name = "agent"
 platform = "band"
+[connection.settings]
 base_url = %[1]q
 agent_id = %[2]q
 api_key_env = "BAND_KEY"
 [[connection]]
 name = "wrongkey"
 platform = "band"
+[connection.settings]
 base_url = %[1]q
 api_key_env = "WRONG_KEY"
 `, emuURL, emu.AgentID())
@@ -342,7 +347,7 @@ func TestSecretsSocketRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(other.Close)
-	cfg := fmt.Sprintf("[nats.embedded]\nlisten = \"none\"\nstore_dir = %q\n[[connection]]\nname = \"wrongsocket\"\nplatform = \"band\"\nbase_url = %q\nws_url = %q\nagent_id = %q\napi_key_env = \"BAND_KEY\"\n",
+	cfg := fmt.Sprintf("[nats.embedded]\nlisten = \"none\"\nstore_dir = %q\n[[connection]]\nname = \"wrongsocket\"\nplatform = \"band\"\n[connection.settings]\nbase_url = %q\nws_url = %q\nagent_id = %q\napi_key_env = \"BAND_KEY\"\n",
 		t.TempDir(), emuURL, other.SocketURL(), emu.AgentID())
 	var logs logBuffer
 	h, err := runLogged(t, cfg, map[string]string{"BAND_KEY": secretBandKey}, &logs)

@@ -3,53 +3,39 @@ package bridge
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/retry"
+	"github.com/bridgeworks/bridge/subjects"
 )
 
-// Backoff is the supervisor's reconnect policy: exponential from Initial to
-// Max with equal jitter; a platform's own wait (Retry-After) is honoured when
-// longer, up to the connection's retry_after_max.
-type Backoff struct {
-	Initial time.Duration // default 1s
-	Max     time.Duration // default 60s
-}
-
-// delay is the wait before reconnect number attempt+1 after err; asked is
-// the platform's Retry-After (0 when it set none), honoured up to
-// retryAfterMax.
-func (b Backoff) delay(attempt int, err error, retryAfterMax time.Duration) (d, asked time.Duration) {
-	if b.Initial == 0 {
-		b.Initial = time.Second
-	}
-	if b.Max == 0 {
-		b.Max = time.Minute
-	}
-	d = b.Initial << min(attempt, 20)
-	if d > b.Max || d <= 0 {
-		d = b.Max
-	}
-	d = d/2 + rand.N(d/2+1)
-	asked = connector.RetryAfter(err)
-	wait, _ := connector.CapWait(asked, retryAfterMax)
-	return max(d, wait), asked
-}
-
-// supervisor runs one connection: connect with backoff, pump events through
-// the publisher, reconnect on loss, stop on a permanent error.
+// supervisor runs one connection: connect, pump events through the
+// publisher, reconnect on loss, stop on a permanent error.
+//
+// Reconnects have one owner per failure. A connector that keeps its
+// session across a socket loss (Band: the Phoenix socket redials and
+// rejoins, the rooms' catch-up state stays) redials by itself and reports
+// the loss and the recovery as lifecycle events; the supervisor does not
+// wait for those. The supervisor waits only when there is no session: a
+// failed Connect, or a session that ended (Receive failed). Both use the
+// connection's reconnect policy (reconnect_initial, reconnect_max, given
+// to the connector in connector.Config.Reconnect), so one setting governs
+// every reconnect wait and two waits never stack for one failure. The
+// connector keeps its socket because a reconnect through the supervisor
+// would repeat the whole session set-up (key check, every room's join and
+// catch-up) on every blip.
 type supervisor struct {
-	name     string
-	platform string
-	c        connector.Connector
-	pub      *publisher
-	board    *statusBoard
-	m        *metrics
-	log      zerolog.Logger
-	backoff  Backoff
+	name      string
+	platform  string
+	c         connector.Connector
+	pub       *publisher
+	board     *statusBoard
+	m         *metrics
+	log       zerolog.Logger
+	reconnect retry.Policy
 	// retryAfterMax caps a platform's Retry-After before a reconnect.
 	retryAfterMax time.Duration
 	drain         time.Duration // how long in-flight events may take to settle at shutdown
@@ -59,18 +45,26 @@ func (s *supervisor) drainCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.drain)
 }
 
+// transition records a session-level change: the status board and the
+// lifecycle event come from this one place, each once.
+func (s *supervisor) transition(ctx context.Context, st State, err error, l subjects.Lifecycle, data map[string]any) {
+	s.board.set(s.name, st, err)
+	if l != "" {
+		s.pub.sys(ctx, l, data)
+	}
+}
+
 // run returns nil when ctx ends, or the permanent error that stopped the
 // connection (after recording it on the status board).
 func (s *supervisor) run(ctx context.Context) error {
-	attempt := 0
+	bo := s.reconnect.Start()
 	for {
 		s.board.set(s.name, StateConnecting, nil)
 		err := s.c.Connect(ctx)
 		if err == nil {
-			attempt = 0
-			s.board.set(s.name, StateConnected, nil)
+			bo.Reset()
 			s.log.Info().Msg("connected")
-			s.pub.sys(ctx, "connected", map[string]any{})
+			s.transition(ctx, StateConnected, nil, subjects.LifecycleConnected, map[string]any{})
 			err = s.pub.run(ctx, s.drainCtx, s.c)
 		}
 		cctx, cancel := s.drainCtx()
@@ -83,34 +77,29 @@ func (s *supervisor) run(ctx context.Context) error {
 			return nil
 		}
 		if connector.IsPermanent(err) {
-			st := StateFailed
+			st, ev := StateFailed, subjects.LifecycleDisconnected
 			if errors.Is(err, connector.ErrSuperseded) {
-				st = StateSuperseded
+				st, ev = StateSuperseded, subjects.LifecycleSuperseded
 			}
-			s.board.set(s.name, st, err)
 			s.log.Error().Err(err).Str("state", string(st)).Msg("connection stopped for good; not reconnecting")
-			ev := "disconnected"
-			if st == StateSuperseded {
-				ev = "superseded"
-			}
-			s.pub.sys(context.WithoutCancel(ctx), ev, map[string]any{"reason": err.Error(), "permanent": true})
+			s.transition(context.WithoutCancel(ctx), st, err, ev, map[string]any{"reason": err.Error(), "permanent": true})
 			return err
 		}
-		wait, asked := s.backoff.delay(attempt, err, s.retryAfterMax)
-		attempt++
-		s.board.set(s.name, StateReconnecting, err)
+		wait := bo.Next()
+		asked := connector.RetryAfter(err)
+		if capped, _ := connector.CapWait(asked, s.retryAfterMax); capped > wait {
+			wait = capped
+		}
 		if asked > 0 {
 			s.platformWait(err, asked, wait)
 		}
 		s.m.reconnects.WithLabelValues(s.name).Inc()
 		s.log.Warn().Err(err).Dur("retry_in", wait).Msg("connection lost; reconnecting")
-		s.pub.sys(ctx, "disconnected", map[string]any{"reason": errString(err)})
-		s.pub.sys(ctx, "reconnecting", map[string]any{"in_ms": wait.Milliseconds(), "attempt": attempt})
-		select {
-		case <-ctx.Done():
+		s.transition(ctx, StateReconnecting, err, subjects.LifecycleDisconnected, map[string]any{"reason": errString(err)})
+		s.pub.sys(ctx, subjects.LifecycleReconnecting, map[string]any{"in_ms": wait.Milliseconds(), "attempt": bo.Failures()})
+		if !retry.Sleep(ctx, wait) {
 			s.board.set(s.name, StateStopped, nil)
 			return nil
-		case <-time.After(wait):
 		}
 	}
 }

@@ -32,7 +32,7 @@ func TestCrashReconcileRepeatedText(t *testing.T) {
 	t.Cleanup(emu.Close)
 	user := emu.AddUser("Dana")
 	room := emu.AddRoom("r", user.ID)
-	c, err := band.New(connector.Config{BaseURL: url, APIKey: emu.APIKey(), AgentID: emu.AgentID()}, connector.Deps{Log: testutil.Logger(t)}, band.Options{})
+	c, err := band.New(band.ConfigFor(url, emu.AgentID(), emu.APIKey()), connector.Deps{Log: testutil.Logger(t)}, band.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

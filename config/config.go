@@ -87,21 +87,29 @@ type Shutdown struct {
 	DrainTimeout Duration `toml:"drain_timeout"`
 }
 
-// Connection is one platform account / agent identity.
+// Connection is one platform account / agent identity. Keys every
+// platform shares live here; the platform's own keys live in its
+// [connection.settings] table.
 type Connection struct {
-	Name       string `toml:"name"`         // [a-z0-9_-]{1,64}, unique
-	Platform   string `toml:"platform"`     // band, thenvoi (alias of band with Thenvoi hosts), …
-	BaseURL    string `toml:"base_url"`     // REST base; platform default when empty
-	WSURL      string `toml:"ws_url"`       // WebSocket URL; derived from base_url when empty
-	AgentID    string `toml:"agent_id"`     // platform agent id, where the platform needs one
-	APIKeyEnv  string `toml:"api_key_env"`  // env var holding the API key
-	APIKeyFile string `toml:"api_key_file"` // or a file holding it
-	Enabled    *bool  `toml:"enabled"`      // default true
+	Name     string `toml:"name"`     // [a-z0-9_-]{1,64}, unique
+	Platform string `toml:"platform"` // band, thenvoi (alias of band with Thenvoi hosts), …
+	Enabled  *bool  `toml:"enabled"`  // default true
 
-	// HeartbeatInterval between socket heartbeats, default 30s (Band closes
-	// sockets idle for ~45s; a heartbeat unanswered for one interval
-	// reconnects).
-	HeartbeatInterval Duration `toml:"heartbeat_interval"`
+	// Settings is the platform's own table, [connection.settings]: decoded
+	// and checked by the platform (unknown keys are errors). Every
+	// <name>_env / <name>_file key in it is a secret, read from that
+	// environment variable or file; secrets are never written in plain.
+	// Band: agent_id, base_url, ws_url, heartbeat_interval, api_key_env /
+	// api_key_file (see config.example.toml).
+	Settings map[string]any `toml:"settings"`
+
+	// ReconnectInitial is the first wait before reconnecting after a lost
+	// session or a failed connect, default 500ms; each further failure
+	// doubles it (with jitter) up to ReconnectMax.
+	ReconnectInitial Duration `toml:"reconnect_initial"`
+	// ReconnectMax caps the reconnect wait, default 30s. A platform's own
+	// ask (Retry-After) may be longer, up to retry_after_max.
+	ReconnectMax Duration `toml:"reconnect_max"`
 
 	// MaxParallelRooms bounds how many rooms' commands run at once, default 16.
 	MaxParallelRooms int `toml:"max_parallel_rooms"`
@@ -167,6 +175,9 @@ func Load(path string, env []string) (*Config, error) {
 // Parse is [Load] on bytes.
 func Parse(b []byte, env []string) (*Config, error) {
 	var c Config
+	if err := movedKeys(b); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	dec := toml.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
@@ -180,6 +191,34 @@ func Parse(b []byte, env []string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return &c, nil
+}
+
+// movedToSettings are the platform keys that left [[connection]] for its
+// [connection.settings] table.
+var movedToSettings = []string{"agent_id", "base_url", "ws_url", "heartbeat_interval", "api_key_env", "api_key_file"}
+
+// movedKeys names a key written where it used to live: one line saying
+// where it goes now, instead of "unknown key".
+func movedKeys(b []byte) error {
+	var loose struct {
+		Connection []map[string]any `toml:"connection"`
+	}
+	if toml.Unmarshal(b, &loose) != nil {
+		return nil // the strict decode reports it
+	}
+	for i, cn := range loose.Connection {
+		name, _ := cn["name"].(string)
+		who := fmt.Sprintf("connection[%d]", i)
+		if name != "" {
+			who = fmt.Sprintf("connection %q", name)
+		}
+		for _, k := range movedToSettings {
+			if _, ok := cn[k]; ok {
+				return fmt.Errorf("%s: %s moved to [connection.settings] (write it under that table, below this [[connection]])", who, k)
+			}
+		}
+	}
+	return nil
 }
 
 func describeTOMLError(err error) string {
@@ -236,7 +275,8 @@ func (c *Config) SetDefaults() {
 	defD(&c.Shutdown.DrainTimeout, 15*time.Second)
 	for i := range c.Connection {
 		cn := &c.Connection[i]
-		defD(&cn.HeartbeatInterval, 30*time.Second)
+		defD(&cn.ReconnectInitial, 500*time.Millisecond)
+		defD(&cn.ReconnectMax, 30*time.Second)
 		defI(&cn.MaxParallelRooms, 16)
 		defI(&cn.CommandMaxAttempts, 8)
 		defD(&cn.CommandBackoffMax, 30*time.Second)
@@ -325,13 +365,8 @@ func (c *Config) Validate() error {
 		if cn.Platform == "" {
 			return fmt.Errorf("%s: platform is missing", key)
 		}
-		if cn.APIKeyEnv != "" && cn.APIKeyFile != "" {
-			return fmt.Errorf("%s: api_key_env and api_key_file are both set; choose one", key)
-		}
-		for k, u := range map[string]string{"base_url": cn.BaseURL, "ws_url": cn.WSURL} {
-			if u != "" && !strings.Contains(u, "://") {
-				return fmt.Errorf("%s: %s %q is not an absolute URL", key, k, u)
-			}
+		if ri, rm := cn.ReconnectInitial.D(), cn.ReconnectMax.D(); ri < time.Millisecond || rm > time.Hour || rm < ri {
+			return fmt.Errorf("%s: reconnect_initial %s and reconnect_max %s must satisfy 1ms <= reconnect_initial <= reconnect_max <= 1h", key, ri, rm)
 		}
 		if cn.MaxParallelRooms < 1 || cn.CommandMaxAttempts < 1 {
 			return fmt.Errorf("%s: max_parallel_rooms and command_max_attempts must be at least 1", key)

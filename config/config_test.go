@@ -36,6 +36,25 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 }
 
+// The settings table keeps what TOML wrote (the platform decodes it); env
+// overrides of its keys win over the file.
+func TestConnectionSettings(t *testing.T) {
+	t.Parallel()
+	in := "[[connection]]\nname = \"a\"\nplatform = \"band\"\n[connection.settings]\nagent_id = \"x\"\nheartbeat_interval = \"30s\"\nn = 3\n"
+	c, err := Parse([]byte(in), []string{"BRIDGE_CONNECTION_A_SETTINGS_AGENT_ID=y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Connection[0].Settings
+	if s["agent_id"] != "y" || s["heartbeat_interval"] != "30s" || s["n"] != int64(3) {
+		t.Fatalf("settings: %#v", s)
+	}
+	cn := c.Connection[0]
+	if cn.ReconnectInitial.D() != 500*time.Millisecond || cn.ReconnectMax.D() != 30*time.Second {
+		t.Fatalf("reconnect defaults: %s %s", cn.ReconnectInitial.D(), cn.ReconnectMax.D())
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	c, err := Parse([]byte(""), nil)
@@ -65,6 +84,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"[[connection]]\nname = \"a\"\nplatform = \"band\"\n[[dispatch]]\nconnection = \"a\"\nstart = \"yesterday\"\n": "dispatch[0].start",
 		"[nats.embedded]\nmax_store = \"lots\"\n":                                                                      "nats.embedded.max_store",
 		"[nats.embedded]\nmax_store = \"1KiB\"\n":                                                                      "nats.embedded.max_store",
+		"[[connection]]\nname = \"a\"\nplatform = \"band\"\nagent_id = \"x\"\n":                                        `connection "a": agent_id moved to [connection.settings]`,
+		"[[connection]]\nplatform = \"band\"\napi_key_env = \"K\"\n":                                                   "connection[0]: api_key_env moved to [connection.settings]",
+		"[[connection]]\nname = \"a\"\nplatform = \"band\"\nreconnect_initial = \"2m\"\nreconnect_max = \"1m\"\n":      "reconnect_initial 2m0s and reconnect_max 1m0s",
 	}
 	for in, want := range cases {
 		_, err := Parse([]byte(in), nil)
@@ -88,7 +110,9 @@ func TestEnvOverrides(t *testing.T) {
 		"BRIDGE_NATS_URL=nats://a:4222,nats://b:4222",
 		"BRIDGE_NATS_EMBEDDED_STORE_DIR=/tmp/x",
 		"BRIDGE_HTTP_LISTEN=0.0.0.0:9090",
-		"BRIDGE_CONNECTION_SUPPORT_BOT_BASE_URL=http://127.0.0.1:4000",
+		"BRIDGE_CONNECTION_SUPPORT_BOT_SETTINGS_BASE_URL=http://127.0.0.1:4000",
+		"BRIDGE_CONNECTION_SUPPORT_BOT_SETTINGS_HEARTBEAT_INTERVAL=5s",
+		"BRIDGE_CONNECTION_SUPPORT_BOT_RECONNECT_MAX=10s",
 		"BRIDGE_CONNECTION_SUPPORT_BOT_ENABLED=false",
 		"BRIDGE_DISPATCH_0_TIMEOUT=5s",
 		"BRIDGE_DISPATCH_0_EVENTS=message_created, room_added",
@@ -103,12 +127,17 @@ func TestEnvOverrides(t *testing.T) {
 		t.Errorf("nats/http not overridden: %+v %+v", c.NATS, c.HTTP)
 	}
 	cn := c.Connection[0]
-	if cn.BaseURL != "http://127.0.0.1:4000" || cn.IsEnabled() {
+	if cn.Settings["base_url"] != "http://127.0.0.1:4000" || cn.Settings["heartbeat_interval"] != "5s" || cn.ReconnectMax.D() != 10*time.Second || cn.IsEnabled() {
 		t.Errorf("connection not overridden: %+v", cn)
 	}
 	d := c.Dispatch[0]
 	if d.Timeout.D() != 5*time.Second || len(d.Events) != 2 || d.Events[1] != "room_added" {
 		t.Errorf("dispatch not overridden: %+v", d)
+	}
+	// A variable of a key that moved into the settings table says where.
+	_, err = Parse([]byte(in), []string{"BRIDGE_CONNECTION_SUPPORT_BOT_AGENT_ID=x"})
+	if err == nil || !strings.Contains(err.Error(), "BRIDGE_CONNECTION_SUPPORT_BOT_SETTINGS_AGENT_ID") {
+		t.Errorf("moved env key: err = %v", err)
 	}
 	_, err = Parse([]byte(in), []string{"BRIDGE_DISPATCH_0_MAX_ATTEMPTS=many"})
 	if err == nil || !strings.Contains(err.Error(), "BRIDGE_DISPATCH_0_MAX_ATTEMPTS") {

@@ -18,10 +18,12 @@ const EnvPrefix = "BRIDGE_"
 //	nats.url                    BRIDGE_NATS_URL
 //	nats.embedded.store_dir     BRIDGE_NATS_EMBEDDED_STORE_DIR
 //	http.listen                 BRIDGE_HTTP_LISTEN
-//	connection "support-bot"    BRIDGE_CONNECTION_SUPPORT_BOT_BASE_URL  (by name, "-" as "_")
+//	connection "support-bot"    BRIDGE_CONNECTION_SUPPORT_BOT_ENABLED   (by name, "-" as "_")
+//	  its settings.base_url     BRIDGE_CONNECTION_SUPPORT_BOT_SETTINGS_BASE_URL
 //	dispatch #0                 BRIDGE_DISPATCH_0_TIMEOUT               (by position)
 //
-// Lists take comma-separated values. Variables that name no key are ignored
+// Lists take comma-separated values. A platform setting's variable sets the
+// key (lower-cased) to the string as it is; the platform converts it. Variables that name no key are ignored
 // (BRIDGE_* is a natural prefix for secrets too); a value that does not parse
 // is an error naming the variable.
 func ApplyEnv(c *Config, env []string) error {
@@ -55,6 +57,19 @@ func walk(v reflect.Value, name string, vars map[string]string) error {
 			if err := walk(fv, fname, vars); err != nil {
 				return err
 			}
+		case fv.Kind() == reflect.Map && fv.Type().Key().Kind() == reflect.String && fv.Type().Elem().Kind() == reflect.Interface:
+			// A platform table: BRIDGE_…_SETTINGS_<KEY> sets key (lower-cased)
+			// to the string; the platform's decoder converts it.
+			for k, val := range vars {
+				key, ok := strings.CutPrefix(k, fname+"_")
+				if !ok || key == "" {
+					continue
+				}
+				if fv.IsNil() {
+					fv.Set(reflect.MakeMap(fv.Type()))
+				}
+				fv.SetMapIndex(reflect.ValueOf(strings.ToLower(key)), reflect.ValueOf(val))
+			}
 		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct:
 			for j := 0; j < fv.Len(); j++ {
 				el := fv.Index(j)
@@ -64,6 +79,13 @@ func walk(v reflect.Value, name string, vars map[string]string) error {
 				}
 				if err := walk(el, fname+"_"+id, vars); err != nil {
 					return err
+				}
+				if tag == "connection" {
+					for _, k := range movedToSettings {
+						if _, ok := vars[fname+"_"+id+"_"+envToken(k)]; ok {
+							return fmt.Errorf("environment %s_%s_%s: %s moved to [connection.settings]; set %s_%s_SETTINGS_%s", fname, id, envToken(k), k, fname, id, envToken(k))
+						}
+					}
 				}
 			}
 		default:

@@ -20,6 +20,7 @@ func walkKeys(keys *[]string, t reflect.Type) {
 			walkKeys(keys, ft)
 		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
 			walkKeys(keys, ft.Elem())
+		case ft.Kind() == reflect.Map: // a platform's table: its keys are the platform's (tested there)
 		default:
 			*keys = append(*keys, tag)
 		}

@@ -7,19 +7,32 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/retry"
+	"github.com/bridgeworks/bridge/subjects"
 )
 
-// Event is one inbound platform event, or a lifecycle event when Sys is set.
+// Event is one inbound platform event, or a lifecycle event when Lifecycle
+// is set.
 type Event struct {
-	Sys  bool            // a lifecycle event for P.sys…; Room is ignored
-	Room string          // the platform's room id as written; "" for agent-level events
-	Name string          // the platform's event name (the bridge lower-cases and escapes it)
-	Key  string          // stable id of the event: the platform's id, or a hash of what identifies it
-	Time time.Time       // the platform's timestamp; zero means "use the receive time"
-	Data json.RawMessage // the platform payload, unchanged
+	// Lifecycle marks a lifecycle event for P.sys… (a socket's state change
+	// inside the connector); Name is then ignored and Room, when set, names
+	// the room (a session) the event concerns. A typed name rather than a
+	// flag: the status board and workers read the same constants, and
+	// nothing can publish a lifecycle name that subjects.Lifecycles does
+	// not document.
+	Lifecycle subjects.Lifecycle
+	Room      string          // the platform's room id as written; "" for agent-level events
+	Name      string          // the platform's event name (the bridge lower-cases and escapes it)
+	Key       string          // stable id of the event: the platform's id, or a hash of what identifies it
+	Time      time.Time       // the platform's timestamp; zero means "use the receive time"
+	Data      json.RawMessage // the platform payload, unchanged
 	// GapFill marks an event found by catch-up after a (re)connect rather than
 	// pushed live; it only feeds metrics.
 	GapFill bool
+	// Transient marks an event that only matters while it is fresh (typing,
+	// thinking): its envelope carries transient: true and workers may drop it.
+	Transient bool
 }
 
 // AckFunc settles one received event. The bridge calls it exactly once: with
@@ -99,27 +112,35 @@ type Stats struct {
 // StatsReporter is implemented by connectors that count socket-level events.
 type StatsReporter interface{ Stats() Stats }
 
-// Config is what a connector gets from the bridge's configuration, secrets
-// resolved.
+// Config is what a connector gets from the bridge's configuration.
 type Config struct {
 	Name     string // the connection's name (the <conn> subject token)
 	Platform string // the configured platform name (may be an alias)
-	BaseURL  string // REST base; "" for the platform default
-	WSURL    string // WebSocket URL; "" to derive it
-	AgentID  string
-	APIKey   string // never log it
-	// HeartbeatInterval of socket platforms; zero means the platform default.
-	HeartbeatInterval time.Duration
+	// Settings is the connection's [connection.settings] table without its
+	// secret keys; the connector decodes it with [Settings.Decode].
+	Settings Settings
+	// Secrets are the table's <name>_env / <name>_file keys, resolved on
+	// demand with [Secrets.Get]; never log a value.
+	Secrets Secrets
 	// RetryAfterMax caps every wait the platform asks for (Retry-After on
 	// REST, retry_after on a refused socket upgrade); zero means
 	// [DefaultRetryAfterMax]. A longer ask is cut to it and logged.
 	RetryAfterMax time.Duration
+	// Reconnect is the connection's reconnect policy (reconnect_initial,
+	// reconnect_max). A connector that keeps its session across socket
+	// losses redials with it; the bridge uses it between sessions. A zero
+	// policy takes retry's defaults.
+	Reconnect retry.Policy
 }
 
 // Deps are the shared services a connector may use.
 type Deps struct {
 	Log        zerolog.Logger // already carries the connection's name
 	HTTPClient *http.Client   // for REST; nil means the connector's own
+	// State keeps the connector's small state across restarts and
+	// replicas, namespaced to this connection; nil when the bridge runs
+	// without one (tests that build a connector by hand).
+	State StateStore
 }
 
 // Factory builds a connector for one platform.
@@ -127,9 +148,17 @@ type Factory struct {
 	// Platform is the subject token the connector publishes under; aliases
 	// (thenvoi) map to their platform (band).
 	Platform string
-	New      func(cfg Config, deps Deps) (Connector, error)
+	// Secrets names the settings that are secrets (Band: api_key): the
+	// config must give them as <name>_env or <name>_file, never in plain.
+	Secrets []string
+	// Check validates cfg without I/O (settings decoded, required secrets
+	// configured); the bridge calls it before starting, so a bad setting
+	// fails check-config. nil means New's own checks only.
+	Check func(cfg Config) error
+	New   func(cfg Config, deps Deps) (Connector, error)
 }
 
 // Registry maps configured platform names to factories. It is filled
-// explicitly by the bridge, never by init functions.
+// explicitly by the program (see package platforms), never by init
+// functions.
 type Registry map[string]Factory

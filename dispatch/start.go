@@ -144,7 +144,7 @@ func (d *Dispatcher) firstStart(ctx context.Context, st jetstream.Stream, last u
 	case "all":
 		return startPoint{}, nil
 	case "new":
-		subj := d.conn.Subject(subjects.KindSys, "", "lease_acquired").String()
+		subj := d.conn.Subject(subjects.KindSys, "", string(subjects.LifecycleLeaseAcquired)).String()
 		m, err := st.GetLastMsgForSubject(ctx, subj)
 		switch {
 		case err == nil:

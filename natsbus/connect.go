@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/internal/redact"
+	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -119,7 +120,7 @@ func Connect(ctx context.Context, o Options, log zerolog.Logger) (*nats.Conn, er
 	if o.Embedded != nil || urls == "" {
 		urls = nats.DefaultURL // ignored with InProcessServer
 	}
-	wait := o.ReconnectWait
+	bo := retry.Policy{Initial: o.ReconnectWait, Max: 30 * time.Second}.Start()
 	for {
 		nc, err := nats.Connect(urls, opts...)
 		if err == nil {
@@ -128,13 +129,11 @@ func Connect(ctx context.Context, o Options, log zerolog.Logger) (*nats.Conn, er
 		if permanentConnectError(err) {
 			return nil, fmt.Errorf("nats: connect to %s: %w", RedactURL(urls), err)
 		}
+		wait := bo.Next()
 		log.Warn().Err(err).Str("server", RedactURL(urls)).Dur("retry_in", wait).Msg("nats connect failed; retrying")
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return nil, fmt.Errorf("nats: connect to %s: %w (last error: %v)", RedactURL(urls), ctx.Err(), err)
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, 30*time.Second)
 	}
 }
 

@@ -25,11 +25,6 @@ const (
 	HeaderDataSHA256 = "Bridge-Data-Sha256" // DataRef.SHA256
 )
 
-// LifecyclePayloadOffloaded is the lifecycle event (P.sys…) published when an
-// inbound event was too large for one message and its payload was offloaded.
-// Its data: event_id, subject, size, limit, bucket, object; never the payload.
-const LifecyclePayloadOffloaded = "payload_offloaded"
-
 // DataRef points at a payload kept in a JetStream object store bucket.
 type DataRef struct {
 	Bucket string // the connection's bucket, see PayloadBucket

@@ -7,5 +7,6 @@
 // [EscapeToken], which maps any platform id to exactly one NATS token and back.
 // [Event] is the envelope every platform event is published in; [Result] is
 // what each executed command yields; [WorkReply] is what a managed-dispatch
-// worker answers.
+// worker answers. [Lifecycles] lists every lifecycle event (P.sys…) the
+// bridge publishes.
 package subjects

@@ -37,6 +37,9 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = append(b, `,"room":`...)
 		b = appendString(b, e.Room)
 	}
+	if e.Transient {
+		b = append(b, `,"transient":true`...)
+	}
 	if len(e.Data) > 0 {
 		b = append(b, `,"data":`...)
 		b = append(b, e.Data...)

@@ -12,10 +12,11 @@ import (
 // AppendJSON writes the same JSON value json.Marshal writes (json.Marshal
 // also HTML-escapes inside Data; the value is the same).
 func FuzzAppendJSON(f *testing.F) {
-	f.Add("band", "support-bot", "6f1d", "message_created", "9b0c", []byte(`{"id":"9b0c","content":"hi"}`))
-	f.Add("band", "c", "", "agent~2Econtrol", "k", []byte(``))
-	f.Add("band", "c", "a.b\"<é>\x01", "x", "k\\", []byte(`{"a":[1,2,{"b":null}]}`))
-	f.Fuzz(func(t *testing.T, platform, conn, room, name, key string, data []byte) {
+	f.Add("band", "support-bot", "6f1d", "message_created", "9b0c", []byte(`{"id":"9b0c","content":"hi"}`), false)
+	f.Add("band", "c", "", "agent~2Econtrol", "k", []byte(``), false)
+	f.Add("band", "c", "a.b\"<é>\x01", "x", "k\\", []byte(`{"a":[1,2,{"b":null}]}`), false)
+	f.Add("band", "c", "r", "typing", "k", []byte(`{}`), true)
+	f.Fuzz(func(t *testing.T, platform, conn, room, name, key string, data []byte, transient bool) {
 		if len(data) > 0 && !json.Valid(data) {
 			return
 		}
@@ -24,6 +25,7 @@ func FuzzAppendJSON(f *testing.F) {
 			_ = json.Compact(&compact, data)
 		}
 		e := NewEvent(platform, conn, room, name, key, time.Date(2026, 8, 20, 10, 15, 2, 123456000, time.UTC), compact.Bytes())
+		e.Transient = transient
 		want, err := json.Marshal(e)
 		if err != nil {
 			return // invalid UTF-8 and the like: json.Marshal's own business
@@ -85,5 +87,27 @@ func TestOffloadedEventRoundTrip(t *testing.T) {
 	d.DataSHA256 = "x"
 	if _, err := DecodeEvent(append(d.AppendJSON(nil)[:0:0], d.AppendJSON(nil)...)); err == nil || !strings.Contains(err.Error(), "sha256") {
 		t.Fatalf("bad reference decoded: %v", err)
+	}
+}
+
+// A transient event carries the extension attribute transient: true, and
+// decodes back with it; other events do not carry the attribute at all.
+func TestTransientRoundTrip(t *testing.T) {
+	t.Parallel()
+	e := NewEvent("band", "c", "r", "typing", "k", time.Date(2026, 8, 20, 10, 15, 2, 0, time.UTC), []byte(`{}`))
+	if b := e.AppendJSON(nil); bytes.Contains(b, []byte("transient")) {
+		t.Fatalf("a plain event carries transient: %s", b)
+	}
+	e.Transient = true
+	b := e.AppendJSON(nil)
+	if !bytes.Contains(b, []byte(`"transient":true`)) {
+		t.Fatalf("transient event: %s", b)
+	}
+	got, err := DecodeEvent(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Transient || !reflect.DeepEqual(got, e) {
+		t.Fatalf("decoded %+v, want %+v", got, e)
 	}
 }

@@ -31,22 +31,26 @@ const SpecVersion = "1.0"
 // say where it is kept (see [DataRef]; dataref is the CloudEvents extension
 // attribute of that name).
 type Event struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            string          `json:"type"`
-	Subject         string          `json:"subject,omitempty"`
-	Time            time.Time       `json:"time"`
-	DataContentType string          `json:"datacontenttype,omitempty"`
-	Platform        string          `json:"platform"`
-	Connection      string          `json:"connection"`
-	Room            string          `json:"room,omitempty"`
-	Data            json.RawMessage `json:"data,omitempty"`
-	DataRef         string          `json:"dataref,omitempty"`
-	DataBucket      string          `json:"databucket,omitempty"`
-	DataObject      string          `json:"dataobject,omitempty"`
-	DataSize        int64           `json:"datasize,omitempty"`
-	DataSHA256      string          `json:"datasha256,omitempty"`
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            string    `json:"type"`
+	Subject         string    `json:"subject,omitempty"`
+	Time            time.Time `json:"time"`
+	DataContentType string    `json:"datacontenttype,omitempty"`
+	Platform        string    `json:"platform"`
+	Connection      string    `json:"connection"`
+	Room            string    `json:"room,omitempty"`
+	// Transient marks an event that only matters while it is fresh (typing,
+	// thinking): the CloudEvents extension attribute transient, present
+	// only when true. A worker may drop such events.
+	Transient  bool            `json:"transient,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	DataRef    string          `json:"dataref,omitempty"`
+	DataBucket string          `json:"databucket,omitempty"`
+	DataObject string          `json:"dataobject,omitempty"`
+	DataSize   int64           `json:"datasize,omitempty"`
+	DataSHA256 string          `json:"datasha256,omitempty"`
 	// CommandID and Seq are set on the events a streaming command emits
 	// while it runs (extension attributes commandid and seq): the id of the
 	// command and the event's index among them, from 0. They come before

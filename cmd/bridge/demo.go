@@ -19,6 +19,7 @@ import (
 	"github.com/bridgeworks/bridge/bridge"
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/emulator/bandemu"
+	"github.com/bridgeworks/bridge/platforms"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -86,6 +87,7 @@ listen = "127.0.0.1:0"
 [[connection]]
 name = "demo"
 platform = "band"
+[connection.settings]
 base_url = %q
 agent_id = %q
 api_key_env = "DEMO_BAND_KEY"
@@ -103,7 +105,7 @@ backoff_max = "2s"
 	log := newLogger(config.Log{Level: "error", Format: "console"}, stderr)
 	ready := make(chan bridge.Info, 1)
 	b, err := bridge.New(c, bridge.Options{
-		Log: log, Registry: bridge.Platforms(), OnReady: func(i bridge.Info) { ready <- i },
+		Log: log, Registry: platforms.All(), OnReady: func(i bridge.Info) { ready <- i },
 		LookupEnv:       func(k string) (string, bool) { return emu.APIKey(), k == "DEMO_BAND_KEY" },
 		ShutdownTimeout: 3 * time.Second,
 	})
@@ -291,7 +293,7 @@ func demoSummary(w io.Writer, st demoCounts, total int, el time.Duration, info b
   watch the subjects      nats --server <url> sub 'bridge.>'        (while the demo runs: --duration 5m)
   plug in your worker     go run ./cmd/bridge demo --no-worker --duration 5m
                           go run ./examples/workers/go/dispatch --nats <url> --conn demo
-  a real Band agent       go run ./cmd/bridge run --config config.example.toml   (BAND_API_KEY, agent_id)
+  a real Band agent       go run ./cmd/bridge run --config config.example.toml   (BAND_API_KEY, settings.agent_id)
   the contract            docs/workers.md, docs/contract.md
 `)
 	_ = info

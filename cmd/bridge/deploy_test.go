@@ -12,6 +12,7 @@ import (
 
 	"github.com/bridgeworks/bridge/bridge"
 	"github.com/bridgeworks/bridge/config"
+	"github.com/bridgeworks/bridge/platforms"
 )
 
 // TestHelpAndVersionFlags: the flag forms of help and version work from
@@ -61,7 +62,7 @@ func TestKubernetesManifest(t *testing.T) {
 		t.Fatalf("embedded config: %v\n%s", err, cfg.String())
 	}
 	env := func(k string) (string, bool) { return "test-key", strings.Contains(y, "name: "+k) }
-	if _, err := bridge.New(c, bridge.Options{Log: zerolog.Nop(), Registry: bridge.Platforms(), LookupEnv: env}); err != nil {
+	if _, err := bridge.New(c, bridge.Options{Log: zerolog.Nop(), Registry: platforms.All(), LookupEnv: env}); err != nil {
 		t.Fatalf("embedded config: %v", err)
 	}
 

@@ -61,6 +61,7 @@ Point a connection at it:
   [[connection]]
   name = "emu"
   platform = "band"
+  [connection.settings]
   base_url = %q
   agent_id = %q
   api_key_env = "BAND_API_KEY"

@@ -27,6 +27,7 @@ import (
 
 	"github.com/bridgeworks/bridge/bridge"
 	"github.com/bridgeworks/bridge/config"
+	"github.com/bridgeworks/bridge/platforms"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -219,7 +220,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(c.Log, stderr)
-	b, err := bridge.New(c, bridge.Options{Log: log, Registry: bridge.Platforms(), ShutdownTimeout: c.Shutdown.DrainTimeout.D()})
+	b, err := bridge.New(c, bridge.Options{Log: log, Registry: platforms.All(), ShutdownTimeout: c.Shutdown.DrainTimeout.D()})
 	if err != nil {
 		return err
 	}
@@ -262,7 +263,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := bridge.New(c, bridge.Options{Log: zerolog.Nop(), Registry: bridge.Platforms()}); err != nil {
+	if _, err := bridge.New(c, bridge.Options{Log: zerolog.Nop(), Registry: platforms.All()}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d connections, %d dispatch rules)\n", *path, len(c.Connection), len(c.Dispatch))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +62,7 @@ func (o Options) withDefaults() Options {
 // Connector is one Band agent.
 type Connector struct {
 	cfg   connector.Config
+	st    Settings
 	opts  Options
 	log   zerolog.Logger
 	rest  *restClient
@@ -81,46 +81,47 @@ type Connector struct {
 // Factory returns the registry entry for platform name "band" (and, with
 // thenvoi set, for the "thenvoi" alias whose default host is Thenvoi's).
 func Factory(thenvoi bool, opts Options) connector.Factory {
-	return connector.Factory{Platform: "band", New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
-		if cfg.BaseURL == "" {
-			cfg.BaseURL = BandBaseURL
-			if thenvoi {
-				cfg.BaseURL = ThenvoiBaseURL
-			}
-		}
-		return New(cfg, deps, opts)
-	}}
+	def := BandBaseURL
+	if thenvoi {
+		def = ThenvoiBaseURL
+	}
+	return connector.Factory{Platform: "band", Secrets: []string{secretAPIKey},
+		Check: func(cfg connector.Config) error { _, err := settings(cfg, def); return err },
+		New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
+			return newConnector(cfg, def, deps, opts)
+		}}
 }
 
-// New builds a connector; it does no I/O.
+// New builds a connector with Band's default host; it does no I/O. cfg's
+// settings are [Settings]; its secret api_key is read at every connect.
 func New(cfg connector.Config, deps connector.Deps, opts Options) (*Connector, error) {
-	if cfg.APIKey == "" {
-		return nil, errors.New("band: api key is empty (set api_key_env or api_key_file)")
+	return newConnector(cfg, BandBaseURL, deps, opts)
+}
+
+func newConnector(cfg connector.Config, defBase string, deps connector.Deps, opts Options) (*Connector, error) {
+	st, err := settings(cfg, defBase)
+	if err != nil {
+		return nil, fmt.Errorf("band: %w", err)
 	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = BandBaseURL
-	}
-	base, err := url.Parse(cfg.BaseURL)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("band: base_url %q is not an http(s) URL", cfg.BaseURL)
-	}
-	ws := cfg.WSURL
-	if ws == "" {
-		u := *base
-		u.Scheme = map[string]string{"http": "ws", "https": "wss"}[base.Scheme]
-		u.Path = strings.TrimRight(u.Path, "/") + socketPath
-		ws = u.String()
-	}
-	if cfg.HeartbeatInterval > 0 {
-		opts.HeartbeatInterval = cfg.HeartbeatInterval
+	if st.HeartbeatInterval > 0 {
+		opts.HeartbeatInterval = st.HeartbeatInterval
 	}
 	if cfg.RetryAfterMax <= 0 {
 		cfg.RetryAfterMax = connector.DefaultRetryAfterMax
 	}
 	opts.Backoff.RetryAfterMax = cfg.RetryAfterMax
-	c := &Connector{cfg: cfg, opts: opts.withDefaults(), log: deps.Log, wsURL: ws, seen: newSeenSet(50000)}
-	c.rest = newRESTClient(cfg.BaseURL, cfg.APIKey, deps.HTTPClient, cfg.RetryAfterMax, deps.Log, &c.waits)
-	c.agent.Store(cfg.AgentID)
+	// The connection's reconnect policy sets the socket's exponential part;
+	// the rapid-disconnect hold-downs stay the socket's own.
+	if cfg.Reconnect.Initial > 0 {
+		opts.Backoff.Base = cfg.Reconnect.Initial
+	}
+	if cfg.Reconnect.Max > 0 {
+		opts.Backoff.Max = cfg.Reconnect.Max
+	}
+	c := &Connector{cfg: cfg, st: st, opts: opts.withDefaults(), log: deps.Log, wsURL: st.WSURL, seen: newSeenSet(50000)}
+	c.rest = newRESTClient(st.BaseURL, deps.HTTPClient, cfg.RetryAfterMax, deps.Log, &c.waits)
+	c.rest.refresh = func() (string, error) { return c.cfg.Secrets.Get(secretAPIKey) }
+	c.agent.Store(st.AgentID)
 	return c, nil
 }
 
@@ -128,10 +129,10 @@ func (c *Connector) agentID() string { return c.agent.Load().(string) }
 
 // socketURL adds the query Band expects; it carries the key, so it is
 // only ever logged through phoenix.RedactURL.
-func (c *Connector) socketURL() string {
+func (c *Connector) socketURL(key string) string {
 	u, _ := url.Parse(c.wsURL)
 	q := u.Query()
-	q.Set("api_key", c.cfg.APIKey)
+	q.Set("api_key", key)
 	q.Set("agent_id", c.agentID())
 	q.Set("vsn", "2.0.0")
 	if c.opts.OnConflict != "" {
@@ -151,6 +152,9 @@ func (c *Connector) Connect(ctx context.Context) error {
 	c.mu.Unlock()
 	if busy {
 		return errors.New("band: already connected")
+	}
+	if _, err := c.apiKey(); err != nil {
+		return err
 	}
 	var me struct {
 		ID string `json:"id"`

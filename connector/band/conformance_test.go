@@ -47,8 +47,7 @@ func newBandPlatform(t *testing.T) (connector.Connector, conntest.Platform) {
 	return newBandConnector(t, url, emu), p
 }
 
-// newBandConnector is the one place that depends on the shape of
-// connector.Config.
+// newBandConnector builds a Band connector for the emulator at url.
 func newBandConnector(t *testing.T, url string, emu *bandemu.Server) connector.Connector {
 	f := band.Factory(false, band.Options{
 		HeartbeatInterval: time.Second,
@@ -56,8 +55,7 @@ func newBandConnector(t *testing.T, url string, emu *bandemu.Server) connector.C
 			RapidSecond: 20 * time.Millisecond, HoldDownBase: 50 * time.Millisecond, HoldDownStep: 10 * time.Millisecond,
 			HoldDownMax: 100 * time.Millisecond, Refused: 50 * time.Millisecond, RestartMin: time.Millisecond, RestartMax: 5 * time.Millisecond},
 	})
-	c, err := f.New(connector.Config{Name: "conntest", Platform: "band", BaseURL: url, AgentID: emu.AgentID(), APIKey: emu.APIKey()},
-		connector.Deps{Log: testutil.Logger(t)})
+	c, err := f.New(band.ConfigFor(url, emu.AgentID(), emu.APIKey()), connector.Deps{Log: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,11 @@
 // Phoenix Channels socket for events, the agent REST API for catch-up and for
 // worker commands.
 //
-// Start with [New] and [Connector.Connect]. A session ([session]) joins
-// agent_control, agent_rooms and agent_contacts, lists every room and joins
+// Start with [Factory] (or [New]) and [Connector.Connect]. A connection's
+// [Settings] come from its [connection.settings] table; the API key is the
+// secret api_key, read again at every connect, socket redial and REST 401.
+// A session ([session]) joins agent_control, agent_rooms and
+// agent_contacts, lists every room and joins
 // its chat_room and room_participants channels concurrently, and after every
 // (re)connect drains each room's unprocessed messages over REST while holding
 // that room's live pushes, so each room's events leave in order and a message

@@ -58,7 +58,7 @@ func (r *recorder) take() *sentRequest {
 func newRecordedConnector(t testing.TB) (*Connector, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	c, err := New(connector.Config{Name: "fuzz", Platform: "band", BaseURL: "http://band.test", AgentID: testAgentID, APIKey: "fuzz-key"},
+	c, err := New(ConfigFor("http://band.test", testAgentID, "fuzz-key"),
 		connector.Deps{Log: zerolog.Nop(), HTTPClient: &http.Client{Transport: rec}}, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ func TestReconcileFindsAnEarlierExecution(t *testing.T) {
 	t.Cleanup(emu.Close)
 	user := emu.AddUser("Dana")
 	room := emu.AddRoom("r", user.ID)
-	c, err := New(connector.Config{BaseURL: url, APIKey: emu.APIKey(), AgentID: emu.AgentID()}, connector.Deps{Log: zerolog.Nop()}, Options{})
+	c, err := New(ConfigFor(url, emu.AgentID(), emu.APIKey()), connector.Deps{Log: zerolog.Nop()}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

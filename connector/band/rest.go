@@ -7,16 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/retry"
 )
 
 // maxBody bounds how much of a REST response is read.
@@ -28,8 +29,11 @@ const maxBody = 8 << 20
 // retry=false and leave retries to the command executor, which keeps
 // per-room order.
 type restClient struct {
-	base    string // e.g. https://app.band.ai, no trailing slash
-	key     string
+	base string // e.g. https://app.band.ai, no trailing slash
+	key  atomic.Pointer[string]
+	// refresh reads the key again (a rotated key file); a call refused with
+	// 401 is made once more when it returns a different key.
+	refresh func() (string, error)
 	waitMax time.Duration // cap of a platform's Retry-After
 	log     zerolog.Logger
 	waits   *connector.WaitBoard
@@ -37,11 +41,11 @@ type restClient struct {
 	once    *retryablehttp.Client
 }
 
-func newRESTClient(base, key string, hc *http.Client, waitMax time.Duration, log zerolog.Logger, waits *connector.WaitBoard) *restClient {
+func newRESTClient(base string, hc *http.Client, waitMax time.Duration, log zerolog.Logger, waits *connector.WaitBoard) *restClient {
 	if hc == nil {
 		hc = connector.NewHTTPClient()
 	}
-	r := &restClient{base: strings.TrimRight(base, "/"), key: key, waitMax: waitMax, log: log, waits: waits}
+	r := &restClient{base: strings.TrimRight(base, "/"), waitMax: waitMax, log: log, waits: waits}
 	mk := func(retries int) *retryablehttp.Client {
 		return &retryablehttp.Client{
 			HTTPClient:   hc,
@@ -55,6 +59,23 @@ func newRESTClient(base, key string, hc *http.Client, waitMax time.Duration, log
 	}
 	r.retry, r.once = mk(6), mk(0)
 	return r
+}
+
+// setKey sets the key the next calls send.
+func (r *restClient) setKey(k string) { r.key.Store(&k) }
+
+// currentKey is the key last read; the first call reads it.
+func (r *restClient) currentKey() string {
+	if k := r.key.Load(); k != nil {
+		return *k
+	}
+	if r.refresh != nil {
+		if k, err := r.refresh(); err == nil {
+			r.key.CompareAndSwap(nil, &k)
+			return *r.key.Load()
+		}
+	}
+	return ""
 }
 
 // retryPolicy is retryablehttp's default, except that a refused redirect is
@@ -75,7 +96,7 @@ func (r *restClient) backoff(lo, hi time.Duration, attempt int, resp *http.Respo
 			return r.platformWait(resp.StatusCode, route(resp.Request), asked)
 		}
 	}
-	return jitter(lo, hi, attempt)
+	return retry.Policy{Initial: lo, Max: hi}.Delay(attempt + 1)
 }
 
 // platformWait caps a wait the platform asked for, records it for /status
@@ -100,15 +121,6 @@ func route(req *http.Request) string {
 		return "REST"
 	}
 	return req.Method + " " + req.URL.Path
-}
-
-// jitter is exponential backoff from lo to hi with equal jitter.
-func jitter(lo, hi time.Duration, attempt int) time.Duration {
-	d := lo << min(attempt, 20)
-	if d > hi || d <= 0 {
-		d = hi
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // call makes one REST call. On 2xx it returns the status and the body's
@@ -154,21 +166,40 @@ type listMeta struct {
 	TotalPages int    `json:"total_pages"`
 }
 
-// do makes the call and returns the raw body of a 2xx answer (nil when empty).
+// do makes the call and returns the raw body of a 2xx answer (nil when
+// empty). A 401 re-reads the key: when it changed (a rotated key file),
+// the call is made once more with the new key.
 func (r *restClient) do(ctx context.Context, retry bool, method, path string, body any) (int, []byte, error) {
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return 0, nil, fmt.Errorf("encode request: %w", err)
 		}
-		rd = bytes.NewReader(b)
+	}
+	key := r.currentKey()
+	status, raw, err := r.doKey(ctx, retry, method, path, b, key)
+	if status != http.StatusUnauthorized || r.refresh == nil {
+		return status, raw, err
+	}
+	if k, rerr := r.refresh(); rerr == nil && k != key {
+		r.setKey(k)
+		r.log.Info().Str("route", method+" "+path).Msg("api key refused; the key changed since it was read, trying the new one")
+		return r.doKey(ctx, retry, method, path, b, k)
+	}
+	return status, raw, err
+}
+
+func (r *restClient) doKey(ctx context.Context, retry bool, method, path string, body []byte, key string) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, r.base+path, rd)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	req.Header.Set("X-API-Key", r.key)
+	req.Header.Set("X-API-Key", key)
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/internal/phoenix"
+	"github.com/bridgeworks/bridge/subjects"
 )
 
 // maxBuffered bounds the live message pushes held for one room while its
@@ -83,10 +84,23 @@ func newSession(c *Connector) *session {
 // for the socket to open.
 func (s *session) start(ctx context.Context) error {
 	agent := s.c.agentID()
-	hdr := http.Header{}
-	hdr.Set("x-api-key", s.c.cfg.APIKey)
+	header := func(key string) http.Header {
+		hdr := http.Header{}
+		hdr.Set("x-api-key", key)
+		return hdr
+	}
+	key := s.c.rest.currentKey()
 	s.sock = phoenix.NewSocket(phoenix.Options{
-		URL: s.c.socketURL(), Header: hdr,
+		URL: s.c.socketURL(key), Header: header(key),
+		// Every redial reads the key again: a rotated key file heals
+		// without a restart.
+		DialTarget: func() (string, http.Header, error) {
+			k, err := s.c.apiKey()
+			if err != nil {
+				return "", nil, err
+			}
+			return s.c.socketURL(k), header(k), nil
+		},
 		// The upgrade carries the key (header and query): never follow a
 		// redirect off Band's origin.
 		HTTPClient:        &http.Client{CheckRedirect: connector.SameOriginRedirects},
@@ -193,7 +207,7 @@ func (s *session) receive(ctx context.Context) (connector.Event, connector.AckFu
 // emit hands one event to Receive, waiting while the queue is full.
 func (s *session) emit(ctx context.Context, ev connector.Event) bool {
 	ack := func(context.Context, error) {}
-	if ev.Name == "message_created" && !ev.Sys {
+	if ev.Name == "message_created" && ev.Lifecycle == "" {
 		key, gap := ev.Key, ev.GapFill
 		ack = func(_ context.Context, err error) {
 			if err == nil {
@@ -216,17 +230,18 @@ func (s *session) emit(ctx context.Context, ev connector.Event) bool {
 	}
 }
 
-// sys emits a lifecycle event.
-func (s *session) sys(name string, data map[string]any) {
+// lifecycle reports a change of the socket's state that the session
+// recovers from by itself; the end of the session is the bridge's to report.
+func (s *session) lifecycle(l subjects.Lifecycle, data map[string]any) {
 	b, _ := json.Marshal(data)
-	s.emit(context.Background(), connector.Event{Sys: true, Name: name, Data: b})
+	s.emit(context.Background(), connector.Event{Lifecycle: l, Data: b})
 }
 
 func (s *session) onOpen(attempt int) {
 	s.openOnce.Do(func() { close(s.opened) })
 	s.isOpen.Store(true)
 	if attempt > 1 {
-		s.sys("connected", map[string]any{"reconnect": true})
+		s.lifecycle(subjects.LifecycleConnected, map[string]any{"reconnect": true})
 	}
 	s.requestResync()
 }
@@ -252,11 +267,10 @@ func (s *session) onClose(err error) {
 	if err != nil {
 		reason = err.Error()
 	}
-	select {
-	case <-s.ended:
-	default:
-		s.sys("disconnected", map[string]any{"reason": reason})
+	if s.sock.Stopped() {
+		return // the session ends: the bridge reports it, once
 	}
+	s.lifecycle(subjects.LifecycleDisconnected, map[string]any{"reason": reason})
 }
 
 // onRetryAfter records a refused upgrade's wait for /status.

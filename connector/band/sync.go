@@ -11,32 +11,34 @@ import (
 	"time"
 
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/retry"
+	"github.com/bridgeworks/bridge/subjects"
 )
 
 // syncLoop runs full resyncs (after every open) and the idle safety net.
 func (s *session) syncLoop(ctx context.Context) {
 	tick := time.NewTicker(max(s.c.opts.IdleResync/4, 10*time.Millisecond))
 	defer tick.Stop()
-	var retry <-chan time.Time
-	wait := time.Second
+	var again <-chan time.Time
+	bo := retry.Policy{Initial: time.Second, Max: time.Minute}.Start()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.resync:
-		case <-retry:
+		case <-again:
 		case <-tick.C:
 			s.idleCheck(ctx)
 			continue
 		}
-		retry = nil
+		again = nil
 		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+			wait := bo.Next()
 			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("room sync failed; retrying")
-			retry = time.After(wait)
-			wait = min(wait*2, time.Minute)
+			again = time.After(wait)
 			continue
 		}
-		wait = time.Second
+		bo.Reset()
 	}
 }
 
@@ -122,7 +124,7 @@ func (s *session) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.sys("gap_filled", map[string]any{"count": found.Load(), "rooms": rooms.Load()})
+	s.lifecycle(subjects.LifecycleGapFilled, map[string]any{"count": found.Load(), "rooms": rooms.Load()})
 	return ctx.Err()
 }
 

@@ -293,3 +293,19 @@ func (s *Server) Contacts() []Contact {
 	}
 	return out
 }
+
+// RotateKey replaces agentID's API key with key (as an operator rotating
+// it): calls with the old key are refused with 401 from now on. APIKey
+// keeps returning the key the server started with.
+func (s *Server) RotateKey(agentID, key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.agents[agentID]
+	if a == nil || key == "" || s.keys[key] != nil {
+		return false
+	}
+	delete(s.keys, a.APIKey)
+	a.APIKey = key
+	s.keys[key] = a
+	return true
+}

@@ -22,7 +22,10 @@ type bridgeSpec struct {
 	natsURL  string // "" starts the bridge's own embedded server
 	http     bool   // serve /status and /metrics on a random port
 	band     band.Options
-	log      zerolog.Logger
+	// heartbeat is each connection's settings.heartbeat_interval; 0 keeps
+	// Band's default (30s).
+	heartbeat time.Duration
+	log       zerolog.Logger
 	// dispatch, when set, is a [[dispatch]] rule for the first connection
 	// (its Connection is filled in).
 	dispatch *config.Dispatch
@@ -55,9 +58,11 @@ func startBridge(ctx context.Context, spec bridgeSpec) (*bridgeRun, error) {
 	for i, a := range spec.agents {
 		keyEnv := fmt.Sprintf("BENCH_KEY_%05d", i)
 		env[keyEnv] = a.Key
-		cfg.Connection = append(cfg.Connection, config.Connection{
-			Name: connName(i), Platform: "band", BaseURL: spec.emuURL, AgentID: a.AgentID, APIKeyEnv: keyEnv,
-		})
+		settings := map[string]any{"base_url": spec.emuURL, "agent_id": a.AgentID, "api_key_env": keyEnv}
+		if spec.heartbeat > 0 {
+			settings["heartbeat_interval"] = spec.heartbeat.String()
+		}
+		cfg.Connection = append(cfg.Connection, config.Connection{Name: connName(i), Platform: "band", Settings: settings})
 	}
 	if spec.dispatch != nil && len(spec.agents) > 0 {
 		d := *spec.dispatch

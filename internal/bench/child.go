@@ -14,7 +14,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/bridgeworks/bridge/connector/band"
 	"github.com/bridgeworks/bridge/emulator/bandemu"
 )
 
@@ -131,7 +130,7 @@ func bridgeChild(ctx context.Context, stdin io.Reader, stdout io.Writer, log zer
 	start := time.Now()
 	b, err := startBridge(ctx, bridgeSpec{
 		emuURL: spec.Platform.URL, natsURL: spec.Platform.NATS, agents: spec.Platform.Agents, log: log,
-		band: band.Options{HeartbeatInterval: spec.Heartbeat},
+		heartbeat: spec.Heartbeat,
 	})
 	if err != nil {
 		return err

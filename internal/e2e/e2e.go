@@ -58,6 +58,9 @@ listen = "127.0.0.1:0"
 [[connection]]
 name = %q
 platform = "band"
+reconnect_initial = "5ms"
+reconnect_max = "50ms"
+[connection.settings]
 base_url = %q
 agent_id = %q
 api_key_env = "BAND_KEY"
@@ -85,7 +88,6 @@ backoff_max = "200ms"
 		Registry:  fastBand(),
 		LookupEnv: func(k string) (string, bool) { return emu.APIKey(), k == "BAND_KEY" },
 		OnReady:   func(i bridge.Info) { ready <- i },
-		Backoff:   bridge.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -117,12 +119,12 @@ backoff_max = "200ms"
 	return s
 }
 
-// fastBand is the band platform with test-sized intervals.
+// fastBand is the band platform with test-sized intervals (the
+// exponential reconnect part comes from the connection's reconnect_*).
 func fastBand() connector.Registry {
 	return connector.Registry{"band": band.Factory(false, band.Options{
-		HeartbeatInterval: 300 * time.Millisecond,
-		IdleResync:        time.Second,
-		Backoff: phoenix.Backoff{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond, RapidFirst: 10 * time.Millisecond,
+		IdleResync: time.Second,
+		Backoff: phoenix.Backoff{RapidFirst: 10 * time.Millisecond,
 			RapidSecond: 20 * time.Millisecond, HoldDownBase: 50 * time.Millisecond, HoldDownStep: 10 * time.Millisecond,
 			HoldDownMax: 100 * time.Millisecond, Refused: 50 * time.Millisecond, RestartMin: time.Millisecond, RestartMax: 5 * time.Millisecond},
 	})}

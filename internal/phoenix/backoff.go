@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"time"
+
+	"github.com/bridgeworks/bridge/retry"
 )
 
 // Backoff is the reconnect policy, modelled on the band Python client's
@@ -13,8 +15,9 @@ import (
 //
 // The delay after a failed dial or a lost connection is:
 //
-//   - Base × 2ⁿ capped at Max, with equal jitter (half fixed, half random),
-//     n counting attempts since the last stable connection;
+//   - Base × 2ⁿ capped at Max (retry.Policy), with equal jitter (half
+//     fixed, half random), n counting attempts since the last stable
+//     connection;
 //   - after a rapid disconnect (the connection lived < RapidUptime) the
 //     number of rapid disconnects within RapidWindow raises a floor: 1 →
 //     at least RapidFirst, 2 → at least RapidSecond, 3 or more →
@@ -131,11 +134,10 @@ func (r *reconnector) next(connected bool, lived time.Duration) time.Duration {
 		r.rapid = r.rapid[1:]
 	}
 
-	exp := b.Max
-	if r.attempt < 32 && b.Base<<r.attempt > 0 && b.Base<<r.attempt < b.Max {
-		exp = b.Base << r.attempt
-	}
+	// The exponential part is the bridge's one rule (package retry),
+	// jittered below with b.Rand so tests can pin it.
 	r.attempt++
+	exp := retry.Policy{Initial: b.Base, Max: b.Max, Jitter: retry.NoJitter}.Delay(r.attempt)
 
 	n := len(r.rapid)
 	if n >= 3 {

@@ -3,6 +3,7 @@ package phoenix
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -22,6 +23,11 @@ type Options struct {
 	URL string
 	// Header holds extra upgrade headers (e.g. x-api-key).
 	Header http.Header
+	// DialTarget, if set, returns the URL and upgrade headers of each dial
+	// (e.g. credentials read again, so a rotated key is used at the next
+	// redial); an error fails that dial like a network error. nil dials URL
+	// with Header every time. URL still names the socket in logs.
+	DialTarget func() (url string, header http.Header, err error)
 	// HTTPClient performs the upgrade; default http.DefaultClient.
 	HTTPClient *http.Client
 
@@ -216,17 +222,17 @@ func (s *Socket) Run(ctx context.Context) error {
 			}
 			return nil
 		}
-		s.notifyClose(err)
-
 		terminal, lo, hi := s.opts.Backoff.classify(err)
 		if s.opts.Terminal != nil {
 			terminal = s.opts.Terminal(err)
 		}
 		if terminal {
 			s.log.Error().Err(err).Msg("phoenix: terminal error, not reconnecting")
-			s.Stop(err)
+			s.Stop(err) // before OnClose, so it sees Stopped
+			s.notifyClose(err)
 			return s.stopErr
 		}
+		s.notifyClose(err)
 		delay := rc.next(connected, lived)
 		if hi > 0 {
 			delay = max(delay, s.opts.Backoff.between(lo, hi))
@@ -282,6 +288,10 @@ func (s *Socket) Stop(err error) {
 	}
 	s.mu.Unlock()
 }
+
+// Stopped reports whether the socket stopped for good (Stop, or a terminal
+// error): an OnClose that sees it knows no redial follows.
+func (s *Socket) Stopped() bool { return s.isStopped() }
 
 // Drop closes the current connection (code 1000, reason "dropped") so that
 // Run reconnects after its backoff; for tests and fault injection. It
@@ -342,9 +352,16 @@ func (s *Socket) nextRef() string { return strconv.FormatUint(s.refs.Add(1), 10)
 func (s *Socket) dial(ctx context.Context) (*liveConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
 	defer cancel()
-	ws, resp, err := websocket.Dial(dctx, s.opts.URL, &websocket.DialOptions{
+	target, header := s.opts.URL, s.opts.Header
+	if s.opts.DialTarget != nil {
+		var err error
+		if target, header, err = s.opts.DialTarget(); err != nil {
+			return nil, fmt.Errorf("phoenix: dial: %w", err)
+		}
+	}
+	ws, resp, err := websocket.Dial(dctx, target, &websocket.DialOptions{
 		HTTPClient: s.opts.HTTPClient,
-		HTTPHeader: s.opts.Header,
+		HTTPHeader: header,
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
@@ -354,7 +371,7 @@ func (s *Socket) dial(ctx context.Context) (*liveConn, error) {
 			}
 			return nil, newUpgradeError(resp.StatusCode, resp.Header, body, time.Now())
 		}
-		return nil, dialError(s.opts.URL, err)
+		return nil, dialError(target, err)
 	}
 	ws.SetReadLimit(s.opts.ReadLimit)
 	return newLiveConn(s, ws), nil

@@ -68,7 +68,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 	}
 	httpPort := freePort(t)
 	cfgPath := filepath.Join(dir, "bridge.toml")
-	cfg := fmt.Sprintf("[nats]\nurl = %q\n[http]\nlisten = \"127.0.0.1:%d\"\n[[connection]]\nname = \"load\"\nplatform = \"band\"\nbase_url = %q\nagent_id = %q\napi_key_env = \"BAND_API_KEY\"\n[[dispatch]]\nconnection = \"load\"\n",
+	cfg := fmt.Sprintf("[nats]\nurl = %q\n[http]\nlisten = \"127.0.0.1:%d\"\n[[connection]]\nname = \"load\"\nplatform = \"band\"\n[connection.settings]\nbase_url = %q\nagent_id = %q\napi_key_env = \"BAND_API_KEY\"\n[[dispatch]]\nconnection = \"load\"\n",
 		natsURL, httpPort, emuURL, emu.AgentID())
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -169,12 +169,13 @@ owner = "chaos"
 [[connection]]
 name = "support-bot"
 platform = "band"
+command_backoff_max = "1s"
+retry_after_max = "2s"
+[connection.settings]
 base_url = %q
 agent_id = %q
 api_key_env = "BAND_API_KEY"
 heartbeat_interval = "500ms"
-command_backoff_max = "1s"
-retry_after_max = "2s"
 [[dispatch]]
 connection = "support-bot"
 timeout = "3s"

@@ -43,10 +43,10 @@ func newToyPlatform(t *testing.T) (connector.Connector, conntest.Platform) {
 	return newToyConnector(t, url, emu.Token()), p
 }
 
-// newToyConnector is the one place that depends on the shape of
-// connector.Config.
+// newToyConnector builds a toy connector for url with token.
 func newToyConnector(t *testing.T, url, token string) connector.Connector {
-	c, err := toyplat.Factory().New(connector.Config{Name: "conntest", Platform: toyplat.Platform, BaseURL: url, APIKey: token},
+	c, err := toyplat.Factory().New(connector.Config{Name: "conntest", Platform: toyplat.Platform,
+		Settings: connector.Settings{"base_url": url}, Secrets: connector.NewSecrets(map[string]connector.SecretRef{"token": {Value: token}}, nil)},
 		connector.Deps{Log: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)

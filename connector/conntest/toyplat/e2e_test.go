@@ -38,7 +38,6 @@ func startToyBridge(t *testing.T, emu *toyemu.Server) string {
 		Registry:  connector.Registry{toyplat.Platform: toyplat.Factory()},
 		LookupEnv: func(k string) (string, bool) { return emu.Token(), k == "TOY_TOKEN" },
 		OnReady:   func(i bridge.Info) { ready <- i },
-		Backoff:   bridge.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,9 +65,8 @@ func startToyBridge(t *testing.T, emu *toyemu.Server) string {
 	return ""
 }
 
-// toyBridgeConfig is the one place of this test that depends on the shape
-// of the connection's configuration (base_url and api_key_env on
-// [[connection]] today).
+// toyBridgeConfig is the bridge config of the test: the toy platform's
+// own keys in [connection.settings].
 func toyBridgeConfig(url string) string {
 	return fmt.Sprintf(`
 [nats.embedded]
@@ -78,8 +76,8 @@ listen = "127.0.0.1:0"
 [[connection]]
 name = %q
 platform = "toy"
-base_url = %q
-api_key_env = "TOY_TOKEN"
+reconnect_initial = "1ms"
+reconnect_max = "10ms"
 [[dispatch]]
 connection = %q
 events = ["post"]
@@ -87,7 +85,10 @@ timeout = "20s"
 max_attempts = 3
 backoff_initial = "10ms"
 backoff_max = "200ms"
-`, e2eConn, url, e2eConn)
+[connection.settings]
+base_url = %q
+token_env = "TOY_TOKEN"
+`, e2eConn, e2eConn, url)
 }
 
 // echoWorker answers every dispatched post with a "post" command replying

@@ -31,19 +31,33 @@ type Settings struct {
 
 // Factory returns the registry entry of platform "toy".
 func Factory() connector.Factory {
-	return connector.Factory{Platform: Platform, New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
-		s, err := settingsOf(cfg)
-		if err != nil {
-			return nil, err
-		}
-		return New(s, deps)
-	}}
+	return connector.Factory{Platform: Platform, Secrets: []string{"token"},
+		Check: func(cfg connector.Config) error { _, err := settingsOf(cfg); return err },
+		New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
+			s, err := settingsOf(cfg)
+			if err != nil {
+				return nil, err
+			}
+			return New(s, deps)
+		}}
 }
 
-// settingsOf is the only code that reads connector.Config: the base URL and
-// the API key (the bearer token).
+// settingsOf decodes the connection's [connection.settings] table and its
+// token secret (token_env or token_file).
 func settingsOf(cfg connector.Config) (Settings, error) {
-	return Settings{BaseURL: cfg.BaseURL, Token: cfg.APIKey}, nil
+	var s Settings
+	if err := cfg.Settings.Decode(&s); err != nil {
+		return s, err
+	}
+	if s.BaseURL == "" {
+		return s, fmt.Errorf("settings.base_url is required")
+	}
+	tok, err := cfg.Secrets.Get("token")
+	if err != nil {
+		return s, err
+	}
+	s.Token = tok
+	return s, nil
 }
 
 // maxLine bounds one line of the event stream.

@@ -24,6 +24,21 @@ type channel struct {
 	reply       string // reply channel id, for request-reply
 }
 
+// lifecycleDescription lists subjects.Lifecycles, so the document names
+// exactly the lifecycle events the bridge publishes.
+func lifecycleDescription() string {
+	var b strings.Builder
+	b.WriteString("Bridge lifecycle of a connection, in the same stream as events. The envelope's room is set when the event concerns one room (a session); its data says more. Events:")
+	for i, l := range subjects.Lifecycles() {
+		if i > 0 {
+			b.WriteString(";")
+		}
+		b.WriteString(" " + string(l.Name) + ": " + strings.TrimSuffix(l.Description, "."))
+	}
+	b.WriteString(".")
+	return b.String()
+}
+
 func stream(base string) string { return subjects.StreamName(subjects.DefaultPrefix, base) }
 
 // channels lists every subject kind of the contract (the test checks that
@@ -33,7 +48,7 @@ var channels = []channel{
 		description: "Every platform event, in the platform's order per room. JetStream stream " + stream(subjects.StreamEvents) + " (deduplicated by Nats-Msg-Id). Consume with a durable consumer; ack after you have acted.",
 		messages:    []string{"event"}, op: "receiveEvent", action: "receive", summary: "Consume platform events from JetStream."},
 	{kind: subjects.KindSys, name: "event", title: "Lifecycle events",
-		description: "Bridge lifecycle of a connection: connected, disconnected, reconnecting, superseded, lease_acquired, lease_lost, gap_filled, session_replaced, " + subjects.LifecyclePayloadOffloaded + ". Same stream as events.",
+		description: lifecycleDescription(),
 		messages:    []string{"event"}, op: "receiveLifecycleEvent", action: "receive", summary: "Watch a connection's lifecycle."},
 	{kind: subjects.KindCommand, name: "command", title: "Durable commands",
 		description: "Commands to the platform, published with JetStream to stream " + stream(subjects.StreamCommands) + ". The PubAck means stored; the bridge executes commands per room in publish order, retries transient failures, and executes each Nats-Msg-Id at most once.",

@@ -202,6 +202,7 @@ func TestSchemasCoverTheTypes(t *testing.T) {
 	ev.DataRef, ev.DataBucket, ev.DataObject, ev.DataSize, ev.DataSHA256 = "u", "b", "o", 1, "s" // never with data, but every field filled in
 	seq := int64(0)
 	ev.CommandID, ev.Seq = "cmd", &seq
+	ev.Transient = true
 	cases := map[string]any{
 		"event.schema.json": ev,
 		"result.schema.json": subjects.Result{CommandID: "i", Command: "send_message", OK: false, Status: 422, Data: json.RawMessage(`{}`),

@@ -35,6 +35,7 @@ var docs = map[string]doc{
 	"Event.platform":        {text: "Platform name, as in the subject.", extra: o("pattern", "^[a-z0-9]{1,32}$", "examples", list{"band"})},
 	"Event.connection":      {text: "Connection name from the bridge config, as in the subject.", extra: o("pattern", "^[a-z0-9_-]{1,64}$", "examples", list{"support-bot"})},
 	"Event.room":            {text: "The room id as the platform wrote it (unescaped); absent for agent-level events."},
+	"Event.transient":       {text: "CloudEvents extension: true on events that only matter while fresh (typing, thinking); absent otherwise. A worker may drop them."},
 	"Event.data":            {text: "The platform's payload as received, unchanged; fields the bridge does not know are kept. Absent when the payload was too large for one NATS message: then dataref and the data* attributes say where it is kept."},
 	"Event.dataref": {text: "CloudEvents dataref extension: set instead of data when the payload was larger than NATS's max_payload. \"" + subjects.DataRefScheme + "://<bucket>/<object>\": an object in the connection's JetStream object store bucket.",
 		extra: o("format", "uri", "examples", list{subjects.DataRefScheme + "://" + subjects.PayloadBucket("bridge", "support-bot") + "/3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"})},

@@ -1,0 +1,139 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/subjects"
+)
+
+// StateBucket is the KV bucket under prefix where connectors keep their
+// small state (tokens, cursors, open sessions): "<PREFIX>_STATE". Each
+// connection's keys are "<conn>.<key>", so a connector sees only its own.
+// History 1: a key holds its latest value; revisions make concurrent
+// updates safe across replicas.
+func StateBucket(prefix string) string { return subjects.StreamName(prefix, "STATE") }
+
+func openStateBucket(ctx context.Context, js jetstream.JetStream, prefix string, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: StateBucket(prefix), Description: "bridge: connectors' state, by connection",
+		History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state bucket: %w", err)
+	}
+	return kv, nil
+}
+
+// stateStore is one connection's view of the state bucket: a
+// connector.StateStore whose keys are prefixed with the connection's name.
+type stateStore struct {
+	kv jetstream.KeyValue
+	ns string // "<conn>."
+}
+
+var _ connector.StateStore = (*stateStore)(nil)
+
+func newStateStore(kv jetstream.KeyValue, conn string) *stateStore {
+	return &stateStore{kv: kv, ns: conn + "."}
+}
+
+// checkStateKey says what is wrong with a connector's key: the characters
+// a KV key allows, dot-separated tokens, none empty.
+func checkStateKey(key string) error {
+	if key == "" {
+		return errors.New("state: key is empty")
+	}
+	if len(key) > 256 {
+		return fmt.Errorf("state: key %.20q… is longer than 256 bytes", key)
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-/_=.", c) >= 0) {
+			return fmt.Errorf("state: key %q has %q; keys use letters, digits and - / _ = . only", key, c)
+		}
+	}
+	if key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
+		return fmt.Errorf("state: key %q has an empty dot-separated part", key)
+	}
+	return nil
+}
+
+// stateErr maps JetStream's KV errors onto the connector's.
+func stateErr(op, key string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return fmt.Errorf("state %s %s: %w", op, key, connector.ErrStateNotFound)
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists):
+		return fmt.Errorf("state %s %s: %w", op, key, connector.ErrStateConflict)
+	}
+	return fmt.Errorf("state %s %s: %w", op, key, err)
+}
+
+func (s *stateStore) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	if err := checkStateKey(key); err != nil {
+		return nil, 0, err
+	}
+	e, err := s.kv.Get(ctx, s.ns+key)
+	if err != nil {
+		return nil, 0, stateErr("get", key, err)
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+func (s *stateStore) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	if err := checkStateKey(key); err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Create(ctx, s.ns+key, value)
+	return rev, stateErr("create", key, err)
+}
+
+func (s *stateStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if err := checkStateKey(key); err != nil {
+		return 0, err
+	}
+	n, err := s.kv.Update(ctx, s.ns+key, value, rev)
+	return n, stateErr("update", key, err)
+}
+
+func (s *stateStore) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	if err := checkStateKey(key); err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Put(ctx, s.ns+key, value)
+	return rev, stateErr("put", key, err)
+}
+
+func (s *stateStore) Delete(ctx context.Context, key string, rev uint64) error {
+	if err := checkStateKey(key); err != nil {
+		return err
+	}
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	return stateErr("delete", key, s.kv.Delete(ctx, s.ns+key, opts...))
+}
+
+func (s *stateStore) List(ctx context.Context, prefix string) ([]string, error) {
+	kl, err := s.kv.ListKeysFiltered(ctx, s.ns+">")
+	if err != nil {
+		return nil, stateErr("list", prefix, err)
+	}
+	defer func() { _ = kl.Stop() }()
+	var out []string
+	for k := range kl.Keys() {
+		if k, ok := strings.CutPrefix(k, s.ns); ok && strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,120 @@
+package bridge
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/internal/testutil"
+)
+
+// The state store on a real JetStream KV bucket: each connection sees only
+// its own keys, revisions detect a concurrent change, and bad keys are
+// refused with a clear error.
+func TestStateStore(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	kv, err := openStateBucket(ctx, ns.JS, "bridge", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newStateStore(kv, "conn-a"), newStateStore(kv, "conn-b")
+
+	rev, err := a.Create(ctx, "token", []byte("t1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Create(ctx, "token", []byte("t2")); !errors.Is(err, connector.ErrStateConflict) {
+		t.Errorf("Create of an existing key: %v, want ErrStateConflict", err)
+	}
+	// Another connection does not see it, and may use the same key.
+	if _, _, err := b.Get(ctx, "token"); !errors.Is(err, connector.ErrStateNotFound) {
+		t.Errorf("conn-b sees conn-a's key: %v", err)
+	}
+	if _, err := b.Create(ctx, "token", []byte("b1")); err != nil {
+		t.Errorf("conn-b's own key: %v", err)
+	}
+	v, got, err := a.Get(ctx, "token")
+	if err != nil || string(v) != "t1" || got != rev {
+		t.Fatalf("Get: %q rev %d %v, want t1 rev %d", v, got, err, rev)
+	}
+
+	// Update with the current revision wins; with a stale one it conflicts.
+	rev2, err := a.Update(ctx, "token", []byte("t2"), rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Update(ctx, "token", []byte("t3"), rev); !errors.Is(err, connector.ErrStateConflict) {
+		t.Errorf("Update with a stale revision: %v, want ErrStateConflict", err)
+	}
+	if err := a.Delete(ctx, "token", rev); !errors.Is(err, connector.ErrStateConflict) {
+		t.Errorf("Delete with a stale revision: %v, want ErrStateConflict", err)
+	}
+	if v, _, _ := a.Get(ctx, "token"); string(v) != "t2" {
+		t.Errorf("value after a refused update: %q", v)
+	}
+
+	for _, k := range []string{"cursor.room-1", "cursor.room-2", "session"} {
+		if _, err := a.Put(ctx, k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := a.List(ctx, "cursor.")
+	slices.Sort(keys)
+	if err != nil || !slices.Equal(keys, []string{"cursor.room-1", "cursor.room-2"}) {
+		t.Errorf("List(cursor.) = %v, %v", keys, err)
+	}
+	keys, err = b.List(ctx, "")
+	if err != nil || !slices.Equal(keys, []string{"token"}) {
+		t.Errorf("conn-b lists %v, %v: only its own key", keys, err)
+	}
+
+	if err := a.Delete(ctx, "token", rev2); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Get(ctx, "token"); !errors.Is(err, connector.ErrStateNotFound) {
+		t.Errorf("Get after Delete: %v", err)
+	}
+	if err := a.Delete(ctx, "session", 0); err != nil {
+		t.Errorf("unconditional Delete: %v", err)
+	}
+
+	for key, want := range map[string]string{"": "empty", "a b": `has ' '`, "a..b": "empty dot-separated part", ".a": "empty dot-separated part", "a>": `has '>'`, "a*": `has '*'`} {
+		if _, err := a.Put(ctx, key, []byte("x")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Put(%q): %v, want mention of %q", key, err, want)
+		}
+	}
+}
+
+// A running bridge gives each connector its state store (Deps.State), on
+// the bucket BRIDGE_STATE under the connection's name.
+func TestConnectorGetsStateStore(t *testing.T) {
+	t.Parallel()
+	sc := newScripted()
+	states := make(chan connector.StateStore, 1)
+	reg := connector.Registry{"fake": {Platform: "fake", New: func(_ connector.Config, deps connector.Deps) (connector.Connector, error) {
+		states <- deps.State
+		return sc, nil
+	}}}
+	h := runBridge(t, bridgeSpec{config: "[[connection]]\nname = \"c1\"\nplatform = \"fake\"\n", registry: reg})
+	st := <-states
+	if st == nil {
+		t.Fatal("Deps.State is nil")
+	}
+	ctx := testutil.Context(t, 10*time.Second)
+	if _, err := st.Put(ctx, "cursor", []byte("42")); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := h.js.KeyValue(ctx, StateBucket("bridge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, "c1.cursor")
+	if err != nil || string(e.Value()) != "42" {
+		t.Fatalf("BRIDGE_STATE c1.cursor: %v", err)
+	}
+}
