@@ -2,7 +2,7 @@ package polyaiemu
 
 import (
 	"context"
-		"net/http"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
