@@ -206,15 +206,15 @@ func TestCloseSockets(t *testing.T) {
 // with REASON_USER_ABANDONED, with or without a socket.
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
-	const idle = 150 * time.Millisecond
+	const idle = 400 * time.Millisecond
 	s := newServer(t, Options{IdleTimeout: idle})
 	c, sid, _ := joined(t, s, "")
 	quiet, _ := newSession(t, s, "")
 	start := time.Now()
-	for i := 1; time.Since(start) < 3*idle; i++ {
+	for i := 1; time.Since(start) < 2*idle; i++ {
 		c.sendEvent(TypeHeartbeat, map[string]any{}, "")
 		c.waitType(TypeHeartbeat, i)
-		time.Sleep(idle / 5) // pacing the heartbeats, not synchronising
+		time.Sleep(idle / 8) // pacing the heartbeats, not synchronising
 	}
 	if info, _ := s.Session(sid); info.Ended {
 		t.Fatal("a session sending heartbeats timed out")
@@ -223,7 +223,7 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("silent session %+v", info)
 	}
 	e := c.waitType(TypeSessionEnd, 1)
-	if e.Payload["reason"] != ReasonUserAbandoned || time.Since(start) < 3*idle {
+	if e.Payload["reason"] != ReasonUserAbandoned || time.Since(start) < 2*idle {
 		t.Fatalf("idle end %v", e.Payload)
 	}
 	c.waitClosed()
