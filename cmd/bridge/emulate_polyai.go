@@ -27,8 +27,8 @@ func cmdEmulatePolyAI(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	fs := flag.NewFlagSet("emulate polyai", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:4100", "address to serve the emulator on")
-	control := fs.String("control", "127.0.0.1:4101", `address of the control API that speaks for the agents ("none" to disable)`)
+	listen := fs.String("listen", "127.0.0.1:4200", "address to serve the emulator on")
+	control := fs.String("control", "127.0.0.1:4201", `address of the control API that speaks for the agents ("none" to disable)`)
 	token := fs.String("connector-token", "", "connector token clients send as X-Token (default: random)")
 	host := fs.String("host", polyaiemu.DefaultHost, "host identifier clients send as X-Host (a subdomain of a web origin is accepted)")
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "end sessions without inbound events for this long")

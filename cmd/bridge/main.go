@@ -133,7 +133,7 @@ commands:
   run --config FILE          run the bridge (default command)
   check-config --config FILE load and validate a config, then exit
   demo                       run the whole flow on embedded defaults
-  emulate band|chatapi       run a platform emulator alone (see "bridge emulate band --help")
+  emulate band|chatapi|polyai  run a platform emulator alone (see "bridge emulate band --help")
   dlq list|show|redrive      inspect dead letters; publish them again (see "bridge dlq")
   version                    print the version (also --version)
   help                       print this text (also --help)
