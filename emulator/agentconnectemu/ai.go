@@ -100,14 +100,14 @@ func (s *Server) humanTurn(c *conn, sess *session, f Frame) {
 	s.mu.Unlock()
 
 	if out != outReply || s.opts.ReplyDelay >= s.opts.ReplyTimeout {
-		if wait(c.ctx, s.opts.ReplyTimeout) {
+		if s.wait(c.ctx, s.opts.ReplyTimeout) {
 			s.mu.Lock()
 			s.systemLocked(sess, NoticeSlowAI)
 			s.mu.Unlock()
 		}
 		return
 	}
-	if !wait(c.ctx, s.opts.ReplyDelay) {
+	if !s.wait(c.ctx, s.opts.ReplyDelay) {
 		return
 	}
 	s.mu.Lock()
@@ -116,10 +116,11 @@ func (s *Server) humanTurn(c *conn, sess *session, f Frame) {
 		Metadata: map[string]any{"provider": a.provider, "model": a.model}})
 }
 
-// wait sleeps d unless ctx ends first; it reports whether d passed.
-func wait(ctx context.Context, d time.Duration) bool {
+// wait sleeps d unless ctx ends or the Server closes first; it reports
+// whether d passed.
+func (s *Server) wait(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
-		return ctx.Err() == nil
+		return ctx.Err() == nil && s.ctx.Err() == nil
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -127,6 +128,8 @@ func wait(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	case <-ctx.Done():
+		return false
+	case <-s.ctx.Done():
 		return false
 	}
 }
@@ -192,7 +195,7 @@ func (s *Server) exchange(ctx context.Context, sess *session, msg injection) {
 			s.broadcastLocked(sess, stopFrame(to, from.id))
 		}
 		s.mu.Unlock()
-		if out != outReply || !wait(ctx, s.opts.ReplyDelay) {
+		if out != outReply || !s.wait(ctx, s.opts.ReplyDelay) {
 			return
 		}
 		s.mu.Lock()

@@ -85,7 +85,8 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, code, why)
 		return
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
+	// Not derived from s.ctx: Close ends sockets with a close handshake.
+	ctx, cancel := context.WithCancel(context.Background())
 	sess.sockSeq++
 	c := &conn{s: s, sess: sess, n: sess.sockSeq, ctx: ctx, cancel: cancel,
 		out: make(chan outFrame, s.opts.WriteQueueSize)}
