@@ -27,15 +27,15 @@ const (
 // Frame is one WebSocket message (agentconnect.md §4.2). On the wire an
 // empty Content, Sender or Receiver, and a nil Metadata, are null.
 type Frame struct {
-	Type      string
-	Content   string
-	Sender    string
-	Receiver  string
-	Timestamp string
-	Metadata  map[string]any
+	Type      string         `json:"type"`
+	Content   string         `json:"content,omitempty"`
+	Sender    string         `json:"sender,omitempty"`
+	Receiver  string         `json:"receiver,omitempty"`
+	Timestamp string         `json:"timestamp"`
+	Metadata  map[string]any `json:"metadata,omitempty"`
 	// Socket numbers the sockets of a session from 1, in connection
 	// order: the socket a received frame came in on. 0 in broadcasts.
-	Socket int
+	Socket int `json:"socket,omitempty"`
 }
 
 // wireFrame is Frame as the server writes it: all six keys, null for

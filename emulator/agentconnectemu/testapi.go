@@ -12,14 +12,16 @@ import (
 
 // Session describes one session for tests.
 type Session struct {
-	ID, Owner, Type string
-	HumanID         string   // human_<id>
-	AgentIDs        []string // ai1_<id>[, ai2_<id>]
-	Live            bool
-	EndReason       string // "", "deleted", "expired" or "message cap"
-	Sockets         int    // open sockets
-	Messages        int    // stored messages, client and AI turns
-	Created         time.Time
+	ID        string    `json:"session_id"`
+	Owner     string    `json:"owner"`
+	Type      string    `json:"session_type"`
+	HumanID   string    `json:"human_id"`  // human_<id>
+	AgentIDs  []string  `json:"agent_ids"` // ai1_<id>[, ai2_<id>]
+	Live      bool      `json:"live"`
+	EndReason string    `json:"end_reason"` // "", "deleted", "expired" or "message cap"
+	Sockets   int       `json:"sockets"`    // open sockets
+	Messages  int       `json:"messages"`   // stored messages, client and AI turns
+	Created   time.Time `json:"created_at"`
 }
 
 func (sess *session) public() Session {
