@@ -175,7 +175,14 @@ func (s *Server) Close() {
 	srv, done := s.httpSrv, s.serveDone
 	s.lifeMu.Unlock()
 	if srv != nil {
-		_ = srv.Close()
+		// Shutdown, not Close: a handshake whose 101 is already out but
+		// whose connection is not yet hijacked would be cut without a
+		// close frame. Hijacked sockets are closed below.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if srv.Shutdown(ctx) != nil {
+			_ = srv.Close()
+		}
+		cancel()
 		<-done
 	}
 	for _, c := range conns {

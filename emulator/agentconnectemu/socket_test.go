@@ -90,13 +90,18 @@ func TestPings(t *testing.T) {
 		return len(r) == 1 && r[0].Type == "ping" && r[0].Socket == 1
 	})
 	s.StallPings(true)
-	// At most one ping already on its way arrives; none during the
-	// reply's delay (six ping intervals).
-	n := c.count(ofType("ping"))
-	c.send(`{"type":"text","content":"marker"}`)
-	c.waitFrame("reply", 0, ofType("text"))
-	if got := c.count(ofType("ping")); got > n+1 {
-		t.Fatalf("pings kept coming while stalled (%d after %d)", got, n)
+	// The writer is sequential: a ping that passed its check before the
+	// stall is written before the first reply. None may follow it, over
+	// a second reply's delay (six ping intervals).
+	c.text("marker1")
+	_, i := c.waitFrame("first reply", 0, withContent("text", "Echo: marker1"))
+	c.text("marker2")
+	_, j := c.waitFrame("second reply", i, withContent("text", "Echo: marker2"))
+	c.mu.Lock()
+	between := c.frames[i+1 : j]
+	c.mu.Unlock()
+	if len(between) != 0 {
+		t.Fatalf("frames while pings were stalled: %v", between)
 	}
 	if c.count(func(f map[string]any) bool { return f["type"] != "ping" && f["type"] != "text" }) != 0 {
 		t.Fatalf("unexpected frames %v", c.rawFrames())
@@ -259,11 +264,30 @@ func TestCloseStopsEverything(t *testing.T) {
 	c.text("wait for the slow notice") // the reader now waits ReplyTimeout (30s)
 	c.waitFrame("cooldown", 0, ofType("cooldown"))
 	s.Close()
-	if code := websocket.CloseStatus(c2.waitClosed()); code != websocket.StatusGoingAway {
-		t.Fatalf("close code %v", code)
+	if err := c2.waitClosed(); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("close: %v", err)
 	}
 	c.waitClosed()
 	s.Close() // idempotent
 	http.DefaultClient.CloseIdleConnections()
 	eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
+}
+
+func TestSocketBoundAndEndSession(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, Options{MaxSocketsPerSession: 1})
+	tok := s.Token(DefaultUser)
+	id := mustSession(t, s, tok)
+	c := mustDial(t, s, id, tok)
+	if _, resp, err := dial(t, s, id, tok, nil); err == nil || resp.StatusCode != 403 {
+		t.Fatalf("second socket past the bound: %v", err)
+	}
+	s.EndSession(id, NoticeInactiveClosed)
+	c.waitFrame("notice", 0, withContent("system", NoticeInactiveClosed))
+	if got, _ := s.Session(id); got.Live || got.EndReason != "expired" {
+		t.Fatalf("session %+v", got)
+	}
+	if r := do(t, "DELETE", s.URL()+SessionsPath+id, tok, "", ""); r.status != 404 {
+		t.Fatalf("delete an ended session: %d", r.status)
+	}
 }
