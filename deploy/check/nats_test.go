@@ -94,7 +94,7 @@ func readNATSValues(t *testing.T) natsValues {
 	}
 	lifted, _ := json.Marshal(raw)
 	var v natsValues
-	if err := yaml.UnmarshalStrict(lifted, &v); err != nil {
+	if err := unmarshalStrict(lifted, &v); err != nil {
 		t.Fatalf("%s: %v", natsValuesFile, err)
 	}
 	return v
@@ -214,15 +214,13 @@ func TestNATSChartRender(t *testing.T) {
 		t.Fatal(err)
 	}
 	var natsConf string
-	for name, text := range out {
-		if !strings.HasSuffix(name, "configmap.yaml") {
-			continue
+	for _, text := range out {
+		for _, doc := range docSeparator.Split(text, -1) {
+			var cm corev1.ConfigMap
+			if yaml.Unmarshal([]byte(doc), &cm) == nil && cm.Kind == "ConfigMap" && cm.Data["nats.conf"] != "" {
+				natsConf = cm.Data["nats.conf"]
+			}
 		}
-		var cm corev1.ConfigMap
-		if err := yaml.Unmarshal([]byte(text), &cm); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		natsConf = cm.Data["nats.conf"]
 	}
 	if natsConf == "" {
 		t.Fatal("the chart rendered no nats.conf")
@@ -230,6 +228,7 @@ func TestNATSChartRender(t *testing.T) {
 	for _, name := range readNATSValues(t).envNames() {
 		t.Setenv(name, "pw-"+strings.ToLower(name))
 	}
+	t.Setenv("SERVER_NAME", "nats-0") // the chart sets it to the pod's name
 	file := filepath.Join(t.TempDir(), "nats.conf")
 	if err := os.WriteFile(file, []byte(natsConf), 0o600); err != nil {
 		t.Fatal(err)

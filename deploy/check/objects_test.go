@@ -1,6 +1,7 @@
 package check
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -110,13 +112,28 @@ func decodeAll(t *testing.T, files map[string]string) objects {
 	return out
 }
 
-// strict decodes doc into a T, refusing unknown and duplicate fields.
+// strict decodes doc into a T as the API server's strict field validation
+// does: field names match case-sensitively (encoding/json alone would take
+// readOnlyRootFileSystem for readOnlyRootFilesystem), and an unknown or
+// duplicate field is an error.
 func strict[T any](doc string, errp *error) T {
 	var v T
-	if err := yaml.UnmarshalStrict([]byte(doc), &v); err != nil {
+	if err := unmarshalStrict([]byte(doc), &v); err != nil {
 		*errp = err
 	}
 	return v
+}
+
+func unmarshalStrict(doc []byte, v any) error {
+	j, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return err
+	}
+	strictErrs, err := sigsjson.UnmarshalStrict(j, v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strictErrs...)
 }
 
 func stripComments(doc string) string {
