@@ -18,7 +18,7 @@ import (
 // cmdEmulate runs a platform emulator alone, for trying the bridge (or a
 // worker) without a platform account.
 func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	platforms := "band, chatapi, polyai"
+	platforms := "band, chatapi, polyai, agentconnect"
 	if len(args) == 0 {
 		return fmt.Errorf("%w: emulate takes a platform: %s", errUsage, platforms)
 	}
@@ -28,6 +28,8 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return cmdEmulateChatAPI(ctx, args[1:], stdout, stderr)
 	case "polyai":
 		return cmdEmulatePolyAI(ctx, args[1:], stdout, stderr)
+	case "agentconnect":
+		return cmdEmulateAgentConnect(ctx, args[1:], stdout, stderr)
 	default:
 		return fmt.Errorf("%w: emulate: unknown platform %q; one of %s", errUsage, args[0], platforms)
 	}

@@ -3,7 +3,7 @@
 //	bridge [run] --config FILE     run the bridge (the default subcommand)
 //	bridge check-config --config FILE
 //	bridge demo                    the whole flow on embedded defaults
-//	bridge emulate band            run a platform emulator alone
+//	bridge emulate PLATFORM        run a platform emulator alone
 //	bridge dlq list|show|redrive   inspect and redrive dead letters
 //	bridge version
 //
@@ -133,7 +133,8 @@ commands:
   run --config FILE          run the bridge (default command)
   check-config --config FILE load and validate a config, then exit
   demo                       run the whole flow on embedded defaults
-  emulate band|chatapi|polyai  run a platform emulator alone (see "bridge emulate band --help")
+  emulate PLATFORM           run a platform emulator alone: band, chatapi,
+                             polyai, agentconnect
   dlq list|show|redrive      inspect dead letters; publish them again (see "bridge dlq")
   version                    print the version (also --version)
   help                       print this text (also --help)
