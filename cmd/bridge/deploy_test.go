@@ -20,7 +20,7 @@ import (
 func TestHelpAndVersionFlags(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ arg, want string }{
-		{"--help", "check-config"}, {"-h", "emulate band"}, {"help", "demo"},
+		{"--help", "check-config"}, {"-h", "emulate PLATFORM"}, {"help", "demo"},
 		{"--version", "bridge "}, {"version", "bridge "},
 	} {
 		var out, errOut bytes.Buffer
