@@ -20,7 +20,7 @@ func Kinds() []KindInfo {
 		{KindEvent, "platform → workers", events,
 			"Every platform event, in the platform's order per room, stored once per event id."},
 		{KindSys, "bridge → workers, operators", events,
-			"The connection's lifecycle events (the list below)."},
+			"A connection's lifecycle: its lease, its sessions, catch-up, offloaded payloads."},
 		{KindCommand, "workers → platform", "JetStream stream " + StreamName(DefaultPrefix, StreamCommands),
 			"Durable commands: stored, then executed per room in stream order, each command id at most once."},
 		{KindResult, "bridge → workers", "core NATS",
