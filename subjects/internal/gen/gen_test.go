@@ -119,7 +119,7 @@ func TestAsyncAPIMatchesSubjects(t *testing.T) {
 	b, _ := json.Marshal(asyncAPI())
 	_ = json.Unmarshal(b, &want)
 	if !reflect.DeepEqual(parsed, want) {
-		t.Fatal("docs/asyncapi.yaml does not hold the generator's document (run go generate ./...)")
+		t.Fatal("docs/asyncapi.yaml does not hold the generator's document (run go generate ./subjects)")
 	}
 	doc := parsed.(map[string]any)
 	if doc["asyncapi"] != "3.0.0" {
