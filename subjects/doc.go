@@ -9,4 +9,10 @@
 // what each executed command yields; [WorkReply] is what a managed-dispatch
 // worker answers. [Lifecycles] lists every lifecycle event (P.sys…) the
 // bridge publishes.
+//
+// [Kinds], [Headers], [ErrorCodes] and [Stores] describe the contract for
+// its readers: go generate ./subjects renders them, with the types' field
+// descriptions, into docs/contract.md, README.md, docs/workers.md,
+// docs/asyncapi.yaml and docs/schemas (internal/gen), and a test fails when
+// those files fall behind this package.
 package subjects

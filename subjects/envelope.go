@@ -6,17 +6,17 @@ import (
 	"time"
 )
 
-// Header names the bridge sets or reads.
+// Header names the bridge sets or reads; [Headers] says where each one
+// goes.
 const (
 	HeaderMsgID         = "Nats-Msg-Id"
 	HeaderContentType   = "Content-Type"
 	HeaderReplyTo       = "Bridge-Reply-To"
+	HeaderAttempt       = "Bridge-Attempt" // on work requests: 1 for the first attempt
 	HeaderError         = "Bridge-Error"
 	HeaderStatus        = "Bridge-Status"
 	HeaderAttempts      = "Bridge-Attempts"
 	HeaderSourceSubject = "Bridge-Source-Subject"
-	HeaderTraceParent   = "traceparent"
-	HeaderTraceState    = "tracestate"
 )
 
 // ContentTypeCloudEvents is the Content-Type of every event message.
@@ -132,14 +132,12 @@ type Error struct {
 	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
 }
 
-// Error codes the bridge itself produces.
+// Error codes the bridge itself produces; [ErrorCodes] describes each.
 const (
-	ErrCodeBadRequest  = "bad_request"  // not JSON, unknown command, bad or missing argument, unknown conn
-	ErrCodeUnavailable = "unavailable"  // retries exhausted on transient failures
-	ErrCodePlatform    = "platform"     // platform refused without a code of its own
-	ErrCodeTimeout     = "timeout"      // managed dispatch: no worker reply in time
-	ErrCodeWorker      = "worker_error" // managed dispatch: worker reported failure
-	ErrCodeTooLarge    = "too_large"    // the result is larger than NATS's max_payload: ask for less (page)
+	ErrCodeBadRequest  = "bad_request" // not JSON, unknown command, bad or missing argument
+	ErrCodeUnavailable = "unavailable" // transient failures outlasted the retries, or the bridge is busy or stopping
+	ErrCodePlatform    = "platform"    // platform refused without a code of its own
+	ErrCodeTooLarge    = "too_large"   // the result is larger than NATS's max_payload: ask for less (page)
 	// ErrCodeUnknownOutcome: the call may have reached the platform and
 	// failed on the way back; the bridge never sends it again (it could
 	// act twice). Check the platform before retrying.

@@ -6,17 +6,14 @@ import (
 	"github.com/bridgeworks/bridge/subjects"
 )
 
-// headerAttempt is dispatch.HeaderAttempt (the dispatch package pulls in
-// NATS; the test checks the two agree).
-const headerAttempt = "Bridge-Attempt"
-
 // channel is one subject kind as an AsyncAPI channel, with the operation a
-// worker performs on it.
+// worker performs on it. Its description is the kind's line in
+// subjects.Kinds, then more.
 type channel struct {
 	kind        subjects.Kind
 	name        string // last token's parameter: event or command
 	title       string
-	description string
+	description string   // after subjects.Kinds' line
 	messages    []string // keys of components.messages
 	op          string   // operation id
 	action      string   // "send" or "receive", from the worker's side
@@ -28,7 +25,7 @@ type channel struct {
 // exactly the lifecycle events the bridge publishes.
 func lifecycleDescription() string {
 	var b strings.Builder
-	b.WriteString("Bridge lifecycle of a connection, in the same stream as events. The envelope's room is set when the event concerns one room (a session); its data says more. Events:")
+	b.WriteString("The envelope's room is set when the event concerns one room (a session); its data says more. Events:")
 	for i, l := range subjects.Lifecycles() {
 		if i > 0 {
 			b.WriteString(";")
@@ -45,26 +42,36 @@ func stream(base string) string { return subjects.StreamName(subjects.DefaultPre
 // it matches the Kind constants of package subjects).
 var channels = []channel{
 	{kind: subjects.KindEvent, name: "event", title: "Platform events",
-		description: "Every platform event, in the platform's order per room. JetStream stream " + stream(subjects.StreamEvents) + " (deduplicated by Nats-Msg-Id). Consume with a durable consumer; ack after you have acted.",
+		description: "Deduplicated by Nats-Msg-Id. Consume with a durable consumer; ack after you have acted.",
 		messages:    []string{"event"}, op: "receiveEvent", action: "receive", summary: "Consume platform events from JetStream."},
 	{kind: subjects.KindSys, name: "event", title: "Lifecycle events",
 		description: lifecycleDescription(),
 		messages:    []string{"event"}, op: "receiveLifecycleEvent", action: "receive", summary: "Watch a connection's lifecycle."},
 	{kind: subjects.KindCommand, name: "command", title: "Durable commands",
-		description: "Commands to the platform, published with JetStream to stream " + stream(subjects.StreamCommands) + ". The PubAck means stored; the bridge executes commands per room in publish order, retries transient failures, and executes each Nats-Msg-Id at most once.",
+		description: "Publish with JetStream: the PubAck means stored. Transient failures are retried; a command for a connection the bridge does not serve gets no PubAck.",
 		messages:    []string{"command"}, op: "sendCommand", action: "send", summary: "Publish a durable command."},
 	{kind: subjects.KindResult, name: "command", title: "Command results",
-		description: "One result per executed command, on core NATS (and on the command's Bridge-Reply-To subject).",
+		description: "Subscribe before you publish the command to see its result.",
 		messages:    []string{"result"}, op: "receiveResult", action: "receive", summary: "Learn the outcome of durable commands."},
 	{kind: subjects.KindRPC, name: "command", title: "Synchronous commands",
-		description: "Request-reply on core NATS, not durable: the reply is the result once executed; with no bridge running the caller gets no responders. Use it for reads.",
+		description: "With no bridge running the caller gets no responders. A Nats-Msg-Id makes a retried request execute once. Use it for reads.",
 		messages:    []string{"rpcRequest"}, op: "requestCommand", action: "send", summary: "Run a command and wait for its result.", reply: "rpcReply"},
 	{kind: subjects.KindWork, name: "event", title: "Managed dispatch",
-		description: "For each [[dispatch]] rule the bridge sends matching events as core NATS requests to a worker queue group, one room's messages in order. Reply to the request's reply subject, once or several times.",
+		description: "Subscribe with a queue group; one room's messages come in order. Reply to the request's reply subject, once or several times.",
 		messages:    []string{"workRequest"}, op: "answerWork", action: "receive", summary: "Answer managed-dispatch requests (subscribe with a queue group).", reply: "workReply"},
 	{kind: subjects.KindDLQ, name: "name", title: "Dead letters",
-		description: "Commands and dispatched events the bridge gave up on, with the original body and the reason in headers. JetStream stream " + stream(subjects.StreamDLQ) + ".",
+		description: "The original body and headers (less Nats-* ones), plus the reason headers.",
 		messages:    []string{"deadLetter"}, op: "receiveDeadLetter", action: "receive", summary: "Inspect or replay what failed."},
+}
+
+// kindLine is the kind's line in subjects.Kinds.
+func kindLine(k subjects.Kind) string {
+	for _, ki := range subjects.Kinds() {
+		if ki.Kind == k {
+			return ki.What + " Transport: " + ki.Transport + "."
+		}
+	}
+	return ""
 }
 
 // replies are the channels of request-reply answers: NATS inboxes, so their
@@ -85,18 +92,12 @@ func address(k subjects.Kind, name string) string {
 
 func ref(path string) obj { return o("$ref", path) }
 
+// headers is the headers object of a message, described by
+// subjects.Headers.
 func headers(names ...string) obj {
-	desc := map[string]string{
-		subjects.HeaderContentType:   "application/cloudevents+json on events.",
-		subjects.HeaderMsgID:         "Deduplication and idempotency key: the event id on events; your key on commands (the same key executes at most once).",
-		subjects.HeaderReplyTo:       "A subject that also receives this command's result: one under P.res.<platform>.<conn>., _INBOX_<conn>. or _INBOX.; any other is ignored.",
-		subjects.HeaderTraceParent:   "W3C trace context, when tracing is on.",
-		subjects.HeaderTraceState:    "W3C trace state, when tracing is on.",
-		subjects.HeaderError:         "Why the message was given up on (one line).",
-		subjects.HeaderStatus:        "The platform's HTTP status, 0 when there was none.",
-		subjects.HeaderAttempts:      "How many attempts were made.",
-		subjects.HeaderSourceSubject: "The subject the message was on (P.cmd… or P.evt…).",
-		headerAttempt:                "Attempt number of this work request, 1 for the first.",
+	desc := map[string]string{}
+	for _, h := range subjects.Headers() {
+		desc[h.Name] = h.What
 	}
 	var props obj
 	for _, n := range names {
@@ -123,7 +124,7 @@ func asyncAPI() obj {
 			opMsgs = append(opMsgs, ref("#/channels/"+string(c.kind)+"/messages/"+m))
 		}
 		chans = append(chans, field{string(c.kind), o(
-			"address", address(c.kind, c.name), "title", c.title, "description", c.description,
+			"address", address(c.kind, c.name), "title", c.title, "description", kindLine(c.kind)+" "+c.description,
 			"parameters", params, "messages", msgs)})
 		op := o("action", c.action, "channel", ref("#/channels/"+string(c.kind)), "summary", c.summary, "messages", opMsgs)
 		if c.reply != "" {
@@ -139,11 +140,11 @@ func asyncAPI() obj {
 	messages := o(
 		"event", o("name", "event", "title", "Event", "contentType", subjects.ContentTypeCloudEvents,
 			"summary", "A platform or lifecycle event in a CloudEvents envelope.",
-			"headers", headers(subjects.HeaderContentType, subjects.HeaderMsgID, subjects.HeaderTraceParent, subjects.HeaderTraceState),
+			"headers", headers(subjects.HeaderContentType, subjects.HeaderMsgID),
 			"payload", ref("./schemas/event.schema.json")),
 		"workRequest", o("name", "workRequest", "title", "Work request", "contentType", subjects.ContentTypeCloudEvents,
 			"summary", "The event to handle, as on P.evt…; the bridge waits for replies on the request's reply subject.",
-			"headers", headers(subjects.HeaderContentType, subjects.HeaderMsgID, headerAttempt),
+			"headers", headers(subjects.HeaderContentType, subjects.HeaderMsgID, subjects.HeaderAttempt),
 			"payload", ref("./schemas/event.schema.json")),
 		"workReply", o("name", "workReply", "title", "Work reply", "contentType", "application/json",
 			"summary", "processing, processed with commands, or failed with retry.",
@@ -154,13 +155,16 @@ func asyncAPI() obj {
 			"payload", o("type", "object")),
 		"rpcRequest", o("name", "rpcRequest", "title", "RPC request", "contentType", "application/json",
 			"summary", "The command's arguments, plus \"room\" (the room id, unescaped) where the command needs one.",
+			"headers", headers(subjects.HeaderMsgID),
 			"payload", o("type", "object", "properties", o("room", o("type", "string", "description", "Room id as the platform writes it.")))),
 		"result", o("name", "result", "title", "Result", "contentType", "application/json",
 			"summary", "The outcome of one executed command.",
+			"headers", headers(subjects.HeaderContentType),
 			"payload", ref("./schemas/result.schema.json")),
 		"deadLetter", o("name", "deadLetter", "title", "Dead letter",
-			"summary", "The original body (command arguments or event) with the reason in headers.",
-			"headers", headers(subjects.HeaderError, subjects.HeaderStatus, subjects.HeaderAttempts, subjects.HeaderSourceSubject),
+			"summary", "The original body (command arguments or event) with the reason in headers; a body too large for one message is kept by reference (Bridge-Data-* headers) and the body is empty.",
+			"headers", headers(subjects.HeaderMsgID, subjects.HeaderError, subjects.HeaderStatus, subjects.HeaderAttempts, subjects.HeaderSourceSubject,
+				subjects.HeaderDataRef, subjects.HeaderDataBucket, subjects.HeaderDataObject, subjects.HeaderDataSize, subjects.HeaderDataSHA256),
 			"payload", obj{}),
 	)
 	params := o(

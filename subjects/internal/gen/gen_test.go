@@ -16,28 +16,41 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bridgeworks/bridge/bridge"
+	"github.com/bridgeworks/bridge/cmdexec"
 	"github.com/bridgeworks/bridge/connector/band"
 	"github.com/bridgeworks/bridge/dispatch"
+	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
-const docsDir = "../../../docs"
+const (
+	rootDir = "../../.."
+	docsDir = rootDir + "/docs"
+)
 
-// TestGeneratedFilesUpToDate regenerates in memory and compares with docs/.
+// TestGeneratedFilesUpToDate regenerates in memory and compares with the
+// files on disk: the schemas, the AsyncAPI document and the generated
+// blocks of docs/contract.md, docs/workers.md and README.md.
 func TestGeneratedFilesUpToDate(t *testing.T) {
 	t.Parallel()
-	files, err := generate()
+	files, err := generate(rootDir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	for name := range markdownFiles {
+		if _, ok := files[name]; !ok {
+			t.Errorf("%s is not checked", name)
+		}
+	}
 	for _, name := range sortedKeys(files) {
-		disk, err := os.ReadFile(filepath.Join(docsDir, filepath.FromSlash(name)))
+		disk, err := os.ReadFile(filepath.Join(rootDir, filepath.FromSlash(name)))
 		if err != nil {
-			t.Errorf("docs/%s: %v (run go generate ./...)", name, err)
+			t.Errorf("%s: %v (run go generate ./subjects)", name, err)
 			continue
 		}
 		if !bytes.Equal(disk, files[name]) {
-			t.Errorf("docs/%s is stale: run go generate ./...", name)
+			t.Errorf("%s is stale: run go generate ./subjects", name)
 		}
 	}
 }
@@ -106,7 +119,7 @@ func TestAsyncAPIMatchesSubjects(t *testing.T) {
 	b, _ := json.Marshal(asyncAPI())
 	_ = json.Unmarshal(b, &want)
 	if !reflect.DeepEqual(parsed, want) {
-		t.Fatal("docs/asyncapi.yaml does not hold the generator's document (run go generate ./...)")
+		t.Fatal("docs/asyncapi.yaml does not hold the generator's document (run go generate ./subjects)")
 	}
 	doc := parsed.(map[string]any)
 	if doc["asyncapi"] != "3.0.0" {
@@ -242,8 +255,81 @@ func TestSchemasCoverTheTypes(t *testing.T) {
 
 func TestHeaderAttemptMatchesDispatch(t *testing.T) {
 	t.Parallel()
-	if headerAttempt != dispatch.HeaderAttempt {
-		t.Errorf("headerAttempt %q, dispatch.HeaderAttempt %q", headerAttempt, dispatch.HeaderAttempt)
+	if subjects.HeaderAttempt != dispatch.HeaderAttempt {
+		t.Errorf("subjects.HeaderAttempt %q, dispatch.HeaderAttempt %q", subjects.HeaderAttempt, dispatch.HeaderAttempt)
+	}
+}
+
+// TestStoresMatchTheCode: subjects.Stores names every stream and bucket
+// the bridge creates, as the packages that create them name them.
+func TestStoresMatchTheCode(t *testing.T) {
+	t.Parallel()
+	const prefix = "acme-prod"
+	var listed []string
+	for _, s := range subjects.Stores() {
+		listed = append(listed, s.Name(prefix))
+	}
+	var made []string
+	for _, c := range natsbus.StreamConfigs(natsbus.StreamOptions{Prefix: prefix}) {
+		made = append(made, c.Name)
+	}
+	made = append(made, strings.Replace(subjects.PayloadBucket(prefix, "c"), "_c", "_<conn>", 1),
+		cmdexec.BucketName(prefix), bridge.PublishedBucket(prefix), dispatch.DoneBucket(prefix),
+		dispatch.StartBucket(prefix), bridge.LeaseBucket(prefix), bridge.StateBucket(prefix))
+	slices.Sort(listed)
+	slices.Sort(made)
+	if !slices.Equal(listed, made) {
+		t.Errorf("subjects.Stores names %v, the code creates %v", listed, made)
+	}
+}
+
+// TestFillBlocks: blocks are replaced between their markers, the rest is
+// kept, and bad markers are errors naming the block.
+func TestFillBlocks(t *testing.T) {
+	t.Parallel()
+	all := map[string]string{"a": "A1\nA2\n", "b": "B\n"}
+	src := "head\n<!-- gen:a:begin -->\nold\n<!-- gen:a:end -->\nmid\n<!-- gen:b:begin --><!-- gen:b:end -->\ntail\n"
+	got, err := fill([]byte(src), []string{"a", "b"}, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "head\n<!-- gen:a:begin -->\n\nA1\nA2\n\n<!-- gen:a:end -->\nmid\n<!-- gen:b:begin -->\n\nB\n\n<!-- gen:b:end -->\ntail\n"
+	if string(got) != want {
+		t.Errorf("fill:\n%s\nwant\n%s", got, want)
+	}
+	again, err := fill(got, []string{"a", "b"}, all)
+	if err != nil || !bytes.Equal(again, got) {
+		t.Errorf("fill is not idempotent: %v\n%s", err, again)
+	}
+	for src, msg := range map[string]string{
+		"<!-- gen:zz:begin --><!-- gen:zz:end -->": "gen:zz: no such block",
+		"<!-- gen:a:begin -->\nx\n":                "gen:a has no end marker",
+		"<!-- gen:a:end -->":                       "want gen:<name>:begin",
+		"<!-- gen:a:begin --><!-- gen:a:end --><!-- gen:a:begin --><!-- gen:a:end -->": "appears twice",
+		"<!-- gen:a:begin --><!-- gen:b:begin --><!-- gen:b:end --><!-- gen:a:end -->": "another marker before its end",
+		"<!-- gen:a:begin --><!-- gen:a:end -->":                                       "gen:b is missing",
+	} {
+		_, err := fill([]byte(src), []string{"a", "b"}, all)
+		if err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("fill(%q) = %v, want an error containing %q", src, err, msg)
+		}
+	}
+}
+
+// TestDocsPromiseNoTracing: the bridge sets no trace headers, so no
+// document may say it does.
+func TestDocsPromiseNoTracing(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"README.md", "docs/contract.md", "docs/workers.md", "docs/asyncapi.yaml"} {
+		b, err := os.ReadFile(filepath.Join(rootDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []string{"traceparent", "tracestate", "session_replaced", "worker_error"} {
+			if bytes.Contains(b, []byte(w)) {
+				t.Errorf("%s mentions %s, which the bridge does not have", name, w)
+			}
+		}
 	}
 }
 
@@ -285,5 +371,59 @@ func TestYAMLScalars(t *testing.T) {
 	_ = json.Unmarshal(b, &want)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("round trip:\n%s\ngot  %v\nwant %v", y, got, want)
+	}
+}
+
+// TestREADMELayoutListsEveryPackage: the README's layout table names every
+// Go package of the repository, and nothing else.
+func TestREADMELayoutListsEveryPackage(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile(filepath.Join(rootDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, ok := strings.Cut(string(readme), "\n## Layout\n")
+	if !ok {
+		t.Fatal("README.md has no ## Layout section")
+	}
+	if i := strings.Index(layout, "\n## "); i >= 0 {
+		layout = layout[:i]
+	}
+	listed := map[string]bool{}
+	for line := range strings.Lines(layout) {
+		first, _, _ := strings.Cut(strings.TrimPrefix(line, "|"), "|")
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(first, -1) {
+			listed[m[1]] = true
+		}
+	}
+	pkgs := map[string]bool{}
+	err = filepath.WalkDir(rootDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != rootDir && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") {
+			rel, _ := filepath.Rel(rootDir, filepath.Dir(p))
+			pkgs[filepath.ToSlash(rel)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range pkgs {
+		if !listed[p] {
+			t.Errorf("README.md's layout table does not list package %s", p)
+		}
+	}
+	for p := range listed {
+		if !pkgs[p] {
+			t.Errorf("README.md's layout table lists %s, which is not a package", p)
+		}
 	}
 }

@@ -1,12 +1,16 @@
 // Command gen writes the documentation generated from package subjects:
-// docs/asyncapi.yaml (AsyncAPI 3.0) and the JSON Schemas of the event
-// envelope, the command result and the dispatch reply in docs/schemas/.
-// Run it with go generate ./... (see subjects/gen.go); a test fails when the
-// files on disk differ from what it would write.
+// docs/asyncapi.yaml (AsyncAPI 3.0), the JSON Schemas of the event
+// envelope, the command result and the dispatch reply in docs/schemas/, and
+// the tables between gen markers in docs/contract.md, docs/workers.md and
+// README.md (markdown.go). Run it with go generate ./subjects (see
+// subjects/gen.go); a test fails when the files on disk differ from what it
+// would write.
 //
-// It uses the standard library only: schemas come from reflection over the
-// types' json tags plus the descriptions in docs (schema.go); the YAML is
-// written by a small emitter for the subset it needs (tree.go).
+// Schemas come from reflection over the types' json tags plus the
+// descriptions in docs (schema.go); the tables from the lists in package
+// subjects (Kinds, Lifecycles, Headers, ErrorCodes, Stores) and the
+// platform registry (package platforms); the YAML is written by a small
+// emitter for the subset it needs (tree.go).
 package main
 
 import (
@@ -20,17 +24,17 @@ import (
 )
 
 func main() {
-	out := flag.String("out", "docs", "directory to write asyncapi.yaml and schemas/ into")
+	root := flag.String("root", ".", "the repository's root: docs/ and README.md are under it")
 	flag.Parse()
-	if err := write(*out); err != nil {
+	if err := write(*root); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
 }
 
-// write writes every generated file under dir.
+// write writes every generated file under the repository root dir.
 func write(dir string) error {
-	files, err := generate()
+	files, err := generate(dir)
 	if err != nil {
 		return err
 	}
@@ -46,12 +50,13 @@ func write(dir string) error {
 	return nil
 }
 
-// generate renders every file, keyed by its slash path under docs/.
-func generate() (map[string][]byte, error) {
+// generate renders every file, keyed by its slash path under the
+// repository root; files with gen markers are read from under root.
+func generate(root string) (map[string][]byte, error) {
 	types := map[string]any{
-		"schemas/event.schema.json":      subjects.Event{},
-		"schemas/result.schema.json":     subjects.Result{},
-		"schemas/work-reply.schema.json": subjects.WorkReply{},
+		"docs/schemas/event.schema.json":      subjects.Event{},
+		"docs/schemas/result.schema.json":     subjects.Result{},
+		"docs/schemas/work-reply.schema.json": subjects.WorkReply{},
 	}
 	if err := checkDocs(subjects.Event{}, subjects.Result{}, subjects.WorkReply{}); err != nil {
 		return nil, err
@@ -70,11 +75,21 @@ func generate() (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asyncapi.yaml: %w", err)
 	}
-	files["asyncapi.yaml"] = append([]byte(header), y...)
+	files["docs/asyncapi.yaml"] = append([]byte(header), y...)
+	all := blocks()
+	for name, want := range markdownFiles {
+		src, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+		if err != nil {
+			return nil, err
+		}
+		if files[name], err = fill(src, want, all); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	return files, nil
 }
 
-const header = "# Generated from package subjects by go generate ./... (subjects/internal/gen). DO NOT EDIT.\n"
+const header = "# Generated from package subjects by go generate ./subjects (subjects/internal/gen). DO NOT EDIT.\n"
 
 func sortedKeys(m map[string][]byte) []string {
 	keys := make([]string, 0, len(m))

@@ -36,7 +36,7 @@ var docs = map[string]doc{
 	"Event.connection":      {text: "Connection name from the bridge config, as in the subject.", extra: o("pattern", "^[a-z0-9_-]{1,64}$", "examples", list{"support-bot"})},
 	"Event.room":            {text: "The room id as the platform wrote it (unescaped); absent for agent-level events."},
 	"Event.transient":       {text: "CloudEvents extension: true on events that only matter while fresh (typing, thinking); absent otherwise. A worker may drop them."},
-	"Event.data":            {text: "The platform's payload as received, unchanged; fields the bridge does not know are kept. Absent when the payload was too large for one NATS message: then dataref and the data* attributes say where it is kept."},
+	"Event.data":            {text: "The platform's payload as received, unchanged; fields the bridge does not know are kept. On a lifecycle event, the bridge's own data (see the lifecycle list). Absent when the payload was too large for one NATS message: then dataref and the data* attributes say where it is kept."},
 	"Event.dataref": {text: "CloudEvents dataref extension: set instead of data when the payload was larger than NATS's max_payload. \"" + subjects.DataRefScheme + "://<bucket>/<object>\": an object in the connection's JetStream object store bucket.",
 		extra: o("format", "uri", "examples", list{subjects.DataRefScheme + "://" + subjects.PayloadBucket("bridge", "support-bot") + "/3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"})},
 	"Event.databucket": {text: "With dataref: the object store bucket, \"<PREFIX>_PAYLOADS_<conn>\".", extra: o("examples", list{subjects.PayloadBucket("bridge", "support-bot")})},
@@ -50,16 +50,16 @@ var docs = map[string]doc{
 	"Result.command_id": {text: "The command's Nats-Msg-Id, or an id the bridge generated."},
 	"Result.command":    {text: "The command name.", extra: o("examples", list{"send_message"})},
 	"Result.ok":         {text: "Whether the platform accepted the command."},
-	"Result.status":     {text: "The platform's HTTP status, when there was a call."},
+	"Result.status":     {text: "The platform's HTTP status when there was a call (200 when the platform gave none); 400 with bad_request."},
 	"Result.data":       {text: "The platform's response data (reads return what they read)."},
 	"Result.error":      {text: "Why the command failed; present when ok is false."},
-	"Result.attempts":   {text: "How many times the bridge called the platform."},
+	"Result.attempts":   {text: "How many times the bridge tried the command: 1 for bad input, 0 for an RPC refused because the bridge was busy."},
 
 	"Error": {text: "Why a command failed."},
 	"Error.code": {text: "The platform's error code where it has one, otherwise one of the bridge's codes.",
-		extra: o("examples", list{subjects.ErrCodeBadRequest, subjects.ErrCodeUnavailable, subjects.ErrCodePlatform, subjects.ErrCodeTimeout, subjects.ErrCodeWorker, subjects.ErrCodeTooLarge, subjects.ErrCodeUnknownOutcome, "mentions_required"})},
+		extra: o("examples", errorCodeExamples())},
 	"Error.message":        {text: "Human-readable reason; for bad_request it names the field."},
-	"Error.retryable":      {text: "Whether the failure was transient (the bridge has already retried it)."},
+	"Error.retryable":      {text: "Whether the same command may succeed later: true for transient failures the bridge has already retried, and for a room asked to rest (retry_after_ms)."},
 	"Error.retry_after_ms": {text: "The rest the platform asked the room to take before its next command, in milliseconds (a cooldown); the bridge holds the room's later commands that long. Absent when none was asked.", extra: o("minimum", 0)},
 
 	"WorkReply": {text: "One reply of a managed-dispatch worker to a P.work… request. Reply once or several times: processing (optional, restarts the deadline), then processed or failed."},
@@ -72,6 +72,16 @@ var docs = map[string]doc{
 	"CommandSpec":         {text: "One command inside a processed reply."},
 	"CommandSpec.command": {text: "Command name, as in P.cmd…", extra: o("examples", list{"send_message"})},
 	"CommandSpec.args":    {text: "The command's arguments, as published on P.cmd…", extra: o("type", "object")},
+}
+
+// errorCodeExamples are the bridge's codes (subjects.ErrorCodes) and one of
+// Band's own.
+func errorCodeExamples() list {
+	var l list
+	for _, c := range subjects.ErrorCodes() {
+		l = append(l, c.Code)
+	}
+	return append(l, "mentions_required")
 }
 
 // schemaFile is the JSON Schema (draft-07, which AsyncAPI schemas extend)
