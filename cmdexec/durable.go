@@ -117,11 +117,9 @@ func (e *Executor) process(stop, hard context.Context, m *consume.Msg) (ackflow.
 		e.count(res, log)
 		// Recorded even past the drain deadline: the command did run.
 		if err == nil {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), opTimeout)
-			if err := e.record(ctx, cmd.ID, ref, enc); err != nil {
+			if err := e.record(hard, cmd.ID, ref, enc); err != nil {
 				errLog(log.Warn(), err).Msg("executed id not stored; a redelivery would execute it again")
 			}
-			cancel()
 		}
 	}
 	e.publishResult(t.res, m.JS.Headers().Get(subjects.HeaderReplyTo), res, enc, log)

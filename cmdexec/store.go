@@ -112,10 +112,20 @@ func (e *Executor) remember(ctx context.Context, id, ref string, res subjects.Re
 // costs the server a message and this client a dispatch. The claim goes
 // first and both go before the ack, so a command acked has them stored
 // (one connection keeps the order of its publishes).
-func (e *Executor) record(ctx context.Context, id, ref string, res []byte) (err error) {
+// The bucket exists (consume.Options.Setup made it); if not, it is made
+// under hard, even past the drain deadline: the command did run.
+func (e *Executor) record(hard context.Context, id, ref string, res []byte) (err error) {
 	defer wrapErr(&err, "executed-id store")
-	if _, err := e.bucket(ctx); err != nil {
-		return err
+	e.kvMu.Lock()
+	open := e.kv != nil
+	e.kvMu.Unlock()
+	if !open {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), opTimeout)
+		_, err := e.bucket(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
 	}
 	nc := e.o.JS.Conn()
 	if ref != "" {
