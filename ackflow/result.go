@@ -19,11 +19,15 @@ func PublishResult(nc *nats.Conn, subject string, res subjects.Result) error {
 	if err != nil {
 		return fmt.Errorf("result %s: %w", res.CommandID, err)
 	}
-	m := nats.NewMsg(subject)
-	m.Header.Set(subjects.HeaderContentType, "application/json")
-	m.Data = b
+	return PublishEncoded(nc, subject, res.CommandID, b)
+}
+
+// PublishEncoded sends the result of command id, already encoded (and
+// fitted, see [claimcheck.FitResult]), on subject, as [PublishResult] does.
+func PublishEncoded(nc *nats.Conn, subject, id string, b []byte) error {
+	m := &nats.Msg{Subject: subject, Header: nats.Header{subjects.HeaderContentType: {"application/json"}}, Data: b}
 	if err := nc.PublishMsg(m); err != nil {
-		return fmt.Errorf("result %s to %s: %w", res.CommandID, subject, err)
+		return fmt.Errorf("result %s to %s: %w", id, subject, err)
 	}
 	return nil
 }

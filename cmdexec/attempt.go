@@ -130,7 +130,7 @@ func (e *Executor) Do(ctx context.Context, cmd connector.Command) subjects.Resul
 	if remember {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		defer cancel()
-		if err := e.remember(sctx, cmd.ID, out.ref, out.res, true); err != nil {
+		if err := e.remember(sctx, cmd.ID, out.ref, out.res); err != nil {
 			errLog(log.Warn(), err).Msg("executed id not stored")
 		}
 	}

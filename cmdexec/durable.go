@@ -2,6 +2,7 @@ package cmdexec
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -106,16 +107,22 @@ func (e *Executor) process(stop, hard context.Context, m *consume.Msg) (ackflow.
 		res, ref = out.res, out.ref
 	}
 	res = claimcheck.FitResult(res, e.o.NC.MaxPayload()) // the record and the result are what NATS can carry
+	enc, err := json.Marshal(res)                        // once: the record is the result as published
+	if err != nil {
+		// Not reached: a Result's data is valid JSON (rawJSON).
+		log.Error().Err(err).Msg("result does not encode")
+		enc = nil
+	}
 	if !found {
 		e.count(res, log)
 		// Recorded even past the drain deadline: the command did run.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), opTimeout)
-		if err := e.remember(ctx, cmd.ID, ref, res, false); err != nil {
-			errLog(log.Warn(), err).Msg("executed id not stored; a redelivery would execute it again")
+		if err == nil {
+			if err := e.record(hard, cmd.ID, ref, enc); err != nil {
+				errLog(log.Warn(), err).Msg("executed id not stored; a redelivery would execute it again")
+			}
 		}
-		cancel()
 	}
-	e.publishResult(t.res, m.JS.Headers().Get(subjects.HeaderReplyTo), res, log)
+	e.publishResult(t.res, m.JS.Headers().Get(subjects.HeaderReplyTo), res, enc, log)
 	d := settleDecision(res)
 	if d.Action == ackflow.ActionTerm && !e.deadLetter(stop, hard, t.src, m, cmd.ID, reasonOf(res), res, log) {
 		return ackflow.Decision{}, false
@@ -193,10 +200,10 @@ func reasonOf(res subjects.Result) string {
 	return res.Error.Code + ": " + res.Error.Message
 }
 
-// publishResult sends res on the result subject and, when set, valid and
-// allowed (replyAllowed), on replyTo (Bridge-Reply-To). Results are core
-// NATS: a failure is logged.
-func (e *Executor) publishResult(subject, replyTo string, res subjects.Result, log zerolog.Logger) {
+// publishResult sends res (enc, its encoding, when not nil) on the result
+// subject and, when set, valid and allowed (replyAllowed), on replyTo
+// (Bridge-Reply-To). Results are core NATS: a failure is logged.
+func (e *Executor) publishResult(subject, replyTo string, res subjects.Result, enc []byte, log zerolog.Logger) {
 	if replyTo != "" && !e.replyAllowed(replyTo, replyPathResult, log) {
 		replyTo = ""
 	}
@@ -204,7 +211,13 @@ func (e *Executor) publishResult(subject, replyTo string, res subjects.Result, l
 		if s == "" {
 			continue
 		}
-		if err := ackflow.PublishResult(e.o.NC, s, res); err != nil {
+		var err error
+		if enc != nil {
+			err = ackflow.PublishEncoded(e.o.NC, s, res.CommandID, enc)
+		} else {
+			err = ackflow.PublishResult(e.o.NC, s, res)
+		}
+		if err != nil {
 			log.Warn().Err(err).Str("to", s).Msg("result not published")
 		}
 		if replyTo == subject {

@@ -136,8 +136,9 @@ type Executor struct {
 	m       *metrics // nil without a Registerer
 	running atomic.Bool
 
-	kvMu sync.Mutex
-	kv   jetstream.KeyValue // set once the bucket exists
+	kvMu       sync.Mutex
+	kv         jetstream.KeyValue // set once the bucket exists
+	bucketName string             // BucketName(o.Prefix)
 
 	// firstLookup: a first delivery may repeat an executed id, because the
 	// store remembers ids longer than the stream's duplicate window drops
@@ -154,7 +155,8 @@ func New(o Options) (_ *Executor, err error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log.With().Str("connection", o.Conn).Str("platform", o.Platform).Logger()}
+	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log.With().Str("connection", o.Conn).Str("platform", o.Platform).Logger(),
+		bucketName: BucketName(o.Prefix)}
 	if o.Registerer != nil {
 		if e.m, err = newMetrics(o.Registerer, o.Platform, o.Conn); err != nil {
 			return nil, err

@@ -31,7 +31,7 @@ func (e *Executor) bucket(ctx context.Context) (_ jetstream.KeyValue, err error)
 	if e.kv != nil {
 		return e.kv, nil
 	}
-	name := BucketName(e.o.Prefix)
+	name := e.bucketName
 	defer wrapErr(&err, "kv %s", name)
 	kv, err := e.o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      name,
@@ -82,8 +82,8 @@ func refKey(conn, ref string) string {
 }
 
 // remember stores the result of id and, when ref is set, id's claim on the
-// platform record its execution created.
-func (e *Executor) remember(ctx context.Context, id, ref string, res subjects.Result, wait bool) (err error) {
+// platform record its execution created, waiting for both writes (Do).
+func (e *Executor) remember(ctx context.Context, id, ref string, res subjects.Result) (err error) {
 	defer wrapErr(&err, "executed-id store")
 	kv, err := e.bucket(ctx)
 	if err != nil {
@@ -93,29 +93,52 @@ func (e *Executor) remember(ctx context.Context, id, ref string, res subjects.Re
 	if err != nil {
 		return err
 	}
-	if wait {
-		if ref != "" {
-			if _, err = kv.Put(ctx, refKey(e.o.Conn, ref), []byte(id)); err != nil {
-				return err
-			}
-		}
-		_, err = kv.Put(ctx, idKey(e.o.Conn, id), b)
-		return err
-	}
 	if ref != "" {
-		// Before the result's record and the ack: a command acked has its
-		// claim stored (one connection keeps the order of its publishes).
-		if _, err := e.o.JS.PublishAsync("$KV."+BucketName(e.o.Prefix)+"."+refKey(e.o.Conn, ref), []byte(id)); err != nil {
+		if _, err = kv.Put(ctx, refKey(e.o.Conn, ref), []byte(id)); err != nil {
 			return err
 		}
 	}
-	// Durable commands publish the record without waiting for its PubAck:
-	// it only matters if the command's message comes back, which needs the
-	// bridge to die before acking it, and then it is reconciled like any
-	// crash in that window. Waiting would put a store round trip into every
-	// room's critical path.
-	_, err = e.o.JS.PublishAsync("$KV."+BucketName(e.o.Prefix)+"."+idKey(e.o.Conn, id), b)
+	_, err = kv.Put(ctx, idKey(e.o.Conn, id), b)
 	return err
+}
+
+// record writes the result of a durable command (encoded, as published)
+// and, when ref is set, its claim, without waiting: plain publishes on the
+// connection that acks the command, asking for no PubAck. Nothing would
+// read one: the record only matters if the command's message comes back,
+// which needs the bridge to die before acking it, and then it is
+// reconciled like any crash in that window. Waiting would put a store
+// round trip into every room's critical path, and a PubAck per record
+// costs the server a message and this client a dispatch. The claim goes
+// first and both go before the ack, so a command acked has them stored
+// (one connection keeps the order of its publishes).
+// The bucket exists (consume.Options.Setup made it); if not, it is made
+// under hard, even past the drain deadline: the command did run.
+func (e *Executor) record(hard context.Context, id, ref string, res []byte) (err error) {
+	defer wrapErr(&err, "executed-id store")
+	e.kvMu.Lock()
+	open := e.kv != nil
+	e.kvMu.Unlock()
+	if !open {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), opTimeout)
+		_, err := e.bucket(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	nc := e.o.JS.Conn()
+	if ref != "" {
+		if err := nc.Publish(e.kvSubject(refKey(e.o.Conn, ref)), []byte(id)); err != nil {
+			return err
+		}
+	}
+	return nc.Publish(e.kvSubject(idKey(e.o.Conn, id)), res)
+}
+
+// kvSubject is the subject a write of key to the bucket is published on.
+func (e *Executor) kvSubject(key string) string {
+	return "$KV." + e.bucketName + "." + key
 }
 
 // reconcile asks the connector for records that could be an earlier

@@ -136,6 +136,7 @@ type Dispatcher struct {
 	ready atomic.Bool // the engine has its consumer (tests read it)
 
 	starts, done jetstream.KeyValue // see start.go; set by Run
+	doneSubject  string             // "$KV.<DoneBucket>.", the prefix of done's keys
 	// replayTo is the last stream sequence stored before this run had to
 	// create a consumer that had existed: events up to it may have run.
 	replayTo atomic.Uint64
@@ -161,7 +162,7 @@ func New(o Options) (*Dispatcher, error) {
 	}
 	return &Dispatcher{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn},
 		log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m,
-		inbox: o.NC.NewRespInbox(), waiting: map[string]*waiter{}}, nil
+		inbox: o.NC.NewRespInbox(), waiting: map[string]*waiter{}, doneSubject: "$KV." + DoneBucket(o.Prefix) + "."}, nil
 }
 
 // ConsumerName is the durable consumer of a connection's dispatch rule.

@@ -181,12 +181,15 @@ func (d *Dispatcher) finishedBefore(ctx context.Context, msg *message) bool {
 
 // recordDone notes that msg is finished, without waiting: it is written
 // before the message is settled, on the same connection, so a message
-// settled is recorded.
+// settled is recorded. It is a plain publish asking for no PubAck: nothing
+// would read one (a lost write only lets a lost consumer dispatch the
+// event again), and each would cost the server a message and this client
+// a dispatch.
 func (d *Dispatcher) recordDone(msg *message, outcome string) {
 	if d.done == nil || msg.eventID == "" {
 		return
 	}
-	if _, err := d.o.JS.PublishAsync("$KV."+DoneBucket(d.o.Prefix)+"."+doneKey(d.o.Conn, msg.eventID), []byte(outcome)); err != nil {
+	if err := d.o.JS.Conn().Publish(d.doneSubject+doneKey(d.o.Conn, msg.eventID), []byte(outcome)); err != nil {
 		msg.log.Warn().Err(err).Msg("finished event not recorded; a lost consumer would dispatch it again")
 	}
 }

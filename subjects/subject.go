@@ -210,7 +210,23 @@ const (
 // prefix: BRIDGE_EVENTS for the default prefix, otherwise the prefix upper-cased
 // with "-" and "." written as "_" (prefix "acme" → ACME_EVENTS).
 func StreamName(prefix, base string) string {
-	p := strings.ToUpper(prefix)
-	p = strings.NewReplacer("-", "_", ".", "_").Replace(p)
-	return p + "_" + base
+	b := make([]byte, 0, len(prefix)+1+len(base))
+	for i := 0; i < len(prefix); i++ {
+		switch c := prefix[i]; {
+		case c == '-' || c == '.':
+			b = append(b, '_')
+		case c >= 'a' && c <= 'z':
+			b = append(b, c-'a'+'A')
+		case c < 0x80:
+			b = append(b, c)
+		default: // not ASCII: what strings.ToUpper does with it
+			return strings.Map(func(r rune) rune {
+				if r == '-' || r == '.' {
+					return '_'
+				}
+				return r
+			}, strings.ToUpper(prefix)) + "_" + base
+		}
+	}
+	return string(append(append(b, '_'), base...))
 }

@@ -98,6 +98,14 @@ func TestStreamName(t *testing.T) {
 	if got := StreamName("acme-prod.x", StreamDLQ); got != "ACME_PROD_X_DLQ" {
 		t.Errorf("got %q", got)
 	}
+	// The ASCII fast path and the general one agree with upper-casing
+	// and replacing.
+	for _, p := range []string{"", "a_B-c.9~", "grüße-x", "ǆ.y"} {
+		want := strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(p)) + "_EVENTS"
+		if got := StreamName(p, StreamEvents); got != want {
+			t.Errorf("StreamName(%q) = %q, want %q", p, got, want)
+		}
+	}
 }
 
 func TestEventName(t *testing.T) {

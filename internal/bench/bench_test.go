@@ -130,3 +130,57 @@ func BenchmarkInbound(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCommands runs baseline 2 or the bridge's executor alone on the
+// commands workload (b.N commands over CommandsRooms rooms), for
+// profiling, e.g.
+//
+//	go test ./internal/bench -run '^$' -bench 'Commands/bridge' -benchtime 20000x -cpuprofile cpu.out
+func BenchmarkCommands(b *testing.B) {
+	for _, name := range []string{"baseline2", "bridge"} {
+		b.Run(name, func(b *testing.B) {
+			e := testEnv(b, QuickPlan())
+			var r rate
+			var err error
+			if name == "bridge" {
+				r, err = e.bridgeCommands(context.Background(), b.N, e.plan.CommandsRooms)
+			} else {
+				r, err = e.baseline2Once(context.Background(), b.N, e.plan.CommandsRooms, false)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(r.perSec, "commands/s")
+			b.ReportMetric(float64(r.cpu.Nanoseconds())/1000, "µs-cpu/command")
+		})
+	}
+}
+
+// BenchmarkDispatch runs the straight-line dispatch baseline or managed
+// dispatch alone at DispatchRate for b.N messages, for profiling, e.g.
+//
+//	go test ./internal/bench -run '^$' -bench 'Dispatch/bridge' -benchtime 5000x -cpuprofile cpu.out
+func BenchmarkDispatch(b *testing.B) {
+	for _, name := range []string{"baseline", "bridge"} {
+		b.Run(name, func(b *testing.B) {
+			plan := QuickPlan()
+			plan.DispatchDuration = time.Duration(b.N) * time.Second / time.Duration(plan.DispatchRate)
+			e := testEnv(b, plan)
+			var cpu time.Duration
+			if name == "bridge" {
+				rt, err := e.dispatchRoundTrip(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				cpu = rt.cpu
+			} else {
+				c, err := e.dispatchBaseline(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				cpu = c
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/1000, "µs-cpu/message")
+		})
+	}
+}

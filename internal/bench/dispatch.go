@@ -2,7 +2,10 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,7 +23,7 @@ import (
 // Figure names of the dispatch scenario.
 const (
 	figDispatchCPU      = "managed dispatch: CPU per message (emulator + bridge + NATS + worker)"
-	figDispatchBaseCPU  = "straight-line dispatch baseline: CPU per message (emulator + baseline + NATS + worker)"
+	figDispatchBaseCPU  = "straight-line dispatch baseline (WebSocket in, both KV records): CPU per message (emulator + baseline + NATS + worker)"
 	figDispatchCPURatio = "managed dispatch CPU ÷ straight-line dispatch baseline"
 )
 
@@ -52,14 +55,19 @@ func (e *Env) dispatch(ctx context.Context, run int) error {
 	return nil
 }
 
-// dispatchBaseline is managed dispatch written straight: each message the
-// emulator gets is stored as its event in BRIDGE_EVENTS (as the bridge
-// stores it), one pull consumer takes the events, each room's in order
-// and rooms in parallel, sends each as a request to a queue group of
-// workers, waits for the "processed" reply, records the message processed
-// on the emulator's REST API and acks the event. The platform calls are
-// the ones the bridge makes for a processed message on Band: /processing
-// and /processed (Band refuses /processed without an open attempt). It
+// dispatchBaseline is managed dispatch written straight, doing the work
+// the bridge does by contract and nothing else. Ingest (as baseline 1):
+// one raw WebSocket client joined to the rule's rooms takes each push,
+// decodes the frame and the payload's id, sender and time, publishes the
+// CloudEvents envelope to BRIDGE_EVENTS (PublishMsgAsync with
+// Nats-Msg-Id) and records the stored id in the published-events bucket.
+// Dispatch: one pull consumer takes the events, each room's in order and
+// rooms in parallel, sends each as a request to a queue group of workers,
+// waits for the "processed" reply, makes the platform calls the bridge
+// makes for a processed message on Band (/processing and /processed:
+// Band refuses /processed without an open attempt), records the event
+// finished in the dispatched-events bucket and acks it. The two records
+// are plain publishes without a PubAck, the cheapest way to make them. It
 // returns the process CPU per message, from the first message to the last
 // recorded processed.
 func (e *Env) dispatchBaseline(ctx context.Context) (time.Duration, error) {
@@ -82,6 +90,11 @@ func (e *Env) dispatchBaseline(ctx context.Context) (time.Duration, error) {
 	defer obs.close()
 	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
+	for _, b := range []string{publishedBucket, dispatchedBucket} {
+		if _, err := ne.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 1, TTL: 168 * time.Hour, Storage: jetstream.FileStorage}); err != nil {
+			return 0, err
+		}
+	}
 
 	conn := connName(0)
 	processed := []byte(`{"status":"processed"}`)
@@ -93,6 +106,16 @@ func (e *Env) dispatchBaseline(ctx context.Context) (time.Duration, error) {
 	if err := obs.nc.Flush(); err != nil {
 		return 0, err
 	}
+	var failed atomic.Value
+	fail := func(err error) {
+		failed.CompareAndSwap(nil, err)
+		cancel()
+	}
+	stopIngest, err := e.ingestBaseline(ctx, emu, ne, conn, fail)
+	if err != nil {
+		return 0, err
+	}
+	defer stopIngest()
 	cons, err := ne.js.CreateOrUpdateConsumer(ctx, eventsStream, jetstream.ConsumerConfig{
 		Durable: "bench-dispatch", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1024, AckWait: time.Minute,
 		FilterSubject: "bridge.evt.band." + conn + ".*.message_created",
@@ -103,7 +126,6 @@ func (e *Env) dispatchBaseline(ctx context.Context) (time.Duration, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}, Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	key := emu.agents[0].Key
-	var failed atomic.Value
 	handle := func(msg jetstream.Msg) error {
 		ev, err := subjects.DecodeEvent(msg.Data())
 		if err != nil {
@@ -130,6 +152,9 @@ func (e *Env) dispatchBaseline(ctx context.Context) (time.Duration, error) {
 				return err
 			}
 		}
+		if err := ne.nc.Publish("$KV."+dispatchedBucket+"."+hashKey(ev.ID), []byte("processed")); err != nil {
+			return err
+		}
 		return msg.Ack()
 	}
 	queues := map[string]chan jetstream.Msg{}
@@ -140,8 +165,7 @@ func (e *Env) dispatchBaseline(ctx context.Context) (time.Duration, error) {
 		wg.Go(func() {
 			for msg := range q {
 				if err := handle(msg); err != nil {
-					failed.CompareAndSwap(nil, err)
-					cancel()
+					fail(err)
 				}
 			}
 		})
@@ -162,30 +186,13 @@ func (e *Env) dispatchBaseline(ctx context.Context) (time.Duration, error) {
 	defer stopConsume(cc)
 
 	rooms := emu.agents[0].RoomIDs
-	post := func(i int) (string, error) {
-		now := time.Now()
-		m := emu.emu.PostUserMessage(rooms[i%len(rooms)], emu.user.ID, benchContent(i, now))
-		data, err := json.Marshal(map[string]any{"id": m.ID, "chat_room_id": m.RoomID, "content": m.Content,
-			"sender_id": emu.user.ID, "sender_type": "User", "message_type": "text", "inserted_at": now.UTC()})
-		if err != nil {
-			return "", err
-		}
-		env := subjects.NewEvent("band", conn, m.RoomID, "message_created", m.ID, now, data)
-		out := nats.NewMsg("bridge.evt.band." + conn + "." + subjects.EscapeToken(m.RoomID) + ".message_created")
-		out.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
-		out.Header.Set(subjects.HeaderMsgID, env.ID)
-		out.Data = env.AppendJSON(make([]byte, 0, 512))
-		_, err = ne.js.PublishMsgAsync(out)
-		return m.ID, err
+	post := func(i int) string {
+		return emu.emu.PostUserMessage(rooms[i%len(rooms)], emu.user.ID, benchContent(i, time.Now())).ID
 	}
 	// Warm-up: one message per room, all processed.
 	var warm []string
 	for i := range rooms {
-		id, err := post(i)
-		if err != nil {
-			return 0, err
-		}
-		warm = append(warm, id)
+		warm = append(warm, post(i))
 	}
 	if _, err := waitProcessed(ctx, emu.emu, warm); err != nil {
 		return 0, baselineErr(&failed, fmt.Errorf("warm-up: %w", err))
@@ -193,17 +200,86 @@ func (e *Env) dispatchBaseline(ctx context.Context) (time.Duration, error) {
 	n := e.dispatchCount()
 	ids := make([]string, 0, n)
 	cpu0 := cpuTime()
-	if err := e.paced(n, func(i int) error {
-		id, err := post(i)
-		ids = append(ids, id)
-		return err
-	}); err != nil {
-		return 0, err
-	}
+	_ = e.paced(n, func(i int) error { // post never fails
+		ids = append(ids, post(i))
+		return nil
+	})
 	if _, err := waitProcessed(ctx, emu.emu, ids); err != nil {
 		return 0, baselineErr(&failed, err)
 	}
 	return (cpuTime() - cpu0) / time.Duration(n), nil
+}
+
+// The KV buckets the bridge records stored and finished events in (under
+// the default prefix, see bridge.PublishedBucket and dispatch.DoneBucket).
+const (
+	publishedBucket  = "BRIDGE_PUBLISHED"
+	dispatchedBucket = "BRIDGE_DISPATCHED"
+)
+
+// hashKey is a KV key for an event id (ids hold characters keys may not).
+func hashKey(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:])
+}
+
+// ingestBaseline is the dispatch baseline's ingest: a raw WebSocket client
+// of the default agent, joined to all its rooms, publishing each pushed
+// message_created as its CloudEvents envelope to BRIDGE_EVENTS and
+// recording its id. fail gets the first error. stop ends the client and
+// waits for it.
+func (e *Env) ingestBaseline(ctx context.Context, emu *emuEnv, ne *natsEnv, conn string, fail func(error)) (stop func(), err error) {
+	a := emu.agents[0]
+	c, err := dialRaw(ctx, emu.socketURL(a))
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range a.RoomIDs {
+		if err := c.join(ctx, "chat_room:"+r); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	onFrame := func(data []byte) {
+		var parts []json.RawMessage
+		if json.Unmarshal(data, &parts) != nil || len(parts) != 5 || string(parts[3]) != messageCreated {
+			return
+		}
+		var topic string
+		var m struct {
+			ID         string `json:"id"`
+			SenderID   string `json:"sender_id"`
+			InsertedAt string `json:"inserted_at"`
+		}
+		if json.Unmarshal(parts[2], &topic) != nil || json.Unmarshal(parts[4], &m) != nil || m.ID == "" {
+			fail(errors.New("dispatch baseline: undecodable push"))
+			return
+		}
+		t, _ := time.Parse(time.RFC3339Nano, m.InsertedAt)
+		room := strings.TrimPrefix(topic, "chat_room:")
+		env := subjects.NewEvent("band", conn, room, "message_created", m.ID, t, parts[4])
+		out := nats.NewMsg("bridge.evt.band." + conn + "." + subjects.EscapeToken(room) + ".message_created")
+		out.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
+		out.Header.Set(subjects.HeaderMsgID, env.ID)
+		out.Data = env.AppendJSON(make([]byte, 0, 320+len(parts[4])))
+		if _, err := ne.js.PublishMsgAsync(out); err != nil {
+			fail(fmt.Errorf("dispatch baseline: publish: %w", err))
+			return
+		}
+		if err := ne.nc.Publish("$KV."+publishedBucket+"."+hashKey(env.ID), []byte{'1'}); err != nil {
+			fail(fmt.Errorf("dispatch baseline: record: %w", err))
+		}
+	}
+	rctx, cancelRead := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { // owned: stop waits for done
+		defer close(done)
+		defer c.close()
+		if err := c.run(rctx, rawHeartbeat, onFrame); err != nil {
+			fail(err)
+		}
+	}()
+	return func() { cancelRead(); <-done }, nil
 }
 
 // baselineErr prefers a handler's failure to the timeout it caused.

@@ -21,9 +21,12 @@
 //     through the bridge's command executor.
 //   - dispatch (dispatch.go): the managed-dispatch round trip (emulator
 //     send → worker → /processed) at 1,000 msg/s, and a straight-line
-//     dispatch baseline at the same rate (event from JetStream → request
-//     to a queue group → reply → the REST calls that record the message
-//     processed → ack); the bridge's CPU per message over the baseline's.
+//     dispatch baseline at the same rate doing the work the bridge does by
+//     contract (push read from a raw WebSocket → event stored in
+//     BRIDGE_EVENTS and its id recorded → request to a queue group →
+//     reply → the REST calls that record the message processed → event
+//     recorded finished → ack); the bridge's CPU per message over the
+//     baseline's.
 //   - scale (scale.go): memory and goroutines per idle agent connection, with
 //     the emulator and NATS in a child process and the bridge in another
 //     (child.go), so RSS and heap belong to the bridge alone.
