@@ -77,7 +77,10 @@ func (s *publishedStore) record(id string) error {
 	if s == nil {
 		return nil
 	}
-	if _, err := s.js.PublishAsync(s.prefix+publishedKey(id), []byte{'1'}); err != nil {
+	// A plain publish: the KV stream stores it like any other write, and
+	// nothing reads a confirmation (asking for one costs the server a reply
+	// and the client a dispatch per event).
+	if err := s.js.Conn().Publish(s.prefix+publishedKey(id), []byte{'1'}); err != nil {
 		return fmt.Errorf("published-events record: %w", err)
 	}
 	return nil
