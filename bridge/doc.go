@@ -9,6 +9,6 @@
 // a permanent error such as being superseded. The package names no platform:
 // the program passes the platforms it ships in [Options.Registry] (package
 // platforms). Only whole programs import it: cmd/bridge, and the end-to-end
-// test stack (internal/e2e) and bench harness (internal/bench), which run a
+// test stack (internal/testutil/e2e) and bench harness (cmd/bridge-bench/internal/bench), which run a
 // real bridge.
 package bridge

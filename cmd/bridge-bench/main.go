@@ -10,7 +10,7 @@
 //	go run ./cmd/bridge-bench --cpuprofile cpu.out --only inbound
 //
 // Scenarios: inbound, latency, commands, dispatch, scale, gapfill (see package
-// internal/bench). The scale scenario re-runs this binary as child
+// cmd/bridge-bench/internal/bench). The scale scenario re-runs this binary as child
 // processes (hidden first arguments child-emulator and child-bridge), so
 // profiles cover every scenario but scale's bridge.
 //
@@ -32,7 +32,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/bridgeworks/bridge/internal/bench"
+	"github.com/bridgeworks/bridge/cmd/bridge-bench/internal/bench"
 )
 
 func main() {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/bridgeworks/bridge/internal/e2e"
+	"github.com/bridgeworks/bridge/internal/testutil/e2e"
 	"github.com/bridgeworks/bridge/internal/testutil"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/bridgeworks/bridge/emulator/bandemu"
-	"github.com/bridgeworks/bridge/internal/e2e"
+	"github.com/bridgeworks/bridge/internal/testutil/e2e"
 )
 
 // TestNodeWorker runs worker.mjs on nats.js against the Band emulator, the

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/bridgeworks/bridge/emulator/bandemu"
-	"github.com/bridgeworks/bridge/internal/e2e"
+	"github.com/bridgeworks/bridge/internal/testutil/e2e"
 )
 
 // TestDispatchWorker runs the worker against the Band emulator, the bridge

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/emulator/bandemu"
-	"github.com/bridgeworks/bridge/internal/e2e"
+	"github.com/bridgeworks/bridge/internal/testutil/e2e"
 	"github.com/bridgeworks/bridge/internal/testutil"
 )
 
