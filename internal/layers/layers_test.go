@@ -24,7 +24,7 @@ var layer = map[string]int{
 	"natsbus": 2, "ackflow": 2, "connector/band": 2,
 	"consume": 3, "platforms": 3,
 	"cmdexec": 4, "dispatch": 4,
-	"bridge": 5,
+	"bridge":     5,
 	"cmd/bridge": 6, "cmd/bridge-bench": 7, "cmd/bridge-bench/internal/bench": 6, "subjects/internal/gen": 6,
 }
 
