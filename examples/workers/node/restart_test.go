@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/bridgeworks/bridge/internal/testutil/e2e"
 	"github.com/bridgeworks/bridge/internal/testutil"
+	"github.com/bridgeworks/bridge/internal/testutil/e2e"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )

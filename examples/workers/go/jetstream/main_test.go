@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/emulator/bandemu"
-	"github.com/bridgeworks/bridge/internal/testutil/e2e"
 	"github.com/bridgeworks/bridge/internal/testutil"
+	"github.com/bridgeworks/bridge/internal/testutil/e2e"
 )
 
 // TestJetStreamWorker runs the worker against the Band emulator, the bridge
