@@ -15,9 +15,9 @@ import (
 type scope int
 
 const (
-	scopeAgent scope = iota // agent-scoped keys of the {id} agent
-	scopeTeam               // team-scoped keys of the {id} team
-	scopeGlobal             // the global key only
+	scopeAgent  scope = iota // agent-scoped keys of the {id} agent
+	scopeTeam                // team-scoped keys of the {id} team
+	scopeGlobal              // the global key only
 )
 
 type route struct {
