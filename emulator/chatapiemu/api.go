@@ -15,8 +15,9 @@ import (
 type scope int
 
 const (
-	scopeAgent scope = iota // agent-scoped keys of the {id} agent
-	scopeTeam               // team-scoped keys of the {id} team
+	scopeAgent  scope = iota // agent-scoped keys of the {id} agent
+	scopeTeam                // team-scoped keys of the {id} team
+	scopeGlobal              // the global key only
 )
 
 type route struct {
@@ -30,6 +31,7 @@ func (s *Server) routes() {
 	p := s.opts.BasePath
 	agent := p + "/agents/{id}"
 	rs := map[string]route{
+		"GET " + p + "/agents":           {scopeGlobal, false, s.listAgents},
 		"GET " + agent:                   {scopeAgent, false, s.getAgent},
 		"POST " + agent + "/chat":        {scopeAgent, true, s.chat},
 		"POST " + agent + "/chat/stream": {scopeAgent, true, s.chatStream},
@@ -207,9 +209,10 @@ func (k *keyState) covers(sc scope, id string) bool {
 		return true
 	case keyAgent:
 		return sc == scopeAgent && k.id == id
-	default:
+	case keyTeam:
 		return sc == scopeTeam && k.id == id
 	}
+	return false
 }
 
 // takeTokenLocked spends one token of the key's bucket. When it is

@@ -114,6 +114,20 @@ func (s *Server) getAgent(c *call) {
 	writeJSON(c.w, http.StatusOK, body)
 }
 
+// listAgents answers GET /agents (global key only): {"agents": [{id,
+// name, description, status, message_count}]}, oldest first; the
+// vendor's SDK passes page and per_page, which are not emulated.
+func (s *Server) listAgents(c *call) {
+	s.mu.Lock()
+	out := make([]map[string]any, 0, len(s.agentOrder))
+	for _, a := range s.agentOrder {
+		out = append(out, map[string]any{"id": a.ID, "name": a.Name, "description": a.Description, "status": "active",
+			"message_count": len(a.history)})
+	}
+	s.mu.Unlock()
+	writeJSON(c.w, http.StatusOK, map[string]any{"agents": out})
+}
+
 // chat answers POST /agents/:id/chat: both turns are recorded, then the
 // whole answer is returned.
 func (s *Server) chat(c *call) {

@@ -36,7 +36,8 @@
 //     agent_name, content}], summary, mode}. Modes: auto, round_robin,
 //     parallel, debate, brainstorm, expert; no mode uses the team's
 //     chat_mode.
-//   - GET /agents/:id and GET /teams/:id (a client can check its key).
+//   - GET /agents/:id and GET /teams/:id (a client can check its key);
+//     GET /agents (global key only) → {"agents": [...]}, oldest first.
 //   - Errors are FastAPI bodies {"detail": "..."}; 422 carries pydantic's
 //     list {"detail": [{type, loc, msg, input}]}; 429 carries an integer
 //     Retry-After.

@@ -76,3 +76,19 @@ func TestTeamChatModes(t *testing.T) {
 		t.Fatalf("GET team %v", g)
 	}
 }
+
+// GET /agents lists every agent for the global key; a scoped key gets 403.
+func TestListAgents(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, Options{})
+	s.AddAgent("second")
+	r := do(t, s, http.MethodGet, "/agents", s.APIKey(), nil)
+	agents, _ := r.json(t)["agents"].([]any)
+	if r.status != http.StatusOK || len(agents) != 2 {
+		t.Fatalf("GET /agents: %d %s", r.status, r.body)
+	}
+	a, _ := s.Agent(s.AgentID())
+	if r := do(t, s, http.MethodGet, "/agents", a.APIKey, nil); r.status != http.StatusForbidden {
+		t.Errorf("agent key: %d, want 403", r.status)
+	}
+}
