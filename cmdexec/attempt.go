@@ -53,7 +53,10 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 		if err == nil {
 			return outcome{res: okResult(cmd, resp, attempt), done: true, ref: resp.Ref}
 		}
-		if hard.Err() != nil {
+		if hard.Err() != nil && !connector.WasSent(err) {
+			// Cut short by the drain deadline: handed back and run again
+			// later. A call that may have reached the platform is not: it
+			// ends here with an unknown outcome, like any Sent failure.
 			return outcome{attempts: attempt}
 		}
 		d := ackflow.Decide(err, attempt, e.o.Policy)

@@ -162,3 +162,47 @@ func TestStreamingCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestSentAtTheDrainDeadline: a command whose call may have reached the
+// platform when the drain deadline cut it short ends with an unknown
+// outcome; it is not handed back, so a restarted executor does not send it
+// again (a chat turn would be paid twice).
+func TestSentAtTheDrainDeadline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	fx := newFake()
+	started := make(chan struct{}, 1)
+	fx.script = func(ctx context.Context, c call) (connector.Response, error) {
+		if c.cmd.ID == "turn" && c.n == 1 {
+			started <- struct{}{}
+			<-ctx.Done() // streaming until the drain deadline cuts it
+			return connector.Response{}, connector.Sent(ctx.Err())
+		}
+		return connector.Response{Status: 200}, nil
+	}
+	o := e.options(fx)
+	o.DrainTimeout = 200 * time.Millisecond
+	_, stop := e.start(o)
+	e.publish(cmdSubject("a", "chat"), `{}`, subjects.HeaderMsgID, "turn")
+	select {
+	case <-started:
+	case <-e.ctx.Done():
+		t.Fatal("the command never started")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := e.res.byID(t, "turn")
+	if res.OK || res.Error == nil || res.Error.Code != subjects.ErrCodeUnknownOutcome {
+		t.Fatalf("result at the drain deadline: %+v %+v", res, res.Error)
+	}
+	// A new run finds nothing to redo: the next command runs, the turn does not.
+	e.start(e.options(fx))
+	e.publish(cmdSubject("a", "chat"), `{}`, subjects.HeaderMsgID, "after")
+	if r, _ := e.res.byID(t, "after"); !r.OK {
+		t.Fatalf("after: %+v", r)
+	}
+	if n := fx.count("turn"); n != 1 {
+		t.Fatalf("the sent turn was executed %d times", n)
+	}
+}
