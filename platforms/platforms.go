@@ -6,6 +6,7 @@ package platforms
 
 import (
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/connector/agentconnect"
 	"github.com/bridgeworks/bridge/connector/band"
 )
 
@@ -13,7 +14,8 @@ import (
 // config ([[connection]] platform).
 func All() connector.Registry {
 	return connector.Registry{
-		"band":    band.Factory(false, band.Options{}),
-		"thenvoi": band.Factory(true, band.Options{}),
+		"band":         band.Factory(false, band.Options{}),
+		"thenvoi":      band.Factory(true, band.Options{}),
+		"agentconnect": agentconnect.Factory(),
 	}
 }
