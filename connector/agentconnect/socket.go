@@ -146,7 +146,17 @@ func (s *sock) run() {
 			s.lifecycle(subjects.LifecycleGapPossible, "", data)
 		}
 		s.setOpen(ws)
+		// Ending the session closes the socket with a handshake, so the
+		// platform drops it from the session before Close returns.
+		closed := make(chan struct{})
+		stop := context.AfterFunc(s.ctx, func() {
+			defer close(closed)
+			_ = ws.Close(websocket.StatusNormalClosure, "bridge closing")
+		})
 		err = s.read(ws)
+		if !stop() {
+			<-closed
+		}
 		s.setClosed(err)
 		_ = ws.CloseNow()
 		if s.ctx.Err() != nil {
@@ -237,7 +247,9 @@ func (s *sock) setClosed(cause error) {
 // ping_timeout.
 func (s *sock) read(ws *websocket.Conn) error {
 	for {
-		ctx, cancel := context.WithTimeout(s.ctx, s.c.st.PingTimeout)
+		// Not under s.ctx: ending the session closes ws with a handshake
+		// (see run), which ends this Read.
+		ctx, cancel := context.WithTimeout(context.Background(), s.c.st.PingTimeout)
 		typ, data, err := ws.Read(ctx)
 		silent := errors.Is(ctx.Err(), context.DeadlineExceeded)
 		cancel()
