@@ -55,7 +55,8 @@ type Connector struct {
 	connMu sync.Mutex // serialises Connect and Close
 	mu     sync.Mutex // guards the fields below; never held across a call
 	known  map[string]sessionRec
-	hub    *hub // nil when not connected
+	fresh  map[string]bool // sessions created here whose socket never opened: no gap is possible
+	hub    *hub            // nil when not connected
 
 	reconnects, missedPings, malformed atomic.Uint64
 }
@@ -73,7 +74,7 @@ func New(cfg connector.Config, deps connector.Deps) (*Connector, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second, CheckRedirect: connector.SameOriginRedirects}
 	}
-	c := &Connector{cfg: cfg, st: st, log: deps.Log, http: hc, state: deps.State, known: map[string]sessionRec{}}
+	c := &Connector{cfg: cfg, st: st, log: deps.Log, http: hc, state: deps.State, known: map[string]sessionRec{}, fresh: map[string]bool{}}
 	c.auth = &auth{c: c}
 	return c, nil
 }
@@ -104,7 +105,7 @@ func (c *Connector) Connect(ctx context.Context) error {
 	}
 	c.hub = h
 	for _, r := range c.known {
-		h.attach(r, false)
+		h.attach(r)
 	}
 	c.mu.Unlock()
 	c.log.Info().Int("sessions", len(recs)).Msg("connected; reattaching the open sessions")
@@ -189,8 +190,11 @@ func (c *Connector) remember(ctx context.Context, r sessionRec, fresh bool) erro
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.known[r.ID] = r
+	if fresh {
+		c.fresh[r.ID] = true
+	}
 	if c.hub != nil {
-		c.hub.attach(r, fresh)
+		c.hub.attach(r)
 	}
 	return nil
 }
@@ -200,6 +204,7 @@ func (c *Connector) remember(ctx context.Context, r sessionRec, fresh bool) erro
 func (c *Connector) forget(ctx context.Context, id string, grace time.Duration) {
 	c.mu.Lock()
 	delete(c.known, id)
+	delete(c.fresh, id)
 	h := c.hub
 	c.mu.Unlock()
 	if h != nil {

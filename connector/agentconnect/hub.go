@@ -35,12 +35,12 @@ func newHub(c *Connector) *hub {
 }
 
 // attach opens r's socket unless it has one; call with c.mu held.
-func (h *hub) attach(r sessionRec, fresh bool) {
+func (h *hub) attach(r sessionRec) {
 	if _, ok := h.socks[r.ID]; ok || h.ctx.Err() != nil {
 		return
 	}
 	s := newSock(h, r)
-	s.fresh = fresh
+	s.fresh = h.c.fresh[r.ID]
 	h.socks[r.ID] = s
 	h.wg.Go(s.run)
 }

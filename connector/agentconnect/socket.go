@@ -135,6 +135,11 @@ func (s *sock) run() {
 		bo.Reset()
 		refused = 0
 		opens++
+		if opens == 1 && s.fresh {
+			s.c.mu.Lock()
+			delete(s.c.fresh, s.rec.ID)
+			s.c.mu.Unlock()
+		}
 		if opens > 1 || !s.fresh {
 			if opens > 1 {
 				s.c.reconnects.Add(1)
