@@ -6,6 +6,7 @@ package platforms
 
 import (
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/connector/agentconnect"
 	"github.com/bridgeworks/bridge/connector/band"
 	"github.com/bridgeworks/bridge/connector/chatapi"
 )
@@ -14,8 +15,9 @@ import (
 // config ([[connection]] platform).
 func All() connector.Registry {
 	return connector.Registry{
-		"band":    band.Factory(false, band.Options{}),
-		"thenvoi": band.Factory(true, band.Options{}),
-		"chatapi": chatapi.Factory(),
+		"band":         band.Factory(false, band.Options{}),
+		"thenvoi":      band.Factory(true, band.Options{}),
+		"chatapi":      chatapi.Factory(),
+		"agentconnect": agentconnect.Factory(),
 	}
 }

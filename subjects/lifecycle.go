@@ -33,6 +33,18 @@ const (
 	// message and its payload was offloaded (see [DataRef]). Data:
 	// event_id, subject, size, limit, bucket, object; never the payload.
 	LifecyclePayloadOffloaded Lifecycle = "payload_offloaded"
+	// LifecycleGapPossible: a room's socket was redialled on a platform
+	// without replay; frames sent meanwhile may be lost. Data: reason, down_ms.
+	LifecycleGapPossible Lifecycle = "gap_possible"
+	// LifecycleConversationEnded: the platform's agent ended a room's
+	// conversation (max turns, a new topic). Data: reason, the frame.
+	LifecycleConversationEnded Lifecycle = "conversation_ended"
+	// LifecycleSessionEnded: the platform ended a room's session (owner,
+	// inactivity, message cap); the connector detached it. Data: reason.
+	LifecycleSessionEnded Lifecycle = "session_ended"
+	// LifecycleReplyTimeout: the platform gave up waiting for its agent's
+	// reply in a room. Data: reason, text.
+	LifecycleReplyTimeout Lifecycle = "reply_timeout"
 )
 
 // LifecycleInfo describes one lifecycle event for documentation.
@@ -53,6 +65,10 @@ func Lifecycles() []LifecycleInfo {
 		{LifecycleSuperseded, "Another session of the same agent took over; the connection stopped for good (data: reason)."},
 		{LifecycleLeaseLost, "This process stopped running the connection: it could not renew its lease (data: reason)."},
 		{LifecyclePayloadOffloaded, "An event's payload was too large for one message and is kept by reference (data: event_id, subject, size, limit, bucket, object)."},
+		{LifecycleGapPossible, "A room's socket was redialled on a platform without replay: frames sent meanwhile may be lost (data: reason, down_ms)."},
+		{LifecycleConversationEnded, "The platform's agent ended a room's conversation (data: reason, frame)."},
+		{LifecycleSessionEnded, "The platform ended a room's session and the connector detached it (data: reason)."},
+		{LifecycleReplyTimeout, "The platform gave up waiting for its agent's reply in a room (data: reason, text)."},
 	}
 }
 

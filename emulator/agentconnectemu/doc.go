@@ -110,6 +110,10 @@
 //   - [Server.EndSession]: end a session as its lifetime would.
 //   - [Server.StallPings]: stop the JSON pings.
 //   - [Server.SetProviderKey]: a provider's key is missing (create 500).
+//   - [Server.FailRoute], [Server.HangUpRoute]: the next calls of a REST
+//     route answer a status (with a Retry-After) or hang up, unexecuted.
+//   - [Server.Unwritten]: frames queued for a session's sockets and not
+//     yet written, so a test can cut sockets without losing them.
 //
 // # Inferences of the reference, kept easy to change
 //
@@ -157,7 +161,7 @@
 //     [Options.MaxSessions], [Options.MaxRecorded],
 //     [Options.WriteQueueSize] (a slow socket is dropped).
 //   - Not emulated: the agents routes (/api/agents/...), providers, the
-//     health check, Swagger; they answer 404.
+//     health check, Swagger; they answer 404 {"detail":"Not Found"}.
 //
 // Passwords, tokens and payloads are never logged.
 package agentconnectemu

@@ -79,6 +79,11 @@ func (s *Server) rest(route string, auth bool, h func(*call) reply) http.Handler
 		c := &call{w: w, r: r, now: time.Now()}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		s.mu.Lock()
+		if f, ok := s.routeFaultLocked(r); ok {
+			s.mu.Unlock()
+			applyRouteFault(w, f)
+			return
+		}
 		rep, stop := s.gateLocked(c, route, auth)
 		s.mu.Unlock()
 		if !stop {

@@ -50,6 +50,7 @@ type Server struct {
 	windows      map[string]*rateWindow
 	missingKeys  map[string]bool // providers without an API key
 	rejectShakes int
+	routeFaults  []routeFault
 }
 
 // New returns a Server with the user [DefaultUser] (password

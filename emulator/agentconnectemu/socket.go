@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -24,6 +25,8 @@ type conn struct {
 	mu      sync.Mutex
 	ws      *websocket.Conn // nil until accepted
 	closing bool            // a close is queued or done: drop new frames
+	// unwritten counts data frames queued and not yet written.
+	unwritten atomic.Int64
 }
 
 type outFrame struct {
@@ -202,6 +205,9 @@ func (c *conn) push(f outFrame) {
 	c.closing = f.close
 	select {
 	case c.out <- f:
+		if !f.close {
+			c.unwritten.Add(1)
+		}
 		c.mu.Unlock()
 	default:
 		c.mu.Unlock()
@@ -222,6 +228,7 @@ func (c *conn) writeLoop() {
 	}
 	for {
 		var data []byte
+		ping := false
 		select {
 		case <-c.ctx.Done():
 			return
@@ -239,11 +246,14 @@ func (c *conn) writeLoop() {
 			c.s.mu.Lock()
 			c.sess.lastActivity = now
 			c.s.mu.Unlock()
-			data = []byte(`{"type":"ping","timestamp":"` + isoTime(now) + `"}`)
+			data, ping = []byte(`{"type":"ping","timestamp":"`+isoTime(now)+`"}`), true
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.WriteTimeout)
 		err := c.ws.Write(ctx, websocket.MessageText, data)
 		cancel()
+		if !ping {
+			c.unwritten.Add(-1)
+		}
 		if err != nil {
 			c.closeNow()
 			return

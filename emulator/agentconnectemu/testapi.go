@@ -1,6 +1,7 @@
 package agentconnectemu
 
 import (
+	"encoding/json"
 	"slices"
 	"time"
 
@@ -22,11 +23,15 @@ type Session struct {
 	Sockets   int       `json:"sockets"`    // open sockets
 	Messages  int       `json:"messages"`   // stored messages, client and AI turns
 	Created   time.Time `json:"created_at"`
+	// Metadata is the metadata the session was created with (null when
+	// none).
+	Metadata json.RawMessage `json:"metadata"`
 }
 
 func (sess *session) public() Session {
 	out := Session{ID: sess.id, Owner: sess.owner, Type: sess.typ, HumanID: sess.humanID, Live: sess.live(),
-		EndReason: sess.endReason, Sockets: len(sess.conns), Messages: sess.messages, Created: sess.created}
+		EndReason: sess.endReason, Sockets: len(sess.conns), Messages: sess.messages, Created: sess.created,
+		Metadata: sess.metadata}
 	for _, a := range sess.agents {
 		out.AgentIDs = append(out.AgentIDs, a.id)
 	}
