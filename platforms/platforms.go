@@ -7,6 +7,7 @@ package platforms
 import (
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/connector/band"
+	"github.com/bridgeworks/bridge/connector/polyai"
 )
 
 // All returns the registry of every platform, keyed by the name used in
@@ -15,5 +16,6 @@ func All() connector.Registry {
 	return connector.Registry{
 		"band":    band.Factory(false, band.Options{}),
 		"thenvoi": band.Factory(true, band.Options{}),
+		"polyai":  polyai.Factory(),
 	}
 }

@@ -33,6 +33,11 @@ const (
 	// message and its payload was offloaded (see [DataRef]). Data:
 	// event_id, subject, size, limit, bucket, object; never the payload.
 	LifecyclePayloadOffloaded Lifecycle = "payload_offloaded"
+	// LifecycleSessionReplaced: the platform refused a session the bridge
+	// held (token expired, session unknown) and the bridge opened a new
+	// one in its place. Room: the old session. Data: old_session_id,
+	// new_session_id, reason.
+	LifecycleSessionReplaced Lifecycle = "session_replaced"
 )
 
 // LifecycleInfo describes one lifecycle event for documentation.
@@ -53,6 +58,7 @@ func Lifecycles() []LifecycleInfo {
 		{LifecycleSuperseded, "Another session of the same agent took over; the connection stopped for good (data: reason)."},
 		{LifecycleLeaseLost, "This process stopped running the connection: it could not renew its lease (data: reason)."},
 		{LifecyclePayloadOffloaded, "An event's payload was too large for one message and is kept by reference (data: event_id, subject, size, limit, bucket, object)."},
+		{LifecycleSessionReplaced, "A session the platform refused (expired token, unknown session) was replaced by a new one (room: the old session; data: old_session_id, new_session_id, reason)."},
 	}
 }
 
