@@ -254,26 +254,44 @@ func (s *session) request(ctx context.Context, rs *runState, cid, typ string, pa
 			}
 		}
 		sends++
-		t := time.NewTimer(s.c.st.EchoTimeout * time.Duration(sends))
-		select {
-		case r := <-ch:
-			t.Stop()
+		if r, done, err := s.awaitEcho(ctx, rs, ch, s.c.st.EchoTimeout*time.Duration(sends)); done {
+			if err != nil {
+				return connector.Response{}, err
+			}
 			return s.response(cid, r, sends)
-		case <-t.C:
-		case <-s.gone:
-			t.Stop()
-			return connector.Response{}, s.goneError()
-		case <-rs.halt:
-			t.Stop()
-			return connector.Response{}, connector.ErrNotConnected
-		case <-ctx.Done():
-			t.Stop()
-			return connector.Response{}, ctx.Err()
 		}
 		if sends > s.c.st.MaxResends {
 			return connector.Response{}, connector.Sent(fmt.Errorf("polyai: no echo of %s %s after %d sends", eventName(typ), cid, sends))
 		}
 		s.c.log.Info().Str("session_id", s.id).Str("client_event_id", cid).Int("sends", sends).Msg("polyai: no echo in time; sending again")
+	}
+}
+
+// awaitEcho waits up to d for the answer on ch; done is false when
+// none came. The wait is extended while the session's reader is held
+// back by back-pressure: the echo may be queued unread.
+func (s *session) awaitEcho(ctx context.Context, rs *runState, ch <-chan reply, d time.Duration) (reply, bool, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-ch:
+			return r, true, nil
+		case <-t.C:
+			s.mu.Lock()
+			held := s.heldBackLocked()
+			s.mu.Unlock()
+			if !held {
+				return reply{}, false, nil
+			}
+			t.Reset(d)
+		case <-s.gone:
+			return reply{}, true, s.goneError()
+		case <-rs.halt:
+			return reply{}, true, connector.ErrNotConnected
+		case <-ctx.Done():
+			return reply{}, true, ctx.Err()
+		}
 	}
 }
 

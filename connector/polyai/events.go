@@ -175,7 +175,7 @@ func (s *session) handle(rs *runState, e wireEvent, gap bool) {
 		s.mu.Unlock()
 		s.resolve(e, cid, seq)
 		for _, ev := range out {
-			rs.emit(ev, s.assembledAck(ev, 0))
+			s.emit(rs, ev, s.assembledAck(ev, 0))
 		}
 		return
 	}
@@ -203,9 +203,9 @@ func (s *session) handle(rs *runState, e wireEvent, gap bool) {
 	ev := connector.Event{Room: s.id, Name: eventName(e.Type), Key: s.key(e, seq), Data: encodeEvent(e),
 		GapFill: gap && seq > 0, Transient: e.Type == typeAgentThinking || e.Type == typeLiveTyping}
 	ev.Time, _ = time.Parse(time.RFC3339Nano, e.Timestamp)
-	rs.emit(ev, s.ack(seq, ev.GapFill))
+	s.emit(rs, ev, s.ack(seq, ev.GapFill))
 	for _, a := range out {
-		rs.emit(a, s.assembledAck(a, seq))
+		s.emit(rs, a, s.assembledAck(a, seq))
 	}
 	if e.Type == typeSessionEnd {
 		s.end(rs)

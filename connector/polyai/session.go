@@ -76,6 +76,40 @@ type session struct {
 	hbEvery  time.Duration // advertised by SESSION_START; 0 unknown, <0 disabled
 	lastRead time.Time
 	joinSent bool // an automatic join went out on this socket
+	// stalled is set while the reader waits for room in the queue to
+	// Receive (back-pressure), stallEnd when such a wait last ended: a
+	// late echo or heartbeat then says nothing about the platform.
+	stalled  bool
+	stallEnd time.Time
+}
+
+// stallGrace is how recently the reader must have been held back for a
+// late echo or a silent socket to be blamed on the bridge, not PolyAI.
+const stallGrace = 100 * time.Millisecond
+
+// emit hands an event to Receive from the reader, noting back-pressure.
+func (s *session) emit(rs *runState, ev connector.Event, ack connector.AckFunc) {
+	if ack == nil {
+		ack = func(context.Context, error) {}
+	}
+	select {
+	case rs.out <- item{ev, ack}: // room in the queue: no stall
+		return
+	default:
+	}
+	s.mu.Lock()
+	s.stalled = true
+	s.mu.Unlock()
+	rs.emit(ev, ack)
+	s.mu.Lock()
+	s.stalled, s.stallEnd = false, time.Now()
+	s.mu.Unlock()
+}
+
+// heldBackLocked reports whether the reader is, or just was, held back
+// by back-pressure; s.mu held.
+func (s *session) heldBackLocked() bool {
+	return s.stalled || time.Since(s.stallEnd) < stallGrace
 }
 
 func newSession(c *Connector, rec record) *session {
@@ -358,6 +392,9 @@ func (s *session) heartbeat() {
 		return
 	}
 	silent := time.Since(s.lastRead)
+	if s.heldBackLocked() {
+		silent = 0 // the reader, not the socket, was stuck
+	}
 	s.hb.Reset(every)
 	s.mu.Unlock()
 	if silent > 2*every {
