@@ -108,7 +108,7 @@ func (m *memState) records(t *testing.T) map[string]map[string]any {
 
 // hold puts a session the emulator created into st, as a bridge that
 // created it would have left it.
-func hold(t *testing.T, st connector.StateStore, s polyaiemu.SessionInfo) {
+func hold(t testing.TB, st connector.StateStore, s polyaiemu.SessionInfo) {
 	t.Helper()
 	b, _ := json.Marshal(map[string]any{"id": s.ID, "token": s.Token, "auto_join": true, "streaming": s.Streaming})
 	if _, err := st.Put(context.Background(), "session."+s.ID, b); err != nil {
