@@ -110,7 +110,7 @@ func TestConnectorLifecycleRoomAndTransient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.conn.events <- connector.Event{Lifecycle: "session_replaced", Data: json.RawMessage(`{}`)}
+	h.conn.events <- connector.Event{Lifecycle: "no_such_lifecycle", Data: json.RawMessage(`{}`)}
 	h.conn.events <- connector.Event{Room: "r1", Name: "typing", Key: "t1", Transient: true, Data: json.RawMessage(`{}`)}
 	h.conn.events <- connector.Event{Lifecycle: subjects.LifecycleDisconnected, Room: "r1", Key: "s1", Data: json.RawMessage(`{"reason":"session closed"}`)}
 	var got []subjects.Event

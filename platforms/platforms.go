@@ -9,6 +9,7 @@ import (
 	"github.com/bridgeworks/bridge/connector/agentconnect"
 	"github.com/bridgeworks/bridge/connector/band"
 	"github.com/bridgeworks/bridge/connector/chatapi"
+	"github.com/bridgeworks/bridge/connector/polyai"
 )
 
 // All returns the registry of every platform, keyed by the name used in
@@ -19,5 +20,6 @@ func All() connector.Registry {
 		"thenvoi":      band.Factory(true, band.Options{}),
 		"chatapi":      chatapi.Factory(),
 		"agentconnect": agentconnect.Factory(),
+		"polyai":       polyai.Factory(),
 	}
 }

@@ -45,6 +45,11 @@ const (
 	// LifecycleReplyTimeout: the platform gave up waiting for its agent's
 	// reply in a room. Data: reason, text.
 	LifecycleReplyTimeout Lifecycle = "reply_timeout"
+	// LifecycleSessionReplaced: the platform refused a session the bridge
+	// held (token expired, session unknown) and the bridge opened a new
+	// one in its place. Room: the old session. Data: old_session_id,
+	// new_session_id, reason.
+	LifecycleSessionReplaced Lifecycle = "session_replaced"
 )
 
 // LifecycleInfo describes one lifecycle event for documentation.
@@ -69,6 +74,7 @@ func Lifecycles() []LifecycleInfo {
 		{LifecycleConversationEnded, "The platform's agent ended a room's conversation (data: reason, frame)."},
 		{LifecycleSessionEnded, "The platform ended a room's session and the connector detached it (data: reason)."},
 		{LifecycleReplyTimeout, "The platform gave up waiting for its agent's reply in a room (data: reason, text)."},
+		{LifecycleSessionReplaced, "A session the platform refused (expired token, unknown session) was replaced by a new one (room: the old session; data: old_session_id, new_session_id, reason)."},
 	}
 }
 

@@ -170,6 +170,11 @@ func (s *Server) userMessageLocked(sess *session, c *wsConn, text string, meta [
 		s.systemLocked(sess, c, LevelError, errNoConversation, meta)
 		return
 	}
+	if sess.refuseUser > 0 {
+		sess.refuseUser--
+		s.systemLocked(sess, c, LevelError, sess.refuseMsg, meta)
+		return
+	}
 	m := UserMessage{Text: text, MessageID: newID(), ClientEventID: custom["client_event_id"],
 		Custom: custom, To: sess.agent, Time: time.Now()}
 	if m.ClientEventID != "" {

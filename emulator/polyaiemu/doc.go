@@ -85,6 +85,8 @@
 //   - [Server.CloseSockets]: close with a given code (4001, 4002, ...).
 //   - [Server.DropUserMessages]: silently drop the next n USER_MESSAGEs
 //     (no echo, no record), as the rate limit may.
+//   - [Server.RefuseUserMessages]: answer the next n USER_MESSAGEs
+//     with a SYSTEM_MESSAGE error only (no echo, no record).
 //   - [Server.FailReplies]: answer the next n joins or messages with a
 //     SYSTEM_MESSAGE error instead of the agent's answer.
 //   - [Server.SendSystemMessage], [Server.SendMalformed].

@@ -154,6 +154,26 @@ func (s *Server) DropUserMessages(sessionID string, n int) bool {
 	return true
 }
 
+// RefuseUserMessages answers the next n USER_MESSAGEs of a session with
+// a SYSTEM_MESSAGE error carrying message (and the event's
+// metadata.custom) and nothing else: no echo, no record, no answer, as
+// the server does when it cannot take a message ("Our system is
+// experiencing high load. Please try again in a moment.", "Error:
+// Unable to retrieve session", ...). n <= 0 cancels.
+func (s *Server) RefuseUserMessages(sessionID string, n int, message string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.activeLocked(sessionID)
+	if sess == nil {
+		return false
+	}
+	if message == "" {
+		message = errInvalidEvent
+	}
+	sess.refuseUser, sess.refuseMsg = max(n, 0), message
+	return true
+}
+
 // FailReplies makes the agent fail the next n user messages or join
 // requests of a session: the event is echoed (and recorded), then a
 // SYSTEM_MESSAGE with level ERROR and message goes to the sending

@@ -310,3 +310,27 @@ func TestSessionLimits(t *testing.T) {
 		t.Fatalf("full history: %v %v", e.Payload, sys.Payload)
 	}
 }
+
+// TestRefuseUserMessages: a refused message gets a SYSTEM_MESSAGE error
+// with its metadata and no echo; the next one is taken.
+func TestRefuseUserMessages(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, Options{})
+	c, sid, _ := joined(t, s, "")
+	if !s.RefuseUserMessages(sid, 1, "Error: Unable to retrieve session") || s.RefuseUserMessages("nope", 1, "") {
+		t.Fatal("knob result")
+	}
+	c.sendEvent(TypeUserMessage, map[string]any{"text": "hello"}, "r1")
+	e := c.waitType(TypeSystemMessage, 1)
+	if e.Payload["message"] != "Error: Unable to retrieve session" || e.custom("client_event_id") != "r1" || e.Sequence != nil {
+		t.Fatalf("refusal %v %v", e.Payload, e.Metadata)
+	}
+	if slices.ContainsFunc(c.flat(), ofType(TypeUserMessage)) || len(s.UserMessages(sid)) != 0 {
+		t.Fatal("refused message was echoed or recorded")
+	}
+	c.sendEvent(TypeUserMessage, map[string]any{"text": "hello"}, "r2")
+	c.waitType(TypeUserMessage, 1)
+	if msgs := s.UserMessages(sid); len(msgs) != 1 || msgs[0].ClientEventID != "r2" {
+		t.Fatalf("recorded %+v", msgs)
+	}
+}

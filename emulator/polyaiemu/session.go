@@ -54,6 +54,8 @@ type session struct {
 
 	// Fault knobs (faults.go).
 	dropUser    int    // silently drop this many USER_MESSAGEs
+	refuseUser  int    // refuse this many USER_MESSAGEs with a SYSTEM_MESSAGE error
+	refuseMsg   string // the error's message
 	failReplies int    // answer this many with a SYSTEM_MESSAGE error
 	failMessage string // "" = the default for the event
 	dropAfter   int    // drop the sockets after this many journaled events

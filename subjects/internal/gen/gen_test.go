@@ -325,7 +325,7 @@ func TestDocsPromiseNoTracing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, w := range []string{"traceparent", "tracestate", "session_replaced", "worker_error"} {
+		for _, w := range []string{"traceparent", "tracestate", "worker_error"} {
 			if bytes.Contains(b, []byte(w)) {
 				t.Errorf("%s mentions %s, which the bridge does not have", name, w)
 			}

@@ -1,0 +1,34 @@
+// Package polyai is the connector of PolyAI's Messaging API. The bridge
+// plays the end user there: it holds PolyAI sessions on behalf of
+// workers, and a room is a session id. Start with [Factory] (or [New]):
+// settings are [Settings], the secret is connector_token.
+//
+// Workers open a session with the create_session command (a new access
+// token, which is a new end-user identity, and a session bound to it);
+// the connector then keeps one WebSocket per session: it asks the agent
+// to join (unless told not to), sends heartbeats at the interval
+// SESSION_START advertises, treats a socket silent for two intervals as
+// dead, and redials with the reconnect backoff, keeping the session id,
+// token and cursor. A handshake refused with 401 or 404, or a close with
+// 4001, means the platform no longer takes the session: the connector
+// opens a new one and says so with the lifecycle event session_replaced
+// (old and new ids).
+//
+// Inbound, history batches are flattened and every event is handed over
+// in sequence order, each sequence once (the server's event id is the
+// event's Key, so its Nats-Msg-Id); typing and thinking are marked
+// transient; streamed chunks go out as they come and, once complete (or
+// after Settings.StreamTimeout), as one assembled poly_agent_message.
+// The cursor moves only over stored events.
+//
+// Outbound, send_message, join and end_session are accepted by their
+// echo, matched on metadata.custom.client_event_id (the command id); a
+// late echo makes the connector send the event again with the same id,
+// up to Settings.MaxResends times, after which the command's outcome is
+// unknown ([connector.Sent]). A SYSTEM_MESSAGE error carrying the id
+// answers the command with a [connector.PlatformError].
+//
+// Every open session (id, token, cursor, joined) lives in the state
+// store, so a restarted bridge resumes each one from its cursor; ended
+// and replaced sessions are removed from it.
+package polyai
