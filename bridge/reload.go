@@ -41,6 +41,7 @@ type runningConn struct {
 	cancel  context.CancelFunc // nil for a disabled connection
 	done    chan struct{}      // closed when its goroutine ended
 	unwatch func()             // unregisters the connector's own metrics
+	failed  bool               // a reload could not start it: the next one tries again
 }
 
 // start runs connection ce (or shows it disabled) until ctx ends or a
@@ -104,6 +105,10 @@ func (rt *running) stop(names []string) {
 	wg.Wait()
 }
 
+// ErrReloadIncomplete says a reload was applied but some connections it
+// added or changed could not be started (each is shown failed on /status).
+var ErrReloadIncomplete = errors.New("config reloaded, but not every connection started")
+
 // reloadRequest carries a checked config to Run's loop.
 type reloadRequest struct {
 	cfg   *config.Config
@@ -119,14 +124,11 @@ type reloadRequest struct {
 // and the running one kept. The sections read once at start (nats, http,
 // lease, log, shutdown) keep their running values; a change to them is
 // logged and takes effect at the next restart. Reload waits until Run has
-// applied the config, or ctx ends; it returns the errors of connections
-// that could not be started.
+// applied the config, or ctx ends. A connection that could not be started
+// makes it return [ErrReloadIncomplete] with that connection's error.
 func (b *Bridge) Reload(ctx context.Context, cfg *config.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return config.Lines("config: ", err)
-	}
 	conns, err := connEntries(cfg, b.opts)
-	if err != nil {
+	if err := errors.Join(config.Lines("config: ", cfg.Validate()), err); err != nil {
 		return err
 	}
 	req := reloadRequest{cfg: cfg, conns: conns, reply: make(chan error, 1)}
@@ -167,8 +169,13 @@ func (rt *running) reload(ctx context.Context, req reloadRequest) error {
 		log.Warn().Strs("sections", kept).Msg("config reload: these sections changed but are read only at start; they keep their running values until a restart")
 		next.NATS, next.HTTP, next.Lease, next.Log, next.Shutdown = b.cfg.NATS, b.cfg.HTTP, b.cfg.Lease, b.cfg.Log, b.cfg.Shutdown
 	}
-	rules := func(c *config.Config, name string) []config.Dispatch {
-		return slices.DeleteFunc(slices.Clone(c.Dispatch), func(d config.Dispatch) bool { return d.Connection != name })
+	rules := func(c *config.Config, name string) (out []config.Dispatch) {
+		for _, d := range c.Dispatch {
+			if d.Connection == name {
+				out = append(out, d)
+			}
+		}
+		return out
 	}
 	var added, removed, changed []string
 	byName := map[string]connEntry{}
@@ -178,7 +185,7 @@ func (rt *running) reload(ctx context.Context, req reloadRequest) error {
 		switch {
 		case !ok:
 			added = append(added, ce.cfg.Name)
-		case !reflect.DeepEqual(old.entry.cfg, ce.cfg) || old.entry.factory.Platform != ce.factory.Platform ||
+		case old.failed || !reflect.DeepEqual(old.entry.cfg, ce.cfg) || old.entry.factory.Platform != ce.factory.Platform ||
 			!reflect.DeepEqual(rules(b.cfg, ce.cfg.Name), rules(&next, ce.cfg.Name)):
 			changed = append(changed, ce.cfg.Name)
 		}
@@ -221,6 +228,7 @@ func (rt *running) reload(ctx context.Context, req reloadRequest) error {
 			rt.m.forget(n)
 		}
 		if err := rt.start(ctx, ce); err != nil {
+			rt.conns[n] = &runningConn{entry: ce, failed: true}
 			rt.board.add(n, ce.factory.Platform, StateFailed)
 			rt.board.set(n, StateFailed, err)
 			errs = append(errs, err)
@@ -235,5 +243,8 @@ func (rt *running) reload(ctx context.Context, req reloadRequest) error {
 	}
 	log.Info().Strs("added", added).Strs("removed", removed).Strs("restarted", changed).
 		Int("unchanged", len(req.conns)-len(added)-len(changed)).Msg("config reloaded")
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return fmt.Errorf("%w:\n%w", ErrReloadIncomplete, errors.Join(errs...))
+	}
+	return nil
 }
