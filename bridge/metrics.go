@@ -95,7 +95,9 @@ func (m *metrics) setRetryAt(name string, at time.Time) {
 	m.retryAt.WithLabelValues(name).Set(v)
 }
 
-func (m *metrics) setLeaseHeld(name string, held bool) { m.leaseHeld.WithLabelValues(name).Set(b2f(held)) }
+func (m *metrics) setLeaseHeld(name string, held bool) {
+	m.leaseHeld.WithLabelValues(name).Set(b2f(held))
+}
 
 // forget drops the series of a connection a reload removed.
 func (m *metrics) forget(name string) {

@@ -30,12 +30,12 @@ var allStates = []State{StateStarting, StateConnecting, StateConnected, StateRec
 
 // ConnStatus is one connection's entry on /status.
 type ConnStatus struct {
-	Name            string    `json:"name"`
-	Platform        string    `json:"platform"`
-	State           State     `json:"state"`
-	Since           time.Time `json:"since"`
-	LastError       string    `json:"last_error,omitempty"`
-	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
+	Name        string    `json:"name"`
+	Platform    string    `json:"platform"`
+	State       State     `json:"state"`
+	Since       time.Time `json:"since"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// RetryAt is when the supervisor tries to connect again while it waits
 	// (reconnecting, superseded, refused, failed); zero otherwise.
 	RetryAt         time.Time `json:"retry_at,omitzero"`

@@ -182,7 +182,8 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // Load reads path (TOML), applies environment overrides from env (use
 // os.Environ()), fills defaults and validates. A config that decodes but
 // is wrong gets every mistake reported, one line each (a joined error; see
-// [Lines]).
+// [Lines]), and is returned with the error, so a checker can look further
+// (its platforms, its files); never run one.
 func Load(path string, env []string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -205,7 +206,7 @@ func Parse(b []byte, env []string) (*Config, error) {
 	envErr := ApplyEnv(&c, env)
 	c.SetDefaults()
 	if err := errors.Join(envErr, c.Validate()); err != nil {
-		return nil, Lines("config: ", err)
+		return &c, Lines("config: ", err)
 	}
 	return &c, nil
 }
