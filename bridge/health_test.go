@@ -230,3 +230,49 @@ func TestBandUpgrade403IsRefusedThenHeals(t *testing.T) {
 	env.emu.RejectUpgrades(0, 0, 0)
 	waitState(t, h, StateConnected)
 }
+
+// Command metrics are labelled only with the names the platform knows:
+// junk names a worker publishes all count under "other".
+func TestCommandMetricLabelsOnlyKnownNames(t *testing.T) {
+	t.Parallel()
+	env := newBandEnv(t, bandemu.Options{})
+	room := env.emu.AddRoom("ops", env.user.ID)
+	h := runBridge(t, env.spec)
+	waitState(t, h, StateConnected)
+	res := results(t, h)
+	for i := range 20 {
+		publishCmd(t, h, room.ID, fmt.Sprintf("junk_%02d", i), fmt.Sprintf("junk-%d", i), map[string]any{})
+	}
+	publishCmd(t, h, room.ID, "post_event", "known", map[string]any{"content": "hi", "message_type": "thought"})
+	for i := range 20 {
+		res(fmt.Sprintf("junk-%d", i))
+	}
+	if r := res("known"); !r.OK {
+		t.Fatalf("post_event: %+v", r)
+	}
+	m := get(t, "http://"+h.info.HTTPAddr+"/metrics")
+	if strings.Contains(m, "junk_") {
+		t.Errorf("a worker's command name became a label:\n%s", grep(m, "junk_"))
+	}
+	if v := metricValue(t, h.info.HTTPAddr, `bridge_commands_total{command="other",connection="agent",outcome="bad_request",platform="band"}`); v != 20 {
+		t.Errorf("unknown commands under other: %v, want 20\n%s", v, grep(m, "bridge_commands_total"))
+	}
+	if !strings.Contains(m, `bridge_commands_total{command="post_event",connection="agent",outcome="ok",platform="band"} 1`) {
+		t.Errorf("the known command has no label of its own:\n%s", grep(m, "bridge_commands_total"))
+	}
+}
+
+// /debug/pprof is served only with http.pprof on.
+func TestPProfBehindFlag(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		h := runBridge(t, bridgeSpec{tweak: func(c *config.Config) { c.HTTP.PProf = on }})
+		code, body := httpStatus("http://" + h.info.HTTPAddr + "/debug/pprof/goroutine?debug=1")
+		if on && (code != 200 || !strings.Contains(body, "goroutine profile")) {
+			t.Errorf("pprof on: %d %.80q", code, body)
+		}
+		if !on && code != http.StatusNotFound {
+			t.Errorf("pprof off: %d, want 404", code)
+		}
+	}
+}
