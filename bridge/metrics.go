@@ -2,11 +2,13 @@ package bridge
 
 import (
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // metrics are the bridge's Prometheus metrics, on a registry of its own.
@@ -22,13 +24,56 @@ type metrics struct {
 	offloaded      *prometheus.CounterVec
 	retryAt        *prometheus.GaugeVec
 	leaseHeld      *prometheus.GaugeVec
+	conns          *connRegistries
+}
+
+// connRegistries hold what each connection's command executor and
+// dispatch register: a registry per connection, gathered with the main
+// one, so a connection a reload restarts registers afresh and one it
+// removes takes its series along.
+type connRegistries struct {
+	mu   sync.Mutex
+	regs map[string]*prometheus.Registry
+}
+
+// forConn returns metrics whose registry is a new one of connection name
+// (replacing any earlier one); the other metrics are shared.
+func (m *metrics) forConn(name string) *metrics {
+	reg := prometheus.NewRegistry()
+	m.conns.mu.Lock()
+	m.conns.regs[name] = reg
+	m.conns.mu.Unlock()
+	cm := *m
+	cm.reg = reg
+	return &cm
+}
+
+// dropConn forgets connection name's registry and its series.
+func (m *metrics) dropConn(name string) {
+	m.conns.mu.Lock()
+	delete(m.conns.regs, name)
+	m.conns.mu.Unlock()
+}
+
+// gatherer gathers the main registry and every connection's.
+func (m *metrics) gatherer() prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		m.conns.mu.Lock()
+		gs := prometheus.Gatherers{m.reg}
+		for _, r := range m.conns.regs {
+			gs = append(gs, r)
+		}
+		m.conns.mu.Unlock()
+		return gs.Gather()
+	})
 }
 
 // newMetrics registers the bridge's metrics; natsConnected is read at
 // every scrape (false until the first connect).
 func newMetrics(version string, natsConnected func() bool) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg:   prometheus.NewRegistry(),
+		conns: &connRegistries{regs: map[string]*prometheus.Registry{}},
 		retryAt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bridge_connection_retry_timestamp_seconds",
 			Help: "When the connection tries to connect again (Unix time) while it waits after a loss, a supersede or a refusal; 0 when not waiting.",

@@ -71,9 +71,10 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 		unwatch = rt.m.watchStats(name, sr)
 		rt.board.watch(name, sr)
 	}
-	runs, err := b.returnPath(rt.js, rt.nc, rt.m, ce, c, cc, clog)
+	runs, err := b.returnPath(rt.js, rt.nc, rt.m.forConn(name), ce, c, cc, clog)
 	if err != nil {
 		unwatch()
+		rt.m.dropConn(name)
 		return err
 	}
 	cctx, cancel := context.WithCancel(ctx)
@@ -100,6 +101,7 @@ func (rt *running) stop(names []string) {
 		wg.Go(func() {
 			<-rc.done
 			rc.unwatch()
+			rt.m.dropConn(n)
 		})
 	}
 	wg.Wait()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/emulator/bandemu"
 	"github.com/bridgeworks/bridge/internal/testutil"
 )
 
@@ -156,5 +157,38 @@ func TestReloadConnections(t *testing.T) {
 	h.stop()
 	if err := h.b.Reload(stopped, reloadConfig(t, h, fakeConns("keep"))); err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("reload of a stopped bridge: %v", err)
+	}
+}
+
+// A Band connection with a command executor and a dispatch rule restarts
+// on a reload that changes the rule (its metrics register afresh), and a
+// reload that removes it takes its series off /metrics.
+func TestReloadBandConnectionWithDispatch(t *testing.T) {
+	t.Parallel()
+	env := newBandEnv(t, bandemu.Options{})
+	env.spec.config += "[[dispatch]]\nconnection = \"agent\"\n"
+	h := runBridge(t, env.spec)
+	waitState(t, h, StateConnected)
+	ctx := testutil.Context(t, 30*time.Second)
+	before := connStatus(h.info.HTTPAddr).Since
+	changed := reloadConfig(t, h, env.spec.config)
+	changed.Dispatch[0].Timeout = config.Duration(time.Minute)
+	if err := h.b.Reload(ctx, changed); err != nil {
+		t.Fatalf("reload with a changed dispatch rule: %v", err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		st := connStatus(h.info.HTTPAddr)
+		return st.State == StateConnected && st.Since.After(before)
+	}, "agent restarted and connected")
+	if m := get(t, "http://"+h.info.HTTPAddr+"/metrics"); !strings.Contains(m, `bridge_commands_in_flight{connection="agent"`) {
+		t.Errorf("the restarted executor's metrics are not served")
+	}
+
+	if err := h.b.Reload(ctx, reloadConfig(t, h, "")); err != nil {
+		t.Fatalf("reload removing the connection: %v", err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return len(connStates(t, h.info.HTTPAddr)) == 0 }, "agent removed")
+	if m := get(t, "http://"+h.info.HTTPAddr+"/metrics"); strings.Contains(m, `connection="agent"`) {
+		t.Errorf("series of the removed connection remain:\n%s", grep(m, `connection="agent"`))
 	}
 }
