@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -36,6 +36,8 @@ type Options struct {
 	OnReady func(Info)
 	// ShutdownTimeout bounds the drain of in-flight work at shutdown, default 15s.
 	ShutdownTimeout time.Duration
+	// Version names the build in the bridge_build_info metric, default "dev".
+	Version string
 }
 
 // Info tells where the running bridge can be reached.
@@ -48,11 +50,15 @@ type Info struct {
 	Conn *nats.Conn
 }
 
-// Bridge is a configured, not yet running bridge.
+// Bridge is a configured bridge. Run runs it; Reload changes its
+// connections while it runs.
 type Bridge struct {
-	cfg   *config.Config
-	opts  Options
-	conns []connEntry
+	// cfg and conns are what Run starts from; a reload replaces them, on
+	// Run's goroutine only.
+	cfg     *config.Config
+	opts    Options
+	conns   []connEntry
+	reloads chan reloadRequest // taken by Run's loop
 }
 
 type connEntry struct {
@@ -65,7 +71,8 @@ type connEntry struct {
 // connection's settings are decoded and checked by its platform, and its
 // secrets resolved once (so check-config reports a missing one); it does no
 // I/O beyond reading secret files. Connectors read their secrets again
-// when they need them.
+// when they need them. Every connection's mistakes are reported, one line
+// each (a joined error).
 func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
@@ -73,19 +80,37 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 15 * time.Second
 	}
-	b := &Bridge{cfg: cfg, opts: opts}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	conns, err := connEntries(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Bridge{cfg: cfg, opts: opts, conns: conns, reloads: make(chan reloadRequest)}, nil
+}
+
+// connEntries checks every connection of cfg against the platforms.
+func connEntries(cfg *config.Config, opts Options) ([]connEntry, error) {
+	var conns []connEntry
+	var errs []error
 	for _, c := range cfg.Connection {
+		if c.Platform == "" {
+			continue // config.Validate reports it
+		}
 		f, ok := opts.Registry[c.Platform]
 		if !ok {
-			return nil, fmt.Errorf("config: connection %q: platform %q is not one of %s", c.Name, c.Platform, strings.Join(knownPlatforms(opts.Registry), ", "))
+			errs = append(errs, fmt.Errorf("config: connection %q: platform %q is not one of %s", c.Name, c.Platform, strings.Join(knownPlatforms(opts.Registry), ", ")))
+			continue
 		}
 		ccfg, err := connectorConfig(c, f, opts.LookupEnv)
 		if err != nil {
-			return nil, fmt.Errorf("config: connection %q: %w", c.Name, err)
+			errs = append(errs, config.Lines(fmt.Sprintf("config: connection %q: ", c.Name), err))
+			continue
 		}
-		b.conns = append(b.conns, connEntry{cfg: c, factory: f, ccfg: ccfg})
+		conns = append(conns, connEntry{cfg: c, factory: f, ccfg: ccfg})
 	}
-	return b, nil
+	return conns, errors.Join(errs...)
 }
 
 // connectorConfig is what connection c's connector gets: its settings
@@ -100,15 +125,17 @@ func connectorConfig(c config.Connection, f connector.Factory, lookupEnv func(st
 		RetryAfterMax: c.RetryAfterMax.D(),
 		Reconnect:     retry.Policy{Initial: c.ReconnectInitial.D(), Max: c.ReconnectMax.D()},
 	}
+	var errs []error
 	if f.Check != nil {
-		if err := f.Check(ccfg); err != nil {
-			return connector.Config{}, err
-		}
+		errs = append(errs, f.Check(ccfg))
 	}
 	for _, name := range secrets.Names() {
 		if _, err := secrets.Get(name); err != nil {
-			return connector.Config{}, err
+			errs = append(errs, err)
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return connector.Config{}, err
 	}
 	return ccfg, nil
 }
@@ -125,12 +152,47 @@ func knownPlatforms(r connector.Registry) []string {
 	return names
 }
 
-// Run starts NATS (embedded when no URL is set), provisions the streams,
-// serves HTTP and runs every enabled connection until ctx ends, then drains
-// in-flight work within ShutdownTimeout. It returns the first fatal error.
+// Run serves HTTP at once, starts NATS (embedded when no URL is set),
+// provisions the streams and runs every enabled connection until ctx ends,
+// then drains in-flight work within ShutdownTimeout. While it runs,
+// [Bridge.Reload] may change its connections. It returns the first fatal
+// error.
 func (b *Bridge) Run(ctx context.Context) error {
 	log := b.opts.Log
 	cfg := b.cfg
+	h := &httpServer{started: time.Now().UTC(), pprof: cfg.HTTP.PProf, target: natsbus.RedactURL(cfg.NATS.URL)}
+	if cfg.NATS.URL == "" {
+		h.target = "the embedded server"
+	}
+	m := newMetrics(b.opts.Version, h.natsConnected)
+	board := newStatusBoard(m.setState)
+	h.board, h.m = board, m
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(rctx)
+	fail := func(err error) error {
+		cancel()
+		return errors.Join(err, g.Wait())
+	}
+
+	// HTTP first: /healthz answers from the first moment and /readyz says
+	// what the bridge waits for, even while NATS cannot be reached.
+	addr := ""
+	if cfg.HTTP.Listen != "none" {
+		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		addr = ln.Addr().String()
+		g.Go(func() error {
+			if err := h.serve(gctx, ln); err != nil {
+				return fmt.Errorf("http: %w", err)
+			}
+			return nil
+		})
+		log.Info().Str("http", addr).Msg("serving health, status and metrics")
+	}
+
 	var srv *natsbus.Embedded
 	var embedded *server.Server
 	if cfg.NATS.URL == "" {
@@ -139,18 +201,18 @@ func (b *Bridge) Run(ctx context.Context) error {
 			Listen: cfg.NATS.Embedded.Listen, StoreDir: cfg.NATS.Embedded.StoreDir, MaxStore: int64(cfg.NATS.Embedded.MaxStore),
 		}, log)
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		defer srv.Shutdown()
 		embedded = srv.Server
 	}
 	nopts, err := b.natsOptions(embedded)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	nc, err := natsbus.Connect(ctx, nopts, log)
+	nc, err := natsbus.Connect(gctx, nopts, log)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	defer func() {
 		// Close and wait for nats.go's last callbacks (they log), so nothing
@@ -165,95 +227,56 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
+		return fail(fmt.Errorf("jetstream: %w", err))
 	}
 	clientURL := cfg.NATS.URL
 	if srv != nil {
 		clientURL = natsbus.ClientURL(srv)
 	}
-
-	m := newMetrics()
-	httpClient := connector.NewHTTPClient() // one pool for every connection's REST calls
-	platformOf := map[string]string{}       // filled before any supervisor runs; read-only after
-	for _, ce := range b.conns {
-		platformOf[ce.cfg.Name] = ce.factory.Platform
-	}
-	board := newStatusBoard(func(name string, _, to State) { m.setState(name, platformOf[name], to) })
-	var ready atomic.Bool
-	g, gctx := errgroup.WithContext(ctx)
-
+	h.bus.Store(&natsHandles{nc: nc, js: js, natsURL: natsbus.RedactURL(clientURL)})
 	if srv != nil {
 		g.Go(func() error { srv.KeepJetStream(gctx, time.Second); return nil })
 	}
-	httpAddr := make(chan string, 1)
-	if cfg.HTTP.Listen != "none" {
-		h := &httpServer{nc: nc, js: js, ready: &ready, board: board, m: m, started: time.Now().UTC(), natsURL: natsbus.RedactURL(clientURL)}
-		g.Go(func() error {
-			if err := h.serve(gctx, cfg.HTTP.Listen, func(a string) { httpAddr <- a }); err != nil {
-				return fmt.Errorf("http: %w", err)
-			}
-			return nil
-		})
-	} else {
-		httpAddr <- ""
-	}
 
-	if err := b.ensureStreams(gctx, js); err != nil {
-		return errors.Join(err, g.Wait())
+	if err := b.ensureStreams(gctx, js, b.conns); err != nil {
+		return fail(err)
 	}
 	ls, err := openLeases(gctx, js, nc, cfg.NATS.Prefix, b.owner(), cfg.Lease.TTL.D(), cfg.NATS.Replicas)
 	if err != nil {
-		return errors.Join(err, g.Wait())
+		return fail(err)
 	}
 	defer ls.close()
 	log.Info().Str("owner", ls.self.Owner).Str("instance", ls.self.Instance).Msg("lease identity")
 	stored, err := openPublished(gctx, js, cfg.NATS.Prefix, cfg.NATS.EventsMaxAge.D(), cfg.NATS.Replicas)
 	if err != nil {
-		return errors.Join(err, g.Wait())
+		return fail(err)
 	}
 	state, err := openStateBucket(gctx, js, cfg.NATS.Prefix, cfg.NATS.Replicas)
 	if err != nil {
-		return errors.Join(err, g.Wait())
+		return fail(err)
 	}
-	ready.Store(true)
+	h.ready.Store(true)
 
+	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, stored: stored, state: state,
+		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls
+		conns:      map[string]*runningConn{}}
 	for _, ce := range b.conns {
-		if !ce.cfg.IsEnabled() {
-			board.add(ce.cfg.Name, ce.factory.Platform, StateDisabled)
-			continue
+		if err := rt.start(gctx, ce); err != nil {
+			return fail(err)
 		}
-		board.add(ce.cfg.Name, ce.factory.Platform, StateStarting)
-		clog := log.With().Str("connection", ce.cfg.Name).Str("platform", ce.factory.Platform).Logger()
-		c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog, HTTPClient: httpClient, State: newStateStore(state, ce.cfg.Name)})
-		if err != nil {
-			return errors.Join(fmt.Errorf("connection %q: %w", ce.cfg.Name, err), g.Wait())
-		}
-		cc := b.payloads(js, ce.cfg.Name)
-		s := &supervisor{
-			name: ce.cfg.Name, platform: ce.factory.Platform, c: c, board: board, m: m, log: clog,
-			reconnect: ce.ccfg.Reconnect, retryAfterMax: ce.cfg.RetryAfterMax.D(), drain: b.opts.ShutdownTimeout,
-			pub: &publisher{js: js, prefix: cfg.NATS.Prefix, platform: ce.factory.Platform, conn: ce.cfg.Name, log: clog, m: m, board: board, stored: stored, cc: cc},
-		}
-		if sr, ok := c.(connector.StatsReporter); ok {
-			m.watchStats(ce.cfg.Name, sr)
-			board.watch(ce.cfg.Name, sr)
-		}
-		runs, err := b.returnPath(js, nc, m, ce, c, cc, clog)
-		if err != nil {
-			return errors.Join(err, g.Wait())
-		}
-		g.Go(func() error { return b.runConnection(gctx, ls.lease(ce.cfg.Name), s, runs) })
-	}
-
-	addr := ""
-	select {
-	case addr = <-httpAddr:
-	case <-gctx.Done():
 	}
 	if b.opts.OnReady != nil && gctx.Err() == nil {
 		b.opts.OnReady(Info{NATSClientURL: clientURL, HTTPAddr: addr, Conn: nc})
 	}
 	log.Info().Str("nats", natsbus.RedactURL(clientURL)).Str("http", addr).Int("connections", len(b.conns)).Msg("bridge running")
+	for done := false; !done; {
+		select {
+		case req := <-b.reloads:
+			req.reply <- rt.reload(gctx, req)
+		case <-gctx.Done():
+			done = true
+		}
+	}
 	err = g.Wait()
 	log.Info().Msg("bridge stopped")
 	return err
@@ -279,6 +302,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, ru
 	for {
 		err := ls.acquire(ctx, func(holder string) {
 			s.board.setHolder(s.name, holder)
+			s.m.setLeaseHeld(s.name, false)
 			s.board.set(s.name, StateStandby, nil)
 			s.log.Info().Str("holder", holder).Msg("another process holds this connection; standing by")
 		})
@@ -286,6 +310,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, ru
 			return nil // ctx ended
 		}
 		s.board.setHolder(s.name, ls.l.self.String())
+		s.m.setLeaseHeld(s.name, true)
 		s.log.Info().Msg("lease acquired")
 		s.pub.sys(ctx, subjects.LifecycleLeaseAcquired, map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
 		lctx, cancel := context.WithCancel(ctx)
@@ -306,6 +331,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, ru
 		}
 		wg.Wait()
 		cancel()
+		s.m.setLeaseHeld(s.name, false)
 		s.board.natsError(s.name, "publish", nil) // nothing publishes here now
 		if lost == nil {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -329,40 +355,46 @@ func (b *Bridge) payloads(js jetstream.JetStream, conn string) *claimcheck.Store
 		MaxAge: max(n.EventsMaxAge.D(), n.DLQMaxAge.D()), Replicas: n.Replicas})
 }
 
-func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream) error {
+// ensureStreams creates or updates the streams for conns, retrying until
+// ctx ends.
+func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream, conns []connEntry) error {
+	bo := retry.Policy{Initial: 500 * time.Millisecond, Max: 15 * time.Second}.Start()
+	for {
+		err := b.updateStreams(ctx, js, conns)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		wait := bo.Next()
+		b.opts.Log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("streams not ready; retrying")
+		if !retry.Sleep(ctx, wait) {
+			return err
+		}
+	}
+}
+
+// updateStreams makes one attempt at the streams for conns: the commands
+// stream captures the commands of exactly these connections.
+func (b *Bridge) updateStreams(ctx context.Context, js jetstream.JetStream, conns []connEntry) error {
 	n := b.cfg.NATS
 	o := natsbus.StreamOptions{
 		Prefix: n.Prefix, Replicas: n.Replicas, DuplicateWindow: n.DuplicateWindow.D(),
 		EventsMaxAge: n.EventsMaxAge.D(), CommandsMaxAge: n.CommandsMaxAge.D(), DLQMaxAge: n.DLQMaxAge.D(),
 		// Every configured connection, enabled or not: commands for any
 		// other are refused at publish.
-		Connections: make([]natsbus.StreamConn, 0, len(b.conns)),
+		Connections: make([]natsbus.StreamConn, 0, len(conns)),
 	}
-	for _, ce := range b.conns {
+	for _, ce := range conns {
 		o.Connections = append(o.Connections, natsbus.StreamConn{Platform: ce.factory.Platform, Name: ce.cfg.Name})
 	}
-	bo := retry.Policy{Initial: 500 * time.Millisecond, Max: 15 * time.Second}.Start()
-	for {
-		dropped, err := natsbus.DroppedCommandSubjects(ctx, js, o)
-		if err == nil && len(dropped) > 0 {
-			b.opts.Log.Warn().Strs("subjects", dropped).
-				Msg("commands stream: these subjects are no longer captured (connections this config does not have); their commands are refused from now on, those already stored stay until commands_max_age")
-		}
-		if err == nil {
-			err = natsbus.EnsureStreams(ctx, js, o)
-		}
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		wait := bo.Next()
-		b.opts.Log.Warn().Err(err).Dur("retry_in", wait).Msg("streams not ready; retrying")
-		if !retry.Sleep(ctx, wait) {
-			return err
-		}
+	dropped, err := natsbus.DroppedCommandSubjects(ctx, js, o)
+	if err != nil {
+		return err
 	}
+	if len(dropped) > 0 {
+		b.opts.Log.Warn().Strs("subjects", dropped).
+			Msg("commands stream: these subjects are no longer captured (connections this config does not have); their commands are refused from now on, those already stored stay until commands_max_age")
+	}
+	return natsbus.EnsureStreams(ctx, js, o)
 }
 
 func (b *Bridge) natsOptions(srv *server.Server) (natsbus.Options, error) {

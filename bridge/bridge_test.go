@@ -30,6 +30,7 @@ type scripted struct {
 	fail     chan error
 	mu       sync.Mutex
 	connects int
+	closes   int
 	acked    []string
 }
 
@@ -61,7 +62,12 @@ func (s *scripted) Receive(ctx context.Context) (connector.Event, connector.AckF
 	}
 }
 
-func (s *scripted) Close(context.Context) error { return nil }
+func (s *scripted) Close(context.Context) error {
+	s.mu.Lock()
+	s.closes++
+	s.mu.Unlock()
+	return nil
+}
 
 func (s *scripted) counts() (connects, acked int) {
 	s.mu.Lock()
@@ -71,6 +77,8 @@ func (s *scripted) counts() (connects, acked int) {
 
 type harness struct {
 	info Info
+	b    *Bridge
+	cfg  *config.Config // the config it runs on
 	conn *scripted
 	stop func() // stops the bridge and waits for Run; idempotent
 	js   jetstream.JetStream
@@ -123,7 +131,7 @@ func runBridge(t *testing.T, spec bridgeSpec) *harness {
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
 	var once sync.Once
-	h := &harness{stop: func() {
+	h := &harness{b: b, cfg: c, stop: func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {

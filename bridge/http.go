@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -18,15 +19,31 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// httpServer serves /healthz, /readyz, /status and /metrics.
+// httpServer serves /healthz, /readyz, /status, /metrics and, when
+// enabled, /debug/pprof/. It serves from Run's first moment, before NATS
+// is reached: /healthz answers at once (the process is alive) and /readyz
+// names what it still waits for.
 type httpServer struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	ready   *atomic.Bool // streams provisioned
+	bus     atomic.Pointer[natsHandles] // nil until the first connect
+	ready   atomic.Bool                 // streams provisioned
 	board   *statusBoard
 	m       *metrics
 	started time.Time
+	target  string // where NATS is sought, redacted, for /readyz before the first connect
+	pprof   bool
+}
+
+// natsHandles are the NATS connection and its JetStream context, with the
+// URL workers use (redacted).
+type natsHandles struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
 	natsURL string
+}
+
+func (h *httpServer) natsConnected() bool {
+	b := h.bus.Load()
+	return b != nil && b.nc.IsConnected()
 }
 
 func (h *httpServer) handler() http.Handler {
@@ -46,6 +63,10 @@ func (h *httpServer) handler() http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		conns := h.board.snapshot()
 		why := h.notReady(r.Context(), conns)
+		nst := map[string]any{"connected": false, "streams_ready": h.ready.Load()}
+		if b := h.bus.Load(); b != nil {
+			nst["connected"], nst["client_url"] = b.nc.IsConnected(), b.natsURL
+		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -53,11 +74,18 @@ func (h *httpServer) handler() http.Handler {
 			"started":     h.started,
 			"ready":       len(why) == 0,
 			"not_ready":   why,
-			"nats":        map[string]any{"connected": h.nc.IsConnected(), "streams_ready": h.ready.Load(), "client_url": h.natsURL},
+			"nats":        nst,
 			"connections": conns,
 		})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.m.reg, promhttp.HandlerOpts{Registry: h.m.reg}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.m.gatherer(), promhttp.HandlerOpts{Registry: h.m.reg}))
+	if h.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also serves the named profiles (heap, goroutine, …)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -66,9 +94,18 @@ func (h *httpServer) handler() http.Handler {
 // enabled connection held up by JetStream (a lease it cannot take or renew,
 // events it cannot store; see ConnStatus.NATSErrors). A connection standing
 // by while another live process holds it is ready; the platform side
-// (connecting, reconnecting, failed) is shown on /status and does not count.
+// (connecting, reconnecting, superseded, refused, failed) is shown on
+// /status and does not count: readiness gates what a restart or a
+// rescheduling can fix, and neither fixes a platform that refuses a key or
+// a session held elsewhere (a new pod would meet the same answer, and a
+// pod marked unready would also stop serving what works: its other
+// connections, the commands already stored).
 func (h *httpServer) notReady(ctx context.Context, conns []ConnStatus) []string {
-	if !h.nc.IsConnected() {
+	b := h.bus.Load()
+	if b == nil {
+		return []string{"nats not connected yet: connecting to " + h.target}
+	}
+	if !b.nc.IsConnected() {
 		return []string{"nats not connected"}
 	}
 	if !h.ready.Load() {
@@ -77,7 +114,7 @@ func (h *httpServer) notReady(ctx context.Context, conns []ConnStatus) []string 
 	var why []string
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := h.js.AccountInfo(ctx); err != nil {
+	if _, err := b.js.AccountInfo(ctx); err != nil {
 		why = append(why, "jetstream not answering: "+err.Error())
 	}
 	for _, c := range conns {
@@ -88,14 +125,9 @@ func (h *httpServer) notReady(ctx context.Context, conns []ConnStatus) []string 
 	return why
 }
 
-// serve listens on addr and serves until ctx ends; ready receives the bound
-// address once listening.
-func (h *httpServer) serve(ctx context.Context, addr string, ready func(string)) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	ready(ln.Addr().String())
+// serve serves on ln until ctx ends.
+func (h *httpServer) serve(ctx context.Context, ln net.Listener) error {
+	var err error
 	srv := &http.Server{Handler: h.handler(), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }() // owned: ended by Shutdown below

@@ -39,7 +39,7 @@ func (p *publisher) offload(ctx context.Context, msg *nats.Msg) error {
 			return ctx.Err()
 		}
 		wait := bo.Next()
-		p.log.Warn().Err(err).Str("subject", msg.Subject).Dur("retry_in", wait).Msg("event too large for NATS and not offloaded yet; retrying")
+		p.log.Warn().Err(err).Str("subject", msg.Subject).Int64("retry_in_ms", wait.Milliseconds()).Msg("event too large for NATS and not offloaded yet; retrying")
 		if !retry.Sleep(ctx, wait) {
 			return ctx.Err()
 		}

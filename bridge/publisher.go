@@ -256,7 +256,7 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 		p.board.natsError(p.conn, "publish", err)
 		p.m.publishErrors.WithLabelValues(p.conn).Inc()
 		wait := bo.Next()
-		p.log.Warn().Err(err).Str("subject", f.msg.Subject).Dur("retry_in", wait).Msg("publish failed; retrying")
+		p.log.Warn().Err(err).Str("subject", f.msg.Subject).Int64("retry_in_ms", wait.Milliseconds()).Msg("publish failed; retrying")
 		if !retry.Sleep(ctx, wait) {
 			return ctx.Err()
 		}

@@ -257,8 +257,8 @@ api_key_env = "WRONG_KEY"
 	const wait = 20 * time.Second
 	testutil.Eventually(t, wait, func() bool {
 		st := connStates(t, addr)
-		return st["agent"] == StateConnected && st["wrongkey"] == StateFailed
-	}, "agent connected and wrongkey failed (401)")
+		return st["agent"] == StateConnected && st["wrongkey"] == StateRefused
+	}, "agent connected and wrongkey refused (401)")
 
 	// Upgrades refused with 429, then 503, after socket drops.
 	for _, status := range []int{429, 503} {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,23 +18,27 @@ const (
 	StateConnecting   State = "connecting"
 	StateConnected    State = "connected"
 	StateReconnecting State = "reconnecting"
-	StateSuperseded   State = "superseded"
-	StateFailed       State = "failed"
+	StateSuperseded   State = "superseded" // another session took the identity; retried after supersede_cooloff
+	StateRefused      State = "refused"    // the platform refused the credentials (401/403); retried with long waits
+	StateFailed       State = "failed"     // an error a quick retry does not cure; retried with long waits
 	StateStopped      State = "stopped"
 	StateDisabled     State = "disabled"
 	StateStandby      State = "standby" // another replica holds the connection's lease
 )
 
-var allStates = []State{StateStarting, StateConnecting, StateConnected, StateReconnecting, StateSuperseded, StateFailed, StateStopped, StateDisabled, StateStandby}
+var allStates = []State{StateStarting, StateConnecting, StateConnected, StateReconnecting, StateSuperseded, StateRefused, StateFailed, StateStopped, StateDisabled, StateStandby}
 
 // ConnStatus is one connection's entry on /status.
 type ConnStatus struct {
-	Name            string    `json:"name"`
-	Platform        string    `json:"platform"`
-	State           State     `json:"state"`
-	Since           time.Time `json:"since"`
-	LastError       string    `json:"last_error,omitempty"`
-	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
+	Name        string    `json:"name"`
+	Platform    string    `json:"platform"`
+	State       State     `json:"state"`
+	Since       time.Time `json:"since"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// RetryAt is when the supervisor tries to connect again while it waits
+	// (reconnecting, superseded, refused, failed); zero otherwise.
+	RetryAt         time.Time `json:"retry_at,omitzero"`
 	Reconnects      uint64    `json:"reconnects"`
 	EventsPublished uint64    `json:"events_published"`
 	// WaitingUntil and WaitingReason are set while the connection waits
@@ -56,24 +61,52 @@ type statusBoard struct {
 	mu    sync.Mutex
 	conns map[string]*ConnStatus
 	order []string
-	onSet func(name string, from, to State)
+	onSet func(name, platform string, to State)
 	waits map[string]connector.Wait          // the supervisors' own platform waits
 	stats map[string]connector.StatsReporter // connectors reporting their platform waits
 }
 
-func newStatusBoard(onSet func(name string, from, to State)) *statusBoard {
+func newStatusBoard(onSet func(name, platform string, to State)) *statusBoard {
 	return &statusBoard{conns: map[string]*ConnStatus{}, onSet: onSet,
 		waits: map[string]connector.Wait{}, stats: map[string]connector.StatsReporter{}}
 }
 
+// add enters a connection, or starts its entry afresh in its place (a
+// connection restarted by a reload).
 func (b *statusBoard) add(name, platform string, st State) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.conns[name] = &ConnStatus{Name: name, Platform: platform, State: st, Since: time.Now().UTC()}
-	b.order = append(b.order, name)
-	if b.onSet != nil {
-		b.onSet(name, "", st)
+	if b.conns[name] == nil {
+		b.order = append(b.order, name)
 	}
+	b.conns[name] = &ConnStatus{Name: name, Platform: platform, State: st, Since: time.Now().UTC()}
+	delete(b.waits, name)
+	delete(b.stats, name)
+	if b.onSet != nil {
+		b.onSet(name, platform, st)
+	}
+}
+
+// remove drops a connection a reload took out.
+func (b *statusBoard) remove(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.conns, name)
+	delete(b.waits, name)
+	delete(b.stats, name)
+	b.order = slices.DeleteFunc(b.order, func(n string) bool { return n == name })
+}
+
+// retryAt records when the supervisor tries again (zero: not waiting).
+func (b *statusBoard) retryAt(name string, at time.Time) {
+	b.mu.Lock()
+	if c := b.conns[name]; c != nil {
+		c.RetryAt = at.UTC()
+		if at.IsZero() {
+			c.RetryAt = time.Time{}
+		}
+	}
+	b.mu.Unlock()
 }
 
 func (b *statusBoard) set(name string, st State, err error) {
@@ -90,13 +123,12 @@ func (b *statusBoard) set(name string, st State, err error) {
 	if c.State == st {
 		return
 	}
-	from := c.State
 	c.State, c.Since = st, time.Now().UTC()
 	if st == StateReconnecting {
 		c.Reconnects++
 	}
 	if b.onSet != nil {
-		b.onSet(name, from, st)
+		b.onSet(name, c.Platform, st)
 	}
 }
 

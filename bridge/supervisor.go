@@ -3,17 +3,21 @@ package bridge
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/internal/phoenix"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
 // supervisor runs one connection: connect, pump events through the
-// publisher, reconnect on loss, stop on a permanent error.
+// publisher, reconnect on loss, wait longer after a supersede or a refusal
+// (see run).
 //
 // Reconnects have one owner per failure. A connector that keeps its
 // session across a socket loss (Band: the Phoenix socket redials and
@@ -39,6 +43,8 @@ type supervisor struct {
 	// retryAfterMax caps a platform's Retry-After before a reconnect.
 	retryAfterMax time.Duration
 	drain         time.Duration // how long in-flight events may take to settle at shutdown
+	cooloff       time.Duration // supersede_cooloff
+	refusedMax    time.Duration // refused_retry_max
 }
 
 func (s *supervisor) drainCtx() (context.Context, context.CancelFunc) {
@@ -54,15 +60,38 @@ func (s *supervisor) transition(ctx context.Context, st State, err error, l subj
 	}
 }
 
-// run returns nil when ctx ends, or the permanent error that stopped the
-// connection (after recording it on the status board).
+// run returns nil when ctx ends; until then it keeps the connection up.
+//
+// Nothing stops a connection for good: a wrong key gets rotated, a foreign
+// session goes away, a platform comes back. What differs is the wait:
+//
+//   - a lost session or a failed connect (the platform unreachable, 5xx,
+//     429): the reconnect policy, reconnect_initial doubling to
+//     reconnect_max, or longer when the platform asks (Retry-After, up to
+//     retry_after_max); state reconnecting;
+//   - another session of the same identity took over (superseded):
+//     supersede_cooloff plus up to half of it at random, so two processes
+//     using one identity trade it at most once per cool-off instead of
+//     evicting each other in a loop (Band keeps one socket per agent);
+//     state superseded;
+//   - the platform refused the credentials (401/403; state refused) or the
+//     connect failed in a way a quick retry does not cure (state failed):
+//     reconnect_max doubling (with jitter) to refused_retry_max. The
+//     connector reads its secrets again at every connect, so a rotated key
+//     file heals at the next try.
+//
+// The state, the error and the time of the next try are on /status and in
+// the metrics for the whole wait.
 func (s *supervisor) run(ctx context.Context) error {
 	bo := s.reconnect.Start()
+	long := retry.Policy{Initial: s.reconnect.Max, Max: max(s.refusedMax, s.reconnect.Max)}.Start()
 	for {
+		s.setRetryAt(time.Time{})
 		s.board.set(s.name, StateConnecting, nil)
 		err := s.c.Connect(ctx)
 		if err == nil {
 			bo.Reset()
+			long.Reset()
 			s.log.Info().Msg("connected")
 			s.transition(ctx, StateConnected, nil, subjects.LifecycleConnected, map[string]any{})
 			err = s.pub.run(ctx, s.drainCtx, s.c)
@@ -76,32 +105,82 @@ func (s *supervisor) run(ctx context.Context) error {
 			s.board.set(s.name, StateStopped, nil)
 			return nil
 		}
-		if connector.IsPermanent(err) {
-			st, ev := StateFailed, subjects.LifecycleDisconnected
-			if errors.Is(err, connector.ErrSuperseded) {
-				st, ev = StateSuperseded, subjects.LifecycleSuperseded
+		var wait time.Duration
+		var attempt int
+		switch st := classify(err); st {
+		case StateSuperseded:
+			wait = s.cooloff + rand.N(s.cooloff/2+1)
+			attempt = 1
+			s.log.Error().Err(err).Int64("retry_in_ms", wait.Milliseconds()).
+				Msg("another session of this identity took over; taking it back after the cool-off (stop the other one, or this one)")
+			s.transition(context.WithoutCancel(ctx), st, err, subjects.LifecycleSuperseded,
+				map[string]any{"reason": err.Error(), "retry_in_ms": wait.Milliseconds()})
+		case StateRefused, StateFailed:
+			wait = long.Next()
+			attempt = long.Failures()
+			msg := "the platform refused the connection; retrying with long waits (check the key)"
+			if st == StateFailed {
+				msg = "connect failed in a way a quick retry does not cure; retrying with long waits"
 			}
-			s.log.Error().Err(err).Str("state", string(st)).Msg("connection stopped for good; not reconnecting")
-			s.transition(context.WithoutCancel(ctx), st, err, ev, map[string]any{"reason": err.Error(), "permanent": true})
-			return err
+			s.log.Error().Err(err).Str("state", string(st)).Int64("retry_in_ms", wait.Milliseconds()).Int("attempt", attempt).Msg(msg)
+			s.transition(context.WithoutCancel(ctx), st, err, subjects.LifecycleDisconnected,
+				map[string]any{"reason": err.Error(), "permanent": true, "retry_in_ms": wait.Milliseconds()})
+		default:
+			wait = bo.Next()
+			attempt = bo.Failures()
+			asked := connector.RetryAfter(err)
+			if capped, _ := connector.CapWait(asked, s.retryAfterMax); capped > wait {
+				wait = capped
+			}
+			if asked > 0 {
+				s.platformWait(err, asked, wait)
+			}
+			s.m.reconnects.WithLabelValues(s.name).Inc()
+			s.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("connection lost; reconnecting")
+			s.transition(ctx, StateReconnecting, err, subjects.LifecycleDisconnected, map[string]any{"reason": errString(err)})
 		}
-		wait := bo.Next()
-		asked := connector.RetryAfter(err)
-		if capped, _ := connector.CapWait(asked, s.retryAfterMax); capped > wait {
-			wait = capped
-		}
-		if asked > 0 {
-			s.platformWait(err, asked, wait)
-		}
-		s.m.reconnects.WithLabelValues(s.name).Inc()
-		s.log.Warn().Err(err).Dur("retry_in", wait).Msg("connection lost; reconnecting")
-		s.transition(ctx, StateReconnecting, err, subjects.LifecycleDisconnected, map[string]any{"reason": errString(err)})
-		s.pub.sys(ctx, subjects.LifecycleReconnecting, map[string]any{"in_ms": wait.Milliseconds(), "attempt": bo.Failures()})
+		s.setRetryAt(time.Now().Add(wait))
+		s.pub.sys(ctx, subjects.LifecycleReconnecting, map[string]any{"in_ms": wait.Milliseconds(), "attempt": attempt})
 		if !retry.Sleep(ctx, wait) {
+			s.setRetryAt(time.Time{})
 			s.board.set(s.name, StateStopped, nil)
 			return nil
 		}
 	}
+}
+
+func (s *supervisor) setRetryAt(at time.Time) {
+	s.board.retryAt(s.name, at)
+	s.m.setRetryAt(s.name, at)
+}
+
+// classify names the state a failed session or connect leaves the
+// connection in: superseded, refused (the platform refused the
+// credentials: 401 or 403, on a REST call or on the socket's upgrade),
+// failed (any other error the connector marked permanent) or reconnecting.
+func classify(err error) State {
+	switch {
+	case errors.Is(err, connector.ErrSuperseded):
+		return StateSuperseded
+	case refusedStatus(err):
+		return StateRefused
+	case connector.IsPermanent(err):
+		return StateFailed
+	}
+	return StateReconnecting
+}
+
+func refusedStatus(err error) bool {
+	status := 0
+	var pe *connector.PlatformError
+	var ue *phoenix.UpgradeError
+	switch {
+	case errors.As(err, &pe):
+		status = pe.Status
+	case errors.As(err, &ue):
+		status = ue.Status
+	}
+	return status == http.StatusUnauthorized || status == http.StatusForbidden
 }
 
 // platformWait shows a reconnect wait the platform asked for on /status,

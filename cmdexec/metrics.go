@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bridgeworks/bridge/connector"
 )
 
 // Outcomes counted by bridge_commands_total.
@@ -18,9 +20,27 @@ const (
 	outcomeRejected   = "rejected"  // an RPC refused because the pool was full
 )
 
-// maxCommandLabels bounds the command label's values: command names come
+// maxCommandLabels bounds the command label's values of a platform that
+// does not list its commands (connector.CommandNamer): command names come
 // from workers, so an unbounded label would let a typo grow the registry.
 const maxCommandLabels = 64
+
+// otherCommand is the label of every command name the platform does not
+// know.
+const otherCommand = "other"
+
+// commandNames are the names x says it executes, nil when it does not say.
+func commandNames(x connector.Executor) map[string]struct{} {
+	n, ok := x.(connector.CommandNamer)
+	if !ok {
+		return nil
+	}
+	known := map[string]struct{}{}
+	for _, c := range n.CommandNames() {
+		known[c] = struct{}{}
+	}
+	return known
+}
 
 // metrics are one connection's command metrics. Every method is a no-op on
 // a nil *metrics, so an Executor without a Registerer needs no checks.
@@ -30,11 +50,15 @@ type metrics struct {
 	inFlight prometheus.Gauge
 	refused  *prometheus.CounterVec
 
+	// known are the platform's command names (connector.CommandNamer): the
+	// only label values when set. Without them, names are taken first come,
+	// up to maxCommandLabels.
+	known map[string]struct{}
 	mu    sync.Mutex
 	names map[string]struct{}
 }
 
-func newMetrics(reg prometheus.Registerer, platform, conn string) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, platform, conn string, known map[string]struct{}) (*metrics, error) {
 	labels := prometheus.Labels{"connection": conn, "platform": platform}
 	m := &metrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -55,6 +79,7 @@ func newMetrics(reg prometheus.Registerer, platform, conn string) (*metrics, err
 			Help: "Reply destinations refused (a Bridge-Reply-To or RPC reply subject outside the connection's result namespace and inboxes), by path (result, rpc).",
 		}, []string{"path"}),
 		names: map[string]struct{}{},
+		known: known,
 	}
 	var err error
 	m.commands = register(reg, m.commands, &err)
@@ -82,13 +107,19 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *erro
 }
 
 func (m *metrics) label(command string) string {
+	if m.known != nil {
+		if _, ok := m.known[command]; ok {
+			return command
+		}
+		return otherCommand
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.names[command]; ok {
 		return command
 	}
 	if len(m.names) >= maxCommandLabels || len(command) > 64 {
-		return "other"
+		return otherCommand
 	}
 	m.names[command] = struct{}{}
 	return command

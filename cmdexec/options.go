@@ -158,7 +158,7 @@ func New(o Options) (_ *Executor, err error) {
 	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log.With().Str("connection", o.Conn).Str("platform", o.Platform).Logger(),
 		bucketName: BucketName(o.Prefix)}
 	if o.Registerer != nil {
-		if e.m, err = newMetrics(o.Registerer, o.Platform, o.Conn); err != nil {
+		if e.m, err = newMetrics(o.Registerer, o.Platform, o.Conn, commandNames(o.Exec)); err != nil {
 			return nil, err
 		}
 	}

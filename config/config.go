@@ -69,6 +69,10 @@ type Embedded struct {
 // HTTP configures the health, status and metrics listener.
 type HTTP struct {
 	Listen string `toml:"listen"` // default "127.0.0.1:8080"; "none" disables it
+	// PProf serves Go's profiler on /debug/pprof/ on the same listener,
+	// default false. It shows stacks and memory, never secrets, but costs
+	// CPU while a profile runs: keep the listener private when it is on.
+	PProf bool `toml:"pprof"`
 }
 
 // Lease configures how replicas share connections: each connection runs on
@@ -122,6 +126,19 @@ type Connection struct {
 	// REST, retry_after on a refused socket upgrade), default 5m, between
 	// 1s and 24h. A longer ask is cut to it and logged at warn level.
 	RetryAfterMax Duration `toml:"retry_after_max"`
+	// SupersedeCooloff is how long the connection waits, plus up to half
+	// as long again at random, before it connects again after another
+	// session of the same platform identity took over (Band keeps one
+	// socket per agent; each new one ends the older), default 5m, between
+	// 1s and 24h. Two processes using one identity thus take it from each
+	// other at most once per cool-off instead of in a tight loop.
+	SupersedeCooloff Duration `toml:"supersede_cooloff"`
+	// RefusedRetryMax caps the waits after the platform refused the
+	// connection (401/403: a wrong or revoked key) or failed it in a way a
+	// quick retry does not cure, default 10m, between reconnect_max and
+	// 24h. The waits start at reconnect_max and double (with jitter); a
+	// key file is read again at every try, so a rotated key heals.
+	RefusedRetryMax Duration `toml:"refused_retry_max"`
 }
 
 // IsEnabled reports whether the connection runs.
@@ -163,7 +180,10 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Load reads path (TOML), applies environment overrides from env (use
-// os.Environ()), fills defaults and validates.
+// os.Environ()), fills defaults and validates. A config that decodes but
+// is wrong gets every mistake reported, one line each (a joined error; see
+// [Lines]), and is returned with the error, so a checker can look further
+// (its platforms, its files); never run one.
 func Load(path string, env []string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -183,12 +203,10 @@ func Parse(b []byte, env []string) (*Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("config: %s", describeTOMLError(err))
 	}
-	if err := ApplyEnv(&c, env); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
+	envErr := ApplyEnv(&c, env)
 	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	if err := errors.Join(envErr, c.Validate()); err != nil {
+		return &c, Lines("config: ", err)
 	}
 	return &c, nil
 }
@@ -281,6 +299,8 @@ func (c *Config) SetDefaults() {
 		defI(&cn.CommandMaxAttempts, 8)
 		defD(&cn.CommandBackoffMax, 30*time.Second)
 		defD(&cn.RetryAfterMax, 5*time.Minute)
+		defD(&cn.SupersedeCooloff, 5*time.Minute)
+		defD(&cn.RefusedRetryMax, 10*time.Minute)
 	}
 	for i := range c.Dispatch {
 		d := &c.Dispatch[i]
@@ -298,111 +318,127 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Validate checks the whole config; the error names the key and what is
-// wrong, in one line. Platforms are checked by the caller, which knows them.
+// Validate checks the whole config and reports every mistake it finds, one
+// line each naming the key and what is wrong (joined with errors.Join).
+// Platforms are checked by the caller, which knows them; files by
+// [Config.CheckFiles].
 func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("log.level %q is not one of trace, debug, info, warn, error", c.Log.Level)
+		bad("log.level %q is not one of trace, debug, info, warn, error", c.Log.Level)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "console" {
-		return fmt.Errorf("log.format %q is not json or console", c.Log.Format)
+		bad("log.format %q is not json or console", c.Log.Format)
 	}
 	if err := subjects.ValidatePrefix(c.NATS.Prefix); err != nil {
-		return fmt.Errorf("nats.prefix: %w", err)
+		bad("nats.prefix: %w", err)
+	}
+	if err := checkNATSURLs(c.NATS.URL); err != nil {
+		errs = append(errs, err)
 	}
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
-		return fmt.Errorf("nats.replicas %d is not between 1 and 5", c.NATS.Replicas)
+		bad("nats.replicas %d is not between 1 and 5", c.NATS.Replicas)
 	}
 	if c.NATS.DuplicateWindow.D() < 10*time.Minute {
-		return fmt.Errorf("nats.duplicate_window %s is shorter than 10m (it must outlast any gap-fill)", c.NATS.DuplicateWindow.D())
+		bad("nats.duplicate_window %s is shorter than 10m (it must outlast any gap-fill)", c.NATS.DuplicateWindow.D())
 	}
-	for key, d := range map[string]Duration{"nats.events_max_age": c.NATS.EventsMaxAge, "nats.commands_max_age": c.NATS.CommandsMaxAge, "nats.dlq_max_age": c.NATS.DLQMaxAge} {
-		if d.D() < c.NATS.DuplicateWindow.D() {
-			return fmt.Errorf("%s %s is shorter than nats.duplicate_window %s", key, d.D(), c.NATS.DuplicateWindow.D())
+	for _, a := range []struct {
+		key string
+		d   Duration
+	}{{"nats.events_max_age", c.NATS.EventsMaxAge}, {"nats.commands_max_age", c.NATS.CommandsMaxAge}, {"nats.dlq_max_age", c.NATS.DLQMaxAge}} {
+		if a.d.D() < c.NATS.DuplicateWindow.D() {
+			bad("%s %s is shorter than nats.duplicate_window %s", a.key, a.d.D(), c.NATS.DuplicateWindow.D())
 		}
 	}
 	if c.NATS.URL == "" && c.NATS.Embedded.Listen != "none" {
 		if _, _, err := net.SplitHostPort(c.NATS.Embedded.Listen); err != nil {
-			return fmt.Errorf("nats.embedded.listen %q is not host:port or \"none\"", c.NATS.Embedded.Listen)
+			bad("nats.embedded.listen %q is not host:port or \"none\"", c.NATS.Embedded.Listen)
 		}
 	}
 	if c.NATS.Embedded.MaxStore != 0 && c.NATS.Embedded.MaxStore < 1<<20 {
-		return fmt.Errorf("nats.embedded.max_store %d bytes is below 1MiB", c.NATS.Embedded.MaxStore)
+		bad("nats.embedded.max_store %d bytes is below 1MiB", c.NATS.Embedded.MaxStore)
 	}
 	if c.NATS.PasswordEnv != "" && c.NATS.PasswordFile != "" {
-		return fmt.Errorf("nats.password_env and nats.password_file are both set; choose one")
+		bad("nats.password_env and nats.password_file are both set; choose one")
 	}
 	if c.NATS.TokenEnv != "" && c.NATS.TokenFile != "" {
-		return fmt.Errorf("nats.token_env and nats.token_file are both set; choose one")
+		bad("nats.token_env and nats.token_file are both set; choose one")
 	}
 	if (c.NATS.TLSCertFile == "") != (c.NATS.TLSKeyFile == "") {
-		return fmt.Errorf("nats.tls_cert_file and nats.tls_key_file must be set together")
+		bad("nats.tls_cert_file and nats.tls_key_file must be set together")
 	}
 	if c.HTTP.Listen != "none" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			return fmt.Errorf("http.listen %q is not host:port or \"none\"", c.HTTP.Listen)
+			bad("http.listen %q is not host:port or \"none\"", c.HTTP.Listen)
 		}
 	}
 	if c.Lease.TTL.D() < 100*time.Millisecond {
-		return fmt.Errorf("lease.ttl %s is shorter than 100ms", c.Lease.TTL.D())
+		bad("lease.ttl %s is shorter than 100ms", c.Lease.TTL.D())
 	}
 	if d := c.Shutdown.DrainTimeout.D(); d < 100*time.Millisecond || d > time.Hour {
-		return fmt.Errorf("shutdown.drain_timeout %s is not between 100ms and 1h", d)
+		bad("shutdown.drain_timeout %s is not between 100ms and 1h", d)
 	}
 	names := map[string]bool{}
 	for i, cn := range c.Connection {
 		key := fmt.Sprintf("connection[%d]", i)
 		if !subjects.IsConnName(cn.Name) {
-			return fmt.Errorf("%s.name %q does not match [a-z0-9_-]{1,64}", key, cn.Name)
+			bad("%s.name %q does not match [a-z0-9_-]{1,64}", key, cn.Name)
 		}
 		key = fmt.Sprintf("connection %q", cn.Name)
 		if names[cn.Name] {
-			return fmt.Errorf("%s: name is used twice", key)
+			bad("%s: name is used twice", key)
 		}
 		names[cn.Name] = true
 		if cn.Platform == "" {
-			return fmt.Errorf("%s: platform is missing", key)
+			bad("%s: platform is missing", key)
 		}
 		if ri, rm := cn.ReconnectInitial.D(), cn.ReconnectMax.D(); ri < time.Millisecond || rm > time.Hour || rm < ri {
-			return fmt.Errorf("%s: reconnect_initial %s and reconnect_max %s must satisfy 1ms <= reconnect_initial <= reconnect_max <= 1h", key, ri, rm)
+			bad("%s: reconnect_initial %s and reconnect_max %s must satisfy 1ms <= reconnect_initial <= reconnect_max <= 1h", key, ri, rm)
 		}
 		if cn.MaxParallelRooms < 1 || cn.CommandMaxAttempts < 1 {
-			return fmt.Errorf("%s: max_parallel_rooms and command_max_attempts must be at least 1", key)
+			bad("%s: max_parallel_rooms and command_max_attempts must be at least 1", key)
 		}
 		if d := cn.RetryAfterMax.D(); d < time.Second || d > 24*time.Hour {
-			return fmt.Errorf("%s: retry_after_max %s is not between 1s and 24h", key, d)
+			bad("%s: retry_after_max %s is not between 1s and 24h", key, d)
+		}
+		if d := cn.SupersedeCooloff.D(); d < time.Second || d > 24*time.Hour {
+			bad("%s: supersede_cooloff %s is not between 1s and 24h", key, d)
+		}
+		if d := cn.RefusedRetryMax.D(); d < cn.ReconnectMax.D() || d > 24*time.Hour {
+			bad("%s: refused_retry_max %s is not between reconnect_max %s and 24h", key, d, cn.ReconnectMax.D())
 		}
 	}
 	ruled := map[string]bool{}
 	for i, d := range c.Dispatch {
 		key := fmt.Sprintf("dispatch[%d]", i)
 		if !names[d.Connection] {
-			return fmt.Errorf("%s.connection %q names no [[connection]]", key, d.Connection)
+			bad("%s.connection %q names no [[connection]]", key, d.Connection)
 		}
 		if ruled[d.Connection] {
-			return fmt.Errorf("%s.connection %q already has a dispatch rule; list all its events in one rule", key, d.Connection)
+			bad("%s.connection %q already has a dispatch rule; list all its events in one rule", key, d.Connection)
 		}
 		ruled[d.Connection] = true
 		for j, e := range d.Events {
 			if e == "" || subjects.EventName(e) != e {
-				return fmt.Errorf("%s.events[%d] %q is not a lower-case event name", key, j, e)
+				bad("%s.events[%d] %q is not a lower-case event name", key, j, e)
 			}
 		}
 		if d.Timeout.D() <= 0 || d.MaxAttempts < 1 || d.MaxInFlightPerRoom < 1 {
-			return fmt.Errorf("%s: timeout, max_attempts and max_in_flight_per_room must be positive", key)
+			bad("%s: timeout, max_attempts and max_in_flight_per_room must be positive", key)
 		}
 		if d.BackoffMax.D() < d.BackoffInitial.D() {
-			return fmt.Errorf("%s.backoff_max %s is shorter than backoff_initial %s", key, d.BackoffMax.D(), d.BackoffInitial.D())
+			bad("%s.backoff_max %s is shorter than backoff_initial %s", key, d.BackoffMax.D(), d.BackoffInitial.D())
 		}
 		if d.Start != "new" && d.Start != "all" {
 			if v, err := time.ParseDuration(d.Start); err != nil || v <= 0 {
-				return fmt.Errorf("%s.start %q is not \"new\", \"all\" or a duration like \"24h\"", key, d.Start)
+				bad("%s.start %q is not \"new\", \"all\" or a duration like \"24h\"", key, d.Start)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Secret resolves a secret from an environment variable name or a file path

@@ -35,18 +35,32 @@ var version = "dev"
 
 func main() {
 	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, stop := watchSignals(ctx, cancel)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	cancel(nil)
+	os.Exit(code)
+}
+
+// watchSignals ends ctx (through cancel) on SIGINT or SIGTERM and hands
+// each SIGHUP to the command through the returned context (see hangups);
+// stop ends the watch. Until stop, none of the three signals ends the
+// process by itself.
+func watchSignals(ctx context.Context, cancel context.CancelCauseFunc) (_ context.Context, stop func()) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	hup := make(chan struct{}, 1)
 	done := make(chan struct{})
-	go func() { // owned: ends when main stops it below
+	ended := make(chan struct{})
+	go func() { // owned: ends when stop closes done
+		defer close(ended)
 		for {
 			select {
 			case sig := <-sigs:
 				if sig == syscall.SIGHUP {
 					select {
 					case hup <- struct{}{}:
-					default:
+					default: // a reload is pending already; it reads the newest file
 					}
 					continue
 				}
@@ -56,11 +70,11 @@ func main() {
 			}
 		}
 	}()
-	code := run(withHangups(ctx, hup), os.Args[1:], os.Stdout, os.Stderr)
-	signal.Stop(sigs)
-	close(done)
-	cancel(nil)
-	os.Exit(code)
+	return withHangups(ctx, hup), func() {
+		signal.Stop(sigs)
+		close(done)
+		<-ended
+	}
 }
 
 // errSignal is the cause of a context ended by SIGINT or SIGTERM.
@@ -119,11 +133,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "bridge %s: %v\n", cmd, err)
+		printErr(stderr, cmd, err)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "bridge %s: %v\n", cmd, err)
+		printErr(stderr, cmd, err)
 		return 1
+	}
+}
+
+// printErr prints err, one line per mistake (a config may have several),
+// each line starting with the command.
+func printErr(w io.Writer, cmd string, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "bridge %s: %s\n", cmd, line)
 	}
 }
 
@@ -134,7 +156,7 @@ commands:
   check-config --config FILE load and validate a config, then exit
   demo                       run the whole flow on embedded defaults
   emulate PLATFORM           run a platform emulator alone: band, chatapi,
-                             polyai, agentconnect
+                             polyai, agentconnect (e.g. bridge emulate band)
   dlq list|show|redrive      inspect dead letters; publish them again (see "bridge dlq")
   version                    print the version (also --version)
   help                       print this text (also --help)
@@ -142,11 +164,22 @@ commands:
 "bridge <command> --help" lists a command's flags.
 
 signals (run): SIGTERM or SIGINT stop taking new work and drain within
-shutdown.drain_timeout; SIGHUP is logged and ignored (the process keeps
-running; restart it to load a changed config).
+shutdown.drain_timeout; SIGHUP reloads the config file: connections and
+dispatch rules added, removed or changed are started, stopped or
+restarted, the others keep running; a config with a mistake is refused
+(each mistake logged) and the running one kept. The nats, http, lease, log
+and shutdown sections are read only at start.
 `
 
 func versionString() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && version == "dev" {
+		return fmt.Sprintf("bridge %s (%s)", buildVersion(), bi.GoVersion)
+	}
+	return "bridge " + buildVersion()
+}
+
+// buildVersion is version, with the VCS revision when it is "dev".
+func buildVersion() string {
 	v := version
 	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" {
 		for _, s := range bi.Settings {
@@ -154,9 +187,8 @@ func versionString() string {
 				v += "+" + s.Value[:12]
 			}
 		}
-		return fmt.Sprintf("bridge %s (%s)", v, bi.GoVersion)
 	}
-	return "bridge " + v
+	return v
 }
 
 type logFlags struct{ level, format string }
@@ -183,11 +215,24 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	}
 	w = zerolog.SyncWriter(w) // goroutines log concurrently; w may be any writer
 	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	return zerolog.New(w).Level(lvl).Hook(msTime{})
 }
 
+// msTime stamps each line with the time in UTC to the millisecond. It is
+// a hook rather than zerolog.TimeFieldFormat, a package global that tests
+// running commands in parallel would race on.
+type msTime struct{}
+
+func (msTime) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+}
+
+// loadConfig reads the config named by the flags and checks all of it:
+// the config itself, the NATS section's files, and every connection
+// against its platform (settings and secrets). Every mistake is reported,
+// one line each.
 func loadConfig(fs *flag.FlagSet, args []string, path *string, lf *logFlags) (*config.Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -198,14 +243,27 @@ func loadConfig(fs *flag.FlagSet, args []string, path *string, lf *logFlags) (*c
 	if *path == "" {
 		return nil, fmt.Errorf("%w: --config FILE is required", errUsage)
 	}
-	c, err := config.Load(*path, os.Environ())
-	if err != nil {
+	return readConfig(*path, lf)
+}
+
+// readConfig loads path and checks all of it (see loadConfig).
+func readConfig(path string, lf *logFlags) (*config.Config, error) {
+	c, err := config.Load(path, os.Environ())
+	if c == nil {
 		return nil, err
 	}
-	if lf != nil {
+	errs := []error{err}
+	if lf != nil && err == nil {
 		if err := lf.apply(c); err != nil {
-			return nil, fmt.Errorf("config: %w", err)
+			errs = append(errs, config.Lines("config: ", err))
 		}
+	}
+	errs = append(errs, config.Lines("config: ", c.CheckFiles()))
+	if _, err := bridge.New(c, bridge.Options{Log: zerolog.Nop(), Registry: platforms.All()}); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -221,7 +279,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(c.Log, stderr)
-	b, err := bridge.New(c, bridge.Options{Log: log, Registry: platforms.All(), ShutdownTimeout: c.Shutdown.DrainTimeout.D()})
+	b, err := bridge.New(c, bridge.Options{Log: log, Registry: platforms.All(), ShutdownTimeout: c.Shutdown.DrainTimeout.D(), Version: buildVersion()})
 	if err != nil {
 		return err
 	}
@@ -229,7 +287,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	watched := make(chan struct{})
 	go func() { // owned: cmdRun waits for it below
 		defer close(watched)
-		logSignals(watchCtx, ctx, log, c.Shutdown.DrainTimeout.D())
+		handleSignals(watchCtx, ctx, log, c.Shutdown.DrainTimeout.D(), func() { reload(ctx, b, *path, &lf, log) })
 	}()
 	err = b.Run(ctx)
 	stopWatch()
@@ -237,22 +295,46 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	return err
 }
 
-// logSignals logs each SIGHUP and the signal that stops run (with the
-// drain deadline) until watch ends.
-func logSignals(watch, run context.Context, log zerolog.Logger, drain time.Duration) {
+// handleSignals reloads the config at each SIGHUP and logs the signal that
+// stops run (with the drain deadline), until watch ends.
+func handleSignals(watch, run context.Context, log zerolog.Logger, drain time.Duration, reload func()) {
 	hup := hangups(run)
 	for {
 		select {
 		case <-hup:
-			log.Warn().Str("signal", "SIGHUP").Msg("signal received; config reload is not supported, ignoring it (restart to load a changed config)")
+			log.Info().Str("signal", "SIGHUP").Msg("signal received; reloading the config")
+			reload()
 		case <-run.Done():
 			if cause := context.Cause(run); errors.Is(cause, errSignal) {
-				log.Info().Str("signal", strings.TrimPrefix(cause.Error(), errSignal.Error()+": ")).Dur("drain_timeout", drain).Msg("signal received; draining")
+				log.Info().Str("signal", strings.TrimPrefix(cause.Error(), errSignal.Error()+": ")).Int64("drain_timeout_ms", drain.Milliseconds()).Msg("signal received; draining")
 			}
 			return
 		case <-watch.Done():
 			return
 		}
+	}
+}
+
+// reload reads path again and hands it to the running bridge; a config
+// with mistakes is refused, each mistake logged on a line of its own.
+func reload(ctx context.Context, b *bridge.Bridge, path string, lf *logFlags, log zerolog.Logger) {
+	c, err := readConfig(path, lf)
+	if err == nil {
+		err = b.Reload(ctx, c)
+	}
+	if err == nil {
+		return
+	}
+	if ctx.Err() != nil {
+		log.Warn().Err(err).Msg("config reload cut short: the bridge is stopping")
+		return
+	}
+	msg := "config reload refused; the running config is kept"
+	if errors.Is(err, bridge.ErrReloadIncomplete) {
+		msg = "config reloaded, but a connection did not start"
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		log.Error().Str("problem", line).Str("config", path).Msg(msg)
 	}
 }
 
@@ -262,9 +344,6 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	path := fs.String("config", os.Getenv("BRIDGE_CONFIG"), "config file (TOML); env BRIDGE_CONFIG")
 	c, err := loadConfig(fs, args, path, nil)
 	if err != nil {
-		return err
-	}
-	if _, err := bridge.New(c, bridge.Options{Log: zerolog.Nop(), Registry: platforms.All()}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d connections, %d dispatch rules)\n", *path, len(c.Connection), len(c.Dispatch))
