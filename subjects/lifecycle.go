@@ -12,13 +12,15 @@ const (
 	// Data: reconnect true when the connector reconnected by itself.
 	LifecycleConnected Lifecycle = "connected"
 	// LifecycleDisconnected: the session or its socket was lost. Data:
-	// reason; permanent true when the bridge does not reconnect.
+	// reason; permanent true when the platform refused the session (the
+	// bridge retries later: retry_in_ms).
 	LifecycleDisconnected Lifecycle = "disconnected"
 	// LifecycleReconnecting: the bridge reconnects after a wait. Data:
 	// in_ms, attempt.
 	LifecycleReconnecting Lifecycle = "reconnecting"
 	// LifecycleSuperseded: another session of the same agent took over;
-	// the connection stopped for good. Data: reason.
+	// the bridge takes the agent back after a cool-off. Data: reason,
+	// retry_in_ms.
 	LifecycleSuperseded Lifecycle = "superseded"
 	// LifecycleGapFilled: the catch-up after a (re)connect finished. Data:
 	// count (events found), rooms.
@@ -65,9 +67,9 @@ func Lifecycles() []LifecycleInfo {
 		{LifecycleLeaseAcquired, "This process now runs the connection (data: owner, instance)."},
 		{LifecycleConnected, "A session with the platform is up; reconnect is true when the connector reconnected by itself."},
 		{LifecycleGapFilled, "The catch-up after a (re)connect finished (data: count of events found, rooms)."},
-		{LifecycleDisconnected, "The session or its socket was lost (data: reason; permanent true when the bridge gives up)."},
+		{LifecycleDisconnected, "The session or its socket was lost (data: reason; permanent true when the platform refused it, with retry_in_ms until the next try)."},
 		{LifecycleReconnecting, "The bridge reconnects after a wait (data: in_ms, attempt)."},
-		{LifecycleSuperseded, "Another session of the same agent took over; the connection stopped for good (data: reason)."},
+		{LifecycleSuperseded, "Another session of the same agent took over; the bridge takes it back after a cool-off (data: reason, retry_in_ms)."},
 		{LifecycleLeaseLost, "This process stopped running the connection: it could not renew its lease (data: reason)."},
 		{LifecyclePayloadOffloaded, "An event's payload was too large for one message and is kept by reference (data: event_id, subject, size, limit, bucket, object)."},
 		{LifecycleGapPossible, "A room's socket was redialled on a platform without replay: frames sent meanwhile may be lost (data: reason, down_ms)."},
