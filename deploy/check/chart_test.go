@@ -86,11 +86,12 @@ func TestChart(t *testing.T) {
 		{name: "defaults"},
 		{name: "monitoring and network policy", values: `
 serviceMonitor: {enabled: true, labels: {release: kube-prometheus-stack}}
+prometheusRule: {enabled: true, labels: {release: kube-prometheus-stack}}
 networkPolicy:
   enabled: true
   httpFrom:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
-`, want: []string{"ServiceMonitor", "NetworkPolicy"}},
+`, want: []string{"ServiceMonitor", "PrometheusRule", "NetworkPolicy"}},
 		{name: "secret from values", values: `
 secret:
   create: true
@@ -145,6 +146,7 @@ func checkChartObjects(t *testing.T, o objects, user int64, want []string, anyOp
 		"ConfigMap": len(o.configMaps), "Secret": len(o.secrets), "Service": len(o.services),
 		"Deployment": len(o.deployments), "PodDisruptionBudget": len(o.pdbs),
 		"NetworkPolicy": len(o.netpols), "ServiceMonitor": len(o.monitors), "ScaledObject": len(o.scaledObject),
+		"PrometheusRule": len(o.rules),
 	}
 	for kind, n := range count {
 		wantN := 0

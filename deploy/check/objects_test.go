@@ -30,6 +30,7 @@ type objects struct {
 	pdbs         []policyv1.PodDisruptionBudget
 	netpols      []networkingv1.NetworkPolicy
 	monitors     []monitoringv1.ServiceMonitor
+	rules        []monitoringv1.PrometheusRule
 	scaledObject []scaledObject
 }
 
@@ -99,6 +100,8 @@ func decodeAll(t *testing.T, files map[string]string) objects {
 				out.netpols = append(out.netpols, strict[networkingv1.NetworkPolicy](doc, &err))
 			case "monitoring.coreos.com/v1 ServiceMonitor":
 				out.monitors = append(out.monitors, strict[monitoringv1.ServiceMonitor](doc, &err))
+			case "monitoring.coreos.com/v1 PrometheusRule":
+				out.rules = append(out.rules, strict[monitoringv1.PrometheusRule](doc, &err))
 			case "keda.sh/v1alpha1 ScaledObject":
 				out.scaledObject = append(out.scaledObject, strict[scaledObject](doc, &err))
 			default:
