@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bridgeworks/bridge/claimcheck"
@@ -38,6 +39,9 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Version names the build in the bridge_build_info metric, default "dev".
 	Version string
+	// TracerProvider traces events, dispatch and commands (package
+	// tracing); nil means no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Info tells where the running bridge can be reached.

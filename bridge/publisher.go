@@ -11,11 +11,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
+	"github.com/bridgeworks/bridge/tracing"
 )
 
 // publishWindow bounds the events of one connection that are published but
@@ -41,6 +44,7 @@ type publisher struct {
 	board    *statusBoard
 	stored   *publishedStore   // events already stored, across restarts; nil: none
 	cc       *claimcheck.Store // where events too large for one message go
+	tracer   trace.Tracer      // a span per platform event; nil: none
 }
 
 type inflight struct {
@@ -142,6 +146,7 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 			ack(ctx, err)
 			continue
 		}
+		p.trace(ctx, ev, msg)
 		if !p.cc.Fits(msg) {
 			if err := p.offload(ctx, msg); err != nil {
 				if ctx.Err() == nil {
@@ -261,4 +266,17 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// trace starts and ends the event's span and stores its context in the
+// message's headers (traceparent), where dispatch and workers continue it.
+func (p *publisher) trace(ctx context.Context, ev connector.Event, msg *nats.Msg) {
+	if p.tracer == nil || ev.Lifecycle != "" {
+		return
+	}
+	sctx, span := p.tracer.Start(ctx, "event "+subjects.EventName(ev.Name), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("bridge.platform", p.platform), attribute.String("bridge.connection", p.conn),
+			attribute.String("bridge.room", ev.Room), attribute.String("bridge.event_id", msg.Header.Get(subjects.HeaderMsgID))))
+	tracing.Inject(sctx, msg.Header)
+	span.End()
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
@@ -14,6 +15,7 @@ import (
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/dispatch"
 	"github.com/bridgeworks/bridge/retry"
+	"github.com/bridgeworks/bridge/tracing"
 )
 
 // returnPath builds a connection's command executor (durable commands and
@@ -30,7 +32,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 		MaxParallelRooms: ce.cfg.MaxParallelRooms,
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
-		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, // cmdexec names the connection itself
+		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(), // cmdexec names the connection itself
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
@@ -46,7 +48,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 			Events: r.Events, Tracker: tracker, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
 			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas,
-			Log: log, Registerer: m.reg, Payloads: cc,
+			Log: log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("dispatch for %q: %w", ce.cfg.Name, err)
@@ -54,4 +56,12 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 		runs = append(runs, d.Run)
 	}
 	return runs, nil
+}
+
+// tracer is the bridge's tracer, or nil without a TracerProvider.
+func (b *Bridge) tracer() trace.Tracer {
+	if b.opts.TracerProvider == nil {
+		return nil
+	}
+	return tracing.Tracer(b.opts.TracerProvider)
 }

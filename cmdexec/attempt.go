@@ -123,7 +123,9 @@ func (e *Executor) Do(ctx context.Context, cmd connector.Command) subjects.Resul
 			return res
 		}
 	}
-	out := e.execute(ctx, ctx, cmd, log)
+	traced, endSpan := e.startSpan(ctx, nil, cmd)
+	out := e.execute(traced, traced, cmd, log)
+	endSpan(out.res)
 	if !out.done {
 		return subjects.Result{CommandID: cmd.ID, Command: cmd.Name, Attempts: out.attempts,
 			Error: &subjects.Error{Code: subjects.ErrCodeUnavailable, Message: "not finished: " + errText(ctx), Retryable: true}}

@@ -99,7 +99,9 @@ func (e *Executor) process(stop, hard context.Context, m *consume.Msg) (ackflow.
 		if m.Delivered > 1 {
 			cmd.MaybeExecuted, cmd.Since = true, m.Stored
 		}
-		out := e.execute(stop, hard, cmd, log)
+		traced, endSpan := e.startSpan(hard, m.JS.Headers(), cmd)
+		out := e.execute(stop, traced, cmd, log)
+		endSpan(out.res)
 		if !out.done {
 			m.RetryIn = out.retryIn
 			return ackflow.Decision{}, false

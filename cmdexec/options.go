@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
@@ -44,6 +45,9 @@ type Options struct {
 	Log zerolog.Logger
 	// Registerer takes the executor's metrics; nil means none.
 	Registerer prometheus.Registerer
+	// Tracer traces each command, continuing the trace of its message's
+	// traceparent or of Do's context; nil means none.
+	Tracer trace.Tracer
 
 	// MaxAckPending bounds the commands in hand (the consumer's
 	// MaxAckPending and the executor's own bound), default 1024.

@@ -20,6 +20,7 @@ type Config struct {
 	HTTP       HTTP         `toml:"http"`
 	Lease      Lease        `toml:"lease"`
 	Shutdown   Shutdown     `toml:"shutdown"`
+	Tracing    Tracing      `toml:"tracing"`
 	Connection []Connection `toml:"connection"`
 	Dispatch   []Dispatch   `toml:"dispatch"`
 }
@@ -80,6 +81,16 @@ type HTTP struct {
 type Lease struct {
 	TTL   Duration `toml:"ttl"`   // a holder's lease expires this long after its last renewal, default 15s
 	Owner string   `toml:"owner"` // this replica's name, default the host name (stable per pod)
+}
+
+// Tracing configures OpenTelemetry tracing (OTLP over HTTP); off by default.
+type Tracing struct {
+	Enabled bool `toml:"enabled"` // default false
+	// Endpoint is the OTLP/HTTP collector URL, e.g. "http://otel-collector:4318";
+	// empty means the exporter's default (or the OTEL_EXPORTER_OTLP_* variables).
+	Endpoint    string  `toml:"endpoint"`
+	ServiceName string  `toml:"service_name"` // default "bridge"
+	SampleRatio float64 `toml:"sample_ratio"` // share of new traces kept, default 1
 }
 
 // Shutdown configures how the bridge stops on SIGTERM or SIGINT.
@@ -291,6 +302,10 @@ func (c *Config) SetDefaults() {
 	def(&c.HTTP.Listen, "127.0.0.1:8080")
 	defD(&c.Lease.TTL, 15*time.Second)
 	defD(&c.Shutdown.DrainTimeout, 15*time.Second)
+	def(&c.Tracing.ServiceName, "bridge")
+	if c.Tracing.SampleRatio == 0 {
+		c.Tracing.SampleRatio = 1
+	}
 	for i := range c.Connection {
 		cn := &c.Connection[i]
 		defD(&cn.ReconnectInitial, 500*time.Millisecond)
@@ -380,6 +395,12 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Shutdown.DrainTimeout.D(); d < 100*time.Millisecond || d > time.Hour {
 		bad("shutdown.drain_timeout %s is not between 100ms and 1h", d)
+	}
+	if r := c.Tracing.SampleRatio; r <= 0 || r > 1 {
+		bad("tracing.sample_ratio %g is not in (0, 1]", r)
+	}
+	if u := c.Tracing.Endpoint; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		bad("tracing.endpoint %q is not an http:// or https:// URL", u)
 	}
 	names := map[string]bool{}
 	for i, cn := range c.Connection {

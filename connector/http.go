@@ -6,18 +6,23 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // NewHTTPClient returns an HTTP client for platform REST calls, meant to be
 // shared by every connection of a bridge. Its pool is sized for parallel
 // command execution: net/http's default keeps two idle connections per host
 // and opens a new one per request under load. It follows redirects only
-// within the origin of the request ([SameOriginRedirects]).
+// within the origin of the request ([SameOriginRedirects]), and sends the
+// W3C trace context of the request's context (traceparent) when there is
+// one, so a platform that traces sees the bridge's trace.
 func NewHTTPClient() *http.Client {
 	return &http.Client{
 		Timeout:       30 * time.Second,
 		CheckRedirect: SameOriginRedirects,
-		Transport: &http.Transport{
+		Transport: traceContextTransport{base: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			ForceAttemptHTTP2:     true,
@@ -26,7 +31,26 @@ func NewHTTPClient() *http.Client {
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
-		},
+		}},
+	}
+}
+
+// traceContextTransport adds the request context's span context as
+// traceparent/tracestate headers; a request without one goes out as is.
+type traceContextTransport struct{ base http.RoundTripper }
+
+func (t traceContextTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if trace.SpanContextFromContext(req.Context()).IsValid() {
+		req = req.Clone(req.Context()) // a RoundTripper must not change the caller's request
+		propagation.TraceContext{}.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
+	}
+	return t.base.RoundTrip(req)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the pool.
+func (t traceContextTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/bridgeworks/bridge/consume"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
+	"github.com/bridgeworks/bridge/tracing"
 )
 
 // HeaderAttempt carries the attempt number (1 for the first) on work requests.
@@ -75,6 +76,8 @@ func (d *Dispatcher) handle(ctx, hard context.Context, cm *consume.Msg) (ackflow
 		d.m.outcome("duplicate")
 		return handled(ackflow.Decision{Action: ackflow.ActionAck})
 	}
+	hard, endSpan := d.startSpan(hard, msg) // the reply commands' calls continue it
+	defer endSpan()
 	counted := 0
 	waits := retry.Policy{Initial: d.o.BackoffInitial, Max: d.o.BackoffMax}.Start()
 	for {
@@ -164,6 +167,7 @@ func (d *Dispatcher) attempt(ctx, hard context.Context, msg *message, n int) (ou
 	req.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
 	req.Header.Set(subjects.HeaderMsgID, msg.eventID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(n))
+	tracing.Inject(hard, req.Header) // a worker may continue the trace
 	if err := d.fitRequest(hard, msg, req); err != nil {
 		return outNotSent, subjects.WorkReply{}, err.Error()
 	}

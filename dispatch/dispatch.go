@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
@@ -75,6 +76,9 @@ type Options struct {
 	Replicas   int // of the KV buckets, default 1
 	Log        zerolog.Logger
 	Registerer prometheus.Registerer // nil: no metrics
+	// Tracer traces each dispatched event, continuing the trace of its
+	// stored message; nil means none.
+	Tracer trace.Tracer
 	// Payloads keeps the event data of work requests and dead letters too
 	// large for one NATS message; default a store for Conn with
 	// claimcheck's defaults.

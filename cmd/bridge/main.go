@@ -28,6 +28,7 @@ import (
 	"github.com/bridgeworks/bridge/bridge"
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/platforms"
+	"github.com/bridgeworks/bridge/tracing"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -279,7 +280,24 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(c.Log, stderr)
-	b, err := bridge.New(c, bridge.Options{Log: log, Registry: platforms.All(), ShutdownTimeout: c.Shutdown.DrainTimeout.D(), Version: buildVersion()})
+	opts := bridge.Options{Log: log, Registry: platforms.All(), ShutdownTimeout: c.Shutdown.DrainTimeout.D(), Version: buildVersion()}
+	if c.Tracing.Enabled {
+		tp, flush, err := tracing.New(ctx, tracing.Config{Enabled: true, Endpoint: c.Tracing.Endpoint,
+			ServiceName: c.Tracing.ServiceName, SampleRatio: c.Tracing.SampleRatio})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := flush(fctx); err != nil {
+				log.Warn().Err(err).Msg("traces not flushed")
+			}
+		}()
+		opts.TracerProvider = tp
+		log.Info().Float64("sample_ratio", c.Tracing.SampleRatio).Msg("tracing on")
+	}
+	b, err := bridge.New(c, opts)
 	if err != nil {
 		return err
 	}
