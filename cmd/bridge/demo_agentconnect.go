@@ -24,9 +24,10 @@ const demoCooldown = time.Second
 func runDemoAgentConnect(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	emu := agentconnectemu.New(agentconnectemu.Options{NoRateLimits: true, MaxSessionsPerUser: -1, MaxTurns: -1,
 		TokenBudget: -1, ReplyDelay: 50 * time.Millisecond, Reply: demoAnswer,
-		// After a cooldown the server's handler waits this long before
-		// it reads the socket again (and then says it is slow).
-		ReplyTimeout: demoCooldown})
+		// After a cooldown the server's handler waits this long, says the
+		// AI is slow, and only then reads the socket again: shorter than
+		// the cooldown, so the notice comes before the held message.
+		ReplyTimeout: demoCooldown / 4})
 	url, err := emu.Start()
 	if err != nil {
 		return fmt.Errorf("agentconnect emulator: %w", err)

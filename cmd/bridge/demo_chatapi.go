@@ -48,8 +48,10 @@ rate_burst = 20
 	if o.noWorker {
 		fmt.Fprintf(stdout, "  --no-worker: ask a question yourself (agent %s), e.g.\n"+
 			"    nats --server %s sub 'bridge.evt.chatapi.demo.>'\n"+
-			"    nats --server %s req bridge.rpc.chatapi.demo.chat '{\"room\": \"%s\", \"message\": \"where is my order?\"}'\n",
-			agents[0].ID, info.NATSClientURL, info.NATSClientURL, agents[0].ID)
+			"    nats --server %s req bridge.rpc.chatapi.demo.chat '{\"room\": \"%s\", \"message\": \"where is my order?\"}'\n"+
+			"  or with the example worker:\n"+
+			"    go run ./examples/workers/go/chatapi --nats %s --conn demo --agent %s \"where is my order?\"\n",
+			agents[0].ID, info.NATSClientURL, info.NATSClientURL, agents[0].ID, info.NATSClientURL, agents[0].ID)
 		<-ctx.Done()
 		return nil
 	}
