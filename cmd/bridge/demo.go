@@ -31,11 +31,13 @@ type demoOptions struct {
 	rate     float64
 	noWorker bool
 	natsAddr string
+	platform string
 }
 
 // cmdDemo runs the whole mission on one machine: embedded NATS, the Band
 // emulator with a scripted conversation, the bridge with managed dispatch,
 // and (unless --no-worker) a built-in worker that answers every message.
+// --platform picks another platform's emulator and worker (demo_*.go).
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -43,18 +45,25 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&o.duration, "duration", 45*time.Second, "give up after this long")
 	fs.IntVar(&o.rooms, "rooms", 3, "chat rooms in the scripted conversation")
 	fs.IntVar(&o.messages, "messages", 8, "user messages per room")
-	fs.Float64Var(&o.rate, "rate", 10, "user messages posted per second, all rooms together")
+	fs.Float64Var(&o.rate, "rate", 10, "user messages posted per second, all rooms together (band only)")
 	fs.BoolVar(&o.noWorker, "no-worker", false, "do not start the built-in worker: answer bridge.work.band.demo.> yourself")
 	fs.StringVar(&o.natsAddr, "nats-listen", "127.0.0.1:4222", "where the embedded NATS listens for workers (a free port is taken if busy)")
+	fs.StringVar(&o.platform, "platform", "band", "the platform to emulate: band, polyai (rooms are sessions), chatapi (rooms are agents) or agentconnect (rooms are sessions)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.rooms < 1 || o.messages < 1 || o.rate <= 0 {
 		return fmt.Errorf("%w: --rooms, --messages and --rate must be positive", errUsage)
 	}
+	run, ok := map[string]func(context.Context, demoOptions, io.Writer, io.Writer) error{
+		"band": runDemo, "polyai": runDemoPolyAI, "chatapi": runDemoChatAPI, "agentconnect": runDemoAgentConnect,
+	}[o.platform]
+	if !ok {
+		return fmt.Errorf("%w: --platform %q: want band, polyai, chatapi or agentconnect", errUsage, o.platform)
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
-	return runDemo(ctx, o, stdout, stderr)
+	return run(ctx, o, stdout, stderr)
 }
 
 func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {

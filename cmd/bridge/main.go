@@ -156,6 +156,7 @@ commands:
   run --config FILE          run the bridge (default command)
   check-config --config FILE load and validate a config, then exit
   demo                       run the whole flow on embedded defaults
+                             (--platform band, polyai, chatapi or agentconnect)
   emulate PLATFORM           run a platform emulator alone: band, chatapi,
                              polyai, agentconnect (e.g. bridge emulate band)
   dlq list|show|redrive      inspect dead letters; publish them again (see "bridge dlq")
