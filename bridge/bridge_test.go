@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
@@ -93,6 +94,7 @@ type bridgeSpec struct {
 	natsURL  string               // external NATS; embedded when empty
 	tweak    func(*config.Config) // changes past validation (e.g. a tiny window); nil for none
 	logs     *logBuffer           // captures the log at debug level when set
+	tracer   trace.TracerProvider // traces when set
 }
 
 // runBridge starts a bridge and waits until it is ready; it is stopped at
@@ -122,7 +124,8 @@ func runBridge(t *testing.T, spec bridgeSpec) *harness {
 	}
 	b, err := New(c, Options{
 		Log: log, Registry: spec.registry, OnReady: func(i Info) { ready <- i },
-		LookupEnv: func(k string) (string, bool) { v, ok := spec.env[k]; return v, ok },
+		LookupEnv:      func(k string) (string, bool) { v, ok := spec.env[k]; return v, ok },
+		TracerProvider: spec.tracer,
 	})
 	if err != nil {
 		t.Fatal(err)

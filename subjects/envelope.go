@@ -17,6 +17,8 @@ const (
 	HeaderStatus        = "Bridge-Status"
 	HeaderAttempts      = "Bridge-Attempts"
 	HeaderSourceSubject = "Bridge-Source-Subject"
+	HeaderTraceParent   = "traceparent" // W3C trace context, with tracing on
+	HeaderTraceState    = "tracestate"
 )
 
 // ContentTypeCloudEvents is the Content-Type of every event message.

@@ -68,6 +68,8 @@ func Headers() []HeaderInfo {
 		{HeaderReplyTo, "commands (set by the worker)",
 			"A subject that receives the command's result too: under P.res.<platform>.<conn>., _INBOX_<conn>. or _INBOX.; any other is ignored with a warning."},
 		{HeaderAttempt, "work requests", "The attempt number, 1 for the first."},
+		{HeaderTraceParent, "events, work requests; read on commands", "W3C trace context, set only with tracing on (config [tracing]): the event's trace, continued by managed dispatch on its work request. A command that carries one continues that trace, and so do the platform calls it makes."},
+		{HeaderTraceState, "events, work requests; read on commands", "W3C trace state, beside traceparent when the trace has one."},
 		{HeaderError, "dead letters", "Why the message was given up on, one line of at most 1 KiB."},
 		{HeaderStatus, "dead letters", "The platform's HTTP status, 0 when there was none."},
 		{HeaderAttempts, "dead letters", "How many attempts were made."},

@@ -115,6 +115,8 @@ type RequestRecord struct {
 	AgentID  string // the authenticated agent, empty when auth failed
 	Time     time.Time
 	Duration time.Duration
+	// TraceParent is the request's W3C traceparent header, if it had one.
+	TraceParent string
 }
 
 // ContactRequest is a contact request between an agent and a peer.

@@ -137,7 +137,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, h func(*call))
 	c := &call{w: sw, r: r, reqID: s.newRequestID()}
 	sw.Header().Set("X-Request-ID", c.reqID)
 	defer func() {
-		s.record(RequestRecord{Method: r.Method, Path: r.URL.Path, Status: sw.status,
+		s.record(RequestRecord{Method: r.Method, Path: r.URL.Path, Status: sw.status, TraceParent: r.Header.Get("traceparent"),
 			AgentID: c.agentID, Time: start, Duration: time.Since(start)})
 	}()
 
