@@ -263,6 +263,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, stored: stored, state: state,
 		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls
+		dials:      connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst),
+		catchUp:    connector.NewGate(cfg.CatchUp.Parallel),
 		conns:      map[string]*runningConn{}}
 	for _, ce := range b.conns {
 		if err := rt.start(gctx, ce); err != nil {

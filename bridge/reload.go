@@ -32,6 +32,8 @@ type running struct {
 	stored     *publishedStore
 	state      jetstream.KeyValue
 	httpClient *http.Client
+	dials      *connector.DialLimiter // paces every connection's sockets ([dial])
+	catchUp    *connector.Gate        // bounds every connection's catch-up reads ([catchup])
 	conns      map[string]*runningConn
 }
 
@@ -55,7 +57,8 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 	}
 	rt.board.add(name, platform, StateStarting)
 	clog := b.opts.Log.With().Str("connection", name).Str("platform", platform).Logger()
-	c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog, HTTPClient: rt.httpClient, State: newStateStore(rt.state, name)})
+	c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog, HTTPClient: rt.httpClient, State: newStateStore(rt.state, name),
+		Dials: rt.dials, CatchUp: rt.catchUp})
 	if err != nil {
 		return fmt.Errorf("connection %q: %w", name, err)
 	}
@@ -155,6 +158,7 @@ func restartOnly(old, next *config.Config) (changed []string) {
 	}{
 		{"nats", old.NATS, next.NATS}, {"http", old.HTTP, next.HTTP}, {"lease", old.Lease, next.Lease},
 		{"log", old.Log, next.Log}, {"shutdown", old.Shutdown, next.Shutdown},
+		{"dial", old.Dial, next.Dial}, {"catchup", old.CatchUp, next.CatchUp},
 	} {
 		if !reflect.DeepEqual(s.old, s.next) {
 			changed = append(changed, s.name)
@@ -170,6 +174,7 @@ func (rt *running) reload(ctx context.Context, req reloadRequest) error {
 	if kept := restartOnly(b.cfg, &next); len(kept) > 0 {
 		log.Warn().Strs("sections", kept).Msg("config reload: these sections changed but are read only at start; they keep their running values until a restart")
 		next.NATS, next.HTTP, next.Lease, next.Log, next.Shutdown = b.cfg.NATS, b.cfg.HTTP, b.cfg.Lease, b.cfg.Log, b.cfg.Shutdown
+		next.Dial, next.CatchUp = b.cfg.Dial, b.cfg.CatchUp
 	}
 	rules := func(c *config.Config, name string) (out []config.Dispatch) {
 		for _, d := range c.Dispatch {

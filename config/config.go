@@ -21,6 +21,8 @@ type Config struct {
 	Lease      Lease        `toml:"lease"`
 	Shutdown   Shutdown     `toml:"shutdown"`
 	Tracing    Tracing      `toml:"tracing"`
+	Dial       Dial         `toml:"dial"`
+	CatchUp    CatchUp      `toml:"catchup"`
 	Connection []Connection `toml:"connection"`
 	Dispatch   []Dispatch   `toml:"dispatch"`
 }
@@ -100,6 +102,26 @@ type Shutdown struct {
 	// handed back to JetStream for redelivery, default 15s. Keep the pod's
 	// terminationGracePeriodSeconds above it.
 	DrainTimeout Duration `toml:"drain_timeout"`
+}
+
+// Dial paces the platform sockets every connection of this process opens,
+// first dials and redials alike, so a restart with thousands of connections
+// does not dial them all in the same second.
+type Dial struct {
+	// Rate is the number of new sockets per second, default 100. Each dial
+	// also waits a random fraction of 1/rate first (jitter), so connections
+	// started together do not line up.
+	Rate float64 `toml:"rate"`
+	// Burst is how many dials may go at once after a quiet spell, default
+	// 20. No one-second window sees more than rate + burst dials.
+	Burst int `toml:"burst"`
+}
+
+// CatchUp bounds the catch-up reads (the platform's lists of unprocessed
+// messages and rooms) that run at once across every connection of this
+// process.
+type CatchUp struct {
+	Parallel int `toml:"parallel"` // default 64
 }
 
 // Connection is one platform account / agent identity. Keys every
@@ -306,6 +328,11 @@ func (c *Config) SetDefaults() {
 	if c.Tracing.SampleRatio == 0 {
 		c.Tracing.SampleRatio = 1
 	}
+	if c.Dial.Rate == 0 {
+		c.Dial.Rate = 100
+	}
+	defI(&c.Dial.Burst, 20)
+	defI(&c.CatchUp.Parallel, 64)
 	for i := range c.Connection {
 		cn := &c.Connection[i]
 		defD(&cn.ReconnectInitial, 500*time.Millisecond)
@@ -401,6 +428,15 @@ func (c *Config) Validate() error {
 	}
 	if u := c.Tracing.Endpoint; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		bad("tracing.endpoint %q is not an http:// or https:// URL", u)
+	}
+	if r := c.Dial.Rate; !(r >= 0.1 && r <= 100000) {
+		bad("dial.rate %v is not between 0.1 and 100000 (sockets per second)", r)
+	}
+	if b := c.Dial.Burst; b < 1 || b > 100000 {
+		bad("dial.burst %d is not between 1 and 100000", b)
+	}
+	if p := c.CatchUp.Parallel; p < 1 || p > 10000 {
+		bad("catchup.parallel %d is not between 1 and 10000", p)
 	}
 	names := map[string]bool{}
 	for i, cn := range c.Connection {

@@ -141,6 +141,14 @@ type Deps struct {
 	// replicas, namespaced to this connection; nil when the bridge runs
 	// without one (tests that build a connector by hand).
 	State StateStore
+	// Dials, shared by every connection of the process, paces the sockets
+	// the connector opens: it waits on it before every dial, redials
+	// included. nil: no pacing.
+	Dials *DialLimiter
+	// CatchUp, shared by every connection of the process, bounds the
+	// catch-up reads (lists of unprocessed messages or rooms) running at
+	// once. nil: no bound beyond the connector's own.
+	CatchUp *Gate
 }
 
 // Factory builds a connector for one platform.

@@ -67,8 +67,10 @@ type Connector struct {
 	log   zerolog.Logger
 	rest  *restClient
 	wsURL string
-	agent atomic.Value // string: the agent's id, from config or /agent/me
-	seen  *seenSet     // message ids stored in JetStream, across sessions
+	agent atomic.Value           // string: the agent's id, from config or /agent/me
+	seen  *seenSet               // message ids stored in JetStream, across sessions
+	dials *connector.DialLimiter // shared by the process; nil: unpaced
+	catch *connector.Gate        // shared by the process; nil: unbounded
 	waits connector.WaitBoard
 
 	connMu sync.Mutex // serialises Connect and Close (held across network calls)
@@ -118,7 +120,8 @@ func newConnector(cfg connector.Config, defBase string, deps connector.Deps, opt
 	if cfg.Reconnect.Max > 0 {
 		opts.Backoff.Max = cfg.Reconnect.Max
 	}
-	c := &Connector{cfg: cfg, st: st, opts: opts.withDefaults(), log: deps.Log, wsURL: st.WSURL, seen: newSeenSet(50000)}
+	c := &Connector{cfg: cfg, st: st, opts: opts.withDefaults(), log: deps.Log, wsURL: st.WSURL, seen: newSeenSet(50000),
+		dials: deps.Dials, catch: deps.CatchUp}
 	c.rest = newRESTClient(st.BaseURL, deps.HTTPClient, cfg.RetryAfterMax, deps.Log, &c.waits)
 	c.rest.refresh = func() (string, error) { return c.cfg.Secrets.Get(secretAPIKey) }
 	c.agent.Store(st.AgentID)

@@ -104,6 +104,7 @@ func (s *session) start(ctx context.Context) error {
 		// The upgrade carries the key (header and query): never follow a
 		// redirect off Band's origin.
 		HTTPClient:        &http.Client{CheckRedirect: connector.SameOriginRedirects},
+		DialGate:          s.c.dials.Wait,
 		HeartbeatInterval: s.c.opts.HeartbeatInterval,
 		Backoff:           s.c.opts.Backoff,
 		Logger:            s.log,

@@ -42,6 +42,17 @@ func (s *session) syncLoop(ctx context.Context) {
 	}
 }
 
+// catchUpList reads one page of a catch-up list, holding a place of the
+// process-wide catch-up gate for the call only (never while the page's
+// events wait for the queue, so one stalled connection cannot hold it).
+func (s *session) catchUpList(ctx context.Context, path string) ([]json.RawMessage, listMeta, error) {
+	if err := s.c.catch.Enter(ctx); err != nil {
+		return nil, listMeta{}, err
+	}
+	defer s.c.catch.Leave()
+	return s.c.rest.list(ctx, path)
+}
+
 type chatRoom struct {
 	ID string `json:"id"`
 }
@@ -51,7 +62,7 @@ type chatRoom struct {
 func (s *session) listChats(ctx context.Context) (map[string]bool, error) {
 	ids := map[string]bool{}
 	for page := 1; page <= 1000; page++ {
-		items, meta, err := s.c.rest.list(ctx, "/api/v1/agent/chats?page="+itoa(page)+"&page_size=100")
+		items, meta, err := s.catchUpList(ctx, "/api/v1/agent/chats?page="+itoa(page)+"&page_size=100")
 		if err != nil {
 			return nil, err
 		}
@@ -214,7 +225,7 @@ func (s *session) drain(ctx context.Context, r *room) int {
 		if cursor != "" {
 			path += "&cursor=" + url.QueryEscape(cursor)
 		}
-		msgs, meta, err := s.c.rest.list(ctx, path)
+		msgs, meta, err := s.catchUpList(ctx, path)
 		if err != nil {
 			var pe *connector.PlatformError
 			if errors.As(err, &pe) && pe.Status == http.StatusNotFound {

@@ -32,6 +32,7 @@ type Server struct {
 	wg sync.WaitGroup
 
 	reqSeq          atomic.Uint64
+	dials           dialLog // every socket upgrade request, for DialStats
 	stallHeartbeats atomic.Bool
 
 	lifeMu    sync.Mutex // guards the fields of the built-in listener

@@ -12,12 +12,14 @@ import (
 	"github.com/coder/websocket"
 )
 
-// liveConn is one open websocket and the three goroutines that serve it:
-// the reader (decodes and dispatches frames, may block in onMessage), the
-// writer (drains the heartbeat slot first, then the bounded send queue)
-// and the heartbeat ticker. It also owns the timers for reply timeouts
-// and delayed rejoins. The first failure closes closing; shutdown then
-// stops and waits for everything.
+// liveConn is one open websocket. Only its reader (decodes and dispatches
+// frames, may block in onMessage) has a goroutine for the connection's
+// whole life. The writer (heartbeat first, then the bounded send queue)
+// runs only while frames wait, and the heartbeat is a timer on the
+// runtime's timer heap, shared by every socket of the process, that runs
+// a short callback each interval: an idle socket costs one goroutine. It
+// also owns the timers for reply timeouts and delayed rejoins. The first
+// failure closes closing; shutdown then stops and waits for everything.
 type liveConn struct {
 	s      *Socket
 	ws     *websocket.Conn
@@ -26,8 +28,11 @@ type liveConn struct {
 	ctx    context.Context // cancelled at the end of shutdown; bounds reads and writes
 	cancel context.CancelFunc
 
-	sendq chan []byte // bounded outbound queue
-	hbq   chan []byte // the next heartbeat; written before sendq
+	wmu     sync.Mutex
+	sendq   [][]byte // bounded outbound queue (opts.SendQueue)
+	hb      []byte   // the next heartbeat; written before sendq
+	writing bool     // a writer goroutine is running
+	wdone   bool     // shutdown began: no writer starts any more
 
 	failOnce sync.Once
 	closing  chan struct{} // closed by the first fail
@@ -35,7 +40,7 @@ type liveConn struct {
 	code     websocket.StatusCode
 	reason   string
 
-	wg sync.WaitGroup // reader, writer, heartbeat, timer callbacks
+	wg sync.WaitGroup // reader, writer, timer callbacks (heartbeat included)
 
 	mu         sync.Mutex
 	pending    map[string]func(reply) // by ref; called once, on the reader goroutine or a timer
@@ -62,8 +67,6 @@ func newLiveConn(s *Socket, ws *websocket.Conn) *liveConn {
 		opened:  time.Now(),
 		ctx:     ctx,
 		cancel:  cancel,
-		sendq:   make(chan []byte, s.opts.SendQueue),
-		hbq:     make(chan []byte, 1),
 		closing: make(chan struct{}),
 		pending: make(map[string]func(reply)),
 		timers:  make(map[*time.Timer]struct{}),
@@ -71,10 +74,9 @@ func newLiveConn(s *Socket, ws *websocket.Conn) *liveConn {
 }
 
 func (lc *liveConn) start() {
-	lc.wg.Add(3)
+	lc.wg.Add(1)
 	go func() { defer lc.wg.Done(); lc.readLoop() }()
-	go func() { defer lc.wg.Done(); lc.writeLoop() }()
-	go func() { defer lc.wg.Done(); lc.heartbeatLoop() }()
+	lc.afterFunc(lc.s.opts.HeartbeatInterval, lc.heartbeat)
 }
 
 // fail records the first cause and starts the end of the connection. The
@@ -111,6 +113,10 @@ func (lc *liveConn) shutdown() {
 	t.Stop()
 	lc.cancel() // aborts a read or write still in progress, closing the conn
 	<-closed
+
+	lc.wmu.Lock()
+	lc.wdone = true
+	lc.wmu.Unlock()
 
 	lc.mu.Lock()
 	lc.timersDone = true
@@ -152,14 +158,28 @@ func (lc *liveConn) send(b []byte) error {
 	if lc.isClosing() {
 		return ErrNotConnected
 	}
-	select {
-	case lc.sendq <- b:
-		return nil
-	default:
+	lc.wmu.Lock()
+	if len(lc.sendq) >= lc.s.opts.SendQueue {
+		lc.wmu.Unlock()
 		lc.s.queueFull.Add(1)
-		lc.s.log.Warn().Int("capacity", cap(lc.sendq)).Msg("phoenix: send queue full, frame refused")
+		lc.s.log.Warn().Int("capacity", lc.s.opts.SendQueue).Msg("phoenix: send queue full, frame refused")
 		return ErrSendQueueFull
 	}
+	lc.sendq = append(lc.sendq, b)
+	lc.startWriterLocked()
+	lc.wmu.Unlock()
+	return nil
+}
+
+// startWriterLocked starts the writer unless one runs or shutdown began;
+// wmu is held.
+func (lc *liveConn) startWriterLocked() {
+	if lc.writing || lc.wdone {
+		return
+	}
+	lc.writing = true
+	lc.wg.Add(1)
+	go func() { defer lc.wg.Done(); lc.writeLoop() }()
 }
 
 // sendFrame encodes and queues f.
@@ -261,70 +281,82 @@ func readError(err error) error {
 	return fmt.Errorf("phoenix: read: %w", err)
 }
 
+// writeLoop writes the queued frames, the heartbeat first, and returns
+// when none is left (or the connection fails).
 func (lc *liveConn) writeLoop() {
 	for {
+		lc.wmu.Lock()
 		var b []byte
-		select {
-		case b = <-lc.hbq:
-		default:
-			select {
-			case b = <-lc.hbq:
-			case b = <-lc.sendq:
-			case <-lc.closing:
-				return
+		switch {
+		case lc.isClosing():
+		case lc.hb != nil:
+			b, lc.hb = lc.hb, nil
+		case len(lc.sendq) > 0:
+			b = lc.sendq[0]
+			lc.sendq[0] = nil
+			lc.sendq = lc.sendq[1:]
+			if len(lc.sendq) == 0 {
+				lc.sendq = nil // let the backing array go while idle
 			}
 		}
+		if b == nil {
+			lc.writing = false
+			lc.wmu.Unlock()
+			return
+		}
+		lc.wmu.Unlock()
 		wctx, cancel := context.WithTimeout(lc.ctx, lc.s.opts.WriteTimeout)
 		err := lc.ws.Write(wctx, websocket.MessageText, b)
 		cancel()
 		if err != nil {
 			lc.fail(fmt.Errorf("phoenix: write: %w", err), websocket.StatusNormalClosure, "")
+			lc.wmu.Lock()
+			lc.writing = false
+			lc.wmu.Unlock()
 			return
 		}
 	}
 }
 
-// heartbeatLoop sends a heartbeat every interval. If the previous one is
-// still unanswered when the next is due, and the reader neither received
-// a frame nor sat in onMessage since it was sent, the connection is
-// presumed dead: it is closed with reason "heartbeat timeout". Frames or
-// a busy reader prove the link is alive (the reply may be queued behind a
-// slow consumer), so then another heartbeat is sent instead.
-func (lc *liveConn) heartbeatLoop() {
+// heartbeat runs every interval on a timer (not a goroutine of its own)
+// and arms the next one. If the previous heartbeat is still unanswered,
+// and the reader neither received a frame nor sat in onMessage since it
+// was sent, the connection is presumed dead: it is closed with reason
+// "heartbeat timeout". Frames or a busy reader prove the link is alive
+// (the reply may be queued behind a slow consumer), so then another
+// heartbeat is sent instead.
+func (lc *liveConn) heartbeat() {
 	s := lc.s
-	t := time.NewTicker(s.opts.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-lc.closing:
-			return
-		case <-t.C:
-		}
-		lc.mu.Lock()
-		outstanding := len(lc.hbRefs) > 0
-		alive := lc.framesRead.Load() != lc.hbFramesAt || lc.readerBusy.Load()
-		if outstanding && !alive {
-			lc.mu.Unlock()
-			s.missedHB.Add(1)
-			s.log.Warn().Dur("interval", s.opts.HeartbeatInterval).Msg("phoenix: heartbeat unanswered, closing")
-			lc.fail(ErrHeartbeatTimeout, websocket.StatusNormalClosure, "heartbeat timeout")
-			return
-		}
-		ref := s.nextRef()
-		lc.hbRefs = append(lc.hbRefs, ref)
-		if len(lc.hbRefs) > 8 {
-			lc.hbRefs = lc.hbRefs[len(lc.hbRefs)-8:]
-		}
-		lc.hbFramesAt = lc.framesRead.Load()
-		lc.mu.Unlock()
-
-		// ref is a decimal number, so no escaping is needed.
-		b := []byte(`[null,"` + ref + `","` + TopicPhoenix + `","` + EventHeartbeat + `",{}]`)
-		select {
-		case lc.hbq <- b:
-		default: // the previous heartbeat is still unwritten; the write timeout will catch a stuck writer
-		}
+	if lc.isClosing() {
+		return
 	}
+	lc.mu.Lock()
+	outstanding := len(lc.hbRefs) > 0
+	alive := lc.framesRead.Load() != lc.hbFramesAt || lc.readerBusy.Load()
+	if outstanding && !alive {
+		lc.mu.Unlock()
+		s.missedHB.Add(1)
+		s.log.Warn().Dur("interval", s.opts.HeartbeatInterval).Msg("phoenix: heartbeat unanswered, closing")
+		lc.fail(ErrHeartbeatTimeout, websocket.StatusNormalClosure, "heartbeat timeout")
+		return
+	}
+	ref := s.nextRef()
+	lc.hbRefs = append(lc.hbRefs, ref)
+	if len(lc.hbRefs) > 8 {
+		lc.hbRefs = lc.hbRefs[len(lc.hbRefs)-8:]
+	}
+	lc.hbFramesAt = lc.framesRead.Load()
+	lc.mu.Unlock()
+
+	// ref is a decimal number, so no escaping is needed.
+	b := []byte(`[null,"` + ref + `","` + TopicPhoenix + `","` + EventHeartbeat + `",{}]`)
+	lc.wmu.Lock()
+	if lc.hb == nil { // else the previous heartbeat is still unwritten; the write timeout will catch a stuck writer
+		lc.hb = b
+		lc.startWriterLocked()
+	}
+	lc.wmu.Unlock()
+	lc.afterFunc(s.opts.HeartbeatInterval, lc.heartbeat)
 }
 
 // ackHeartbeat reports whether ref answers an outstanding heartbeat, and

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 var ownFrames = []string{
 	"phoenix.(*liveConn).readLoop",
 	"phoenix.(*liveConn).writeLoop",
-	"phoenix.(*liveConn).heartbeatLoop",
+	"phoenix.(*liveConn).heartbeat",
 	"phoenix.(*liveConn).shutdown",
 	"phoenix.(*Socket).Run",
 }

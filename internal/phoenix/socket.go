@@ -28,6 +28,10 @@ type Options struct {
 	// redial); an error fails that dial like a network error. nil dials URL
 	// with Header every time. URL still names the socket in logs.
 	DialTarget func() (url string, header http.Header, err error)
+	// DialGate, if set, is waited on before every dial (first and redials),
+	// outside DialTimeout: a process-wide pacer of new sockets. An error
+	// (ctx's end) fails that dial.
+	DialGate func(ctx context.Context) error
 	// HTTPClient performs the upgrade; default http.DefaultClient.
 	HTTPClient *http.Client
 
@@ -350,6 +354,11 @@ func (s *Socket) nextRef() string { return strconv.FormatUint(s.refs.Add(1), 10)
 
 // dial performs the upgrade. A refused upgrade becomes *UpgradeError.
 func (s *Socket) dial(ctx context.Context) (*liveConn, error) {
+	if s.opts.DialGate != nil {
+		if err := s.opts.DialGate(ctx); err != nil {
+			return nil, fmt.Errorf("phoenix: dial: waiting for a dial slot: %w", err)
+		}
+	}
 	dctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
 	defer cancel()
 	target, header := s.opts.URL, s.opts.Header
