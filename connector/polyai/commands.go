@@ -95,7 +95,14 @@ func (c *Connector) Execute(ctx context.Context, cmd connector.Command) (connect
 		}
 		return connector.Response{Status: http.StatusOK, Data: json.RawMessage(`{}`)}, nil
 	case "end_session":
-		return s.request(ctx, rs, cmd.ID, typeUserEndSession, json.RawMessage("{}"), nil)
+		resp, err := s.request(ctx, rs, cmd.ID, typeUserEndSession, json.RawMessage("{}"), nil)
+		var pe *connector.PlatformError
+		if errors.As(err, &pe) && pe.Code == "session_ended" {
+			// The session ended (its SESSION_END came before our echo, or
+			// earlier): what the command asked for is done.
+			return connector.Response{Status: http.StatusOK, Data: json.RawMessage(`{"ended":true}`)}, nil
+		}
+		return resp, err
 	default: // join
 		return s.request(ctx, rs, cmd.ID, typeRequestJoin, json.RawMessage("{}"), nil)
 	}
