@@ -2,9 +2,11 @@ package bridge
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,5 +149,67 @@ func TestReplicasSpreadConnections(t *testing.T) {
 		if l.Holder == "" || l.Revision == 0 || l.Since.IsZero() {
 			t.Errorf("lease %+v: holder, revision or since missing", l)
 		}
+	}
+}
+
+// A holder cut off from NATS (its renewals stop) refuses to act for the
+// connection before another process can take the lease: its fence fails
+// before the key expires and the other's take succeeds.
+func TestLeaseFenceEndsBeforeTakeover(t *testing.T) {
+	t.Parallel()
+	srv := testutil.NATS(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	const ttl = time.Second
+	la, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", ttl, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.close()
+	lb, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "b", ttl, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.close()
+	old, next := la.lease("c"), lb.lease("c")
+	if !old.try(ctx, func(holder) {}) {
+		t.Fatal("a did not take the free lease")
+	}
+	if err := old.fence(); err != nil {
+		t.Fatalf("fence of a fresh lease: %v", err)
+	}
+	// a renews no more (cut off). Watch its fence while b waits the key out.
+	fenced := make(chan time.Time, 1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if old.fence() != nil {
+				fenced <- time.Now()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	if err := next.acquire(ctx, nil, nil, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Now()
+	select {
+	case at := <-fenced:
+		if !at.Before(took) {
+			t.Fatalf("a's fence failed at %s, after b took the lease at %s", at, took)
+		}
+		t.Logf("a stopped acting %s before b took over", took.Sub(at).Round(time.Millisecond))
+	default:
+		t.Fatal("b took the lease while a's fence still let it act")
+	}
+	if !errors.Is(old.fence(), errFenced) || next.fence() != nil {
+		t.Fatalf("after takeover: a %v, b %v", old.fence(), next.fence())
 	}
 }
