@@ -305,7 +305,7 @@ func (c *cluster) snapshot() ([]ClusterMember, []ClusterLease) {
 	for _, n := range names {
 		l := c.held[n]
 		cl := ClusterLease{Connection: n, Assigned: a[n]}
-		if l.holder.Owner != "" && now.Sub(l.at) < c.ttl {
+		if l.holder.Owner != "" { // a holder gone without releasing shows until its key expires
 			cl.Holder, cl.Since, cl.Revision, cl.Renewed = l.holder.String(), l.since, l.rev, l.at.UTC()
 			holds[l.holder.Instance]++
 		}

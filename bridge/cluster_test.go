@@ -150,6 +150,21 @@ func TestReplicasSpreadConnections(t *testing.T) {
 			t.Errorf("lease %+v: holder, revision or since missing", l)
 		}
 	}
+	var names []string
+	for i := range n {
+		names = append(names, fmt.Sprintf("agent-%02d", i))
+	}
+	members, leases, err := ReadCluster(testutil.Context(t, 10*time.Second), srv.JS, "bridge", names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holds := 0
+	for _, m := range members {
+		holds += m.Holds
+	}
+	if len(members) != 3 || len(leases) != n || holds != n {
+		t.Errorf("bridge status view: %d members holding %d, %d leases", len(members), holds, len(leases))
+	}
 }
 
 // A holder cut off from NATS (its renewals stop) refuses to act for the
