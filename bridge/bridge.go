@@ -259,13 +259,35 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return fail(err)
 	}
+	cl, err := openCluster(gctx, js, ls.kv, cfg.NATS.Prefix, ls.self, cfg.Lease.TTL.D(), cfg.NATS.Replicas, log)
+	if err != nil {
+		return fail(err)
+	}
+	if err := cl.heartbeat(gctx); err != nil {
+		return fail(err)
+	}
+	synced := make(chan struct{})
+	g.Go(func() error { cl.run(gctx, synced); return nil })
+	select { // the first assignment counts the processes already running
+	case <-synced:
+	case <-gctx.Done():
+		return fail(gctx.Err())
+	}
+	h.cluster.Store(cl)
 	h.ready.Store(true)
 
-	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, stored: stored, state: state,
+	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state,
 		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls
 		dials:      connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst),
 		catchUp:    connector.NewGate(cfg.CatchUp.Parallel),
 		conns:      map[string]*runningConn{}}
+	var enabled []string
+	for _, ce := range b.conns {
+		if ce.cfg.IsEnabled() {
+			enabled = append(enabled, ce.cfg.Name)
+		}
+	}
+	cl.setConns(enabled)
 	for _, ce := range b.conns {
 		if err := rt.start(gctx, ce); err != nil {
 			return fail(err)
@@ -302,28 +324,48 @@ func (b *Bridge) owner() string {
 }
 
 // runConnection runs one connection whenever this replica holds its lease:
-// the platform session, the command executor and managed dispatch.
-func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, runs []func(context.Context) error) error {
+// the platform session, the command executor and managed dispatch. It tries
+// for the lease only while the connection is assigned here (see cluster),
+// and hands the connection over, releasing its lease, when the assignment
+// moves to another live process: one connection at a time per process.
+func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *supervisor, runs []func(context.Context) error) error {
 	ls.health = func(err error) { s.board.natsError(s.name, "lease", err) }
+	may := func() (bool, string) {
+		if cl.mayTake(s.name) {
+			return true, ""
+		}
+		return false, cl.holderOf(s.name).String()
+	}
 	for {
-		err := ls.acquire(ctx, func(holder string) {
-			s.board.setHolder(s.name, holder)
+		err := ls.acquire(ctx, may, cl.woken, func(holder string) {
+			s.board.setHolder(s.name, holder, 0, time.Time{})
 			s.m.setLeaseHeld(s.name, false)
 			s.board.set(s.name, StateStandby, nil)
-			s.log.Info().Str("holder", holder).Msg("another process holds this connection; standing by")
+			if holder == "" {
+				s.log.Info().Str("assigned", cl.assignee(s.name)).Msg("connection assigned to another process; standing by")
+			} else {
+				s.log.Info().Str("holder", holder).Msg("another process holds this connection; standing by")
+			}
 		})
 		if err != nil {
 			return nil // ctx ended
 		}
-		s.board.setHolder(s.name, ls.l.self.String())
+		s.board.setHolder(s.name, ls.l.self.String(), ls.revision(), ls.since)
 		s.m.setLeaseHeld(s.name, true)
-		s.log.Info().Msg("lease acquired")
+		s.m.handover(s.name, "acquired")
+		s.log.Info().Uint64("revision", ls.revision()).Msg("lease acquired")
 		s.pub.sys(ctx, subjects.LifecycleLeaseAcquired, map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
 		lctx, cancel := context.WithCancel(ctx)
 		var lost error
+		moved := ""
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			if lost = ls.hold(lctx); lost != nil {
+				cancel()
+			}
+		})
+		wg.Go(func() {
+			if moved = waitMoved(lctx, cl, s.name); moved != "" {
 				cancel()
 			}
 		})
@@ -343,11 +385,51 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, s *supervisor, ru
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			ls.release(rctx)
 			rcancel()
-			return nil
+			if moved == "" {
+				s.m.handover(s.name, "released")
+				return nil
+			}
+			s.m.handover(s.name, "moved")
+			s.log.Info().Str("to", moved).Msg("connection assigned to another process; lease released")
+			s.board.set(s.name, StateStandby, nil)
+			cl.handOver(ctx, s.name)
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
 		}
+		if moved != "" {
+			<-cl.handoff
+		}
+		ls.stale()
+		s.m.handover(s.name, "lost")
 		s.log.Warn().Err(lost).Msg("lease lost; the connection stopped here")
 		s.board.set(s.name, StateStandby, lost)
 		s.pub.sys(ctx, subjects.LifecycleLeaseLost, map[string]any{"reason": lost.Error()})
+	}
+}
+
+// waitMoved waits until connection conn, running here, is assigned to
+// another live process and this process's handoff slot is free, and
+// returns that process's instance (taking the slot); "" when ctx ends
+// first.
+func waitMoved(ctx context.Context, cl *cluster, conn string) string {
+	poll := max(cl.ttl/5, 50*time.Millisecond)
+	for {
+		w := cl.woken()
+		if to := cl.movedTo(conn); to != "" {
+			select {
+			case cl.handoff <- struct{}{}:
+				return to
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-w:
+		case <-time.After(poll):
+		}
 	}
 }
 

@@ -27,6 +27,7 @@ type httpServer struct {
 	bus     atomic.Pointer[natsHandles] // nil until the first connect
 	ready   atomic.Bool                 // streams provisioned
 	board   *statusBoard
+	cluster atomic.Pointer[cluster] // nil until NATS is up
 	m       *metrics
 	started time.Time
 	target  string // where NATS is sought, redacted, for /readyz before the first connect
@@ -70,13 +71,18 @@ func (h *httpServer) handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{
+		body := map[string]any{
 			"started":     h.started,
 			"ready":       len(why) == 0,
 			"not_ready":   why,
 			"nats":        nst,
 			"connections": conns,
-		})
+		}
+		if cl := h.cluster.Load(); cl != nil {
+			members, leases := cl.snapshot()
+			body["cluster"] = map[string]any{"self": cl.self.String(), "members": members, "leases": leases}
+		}
+		_ = enc.Encode(body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.m.gatherer(), promhttp.HandlerOpts{Registry: h.m.reg}))
 	if h.pprof {

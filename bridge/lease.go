@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,6 +54,7 @@ type leases struct {
 	sub   *nats.Subscription
 	// prefix of the LeaseAlive subjects of other processes.
 	prefix string
+	epoch  time.Time // validity deadlines count from here (monotonic)
 }
 
 // holder names the process holding a lease.
@@ -94,7 +96,7 @@ func openLeases(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, pref
 	}
 	self := holder{Owner: owner, Instance: nuid.Next()}
 	value, _ := json.Marshal(self)
-	l := &leases{kv: kv, nc: nc, self: self, value: value, ttl: ttl, prefix: prefix, alive: subjects.LeaseAlive(prefix, self.Instance)}
+	l := &leases{kv: kv, nc: nc, self: self, value: value, ttl: ttl, prefix: prefix, alive: subjects.LeaseAlive(prefix, self.Instance), epoch: time.Now()}
 	l.sub, err = nc.Subscribe(l.alive, func(m *nats.Msg) {
 		if m.Reply != "" {
 			_ = m.Respond(value)
@@ -131,6 +133,16 @@ type lease struct {
 	l   *leases
 	key string
 	rev uint64
+	// value is what the key holds while held here: this process and when
+	// it took the lease.
+	value []byte
+	since time.Time
+	// valid is how long after l.epoch this process may still act for the
+	// connection (nanoseconds; 0 when not held): TTL minus a margin after
+	// the request that last took or renewed the key was sent. The key
+	// cannot expire on the server before then, so no other process can
+	// hold it yet. See fence.
+	valid atomic.Int64
 	// health hears the outcome of each lease call: nil when JetStream
 	// answered (even "held by another"), the error when it did not.
 	health func(error)
@@ -138,25 +150,64 @@ type lease struct {
 
 func (l *leases) lease(conn string) *lease { return &lease{l: l, key: conn, health: func(error) {}} }
 
-// acquire waits until this process holds the lease. A key naming this
-// process is taken over at once; so is a key of this owner whose process is
-// provably gone (see leases). Any other key is waited out until it expires;
-// waiting hears its holder whenever that changes.
-func (ls *lease) acquire(ctx context.Context, waiting func(holder string)) error {
+// errFenced refuses an action of a process whose lease may have passed to
+// another.
+var errFenced = errors.New("lease no longer valid here")
+
+// fence returns nil while this process may act for the connection, and
+// errFenced (naming the revision) once its lease is released or past the
+// validity its last renewal gave.
+func (ls *lease) fence() error {
+	v := ls.valid.Load()
+	if v != 0 && time.Since(ls.l.epoch) < time.Duration(v) {
+		return nil
+	}
+	return fmt.Errorf("connection %s: %w (revision %d)", ls.key, errFenced, atomic.LoadUint64(&ls.rev))
+}
+
+// renewed records a take or renewal whose request was sent at sent.
+func (ls *lease) renewed(sent time.Time, rev uint64) {
+	atomic.StoreUint64(&ls.rev, rev)
+	margin := max(ls.l.ttl/10, 10*time.Millisecond)
+	ls.valid.Store(int64(sent.Sub(ls.l.epoch) + ls.l.ttl - margin))
+}
+
+// revision is the lease key's revision while held here, 0 otherwise.
+func (ls *lease) revision() uint64 { return atomic.LoadUint64(&ls.rev) }
+
+// acquire waits until this process holds the lease. It tries only while
+// may says so (nil: always), and looks again at every poll and whenever
+// wake (nil: never) is closed. A key naming this process is taken over at
+// once; so is a key of this owner whose process is provably gone (see
+// leases). Any other key is waited out until it expires; waiting hears its
+// holder (or why this process does not try) whenever that changes.
+func (ls *lease) acquire(ctx context.Context, may func() (bool, string), wake func() <-chan struct{}, waiting func(holder string)) error {
 	poll := max(ls.l.ttl/5, 50*time.Millisecond)
 	told := ""
+	tell := func(s string) {
+		if s != told {
+			told = s
+			waiting(s)
+		}
+	}
 	for {
-		if ls.try(ctx, func(h holder) {
-			if s := h.String(); s != told {
-				told = s
-				waiting(s)
-			}
-		}) {
+		var w <-chan struct{}
+		if wake != nil {
+			w = wake()
+		}
+		try, why := true, ""
+		if may != nil {
+			try, why = may()
+		}
+		if !try {
+			tell(why)
+		} else if ls.try(ctx, func(h holder) { tell(h.String()) }) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-w:
 		case <-time.After(poll):
 		}
 	}
@@ -164,9 +215,12 @@ func (ls *lease) acquire(ctx context.Context, waiting func(holder string)) error
 
 // try makes one attempt at the lease; true when held.
 func (ls *lease) try(ctx context.Context, held func(holder)) bool {
-	rev, err := ls.l.kv.Create(ctx, ls.key, ls.l.value)
+	ls.since = time.Now().UTC()
+	ls.value, _ = json.Marshal(leaseValue{holder: ls.l.self, Since: ls.since})
+	sent := time.Now()
+	rev, err := ls.l.kv.Create(ctx, ls.key, ls.value)
 	if err == nil {
-		ls.rev = rev
+		ls.renewed(sent, rev)
 		ls.health(nil)
 		return true
 	}
@@ -190,14 +244,15 @@ func (ls *lease) try(ctx context.Context, held func(holder)) bool {
 		held(h)
 		return false
 	}
-	rev, err = ls.l.kv.Update(ctx, ls.key, ls.l.value, e.Revision())
+	sent = time.Now()
+	rev, err = ls.l.kv.Update(ctx, ls.key, ls.value, e.Revision())
 	if err != nil {
 		if !isWrongRevision(err) && ctx.Err() == nil {
 			ls.health(fmt.Errorf("lease %s: %w", ls.key, err))
 		}
 		return false // else renewed or taken meanwhile: the next poll looks again
 	}
-	ls.rev = rev
+	ls.renewed(sent, rev)
 	return true
 }
 
@@ -216,11 +271,13 @@ func (ls *lease) hold(ctx context.Context) error {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, every)
-		rev, err := ls.l.kv.Update(rctx, ls.key, ls.l.value, ls.rev)
+		sent := time.Now()
+		rev, err := ls.l.kv.Update(rctx, ls.key, ls.value, ls.revision())
 		cancel()
 		switch {
 		case err == nil:
-			ls.rev, last = rev, time.Now()
+			ls.renewed(sent, rev)
+			last = sent
 			ls.health(nil)
 		case ctx.Err() != nil:
 			return nil
@@ -228,7 +285,9 @@ func (ls *lease) hold(ctx context.Context) error {
 			// An update whose answer was lost (NATS restarting) moved the
 			// revision: still ours if the key still names this process.
 			if e, gerr := ls.l.kv.Get(ctx, ls.key); gerr == nil && parseHolder(e.Value()) == ls.l.self {
-				ls.rev, last = e.Revision(), time.Now()
+				// Its validity is not extended: the write that
+				// moved it may be older than this request.
+				atomic.StoreUint64(&ls.rev, e.Revision())
 				ls.health(nil)
 				continue
 			}
@@ -252,9 +311,17 @@ func isWrongRevision(err error) bool {
 
 // release gives the lease up so another replica can take it at once.
 func (ls *lease) release(ctx context.Context) {
-	if ls.rev == 0 {
+	ls.valid.Store(0)
+	rev := ls.revision()
+	if rev == 0 {
 		return
 	}
-	_ = ls.l.kv.Delete(ctx, ls.key, jetstream.LastRevision(ls.rev))
-	ls.rev = 0
+	_ = ls.l.kv.Delete(ctx, ls.key, jetstream.LastRevision(rev))
+	atomic.StoreUint64(&ls.rev, 0)
+}
+
+// stale marks the lease lost here: nothing more may act for it.
+func (ls *lease) stale() {
+	ls.valid.Store(0)
+	atomic.StoreUint64(&ls.rev, 0)
 }

@@ -32,12 +32,14 @@ func TestLeaseOneReplicaHoldsTheConnection(t *testing.T) {
 	a := runBridge(t, spec("replica-a"))
 	waitState(t, a, StateConnected)
 	b := runBridge(t, spec("replica-b"))
-	waitState(t, b, StateStandby)
+	// The connection stays on a or moves to b (the one it is assigned to).
+	runner, other := waitOneRuns(t, a, b)
 	if n := env.emu.Connections(); n != 1 {
 		t.Fatalf("%d platform sockets, want 1", n)
 	}
-	a.stop()
-	waitState(t, b, StateConnected)
+	runner.stop()
+	waitState(t, other, StateConnected)
+	b = other
 	m := env.emu.PostUserMessage(room.ID, env.user.ID, "@Bridge Bot after failover")
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		_, count := storedMessages(t, b.js)
@@ -59,6 +61,25 @@ func connStatus(addr string) ConnStatus {
 		return ConnStatus{}
 	}
 	return st.Connections[0]
+}
+
+// waitOneRuns waits until one of a and b runs the connection and the other
+// stands by behind it, and returns them in that order.
+func waitOneRuns(t *testing.T, a, b *harness) (runner, other *harness) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		sa, sb := connStatus(a.info.HTTPAddr), connStatus(b.info.HTTPAddr)
+		switch {
+		case sa.State == StateConnected && sb.State == StateStandby && sb.LeaseHolder == sa.LeaseHolder:
+			runner, other = a, b
+		case sb.State == StateConnected && sa.State == StateStandby && sa.LeaseHolder == sb.LeaseHolder:
+			runner, other = b, a
+		default:
+			return false
+		}
+		return true
+	}, "one process runs the connection, the other stands by behind it")
+	return runner, other
 }
 
 func runsHere(st State) bool {
@@ -125,7 +146,7 @@ func TestLeaseSameOwnerTwoProcesses(t *testing.T) {
 			mu.Unlock()
 		}
 	})
-	waitState(t, b, StateStandby)
+	runner, other := waitOneRuns(t, a, b)
 	if n := env.emu.Connections(); n != 1 {
 		t.Errorf("%d platform sockets, want 1", n)
 	}
@@ -152,8 +173,8 @@ func TestLeaseSameOwnerTwoProcesses(t *testing.T) {
 	if inversions > 0 {
 		t.Errorf("%d of %d commands out of order", inversions, n)
 	}
-	if st := connStatus(b.info.HTTPAddr); st.State != StateStandby || st.LeaseHolder != connStatus(a.info.HTTPAddr).LeaseHolder {
-		t.Errorf("b: %s, holder %q; want standby behind a", st.State, st.LeaseHolder)
+	if st := connStatus(other.info.HTTPAddr); st.State != StateStandby || st.LeaseHolder != connStatus(runner.info.HTTPAddr).LeaseHolder {
+		t.Errorf("standby: %s, holder %q; want standby behind the runner", st.State, st.LeaseHolder)
 	}
 	b.stop()
 	a.stop()

@@ -24,6 +24,7 @@ type metrics struct {
 	offloaded      *prometheus.CounterVec
 	retryAt        *prometheus.GaugeVec
 	leaseHeld      *prometheus.GaugeVec
+	handovers      *prometheus.CounterVec
 	conns          *connRegistries
 }
 
@@ -78,6 +79,10 @@ func newMetrics(version string, natsConnected func() bool) *metrics {
 			Name: "bridge_connection_retry_timestamp_seconds",
 			Help: "When the connection tries to connect again (Unix time) while it waits after a loss, a supersede or a refusal; 0 when not waiting.",
 		}, []string{"connection"}),
+		handovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bridge_lease_handovers_total",
+			Help: "Lease changes of this process by connection and event: acquired, released (stopped here), moved (handed to the process it is assigned to), lost.",
+		}, []string{"connection", "event"}),
 		leaseHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bridge_lease_held", Help: "1 while this process holds the connection's lease (and runs it), 0 while another does or none.",
 		}, []string{"connection"}),
@@ -116,7 +121,7 @@ func newMetrics(version string, natsConnected func() bool) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.state, m.reconnects, m.published, m.gapFilled, m.alreadyStored, m.publishErrors, m.publishLatency, m.offloaded,
-		m.retryAt, m.leaseHeld, build,
+		m.retryAt, m.leaseHeld, m.handovers, build,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "bridge_nats_connected", Help: "1 while the bridge's NATS connection is up, 0 while it is down or not yet made.",
 		}, func() float64 { return b2f(natsConnected()) }),
@@ -144,11 +149,16 @@ func (m *metrics) setLeaseHeld(name string, held bool) {
 	m.leaseHeld.WithLabelValues(name).Set(b2f(held))
 }
 
+// handover counts a lease event (acquired, released, moved, lost) of name.
+func (m *metrics) handover(name, event string) {
+	m.handovers.WithLabelValues(name, event).Inc()
+}
+
 // forget drops the series of a connection a reload removed.
 func (m *metrics) forget(name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.state, m.reconnects, m.published, m.gapFilled, m.alreadyStored, m.publishErrors, m.publishLatency, m.offloaded, m.retryAt, m.leaseHeld} {
+	}{m.state, m.reconnects, m.published, m.gapFilled, m.alreadyStored, m.publishErrors, m.publishLatency, m.offloaded, m.retryAt, m.leaseHeld, m.handovers} {
 		v.DeletePartialMatch(prometheus.Labels{"connection": name})
 	}
 }

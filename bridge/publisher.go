@@ -45,6 +45,9 @@ type publisher struct {
 	stored   *publishedStore   // events already stored, across restarts; nil: none
 	cc       *claimcheck.Store // where events too large for one message go
 	tracer   trace.Tracer      // a span per platform event; nil: none
+	// fence, when set, says whether this process may still publish for the
+	// connection (its lease is valid here); nil: always.
+	fence func() error
 }
 
 type inflight struct {
@@ -130,6 +133,14 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 		ev, ack, err := c.Receive(ctx)
 		if err != nil {
 			return err
+		}
+		if p.fence != nil {
+			if err := p.fence(); err != nil {
+				// Another process may hold the connection now: not stored
+				// here; the platform delivers it again to the new holder.
+				ack(ctx, err)
+				continue
+			}
 		}
 		if ev.Room == "" { // the connector's own socket state; a room's session is not the connection's
 			switch ev.Lifecycle {

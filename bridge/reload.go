@@ -29,6 +29,7 @@ type running struct {
 	m          *metrics
 	board      *statusBoard
 	ls         *leases
+	cl         *cluster
 	stored     *publishedStore
 	state      jetstream.KeyValue
 	httpClient *http.Client
@@ -74,7 +75,9 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 		unwatch = rt.m.watchStats(name, sr)
 		rt.board.watch(name, sr)
 	}
-	runs, err := b.returnPath(rt.js, rt.nc, rt.m.forConn(name), ce, c, cc, clog)
+	ls := rt.ls.lease(name)
+	s.pub.fence = ls.fence
+	runs, err := b.returnPath(rt.js, rt.nc, rt.m.forConn(name), ce, c, cc, ls.fence, clog)
 	if err != nil {
 		unwatch()
 		rt.m.dropConn(name)
@@ -85,7 +88,7 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 	rt.conns[name] = rc
 	rt.g.Go(func() error {
 		defer close(rc.done)
-		return b.runConnection(cctx, rt.ls.lease(name), s, runs)
+		return b.runConnection(cctx, ls, rt.cl, s, runs)
 	})
 	return nil
 }
@@ -224,6 +227,13 @@ func (rt *running) reload(ctx context.Context, req reloadRequest) error {
 		log.Info().Str("connection", n).Msg("config reload: connection removed")
 	}
 	b.cfg, b.conns = &next, req.conns
+	var enabled []string
+	for _, ce := range req.conns {
+		if ce.cfg.IsEnabled() {
+			enabled = append(enabled, ce.cfg.Name)
+		}
+	}
+	rt.cl.setConns(enabled)
 	var errs []error
 	for _, ce := range req.conns {
 		n := ce.cfg.Name

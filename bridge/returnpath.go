@@ -20,7 +20,7 @@ import (
 
 // returnPath builds a connection's command executor (durable commands and
 // RPC) and its managed-dispatch rule, if any, and returns their Run methods.
-func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, log zerolog.Logger) ([]func(context.Context) error, error) {
+func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, fence func() error, log zerolog.Logger) ([]func(context.Context) error, error) {
 	ex, ok := c.(connector.Executor)
 	if !ok {
 		log.Info().Msg("platform takes no commands")
@@ -33,6 +33,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
 		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(), // cmdexec names the connection itself
+		Fence: fence,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)

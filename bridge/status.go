@@ -49,6 +49,10 @@ type ConnStatus struct {
 	// LeaseHolder is the process holding the connection's lease as last
 	// seen here ("owner/instance"); this process's own when it runs here.
 	LeaseHolder string `json:"lease_holder,omitempty"`
+	// LeaseRevision and LeaseSince are the lease key's revision and when
+	// this process took it, while it runs here.
+	LeaseRevision uint64    `json:"lease_revision,omitempty"`
+	LeaseSince    time.Time `json:"lease_since,omitzero"`
 	// NATSErrors are the JetStream failures keeping the connection from
 	// working right now, by what failed ("lease", "publish"); each is
 	// cleared by the next success. Any of them makes /readyz answer 503.
@@ -132,10 +136,12 @@ func (b *statusBoard) set(name string, st State, err error) {
 	}
 }
 
-func (b *statusBoard) setHolder(name, holder string) {
+// setHolder records the lease's holder, and its revision and since when
+// held here (zero otherwise).
+func (b *statusBoard) setHolder(name, holder string, rev uint64, since time.Time) {
 	b.mu.Lock()
 	if c := b.conns[name]; c != nil {
-		c.LeaseHolder = holder
+		c.LeaseHolder, c.LeaseRevision, c.LeaseSince = holder, rev, since
 	}
 	b.mu.Unlock()
 }

@@ -47,6 +47,14 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 		}
 	}
 	for attempt := 1; ; attempt++ {
+		if e.o.Fence != nil {
+			if err := e.o.Fence(); err != nil {
+				// Another process may hold the connection now: hand it
+				// back unexecuted, as at a drain.
+				errLog(log.Warn(), err).Msg("command not executed here: lease no longer valid")
+				return outcome{attempts: attempt - 1}
+			}
+		}
 		end := e.m.attempt(cmd.Name)
 		resp, err := e.call(hard, cmd)
 		end()

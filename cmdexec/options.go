@@ -70,6 +70,10 @@ type Options struct {
 	// Payloads keeps the bodies of dead letters too large for one NATS
 	// message; default a store for Conn with claimcheck's defaults.
 	Payloads *claimcheck.Store
+	// Fence, when set, is asked before every attempt at a command; an
+	// error (the process's lease on the connection is no longer valid)
+	// hands the command back unexecuted, for the connection's new holder.
+	Fence func() error
 }
 
 func (o *Options) setDefaults() {

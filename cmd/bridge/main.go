@@ -120,6 +120,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdEmulate(ctx, args, stdout, stderr)
 	case "dlq":
 		err = cmdDLQ(ctx, args, stdout, stderr)
+	case "status":
+		err = cmdStatus(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":
@@ -160,6 +162,7 @@ commands:
   emulate PLATFORM           run a platform emulator alone: band, chatapi,
                              polyai, agentconnect (e.g. bridge emulate band)
   dlq list|show|redrive      inspect dead letters; publish them again (see "bridge dlq")
+  status --config FILE       which replica holds which connection, across the cluster
   version                    print the version (also --version)
   help                       print this text (also --help)
 

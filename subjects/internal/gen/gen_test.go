@@ -275,7 +275,7 @@ func TestStoresMatchTheCode(t *testing.T) {
 	}
 	made = append(made, strings.Replace(subjects.PayloadBucket(prefix, "c"), "_c", "_<conn>", 1),
 		cmdexec.BucketName(prefix), bridge.PublishedBucket(prefix), dispatch.DoneBucket(prefix),
-		dispatch.StartBucket(prefix), bridge.LeaseBucket(prefix), bridge.StateBucket(prefix))
+		dispatch.StartBucket(prefix), bridge.LeaseBucket(prefix), bridge.StateBucket(prefix), bridge.MembersBucket(prefix))
 	slices.Sort(listed)
 	slices.Sort(made)
 	if !slices.Equal(listed, made) {
