@@ -52,6 +52,14 @@ type Plan struct {
 	// starts, spread over GapFillRooms rooms.
 	GapFillBacklog int
 	GapFillRooms   int
+
+	// ChatAPIChats streamed chats per measurement of the chatapi
+	// scenario (each of the baseline and the bridge), spread over
+	// ChatAPIAgents agents (the rooms in parallel), each reply
+	// ChatAPIFragments SSE text fragments.
+	ChatAPIChats     int
+	ChatAPIAgents    int
+	ChatAPIFragments int
 }
 
 // FullPlan is the plan of a full run (about 3–4 minutes on 2 cores).
@@ -64,6 +72,7 @@ func FullPlan() Plan {
 		DispatchRate: 1000, DispatchDuration: 5 * time.Second, DispatchRooms: 50,
 		ScaleSizes: []int{1000, 5000}, ScaleRuns: 2, ScaleHeartbeat: 2 * time.Second, ScaleSettle: 4 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30,
 		GapFillBacklog: 10000, GapFillRooms: 1,
+		ChatAPIChats: 320, ChatAPIAgents: 16, ChatAPIFragments: 200,
 	}
 }
 
@@ -78,12 +87,13 @@ func QuickPlan() Plan {
 		DispatchRate: 1000, DispatchDuration: 2 * time.Second, DispatchRooms: 50,
 		ScaleSizes: []int{500}, ScaleHeartbeat: 2 * time.Second, ScaleSettle: 3 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30,
 		GapFillBacklog: 10000, GapFillRooms: 1,
+		ChatAPIChats: 64, ChatAPIAgents: 16, ChatAPIFragments: 200,
 	}
 }
 
 // Scenarios lists the scenario names in the order they run.
 func Scenarios() []string {
-	return []string{"inbound", "latency", "commands", "dispatch", "scale", "gapfill"}
+	return []string{"inbound", "latency", "commands", "dispatch", "scale", "gapfill", "chatapi"}
 }
 
 // ParseOnly turns "a,b" into scenario names, checking each; "" means all.

@@ -58,6 +58,7 @@ func targets(figs []Figure) []Target {
 		{"commands ≥ 0.8 × baseline 2", "commands", figCommandsRatio, "", true, 0.8},
 		{"managed-dispatch p99 ≤ 2 ms at 1,000/s", "dispatch", figDispatchP99, "", false, 2},
 		{"managed-dispatch CPU per message ≤ 1.3 × the straight-line dispatch baseline", "dispatch", figDispatchCPURatio, "", false, 1.3},
+		{"chatapi streamed fragments/s ≥ 0.9 × the straight-line SSE baseline", "chatapi", figChatAPIRatio, "", true, 0.9},
 	}
 	noise := map[string]float64{}
 	for _, f := range figs {

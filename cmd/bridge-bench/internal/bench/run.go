@@ -100,7 +100,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Machine: describeMachine(), Command: o.Command, Mode: o.Plan.Mode, Runs: o.Plan.Runs,
 		Scenarios: o.Only, Started: time.Now().UTC()}
 	scenarios := map[string]func(context.Context, int) error{
-		"inbound": e.inbound, "latency": e.latency, "commands": e.commands, "dispatch": e.dispatch, "scale": e.scale, "gapfill": e.gapfill,
+		"inbound": e.inbound, "latency": e.latency, "commands": e.commands, "dispatch": e.dispatch, "scale": e.scale, "gapfill": e.gapfill, "chatapi": e.chatapi,
 	}
 	for _, name := range o.Only {
 		runs := o.Plan.Runs
