@@ -9,7 +9,7 @@
 //	go run ./cmd/bridge-bench --json > bench.json
 //	go run ./cmd/bridge-bench --cpuprofile cpu.out --only inbound
 //
-// Scenarios: inbound, latency, commands, dispatch, scale, gapfill (see package
+// Scenarios: inbound, latency, commands, dispatch, scale, gapfill, chatapi (see package
 // cmd/bridge-bench/internal/bench). The scale scenario re-runs this binary as child
 // processes (hidden first arguments child-emulator and child-bridge), so
 // profiles cover every scenario but scale's bridge.

@@ -26,6 +26,7 @@ func tinyPlan() Plan {
 	p.CommandsCount, p.CommandsRooms = 60, 3
 	p.DispatchRate, p.DispatchDuration, p.DispatchRooms = 200, 300*time.Millisecond, 3
 	p.GapFillBacklog, p.GapFillRooms = 250, 2
+	p.ChatAPIChats, p.ChatAPIAgents, p.ChatAPIFragments = 6, 3, 20
 	return p
 }
 
@@ -40,7 +41,7 @@ func TestScenariosSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for name, f := range map[string]func(context.Context, int) error{
-		"inbound": e.inbound, "latency": e.latency, "commands": e.commands, "dispatch": e.dispatch, "gapfill": e.gapfill,
+		"inbound": e.inbound, "latency": e.latency, "commands": e.commands, "dispatch": e.dispatch, "gapfill": e.gapfill, "chatapi": e.chatapi,
 	} {
 		if err := f(ctx, 1); err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -56,7 +57,7 @@ func TestScenariosSmoke(t *testing.T) {
 			}
 		}
 	}
-	for _, g := range []string{"inbound", "latency", "commands", "dispatch", "gapfill"} {
+	for _, g := range []string{"inbound", "latency", "commands", "dispatch", "gapfill", "chatapi"} {
 		if groups[g] == 0 {
 			t.Errorf("no figures for %s", g)
 		}

@@ -70,6 +70,9 @@ func (e *Env) chatapi(ctx context.Context, run int) error {
 	e.c.add("chatapi", figChatAPIBaseCPU, "µs", us(b.cpu))
 	e.c.add("chatapi", figChatAPIBridgeCPU, "µs", us(br.cpu))
 	e.c.add("chatapi", "bridge's added CPU per fragment (bridge − baseline)", "µs", us(br.cpu)-us(b.cpu))
+	if b.cpu > 0 { // other processes disturb this far less than the rates
+		e.c.add("chatapi", "bridge CPU per fragment ÷ straight-line SSE baseline", "ratio", float64(br.cpu)/float64(b.cpu))
+	}
 	return nil
 }
 

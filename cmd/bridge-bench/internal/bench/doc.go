@@ -32,6 +32,12 @@
 //     (child.go), so RSS and heap belong to the bridge alone.
 //   - gapfill (gapfill.go): time for a starting bridge to store a backlog of
 //     pending messages found by catch-up.
+//   - chatapi (chatapi.go): streamed text_delta fragments/s stored in
+//     BRIDGE_EVENTS, the Chat API emulator streaming many-fragment replies
+//     to chat commands a worker publishes, against a straight-line SSE →
+//     JetStream baseline (an HTTP client per agent publishing each
+//     fragment's event with Nats-Msg-Id, each PubAck awaited as the bridge
+//     does); with the CPU per fragment of both.
 //
 // Every run builds its own emulator and NATS server (fresh store directory),
 // so runs do not share state; baselines run in the same process and the same
