@@ -11,9 +11,9 @@ import (
 )
 
 // TestStartDialsAtTheConfiguredRate starts a bridge with many Band
-// connections at once: the emulator must never see more than rate + burst
-// socket dials in any one-second window, and every connection must still
-// come up.
+// connections at once: the emulator must never see more than the limiter
+// allows (burst + rate per second, checked over three-second windows) and
+// every connection must still come up.
 func TestStartDialsAtTheConfiguredRate(t *testing.T) {
 	t.Parallel()
 	const conns, rate, burst = 60, 10, 2
@@ -44,9 +44,13 @@ func TestStartDialsAtTheConfiguredRate(t *testing.T) {
 		return true
 	}, "all %d agents connected", conns)
 	st := emu.DialStats()
-	t.Logf("%d dials from %s to %s; busiest second: %d", st.Total, st.First.Format(time.StampMilli), st.Last.Format(time.StampMilli), st.MaxPerSecond)
-	if st.MaxPerSecond > rate+burst {
-		t.Fatalf("the emulator saw %d dials in one second; [dial] allows %d + %d", st.MaxPerSecond, rate, burst)
+	t.Logf("%d dials from %s to %s; busiest second: %d, busiest 3 s: %d", st.Total, st.First.Format(time.StampMilli),
+		st.Last.Format(time.StampMilli), st.MaxPerSecond, st.MaxPer3Seconds)
+	// The limiter grants at most burst + 3×rate dials in any 3 s; the
+	// emulator sees arrival times, which a busy machine shifts by up to a
+	// few dials at the window's two edges. Unlimited, all 60 arrive at once.
+	if limit := burst + 3*rate + 3; st.MaxPer3Seconds > limit {
+		t.Fatalf("the emulator saw %d dials in three seconds; [dial] allows %d + 3×%d (+3 for arrival jitter)", st.MaxPer3Seconds, burst, rate)
 	}
 	if st.Total < conns {
 		t.Fatalf("%d dials for %d connections", st.Total, conns)

@@ -36,6 +36,10 @@ type DialStats struct {
 	// MaxPerSecond is the most upgrade requests seen in any one-second
 	// window (sliding, not aligned to clock seconds).
 	MaxPerSecond int
+	// MaxPer3Seconds is the same over any three-second window: a longer
+	// window is what a rate check can rely on when arrival times jitter
+	// (a busy machine delays some requests and bunches others).
+	MaxPer3Seconds int
 	// First and Last are the times of the first and the last request.
 	First, Last time.Time
 }
@@ -52,12 +56,19 @@ func (s *Server) DialStats() DialStats {
 	// Concurrent handlers may record slightly out of order.
 	times := slices.SortedFunc(slices.Values(d.times), time.Time.Compare)
 	st.First, st.Last = times[0], times[len(times)-1]
-	lo := 0
+	st.MaxPerSecond = busiest(times, time.Second)
+	st.MaxPer3Seconds = busiest(times, 3*time.Second)
+	return st
+}
+
+// busiest is the most of the sorted times within any window of length w.
+func busiest(times []time.Time, w time.Duration) int {
+	most, lo := 0, 0
 	for hi, t := range times {
-		for t.Sub(times[lo]) >= time.Second {
+		for t.Sub(times[lo]) >= w {
 			lo++
 		}
-		st.MaxPerSecond = max(st.MaxPerSecond, hi-lo+1)
+		most = max(most, hi-lo+1)
 	}
-	return st
+	return most
 }
