@@ -2,15 +2,13 @@ package agentconnectemu
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/bridgeworks/bridge/emulator/emuhttp"
 	"github.com/coder/websocket"
 	"github.com/rs/zerolog"
 )
@@ -32,11 +30,7 @@ type Server struct {
 
 	stallPings atomic.Bool
 
-	lifeMu    sync.Mutex // guards the built-in listener fields
-	httpSrv   *http.Server
-	url       string
-	serveDone chan struct{}
-	serveErr  error
+	web *emuhttp.Server // the built-in listener
 
 	// mu guards everything below. It is never held across a network
 	// write or a wait.
@@ -73,6 +67,9 @@ func New(opts Options) *Server {
 		missingKeys: map[string]bool{},
 	}
 	s.routes()
+	s.web = emuhttp.New("agentconnectemu", s.Handler(), func(url string) {
+		s.log.Info().Str("url", url).Msg("agentconnect emulator listening")
+	})
 	if s.opts.MaxInactive > 0 {
 		s.wg.Add(1)
 		go s.sweepLoop()
@@ -86,70 +83,12 @@ func (s *Server) Handler() http.Handler { return s.mux }
 
 // Start listens on a random 127.0.0.1 port and serves in the
 // background. It returns the base URL, e.g. "http://127.0.0.1:41234".
-func (s *Server) Start() (url string, err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("agentconnectemu: listen: %w", err)
-	}
-	if err := s.serve(ln); err != nil {
-		return "", err
-	}
-	return s.URL(), nil
-}
+func (s *Server) Start() (url string, err error) { return s.web.Start() }
 
 // ListenAndServe serves on addr until ctx is done, then closes the
 // Server. It returns nil after a shutdown caused by ctx.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("agentconnectemu: listen: %w", err)
-	}
-	if err := s.serve(ln); err != nil {
-		return err
-	}
-	s.lifeMu.Lock()
-	done := s.serveDone
-	s.lifeMu.Unlock()
-	select {
-	case <-ctx.Done():
-		s.Close()
-		return nil
-	case <-done:
-		s.lifeMu.Lock()
-		err := s.serveErr
-		s.lifeMu.Unlock()
-		s.Close()
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("agentconnectemu: serve: %w", err)
-	}
-}
-
-func (s *Server) serve(ln net.Listener) error {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed || s.httpSrv != nil {
-		_ = ln.Close()
-		return errors.New("agentconnectemu: server already started or closed")
-	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	s.httpSrv = srv
-	s.url = "http://" + ln.Addr().String()
-	done := make(chan struct{})
-	s.serveDone = done
-	go func() {
-		defer close(done)
-		err := srv.Serve(ln)
-		s.lifeMu.Lock()
-		s.serveErr = err
-		s.lifeMu.Unlock()
-	}()
-	s.log.Info().Str("url", s.url).Msg("agentconnect emulator listening")
-	return nil
+	return s.web.ListenAndServe(ctx, addr, s.Close)
 }
 
 // Close closes every socket (1001), stops the listener and waits for
@@ -172,20 +111,7 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 	s.cancel()
 
-	s.lifeMu.Lock()
-	srv, done := s.httpSrv, s.serveDone
-	s.lifeMu.Unlock()
-	if srv != nil {
-		// Shutdown, not Close: a handshake whose 101 is already out but
-		// whose connection is not yet hijacked would be cut without a
-		// close frame. Hijacked sockets are closed below.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if srv.Shutdown(ctx) != nil {
-			_ = srv.Close()
-		}
-		cancel()
-		<-done
-	}
+	s.web.Shutdown()
 	for _, c := range conns {
 		c.shutdown(websocket.StatusGoingAway, "server shutting down")
 	}
@@ -207,11 +133,7 @@ func (s *Server) Close() {
 }
 
 // URL returns the base URL after Start or ListenAndServe, else "".
-func (s *Server) URL() string {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	return s.url
-}
+func (s *Server) URL() string { return s.web.URL() }
 
 // SocketURL returns ws://host/api/chat/ws/{sessionID} without the
 // token, or "" before Start.

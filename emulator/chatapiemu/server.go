@@ -2,13 +2,11 @@ package chatapiemu
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/bridgeworks/bridge/emulator/emuhttp"
 	"github.com/rs/zerolog"
 )
 
@@ -26,11 +24,7 @@ type Server struct {
 	// wg counts running API handlers, so Close can wait for them.
 	wg sync.WaitGroup
 
-	lifeMu    sync.Mutex // guards the built-in listener fields
-	httpSrv   *http.Server
-	url       string
-	serveDone chan struct{}
-	serveErr  error
+	web *emuhttp.Server // the built-in listener
 
 	// mu guards everything below. It is never held across a network
 	// write or a wait.
@@ -73,6 +67,9 @@ func New(opts Options) *Server {
 	s.faults.stallRelease = make(chan struct{})
 	s.addAgentLocked(Agent{ID: opts.AgentID, Name: opts.AgentName, APIKey: opts.AgentKey})
 	s.routes()
+	s.web = emuhttp.New("chatapiemu", s.Handler(), func(url string) {
+		s.log.Info().Str("url", url).Msg("chat api emulator listening")
+	})
 	return s
 }
 
@@ -82,70 +79,12 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Start listens on a random 127.0.0.1 port and serves in the
 // background. It returns the server URL, e.g. "http://127.0.0.1:41234";
 // the API base URL is [Server.BaseURL].
-func (s *Server) Start() (url string, err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("chatapiemu: listen: %w", err)
-	}
-	if err := s.serve(ln); err != nil {
-		return "", err
-	}
-	return s.URL(), nil
-}
+func (s *Server) Start() (url string, err error) { return s.web.Start() }
 
 // ListenAndServe serves on addr until ctx is done, then closes the
 // Server. It returns nil after a shutdown caused by ctx.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("chatapiemu: listen: %w", err)
-	}
-	if err := s.serve(ln); err != nil {
-		return err
-	}
-	s.lifeMu.Lock()
-	done := s.serveDone
-	s.lifeMu.Unlock()
-	select {
-	case <-ctx.Done():
-		s.Close()
-		return nil
-	case <-done:
-		s.lifeMu.Lock()
-		err := s.serveErr
-		s.lifeMu.Unlock()
-		s.Close()
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("chatapiemu: serve: %w", err)
-	}
-}
-
-func (s *Server) serve(ln net.Listener) error {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed || s.httpSrv != nil {
-		_ = ln.Close()
-		return errors.New("chatapiemu: server already started or closed")
-	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	s.httpSrv = srv
-	s.url = "http://" + ln.Addr().String()
-	done := make(chan struct{})
-	s.serveDone = done
-	go func() {
-		defer close(done)
-		err := srv.Serve(ln)
-		s.lifeMu.Lock()
-		s.serveErr = err
-		s.lifeMu.Unlock()
-	}()
-	s.log.Info().Str("url", s.url).Msg("chat api emulator listening")
-	return nil
+	return s.web.ListenAndServe(ctx, addr, s.Close)
 }
 
 // Close ends every stream (stalled ones included), stops the built-in
@@ -161,22 +100,12 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 	s.cancel()
 
-	s.lifeMu.Lock()
-	srv, done := s.httpSrv, s.serveDone
-	s.lifeMu.Unlock()
-	if srv != nil {
-		_ = srv.Close()
-		<-done
-	}
+	s.web.Shutdown()
 	s.wg.Wait()
 }
 
 // URL returns the server URL after Start or ListenAndServe, else "".
-func (s *Server) URL() string {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	return s.url
-}
+func (s *Server) URL() string { return s.web.URL() }
 
 // BaseURL returns the API base URL (URL + BasePath, e.g.
 // "http://127.0.0.1:41234/api"), what a client prefixes to
