@@ -195,7 +195,7 @@ func (s *supervisor) platformWait(err error, asked, wait time.Duration) {
 	now := time.Now()
 	s.board.wait(s.name, connector.Wait{Since: now, Until: now.Add(wait), Asked: asked, Reason: reason})
 	if asked > wait {
-		s.log.Warn().Str("route", route).Dur("asked_wait", asked).Dur("capped_wait", wait).
+		s.log.Warn().Str("route", route).Int64("asked_wait_ms", asked.Milliseconds()).Int64("capped_wait_ms", wait.Milliseconds()).
 			Msg("platform asked for a wait longer than retry_after_max; waiting retry_after_max instead")
 	}
 }

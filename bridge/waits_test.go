@@ -77,7 +77,7 @@ func TestBandCatchUpRetryAfterCapped(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return strings.Contains(grep(env.spec.logs.String(), "retry_after_max"), `"level":"warn"`)
 	}, "a warn line about the capped wait")
-	if line := grep(env.spec.logs.String(), "retry_after_max"); !strings.Contains(line, `"asked_wait"`) || !strings.Contains(line, route) {
+	if line := grep(env.spec.logs.String(), "retry_after_max"); !strings.Contains(line, `"asked_wait_ms"`) || !strings.Contains(line, route) {
 		t.Errorf("warn line lacks the asked wait or the route: %s", line)
 	}
 	post(a, "@Bridge Bot live in the held room")
@@ -118,7 +118,7 @@ func TestBandCommandRetryAfterCapped(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("retried after %s, want about command_backoff_max (1s)", took)
 	}
-	if line := grep(env.spec.logs.String(), "asked_wait"); !strings.Contains(line, `"level":"warn"`) || !strings.Contains(line, "send_message") {
+	if line := grep(env.spec.logs.String(), "asked_wait_ms"); !strings.Contains(line, `"level":"warn"`) || !strings.Contains(line, "send_message") {
 		t.Errorf("no warn line naming the command and the asked wait: %q", line)
 	}
 }
@@ -153,7 +153,7 @@ func TestBandUpgradeRetryAfterCapped(t *testing.T) {
 			t.Errorf("upgrade %d came %s after the refusal, want about retry_after_max (1s)", i, gap)
 		}
 	}
-	if !strings.Contains(grep(env.spec.logs.String(), "asked_wait"), `"level":"warn"`) {
+	if !strings.Contains(grep(env.spec.logs.String(), "asked_wait_ms"), `"level":"warn"`) {
 		t.Error("no warn line for the capped upgrade wait")
 	}
 }

@@ -71,16 +71,16 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 		if d.Action != ackflow.ActionRetry {
 			if d.Hold > 0 {
 				e.holds.hold(cmd.Room, d.Hold)
-				log.Info().Dur("hold", d.Hold).Msg("platform asked the room to rest; its next command waits")
+				log.Info().Int64("hold_ms", d.Hold.Milliseconds()).Msg("platform asked the room to rest; its next command waits")
 			}
 			return outcome{res: failResult(cmd, err, d, attempt), done: true}
 		}
 		e.m.outcome(cmd.Name, outcomeRetried)
 		if d.PlatformWait > d.Delay {
-			errLog(log.Warn(), err).Str("route", cmd.Name).Dur("asked_wait", d.PlatformWait).Dur("capped_wait", d.Delay).
+			errLog(log.Warn(), err).Str("route", cmd.Name).Int64("asked_wait_ms", d.PlatformWait.Milliseconds()).Int64("capped_wait_ms", d.Delay.Milliseconds()).
 				Msg("platform asked for a wait longer than command_backoff_max or retry_after_max; retrying sooner")
 		}
-		errLog(log.Debug(), err).Int("attempt", attempt).Dur("retry_in", d.Delay).Msg("transient failure; retrying")
+		errLog(log.Debug(), err).Int("attempt", attempt).Int64("retry_in_ms", d.Delay.Milliseconds()).Msg("transient failure; retrying")
 		if stop.Err() != nil {
 			return outcome{retryIn: d.Delay, attempts: attempt}
 		}
@@ -278,7 +278,7 @@ func errLog(ev *zerolog.Event, err error) *zerolog.Event {
 	var rq *connector.RequestError
 	switch {
 	case errors.As(err, &pe):
-		return ev.Int("status", pe.Status).Str("code", pe.Code).Dur("platform_retry_after", pe.RetryAfter)
+		return ev.Int("status", pe.Status).Str("code", pe.Code).Int64("platform_retry_after_ms", pe.RetryAfter.Milliseconds())
 	case errors.As(err, &rq):
 		return ev.Str("field", rq.Field)
 	}

@@ -155,7 +155,7 @@ func (e *Executor) lookupDurable(stop, hard context.Context, id string, log zero
 			return res, found, true
 		}
 		wait := b.Next()
-		errLog(log.Warn(), err).Dur("retry_in", wait).Msg("executed-id lookup failed; retrying")
+		errLog(log.Warn(), err).Int64("retry_in_ms", wait.Milliseconds()).Msg("executed-id lookup failed; retrying")
 		if !retry.Sleep(stop, wait) {
 			return res, false, false
 		}
@@ -181,7 +181,7 @@ func (e *Executor) deadLetter(stop, hard context.Context, src subjects.Subject, 
 			return true
 		}
 		wait := b.Next()
-		errLog(log.Warn(), err).Dur("retry_in", wait).Msg("dead-letter failed; retrying")
+		errLog(log.Warn(), err).Int64("retry_in_ms", wait.Milliseconds()).Msg("dead-letter failed; retrying")
 		if !retry.Sleep(stop, wait) {
 			return false
 		}

@@ -110,7 +110,7 @@ func (e *Executor) drainRPC(rpc *rpcServer, cancel context.CancelFunc) {
 	select {
 	case <-done:
 	case <-t.C:
-		e.log.Warn().Dur("drain_timeout", e.o.DrainTimeout).Msg("rpc requests still running at the drain deadline; cancelling them")
+		e.log.Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("rpc requests still running at the drain deadline; cancelling them")
 		cancel()
 		<-done
 	}

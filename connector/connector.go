@@ -164,6 +164,10 @@ type Factory struct {
 	// fails check-config. nil means New's own checks only.
 	Check func(cfg Config) error
 	New   func(cfg Config, deps Deps) (Connector, error)
+	// CommandSchemas returns the JSON Schema of each command's arguments
+	// (as [CommandSchemer] does), without a connection: the documentation
+	// generator reads it. nil when the platform describes none.
+	CommandSchemas func() map[string]json.RawMessage
 }
 
 // Registry maps configured platform names to factories. It is filled

@@ -176,7 +176,7 @@ func (e *engine) setup(ctx context.Context) (*jetstream.ConsumerInfo, bool, bool
 			return nil, false, false
 		}
 		wait := b.Next()
-		e.log.Warn().Err(err).Dur("retry_in", wait).Msg("consumer not ready; retrying")
+		e.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("consumer not ready; retrying")
 		if !retry.Sleep(ctx, wait) {
 			return nil, false, false
 		}
@@ -230,7 +230,7 @@ func (e *engine) fetchLoop(ctx, hard context.Context) {
 	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	backoff := func(err error, what string) bool {
 		wait := b.Next()
-		e.log.Warn().Err(err).Dur("retry_in", wait).Msg(what)
+		e.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg(what)
 		if !retry.Sleep(ctx, wait) {
 			return false
 		}
@@ -403,7 +403,7 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 	select {
 	case <-done:
 	case <-t.C:
-		e.log.Warn().Dur("drain_timeout", e.o.DrainTimeout).Msg("messages still in hand at the drain deadline; cancelling them")
+		e.log.Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("messages still in hand at the drain deadline; cancelling them")
 		cancelHard()
 		<-done
 	}
@@ -432,5 +432,5 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 	if err := e.o.NC.FlushTimeout(2 * time.Second); err != nil {
 		e.log.Warn().Err(err).Msg("hand-backs not confirmed; they may wait out AckWait")
 	}
-	e.log.Info().Int("handed_back", len(left)).Dur("delay", delay).Msg("unfinished messages handed back")
+	e.log.Info().Int("handed_back", len(left)).Int64("delay_ms", delay.Milliseconds()).Msg("unfinished messages handed back")
 }

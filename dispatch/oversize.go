@@ -39,7 +39,7 @@ func (d *Dispatcher) inline(ctx context.Context, ev *subjects.Event) error {
 			return nil
 		}
 		wait := b.Next()
-		d.log.Warn().Err(err).Str("event_id", ev.ID).Dur("retry_in", wait).Msg("payload of the event not read; retrying")
+		d.log.Warn().Err(err).Str("event_id", ev.ID).Int64("retry_in_ms", wait.Milliseconds()).Msg("payload of the event not read; retrying")
 		if !retry.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
@@ -97,6 +97,6 @@ func (d *Dispatcher) storeDeadLetter(hard context.Context, msg *message, src sub
 			msg.log.Error().Err(err).Int("tries", try).Str("reason", reason).Msg("dead letter not stored; the event stays in the events stream")
 			return
 		}
-		msg.log.Warn().Err(err).Dur("retry_in", wait).Msg("dead letter not stored; retrying")
+		msg.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("dead letter not stored; retrying")
 	}
 }

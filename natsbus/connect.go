@@ -130,7 +130,7 @@ func Connect(ctx context.Context, o Options, log zerolog.Logger) (*nats.Conn, er
 			return nil, fmt.Errorf("nats: connect to %s: %w", RedactURL(urls), err)
 		}
 		wait := bo.Next()
-		log.Warn().Err(err).Str("server", RedactURL(urls)).Dur("retry_in", wait).Msg("nats connect failed; retrying")
+		log.Warn().Err(err).Str("server", RedactURL(urls)).Int64("retry_in_ms", wait.Milliseconds()).Msg("nats connect failed; retrying")
 		if !retry.Sleep(ctx, wait) {
 			return nil, fmt.Errorf("nats: connect to %s: %w (last error: %v)", RedactURL(urls), ctx.Err(), err)
 		}

@@ -28,7 +28,8 @@ func Factory() connector.Factory {
 		Check: func(cfg connector.Config) error { _, err := settings(cfg); return err },
 		New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
 			return New(cfg, deps)
-		}}
+		},
+		CommandSchemas: CommandSchemas}
 }
 
 // sessionRec is what the connector keeps of one open session, in the

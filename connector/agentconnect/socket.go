@@ -126,7 +126,7 @@ func (s *sock) run() {
 					wait = max(wait, w)
 				}
 			}
-			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("session socket did not open")
+			s.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("session socket did not open")
 			if !retry.Sleep(s.ctx, wait) {
 				return
 			}

@@ -91,7 +91,8 @@ func Factory(thenvoi bool, opts Options) connector.Factory {
 		Check: func(cfg connector.Config) error { _, err := settings(cfg, def); return err },
 		New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
 			return newConnector(cfg, def, deps, opts)
-		}}
+		},
+		CommandSchemas: CommandSchemas}
 }
 
 // New builds a connector with Band's default host; it does no I/O. cfg's

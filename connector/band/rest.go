@@ -107,10 +107,10 @@ func (r *restClient) platformWait(status int, route string, asked time.Duration)
 	reason := connector.WaitReason(status, route)
 	r.waits.Record(connector.Wait{Since: now, Until: now.Add(wait), Asked: asked, Reason: reason})
 	if capped {
-		r.log.Warn().Int("status", status).Str("route", route).Dur("asked_wait", asked).Dur("capped_wait", wait).
+		r.log.Warn().Int("status", status).Str("route", route).Int64("asked_wait_ms", asked.Milliseconds()).Int64("capped_wait_ms", wait.Milliseconds()).
 			Msg("platform asked for a wait longer than retry_after_max; waiting retry_after_max instead")
 	} else {
-		r.log.Info().Int("status", status).Str("route", route).Dur("wait", wait).Msg("platform asked to wait; waiting")
+		r.log.Info().Int("status", status).Str("route", route).Int64("wait_ms", wait.Milliseconds()).Msg("platform asked to wait; waiting")
 	}
 	return wait
 }

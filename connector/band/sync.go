@@ -34,7 +34,7 @@ func (s *session) syncLoop(ctx context.Context) {
 		again = nil
 		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
 			wait := bo.Next()
-			s.log.Warn().Err(err).Dur("retry_in", wait).Msg("room sync failed; retrying")
+			s.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("room sync failed; retrying")
 			again = time.After(wait)
 			continue
 		}

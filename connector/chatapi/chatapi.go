@@ -47,7 +47,8 @@ func Factory() connector.Factory {
 		Check: func(cfg connector.Config) error { _, err := settings(cfg); return err },
 		New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
 			return New(cfg, deps)
-		}}
+		},
+		CommandSchemas: CommandSchemas}
 }
 
 // New builds a connector; it does no I/O. The API key is read at the

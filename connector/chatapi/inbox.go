@@ -293,7 +293,7 @@ func (s *session) poll(ib *inbox) {
 		case err != nil:
 			wait = bo.Next()
 			if !failing {
-				s.c.log.Warn().Err(err).Str("agent", ib.agent).Dur("retry_in", wait).Msg("inbox poll failed; backing off")
+				s.c.log.Warn().Err(err).Str("agent", ib.agent).Int64("retry_in_ms", wait.Milliseconds()).Msg("inbox poll failed; backing off")
 				s.lifecycle(subjects.LifecycleDisconnected, ib.agent, map[string]any{"reason": "inbox poll failed: " + err.Error(), "agent_id": ib.agent})
 			}
 			failing = true
@@ -408,7 +408,7 @@ func (s *session) marker() {
 		if err := errors.Join(errs...); err != nil {
 			wait := bo.Next()
 			if s.ctx.Err() == nil {
-				s.c.log.Warn().Err(err).Dur("retry_in", wait).Msg("mark-read failed; retrying")
+				s.c.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("mark-read failed; retrying")
 			}
 			if !retry.Sleep(s.ctx, wait) {
 				return

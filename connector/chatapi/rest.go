@@ -220,10 +220,10 @@ func (c *client) platformWait(key string, status int, route string, asked time.D
 	c.lim.hold(key, now.Add(wait))
 	c.waits.Record(connector.Wait{Since: now, Until: now.Add(wait), Asked: asked, Reason: connector.WaitReason(status, route)})
 	if capped {
-		c.log.Warn().Int("status", status).Str("route", route).Dur("asked_wait", asked).Dur("capped_wait", wait).
+		c.log.Warn().Int("status", status).Str("route", route).Int64("asked_wait_ms", asked.Milliseconds()).Int64("capped_wait_ms", wait.Milliseconds()).
 			Msg("platform asked for a wait longer than retry_after_max; waiting retry_after_max instead")
 	} else {
-		c.log.Info().Int("status", status).Str("route", route).Dur("wait", wait).Msg("platform asked to wait; waiting")
+		c.log.Info().Int("status", status).Str("route", route).Int64("wait_ms", wait.Milliseconds()).Msg("platform asked to wait; waiting")
 	}
 }
 

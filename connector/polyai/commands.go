@@ -339,7 +339,7 @@ func (c *Connector) replace(rs *runState, old *session, reason string) {
 		}
 		wait, _ := connector.CapWait(connector.RetryAfter(err), c.cfg.RetryAfterMax)
 		wait = max(wait, bo.Next())
-		c.log.Warn().Err(err).Str("session_id", old.id).Dur("retry_in", wait).Msg("polyai: replacement session not created")
+		c.log.Warn().Err(err).Str("session_id", old.id).Int64("retry_in_ms", wait.Milliseconds()).Msg("polyai: replacement session not created")
 		if !retry.Sleep(rs.ctx, wait) {
 			return
 		}

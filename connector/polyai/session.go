@@ -237,7 +237,7 @@ func (s *session) loop(rs *runState) {
 					Reason: connector.WaitReason(status, "socket upgrade")})
 				wait = max(wait, capped)
 			}
-			s.c.log.Debug().Err(err).Str("session_id", s.id).Dur("retry_in", wait).Msg("polyai: socket dial failed")
+			s.c.log.Debug().Err(err).Str("session_id", s.id).Int64("retry_in_ms", wait.Milliseconds()).Msg("polyai: socket dial failed")
 			if !retry.Sleep(ctx, wait) {
 				return
 			}
@@ -399,7 +399,7 @@ func (s *session) heartbeat() {
 	s.mu.Unlock()
 	if silent > 2*every {
 		s.c.missedHB.Add(1)
-		s.c.log.Info().Str("session_id", s.id).Dur("silent", silent).Msg("polyai: heartbeats unanswered; reconnecting")
+		s.c.log.Info().Str("session_id", s.id).Int64("silent_ms", silent.Milliseconds()).Msg("polyai: heartbeats unanswered; reconnecting")
 		_ = ws.CloseNow()
 		return
 	}

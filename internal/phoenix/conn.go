@@ -336,7 +336,7 @@ func (lc *liveConn) heartbeat() {
 	if outstanding && !alive {
 		lc.mu.Unlock()
 		s.missedHB.Add(1)
-		s.log.Warn().Dur("interval", s.opts.HeartbeatInterval).Msg("phoenix: heartbeat unanswered, closing")
+		s.log.Warn().Int64("interval_ms", s.opts.HeartbeatInterval.Milliseconds()).Msg("phoenix: heartbeat unanswered, closing")
 		lc.fail(ErrHeartbeatTimeout, websocket.StatusNormalClosure, "heartbeat timeout")
 		return
 	}

@@ -249,7 +249,7 @@ func (s *Socket) Run(ctx context.Context) error {
 			// this usually means another client holds the same identity.
 			lvl = zerolog.ErrorLevel
 		}
-		s.log.WithLevel(lvl).Err(err).Int("rapid_disconnects", n).Bool("connected", connected).Dur("lived", lived).Dur("retry_in", delay).
+		s.log.WithLevel(lvl).Err(err).Int("rapid_disconnects", n).Bool("connected", connected).Int64("lived_ms", lived.Milliseconds()).Int64("retry_in_ms", delay.Milliseconds()).
 			Msg("phoenix: connection lost, reconnecting")
 
 		t := time.NewTimer(delay)
@@ -269,8 +269,8 @@ func (s *Socket) retryAfter(err error, delay time.Duration) {
 		return
 	}
 	if ue.RetryAfter > s.opts.Backoff.RetryAfterMax {
-		s.log.Warn().Int("status", ue.Status).Str("route", "socket upgrade").Dur("asked_wait", ue.RetryAfter).
-			Dur("capped_wait", delay).Msg("phoenix: server asked for a wait longer than RetryAfterMax; waiting RetryAfterMax instead")
+		s.log.Warn().Int("status", ue.Status).Str("route", "socket upgrade").Int64("asked_wait_ms", ue.RetryAfter.Milliseconds()).
+			Int64("capped_wait_ms", delay.Milliseconds()).Msg("phoenix: server asked for a wait longer than RetryAfterMax; waiting RetryAfterMax instead")
 	}
 	if s.opts.OnRetryAfter != nil {
 		s.opts.OnRetryAfter(ue, delay)

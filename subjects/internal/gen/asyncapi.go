@@ -14,7 +14,7 @@ type channel struct {
 	name        string // last token's parameter: event or command
 	title       string
 	description string   // after subjects.Kinds' line
-	messages    []string // keys of components.messages
+	messages    []string // keys of components.messages (P.cmd…: one per platform command)
 	op          string   // operation id
 	action      string   // "send" or "receive", from the worker's side
 	summary     string
@@ -49,7 +49,7 @@ var channels = []channel{
 		messages:    []string{"event"}, op: "receiveLifecycleEvent", action: "receive", summary: "Watch a connection's lifecycle."},
 	{kind: subjects.KindCommand, name: "command", title: "Durable commands",
 		description: "Publish with JetStream: the PubAck means stored. Transient failures are retried; a command for a connection the bridge does not serve gets no PubAck.",
-		messages:    []string{"command"}, op: "sendCommand", action: "send", summary: "Publish a durable command."},
+		op:          "sendCommand", action: "send", summary: "Publish a durable command."},
 	{kind: subjects.KindResult, name: "command", title: "Command results",
 		description: "Subscribe before you publish the command to see its result.",
 		messages:    []string{"result"}, op: "receiveResult", action: "receive", summary: "Learn the outcome of durable commands."},
@@ -107,10 +107,19 @@ func headers(names ...string) obj {
 }
 
 // asyncAPI is the AsyncAPI 3.0 document of the contract, from the worker's
-// side: it receives events, sends commands.
-func asyncAPI() obj {
+// side: it receives events, sends commands. Durable commands are one
+// message per platform command, whose payload is the schema of its
+// arguments.
+func asyncAPI(cmds []platformCommand) obj {
+	var cmdIDs []string
+	for _, c := range cmds {
+		cmdIDs = append(cmdIDs, c.id())
+	}
 	var chans, ops obj
 	for _, c := range channels {
+		if c.kind == subjects.KindCommand {
+			c.messages = cmdIDs
+		}
 		params := o("prefix", ref("#/components/parameters/prefix"), "platform", ref("#/components/parameters/platform"),
 			"conn", ref("#/components/parameters/conn"))
 		if c.kind.HasRoom() {
@@ -149,12 +158,8 @@ func asyncAPI() obj {
 		"workReply", o("name", "workReply", "title", "Work reply", "contentType", "application/json",
 			"summary", "processing, processed with commands, or failed with retry.",
 			"payload", ref("./schemas/work-reply.schema.json")),
-		"command", o("name", "command", "title", "Command", "contentType", "application/json",
-			"summary", "The command's arguments as a JSON object (see docs/workers.md for each platform's commands).",
-			"headers", headers(subjects.HeaderMsgID, subjects.HeaderReplyTo),
-			"payload", o("type", "object")),
 		"rpcRequest", o("name", "rpcRequest", "title", "RPC request", "contentType", "application/json",
-			"summary", "The command's arguments, plus \"room\" (the room id, unescaped) where the command needs one.",
+			"summary", "The command's arguments (the schema of its message on P.cmd…), plus \"room\" (the room id, unescaped) where the command needs one.",
 			"headers", headers(subjects.HeaderMsgID),
 			"payload", o("type", "object", "properties", o("room", o("type", "string", "description", "Room id as the platform writes it.")))),
 		"result", o("name", "result", "title", "Result", "contentType", "application/json",
@@ -167,6 +172,9 @@ func asyncAPI() obj {
 				subjects.HeaderDataRef, subjects.HeaderDataBucket, subjects.HeaderDataObject, subjects.HeaderDataSize, subjects.HeaderDataSHA256),
 			"payload", obj{}),
 	)
+	for _, c := range cmds {
+		messages = append(messages, field{c.id(), commandMessage(c)})
+	}
 	params := o(
 		"prefix", o("description", "Subject prefix (config nats.prefix); streams are <PREFIX>_EVENTS etc. when it is not bridge.", "default", subjects.DefaultPrefix),
 		"platform", o("description", "Platform name.", "examples", list{"band"}),
@@ -185,6 +193,7 @@ func asyncAPI() obj {
 		"servers", o("local", o("host", "127.0.0.1:4222", "protocol", "nats", "description", "The bridge's embedded NATS server (or your cluster).")),
 		"channels", chans,
 		"operations", ops,
-		"components", o("parameters", params, "messages", messages),
+		"components", o("parameters", params, "messages", messages,
+			"schemas", o("commandHeaders", headers(subjects.HeaderMsgID, subjects.HeaderReplyTo))),
 	)
 }

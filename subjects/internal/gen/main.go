@@ -1,6 +1,8 @@
 // Command gen writes the documentation generated from package subjects:
 // docs/asyncapi.yaml (AsyncAPI 3.0), the JSON Schemas of the event
-// envelope, the command result and the dispatch reply in docs/schemas/, and
+// envelope, the command result and the dispatch reply in docs/schemas/, the
+// schema of each platform command's arguments in docs/schemas/commands/
+// (from connector.Factory.CommandSchemas, commands.go), and
 // the tables between gen markers in docs/contract.md, docs/workers.md and
 // README.md (markdown.go). Run it with go generate ./subjects (see
 // subjects/gen.go); a test fails when the files on disk differ from what it
@@ -71,7 +73,16 @@ func generate(root string) (map[string][]byte, error) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	y, err := yamlFile(asyncAPI())
+	cmds, err := platformCommands()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cmds {
+		if files["docs/"+c.file()], err = commandSchemaFile(c); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.file(), err)
+		}
+	}
+	y, err := yamlFile(asyncAPI(cmds))
 	if err != nil {
 		return nil, fmt.Errorf("asyncapi.yaml: %w", err)
 	}
