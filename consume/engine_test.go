@@ -252,7 +252,9 @@ func TestConfigureAndReady(t *testing.T) {
 	t.Parallel()
 	ns := testutil.NATS(t)
 	stream(t, ns.JS, 1, 5)
-	run := func() (existing *jetstream.ConsumerInfo, created bool, first uint64) {
+	// run handles until want messages are done (so none is left in hand
+	// for the next run), and reports the first one.
+	run := func(want int64) (existing *jetstream.ConsumerInfo, created bool, first uint64) {
 		o := baseOptions(ns.JS, ns.NC)
 		o.Configure = func(_ context.Context, cfg *jetstream.ConsumerConfig, ex *jetstream.ConsumerInfo) error {
 			existing = ex
@@ -265,28 +267,30 @@ func TestConfigureAndReady(t *testing.T) {
 		}
 		o.Ready = func(_ *jetstream.ConsumerInfo, c bool) { created = c }
 		var got atomic.Uint64
+		var handled atomic.Int64
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
 			done <- Run(ctx, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
 				got.CompareAndSwap(0, m.Seq)
+				handled.Add(1)
 				return ackflow.Decision{Action: ackflow.ActionAck}, true
 			})
 		}()
-		testutil.Eventually(t, 10*time.Second, func() bool { return got.Load() != 0 }, "nothing handled")
+		testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() >= want }, "handled %d of %d", handled.Load(), want)
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
 		return existing, created, got.Load()
 	}
-	if ex, created, first := run(); ex != nil || !created || first != 3 {
+	if ex, created, first := run(3); ex != nil || !created || first != 3 {
 		t.Fatalf("first run: existing %v, created %v, first seq %d (want nil, true, 3)", ex != nil, created, first)
 	}
 	if _, err := ns.JS.Publish(testutil.Context(t, 5*time.Second), "t.r0", []byte("r0:5")); err != nil {
 		t.Fatal(err)
 	}
-	if ex, created, first := run(); ex == nil || ex.Config.OptStartSeq != 3 || created || first != 6 {
+	if ex, created, first := run(1); ex == nil || ex.Config.OptStartSeq != 3 || created || first != 6 {
 		t.Fatalf("second run: existing %v, created %v, first seq %d (want the consumer, false, 6)", ex != nil, created, first)
 	}
 }
