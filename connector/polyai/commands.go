@@ -51,6 +51,9 @@ func (c *Connector) Execute(ctx context.Context, cmd connector.Command) (connect
 	}
 	s, rs, err := c.session(cmd.Room)
 	if err != nil {
+		if cmd.Name == "end_session" && isEnded(err) {
+			return endedResponse(), nil
+		}
 		return connector.Response{}, err
 	}
 	if rs == nil {
@@ -96,16 +99,26 @@ func (c *Connector) Execute(ctx context.Context, cmd connector.Command) (connect
 		return connector.Response{Status: http.StatusOK, Data: json.RawMessage(`{}`)}, nil
 	case "end_session":
 		resp, err := s.request(ctx, rs, cmd.ID, typeUserEndSession, json.RawMessage("{}"), nil)
-		var pe *connector.PlatformError
-		if errors.As(err, &pe) && pe.Code == "session_ended" {
+		if isEnded(err) {
 			// The session ended (its SESSION_END came before our echo, or
 			// earlier): what the command asked for is done.
-			return connector.Response{Status: http.StatusOK, Data: json.RawMessage(`{"ended":true}`)}, nil
+			return endedResponse(), nil
 		}
 		return resp, err
 	default: // join
 		return s.request(ctx, rs, cmd.ID, typeRequestJoin, json.RawMessage("{}"), nil)
 	}
+}
+
+// isEnded reports whether err says the platform ended the session.
+func isEnded(err error) bool {
+	var pe *connector.PlatformError
+	return errors.As(err, &pe) && pe.Code == "session_ended"
+}
+
+// endedResponse answers end_session for a session already ended.
+func endedResponse() connector.Response {
+	return connector.Response{Status: http.StatusOK, Data: json.RawMessage(`{"ended":true}`)}
 }
 
 // createSession mints a token, creates a session and starts holding it.

@@ -9,10 +9,15 @@
 // to join (unless told not to), sends heartbeats at the interval
 // SESSION_START advertises, treats a socket silent for two intervals as
 // dead, and redials with the reconnect backoff, keeping the session id,
-// token and cursor. A handshake refused with 401 or 404, or a close with
-// 4001, means the platform no longer takes the session: the connector
-// opens a new one and says so with the lifecycle event session_replaced
-// (old and new ids).
+// token and cursor. A handshake refused with 401, or with 404 once the
+// session may have idled out (no sign of life for PolyAI's idle
+// lifetime), or a close with 4001, means the platform no longer takes
+// the session: the connector opens a new one and says so with the
+// lifecycle event session_replaced (old and new ids). A session the
+// platform ended is never replaced: SESSION_END (forwarded as
+// session_end), or a 404 sooner than the idle lifetime (its SESSION_END
+// went to no socket; lifecycle event session_ended), ends it, and later
+// commands for it are refused with session_ended (end_session succeeds).
 //
 // Inbound, history batches are flattened and every event is handed over
 // in sequence order, each sequence once (the server's event id is the

@@ -341,14 +341,19 @@ func classify(msg string) error {
 	return pe
 }
 
-// end handles SESSION_END: the session is over, its record removed.
+// end handles SESSION_END (or a handshake refused for a session the
+// platform ended): the session is over, its record removed, and later
+// commands for it are refused with session_ended.
 func (s *session) end(rs *runState) {
-	s.markGone(&connector.PlatformError{Status: http.StatusNotFound, Code: "session_ended",
-		Message: "session " + s.id + " ended"})
+	s.markGone(errSessionEnded(s.id))
 	s.c.mu.Lock()
 	if s.c.sessions[s.id] == s {
 		delete(s.c.sessions, s.id)
 	}
+	if len(s.c.ended) >= 10000 {
+		clear(s.c.ended)
+	}
+	s.c.ended[s.id] = struct{}{}
 	s.c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(rs.ctx, 10*time.Second)
 	defer cancel()

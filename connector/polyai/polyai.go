@@ -39,7 +39,8 @@ type Connector struct {
 	mu       sync.Mutex // guards the fields below; never held across I/O
 	run      *runState  // nil when not connected
 	sessions map[string]*session
-	replaced map[string]string // old session id → its replacement
+	replaced map[string]string   // old session id → its replacement
+	ended    map[string]struct{} // sessions the platform ended (bounded like replaced)
 
 	reconnects, missedHB, gapFilled atomic.Uint64
 }
@@ -78,7 +79,7 @@ func New(cfg connector.Config, deps connector.Deps) (*Connector, error) {
 	return &Connector{
 		cfg: cfg, st: st, log: deps.Log, http: hc, state: deps.State, policy: policy,
 		dialer:   &http.Client{Transport: hc.Transport, CheckRedirect: connector.SameOriginRedirects},
-		sessions: map[string]*session{}, replaced: map[string]string{},
+		sessions: map[string]*session{}, replaced: map[string]string{}, ended: map[string]struct{}{},
 	}, nil
 }
 
@@ -267,7 +268,17 @@ func (c *Connector) session(id string) (*session, *runState, error) {
 	if s := c.sessions[id]; s != nil {
 		return s, c.run, nil
 	}
+	if _, ok := c.ended[id]; ok {
+		return nil, nil, errSessionEnded(id)
+	}
 	return nil, nil, errSessionGone(id, c.replaced[id])
+}
+
+// errSessionEnded is the refusal of a command for a session the
+// platform ended.
+func errSessionEnded(id string) error {
+	return &connector.PlatformError{Status: http.StatusNotFound, Code: "session_ended",
+		Message: "session " + id + " ended"}
 }
 
 // errSessionGone is the refusal of a command for a session the connector

@@ -212,8 +212,8 @@ func (s *session) down(ws *websocket.Conn) {
 
 // loop keeps the session's socket open until the run ends or the
 // session ends: it dials with the cursor, reads, and redials with
-// backoff. A refused handshake (401, 404) or a 4001 close replaces the
-// session.
+// backoff. A refused handshake (401, or 404 once the session may have
+// idled out) or a 4001 close replaces the session; a 404 sooner ends it.
 func (s *session) loop(rs *runState) {
 	ctx := rs.ctx
 	bo := s.c.policy.Start()
@@ -224,8 +224,16 @@ func (s *session) loop(rs *runState) {
 			if ctx.Err() != nil {
 				return
 			}
-			switch status {
-			case http.StatusUnauthorized, http.StatusNotFound:
+			switch {
+			case status == http.StatusNotFound && !s.mayHaveExpired():
+				// Too recently alive to have idled out: the platform
+				// ended it (its SESSION_END went to no socket of ours).
+				s.c.log.Info().Str("session_id", s.id).Msg("polyai: handshake refused (404) for a session alive within the idle lifetime; it ended")
+				rs.lifecycle(connector.Event{Lifecycle: subjects.LifecycleSessionEnded, Room: s.id, Key: "ended-" + s.id},
+					map[string]any{"reason": "handshake refused (404): the platform ended the session", "session_id": s.id})
+				s.end(rs)
+				return
+			case status == http.StatusUnauthorized, status == http.StatusNotFound:
 				s.c.replace(rs, s, fmt.Sprintf("handshake refused (%d)", status))
 				return
 			}
@@ -265,6 +273,23 @@ func (s *session) loop(rs *runState) {
 			return
 		}
 	}
+}
+
+// idleLifetime is how long PolyAI keeps a session without activity
+// (polyai.md §3: about 10 minutes); a 404 sooner is not an expiry.
+const idleLifetime = 10 * time.Minute
+
+// mayHaveExpired reports whether the session's last sign of life (its
+// last frame read in this process, else its creation) is old enough for
+// PolyAI to have dropped it for inactivity.
+func (s *session) mayHaveExpired() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := s.lastRead
+	if last.IsZero() {
+		last = s.rec.Created
+	}
+	return time.Since(last) >= idleLifetime
 }
 
 // redact returns err's text without the session's access token.
