@@ -25,9 +25,10 @@ func runDemoAgentConnect(ctx context.Context, o demoOptions, stdout, stderr io.W
 	emu := agentconnectemu.New(agentconnectemu.Options{NoRateLimits: true, MaxSessionsPerUser: -1, MaxTurns: -1,
 		TokenBudget: -1, ReplyDelay: 50 * time.Millisecond, Reply: demoAnswer,
 		// After a cooldown the server's handler waits this long, says the
-		// AI is slow, and only then reads the socket again: shorter than
-		// the cooldown, so the notice comes before the held message.
-		ReplyTimeout: demoCooldown / 4})
+		// AI is slow, and only then reads the socket again: longer than
+		// the cooldown, as on the real server (30s), so the held message
+		// goes out before that notice; short, so the demo does not drag.
+		ReplyTimeout: 2 * demoCooldown})
 	url, err := emu.Start()
 	if err != nil {
 		return fmt.Errorf("agentconnect emulator: %w", err)

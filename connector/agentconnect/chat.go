@@ -32,11 +32,15 @@ func (s *sock) handle(raw []byte) {
 		d := f.cooldownLeft()
 		pe := &connector.PlatformError{Status: http.StatusTooManyRequests, Code: "cooldown", RetryAfter: d, Data: raw,
 			Message: fmt.Sprintf("the agent is in cooldown for %.1fs more: %s", d.Seconds(), f.Content)}
-		if s.resolve(result{err: connector.HoldRoom(pe, d)}) {
-			s.mu.Lock()
-			s.skipSlow = true
-			s.mu.Unlock()
-		}
+		// The server's handler does not take a cooldown as the reply: it
+		// waits its reply timeout (30s), sends the slow notice, and only
+		// then reads the next frame. That notice is the cooldown's, even
+		// when the room's next message (held only for the cooldown, which
+		// may be shorter) is already out: it must not answer that one.
+		s.mu.Lock()
+		s.slowOwed++
+		s.mu.Unlock()
+		s.resolve(result{err: connector.HoldRoom(pe, d)})
 		s.h.emit(ev)
 	case "stop":
 		reason := "stop"
@@ -82,8 +86,10 @@ func (s *sock) system(f frame, ev connector.Event) {
 	}
 	if f.Content == slowNotice {
 		s.mu.Lock()
-		trailing := s.skipSlow
-		s.skipSlow = false
+		trailing := s.slowOwed > 0
+		if trailing {
+			s.slowOwed--
+		}
 		s.mu.Unlock()
 		if !trailing {
 			s.resolve(result{err: connector.Sent(fmt.Errorf("agentconnect: session %s: %s", s.rec.ID, f.Content))})
@@ -158,7 +164,7 @@ func (s *sock) send(ctx context.Context, out outFrame) (connector.Response, erro
 	human := s.rec.Type != "agent_agent"
 	if human {
 		s.mu.Lock()
-		s.pending, s.skipSlow = p, false
+		s.pending = p
 		s.mu.Unlock()
 	}
 	clearPending := func() {

@@ -17,5 +17,9 @@
 // the frame that answers it: a cooldown becomes a [connector.HoldRoom]
 // error (code cooldown, retryable, the room's next command waits the
 // seconds left), a stop the lifecycle event conversation_ended, and the
-// platform's system notices lifecycle events by their exact text.
+// platform's system notices lifecycle events by their exact text. After
+// a cooldown the server waits its reply timeout, sends the "taking
+// longer than expected" notice and only then reads the next frame; each
+// cooldown is owed one such notice, which answers no later message (the
+// room's hold may end, and its next message go out, before it comes).
 package agentconnect

@@ -114,3 +114,53 @@ func TestBridgeCooldownHoldsRoom(t *testing.T) {
 		t.Errorf("the platform got %d messages, sent at %v; want the second %s after the first", len(sentAt), sentAt, hold)
 	}
 }
+
+// TestBridgeCooldownShorterThanServerWait: the server's handler, after a
+// cooldown, waits its reply timeout, sends the "taking longer" notice and
+// only then reads the next frame. With a cooldown shorter than that wait
+// the held message goes out before the notice; the notice belongs to the
+// cooldown, so the held message still gets the AI's answer.
+func TestBridgeCooldownShorterThanServerWait(t *testing.T) {
+	t.Parallel()
+	const cooldown, serverWait = 300 * time.Millisecond, 1500 * time.Millisecond
+	emu, _ := fastEmu(t, agentconnectemu.Options{ReplyTimeout: serverWait})
+	natsURL, _ := runBridge(t, emu, t.TempDir())
+	w := newWorker(t, natsURL)
+	held := w.createSession()
+	testutil.Eventually(t, 20*time.Second, func() bool { return emu.Sockets(held) == 1 }, "socket of %s", held)
+	emu.ForceCooldown(held, cooldown)
+	w.command(held, "send_message", "c1", map[string]string{"content": "first"})
+	w.command(held, "send_message", "c2", map[string]string{"content": "second"})
+	w.command(held, "send_message", "c3", map[string]string{"content": "third"})
+
+	r1, _ := w.result("c1", 30*time.Second)
+	if r1.OK || r1.Error == nil || r1.Error.Code != "cooldown" {
+		t.Fatalf("first message: %+v (error %+v), want code cooldown", r1, r1.Error)
+	}
+	r2, _ := w.result("c2", 30*time.Second)
+	if got := replyContent(t, r2); got != "Echo: second" {
+		t.Errorf("second message answered %q", got)
+	}
+	// The scenario: the held message went out before the notice.
+	var sent, notice time.Time
+	for _, f := range emu.Received(held) {
+		if f.Type == "text" && f.Content == "second" {
+			sent, _ = time.Parse(time.RFC3339Nano, f.Timestamp)
+		}
+	}
+	for _, f := range emu.Broadcasts(held) {
+		if f.Type == "system" && f.Content == agentconnectemu.NoticeSlowAI {
+			notice, _ = time.Parse(time.RFC3339Nano, f.Timestamp)
+		}
+	}
+	if sent.IsZero() || notice.IsZero() || !sent.Before(notice) {
+		t.Errorf("second message sent at %v, notice at %v: want the message first", sent, notice)
+	}
+	r3, _ := w.result("c3", 30*time.Second)
+	if got := replyContent(t, r3); got != "Echo: third" {
+		t.Errorf("third message answered %q", got)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return w.lifecycles(subjects.LifecycleReplyTimeout, held) == 1
+	}, "the notice published as reply_timeout")
+}

@@ -44,7 +44,7 @@ type sock struct {
 	ws        *websocket.Conn // nil while down
 	opened    chan struct{}   // closed when ws is set; replaced when it is lost
 	pending   *pending        // the send_message waiting for its answer
-	skipSlow  bool            // a cooldown answered the send: the slow notice after it is its own
+	slowOwed  int             // cooldowns on this socket whose slow notice has not come yet
 	ended     error           // the platform ended the session
 	convEnded error           // the AI ended the conversation (stop)
 	timer     *time.Timer     // finish's grace
@@ -240,6 +240,7 @@ func (s *sock) setClosed(cause error) {
 	s.mu.Lock()
 	s.ws = nil
 	s.opened = make(chan struct{})
+	s.slowOwed = 0 // the server's handler waiting on the lost socket is gone with it
 	p := s.pending
 	s.pending = nil
 	s.mu.Unlock()
