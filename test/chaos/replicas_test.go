@@ -371,6 +371,17 @@ backoff_max = "1s"
 	}
 	for n := unprocessed(); n > 0; n = unprocessed() {
 		if ctx.Err() != nil {
+			pmu.Lock()
+			for j, id := range allIDs {
+				if st, atts := emu.StatusFor(all[j].agent, id); st != bandemu.StatusProcessed {
+					t.Logf("%s: message %s is %s; attempts %+v", all[j].conn, id, st, atts)
+				}
+			}
+			pmu.Unlock()
+			for i, p := range ports {
+				v, _ := readReplica(p)
+				t.Logf("replica %d runs %v", i, v.runs())
+			}
 			t.Fatalf("%d of %d messages not processed after the chaos", n, len(allIDs))
 		}
 		time.Sleep(200 * time.Millisecond)
