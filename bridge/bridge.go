@@ -245,25 +245,42 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err := b.ensureStreams(gctx, js, b.conns); err != nil {
 		return fail(err)
 	}
-	ls, err := openLeases(gctx, js, nc, cfg.NATS.Prefix, b.owner(), cfg.Lease.TTL.D(), cfg.NATS.Replicas)
+	// Each bucket is retried like the streams: on a NATS cluster still
+	// electing leaders (every replica starting at once) a create times out.
+	var ls *leases
+	err = b.untilReady(gctx, "lease bucket", func() (err error) {
+		ls, err = openLeases(gctx, js, nc, cfg.NATS.Prefix, b.owner(), cfg.Lease.TTL.D(), cfg.NATS.Replicas)
+		return err
+	})
 	if err != nil {
 		return fail(err)
 	}
 	defer ls.close()
 	log.Info().Str("owner", ls.self.Owner).Str("instance", ls.self.Instance).Msg("lease identity")
-	stored, err := openPublished(gctx, js, cfg.NATS.Prefix, cfg.NATS.EventsMaxAge.D(), cfg.NATS.Replicas)
+	var stored *publishedStore
+	err = b.untilReady(gctx, "published bucket", func() (err error) {
+		stored, err = openPublished(gctx, js, cfg.NATS.Prefix, cfg.NATS.EventsMaxAge.D(), cfg.NATS.Replicas)
+		return err
+	})
 	if err != nil {
 		return fail(err)
 	}
-	state, err := openStateBucket(gctx, js, cfg.NATS.Prefix, cfg.NATS.Replicas)
+	var state jetstream.KeyValue
+	err = b.untilReady(gctx, "state bucket", func() (err error) {
+		state, err = openStateBucket(gctx, js, cfg.NATS.Prefix, cfg.NATS.Replicas)
+		return err
+	})
 	if err != nil {
 		return fail(err)
 	}
-	cl, err := openCluster(gctx, js, ls.kv, cfg.NATS.Prefix, ls.self, cfg.Lease.TTL.D(), cfg.NATS.Replicas, log)
+	var cl *cluster
+	err = b.untilReady(gctx, "members bucket", func() (err error) {
+		if cl, err = openCluster(gctx, js, ls.kv, cfg.NATS.Prefix, ls.self, cfg.Lease.TTL.D(), cfg.NATS.Replicas, log); err != nil {
+			return err
+		}
+		return cl.heartbeat(gctx)
+	})
 	if err != nil {
-		return fail(err)
-	}
-	if err := cl.heartbeat(gctx); err != nil {
 		return fail(err)
 	}
 	synced := make(chan struct{})
@@ -441,6 +458,23 @@ func (b *Bridge) payloads(js jetstream.JetStream, conn string) *claimcheck.Store
 	n := b.cfg.NATS
 	return claimcheck.New(claimcheck.Options{JS: js, Prefix: n.Prefix, Conn: conn,
 		MaxAge: max(n.EventsMaxAge.D(), n.DLQMaxAge.D()), Replicas: n.Replicas})
+}
+
+// untilReady runs step until it succeeds or ctx ends, waiting between
+// tries as ensureStreams does; what names the step in the log.
+func (b *Bridge) untilReady(ctx context.Context, what string, step func() error) error {
+	bo := retry.Policy{Initial: 500 * time.Millisecond, Max: 15 * time.Second}.Start()
+	for {
+		err := step()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		wait := bo.Next()
+		b.opts.Log.Warn().Err(err).Str("step", what).Int64("retry_in_ms", wait.Milliseconds()).Msg("JetStream not ready; retrying")
+		if !retry.Sleep(ctx, wait) {
+			return err
+		}
+	}
 }
 
 // ensureStreams creates or updates the streams for conns, retrying until

@@ -43,7 +43,8 @@
 // # Fault knobs
 //
 //   - [Server.DropSockets]: close every socket without a close frame.
-//   - [Server.Supersede]: push supersede and close every socket now.
+//   - [Server.Supersede]: push supersede and close every socket now
+//     ([Server.Supersedes] counts every supersede).
 //   - [Server.StallHeartbeats]: stop answering heartbeats.
 //   - [Server.SendMalformed]: write a frame that is not JSON.
 //   - [Server.SetPushesEnabled](false): keep state but send no pushes,

@@ -88,6 +88,9 @@ func TestRejectUpgrades(t *testing.T) {
 	}
 	mustDial(t, s)
 	eventually(t, "one connection", func() bool { return s.Connections() == 1 })
+	if n := s.Supersedes(); n != 1 {
+		t.Fatalf("Supersedes() = %d after one supersede, want 1", n)
+	}
 	var got []int
 	for _, r := range s.Requests() {
 		if r.Path == SocketPath {
@@ -319,6 +322,9 @@ func TestSupersede(t *testing.T) {
 	second.push("agent_control:"+s.AgentID(), "supersede")
 	second.waitClosed()
 	eventually(t, "no connection", func() bool { return s.Connections() == 0 })
+	if n := s.Supersedes(); n != 2 {
+		t.Fatalf("Supersedes() = %d after the knob, want 2", n)
+	}
 }
 
 func TestIdleTimeout(t *testing.T) {

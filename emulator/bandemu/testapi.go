@@ -235,6 +235,14 @@ func (s *Server) Connections() int {
 	return len(s.conns)
 }
 
+// Supersedes returns how many sockets were superseded since the server
+// started: by a newer socket of the same agent, or by [Server.Supersede].
+func (s *Server) Supersedes() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.correlation // one correlation id per supersede
+}
+
 // Connected reports whether the agent has a live socket.
 func (s *Server) Connected(agentID string) bool {
 	s.mu.Lock()
