@@ -88,9 +88,6 @@ func TestRejectUpgrades(t *testing.T) {
 	}
 	mustDial(t, s)
 	eventually(t, "one connection", func() bool { return s.Connections() == 1 })
-	if n := s.Supersedes(); n != 1 {
-		t.Fatalf("Supersedes() = %d after one supersede, want 1", n)
-	}
 	var got []int
 	for _, r := range s.Requests() {
 		if r.Path == SocketPath {
@@ -315,6 +312,10 @@ func TestSupersede(t *testing.T) {
 	expectRefusal(t, resp, err, 409, "connection_conflict")
 	second.sendRaw(`[null,"2","phoenix","heartbeat",{}]`)
 	second.reply("2")
+
+	if n := s.Supersedes(); n != 1 {
+		t.Fatalf("Supersedes() = %d after one supersede, want 1", n)
+	}
 
 	// Supersede knob: push and close now.
 	second.mustJoin("agent_control:" + s.AgentID())
