@@ -82,6 +82,17 @@ password_env = "DEMO_AC_PASSWORD"
 	for {
 		select {
 		case err := <-flow:
+			if err == nil {
+				// A reply's text event is stored apart from its command's
+				// result: give the last ones a moment to arrive.
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_ = waitFor(wctx, "text events", func() bool {
+					d.mu.Lock()
+					defer d.mu.Unlock()
+					return d.events["text"] >= d.answered
+				})
+				cancel()
+			}
 			d.screen.show(d.line(time.Since(start)), true)
 			return d.summary(stdout, time.Since(start), err)
 		case <-show.C:
