@@ -40,6 +40,9 @@ type sessionRec struct {
 	HumanID  string    `json:"human_id,omitempty"`
 	AgentIDs []string  `json:"agent_ids,omitempty"`
 	Created  time.Time `json:"created_at"`
+	// CreatedBy is the state key of the create_session command's record,
+	// dropped with the session.
+	CreatedBy string `json:"created_by,omitempty"`
 }
 
 // Connector is one AgentConnect account and its open sessions, each with
@@ -204,10 +207,16 @@ func (c *Connector) remember(ctx context.Context, r sessionRec, fresh bool) erro
 // (at once, or after grace so the platform's last notice still arrives).
 func (c *Connector) forget(ctx context.Context, id string, grace time.Duration) {
 	c.mu.Lock()
+	createdBy := c.known[id].CreatedBy
 	delete(c.known, id)
 	delete(c.fresh, id)
 	h := c.hub
 	c.mu.Unlock()
+	if c.state != nil && createdBy != "" {
+		if err := c.state.Delete(ctx, createdBy, 0); err != nil && !errors.Is(err, connector.ErrStateNotFound) {
+			c.log.Warn().Err(err).Str("session_id", id).Msg("state: cannot drop the session's create record")
+		}
+	}
 	if h != nil {
 		h.detach(id, grace)
 	}

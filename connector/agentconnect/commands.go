@@ -72,6 +72,9 @@ func (c *Connector) Execute(ctx context.Context, cmd connector.Command) (connect
 	if len(bytes.TrimSpace(args)) == 0 || string(bytes.TrimSpace(args)) == "null" {
 		args = json.RawMessage("{}")
 	}
+	if cmd.Name == "create_session" {
+		return c.createSessionOnce(ctx, cmd, args)
+	}
 	return spec.run(c, ctx, cmd.Room, args)
 }
 
@@ -104,6 +107,12 @@ var providers = []string{"openai", "anthropic", "groq", "google"}
 // worker wrote it, after the checks the platform would answer with a
 // bare 422), keeps the new session and opens its socket.
 func (c *Connector) createSession(ctx context.Context, _ string, args json.RawMessage) (connector.Response, error) {
+	return c.createSessionAs(ctx, args, "")
+}
+
+// createSessionAs is createSession, the session's record naming the state
+// key of the command that created it (createdBy, "" for none).
+func (c *Connector) createSessionAs(ctx context.Context, args json.RawMessage, createdBy string) (connector.Response, error) {
 	var a struct {
 		SessionType string                     `json:"session_type"`
 		Agents      map[string]json.RawMessage `json:"agents"`
@@ -143,7 +152,7 @@ func (c *Connector) createSession(ctx context.Context, _ string, args json.RawMe
 	if err := json.Unmarshal(data, &out); err != nil || !sessionID.MatchString(out.SessionID) {
 		return connector.Response{Status: status, Data: data}, connector.Sent(fmt.Errorf("agentconnect: create_session: the answer carries no session id"))
 	}
-	r := sessionRec{ID: out.SessionID, Type: out.SessionType, HumanID: "human_" + out.SessionID, Created: time.Now().UTC()}
+	r := sessionRec{ID: out.SessionID, Type: out.SessionType, HumanID: "human_" + out.SessionID, Created: time.Now().UTC(), CreatedBy: createdBy}
 	if r.Type == "" {
 		r.Type = a.SessionType
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/connector/conntest"
 	"github.com/bridgeworks/bridge/connector/polyai"
 	"github.com/bridgeworks/bridge/emulator/polyaiemu"
 	"github.com/bridgeworks/bridge/retry"
@@ -44,7 +45,7 @@ func idleSessions(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	defer emu.Close()
-	st := newMemState()
+	st := conntest.NewMemState()
 	for range n {
 		s, err := emu.CreateSession(polyaiemu.SessionOptions{})
 		if err != nil {

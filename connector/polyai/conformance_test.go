@@ -27,7 +27,7 @@ type polyPlatform struct {
 
 func newPolyPlatform(t *testing.T) (connector.Connector, conntest.Platform) {
 	emu, url := startEmu(t, polyaiemu.Options{NoAutoReply: true})
-	st := newMemState()
+	st := conntest.NewMemState()
 	p := &polyPlatform{emu: emu}
 	for range 3 {
 		s, err := emu.CreateSession(polyaiemu.SessionOptions{})

@@ -3,100 +3,22 @@ package polyai_test
 import (
 	"context"
 	"encoding/json"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/connector/conntest"
 	"github.com/bridgeworks/bridge/connector/polyai"
 	"github.com/bridgeworks/bridge/emulator/polyaiemu"
 	"github.com/bridgeworks/bridge/internal/testutil"
 	"github.com/bridgeworks/bridge/retry"
 )
 
-// memState is an in-memory connector.StateStore for tests that run a
-// connector without the bridge.
-type memState struct {
-	mu   sync.Mutex
-	rev  uint64
-	vals map[string][]byte
-	revs map[string]uint64
-}
-
-func newMemState() *memState {
-	return &memState{vals: map[string][]byte{}, revs: map[string]uint64{}}
-}
-
-func (m *memState) Get(_ context.Context, key string) ([]byte, uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	v, ok := m.vals[key]
-	if !ok {
-		return nil, 0, connector.ErrStateNotFound
-	}
-	return append([]byte(nil), v...), m.revs[key], nil
-}
-
-func (m *memState) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	m.mu.Lock()
-	_, ok := m.vals[key]
-	m.mu.Unlock()
-	if ok {
-		return 0, connector.ErrStateConflict
-	}
-	return m.Put(ctx, key, value)
-}
-
-func (m *memState) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	m.mu.Lock()
-	cur := m.revs[key]
-	m.mu.Unlock()
-	if cur != rev {
-		return 0, connector.ErrStateConflict
-	}
-	return m.Put(ctx, key, value)
-}
-
-func (m *memState) Put(_ context.Context, key string, value []byte) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rev++
-	m.vals[key] = append([]byte(nil), value...)
-	m.revs[key] = m.rev
-	return m.rev, nil
-}
-
-func (m *memState) Delete(_ context.Context, key string, rev uint64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rev != 0 && m.revs[key] != rev {
-		return connector.ErrStateConflict
-	}
-	delete(m.vals, key)
-	delete(m.revs, key)
-	return nil
-}
-
-func (m *memState) List(_ context.Context, prefix string) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []string
-	for k := range m.vals {
-		if strings.HasPrefix(k, prefix) {
-			out = append(out, k)
-		}
-	}
-	return out, nil
-}
-
 // records returns the session records kept, by session id.
-func (m *memState) records(t *testing.T) map[string]map[string]any {
+func records(t *testing.T, m *conntest.MemState) map[string]map[string]any {
 	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	out := map[string]map[string]any{}
-	for _, v := range m.vals {
+	for _, v := range m.Values() {
 		var r map[string]any
 		if err := json.Unmarshal(v, &r); err != nil {
 			t.Fatalf("state record %q: %v", v, err)

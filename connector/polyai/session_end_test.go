@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/connector/conntest"
 	"github.com/bridgeworks/bridge/connector/polyai"
 	"github.com/bridgeworks/bridge/emulator/polyaiemu"
 	"github.com/bridgeworks/bridge/internal/testutil"
@@ -96,7 +97,7 @@ func TestPlatformEndsSession(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			emu, url := startEmu(t, polyaiemu.Options{NoAutoReply: true})
-			st := newMemState()
+			st := conntest.NewMemState()
 			c := newConnector(t, emu, url, st)
 			if err := c.Connect(context.Background()); err != nil {
 				t.Fatal(err)
@@ -126,7 +127,7 @@ func TestPlatformEndsSession(t *testing.T) {
 			emu.RejectHandshakes(0, 0, 0)
 			testutil.Eventually(t, 10*time.Second, func() bool {
 				_, held := heldSessions(t, c)[id]
-				_, kept := st.records(t)[id]
+				_, kept := records(t, st)[id]
 				return !held && !kept
 			}, "session forgotten")
 			switch tc.when {
@@ -159,7 +160,7 @@ func TestPlatformEndsSession(t *testing.T) {
 func TestExpiredSessionReplaced(t *testing.T) {
 	t.Parallel()
 	emu, url := startEmu(t, polyaiemu.Options{NoAutoReply: true})
-	st := newMemState()
+	st := conntest.NewMemState()
 	s, err := emu.CreateSession(polyaiemu.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
