@@ -179,7 +179,7 @@ func asyncAPI(cmds []platformCommand) obj {
 		"prefix", o("description", "Subject prefix (config nats.prefix); streams are <PREFIX>_EVENTS etc. when it is not bridge.", "default", subjects.DefaultPrefix),
 		"platform", o("description", "Platform name.", "examples", list{"band"}),
 		"conn", o("description", "Connection name from the bridge config: [a-z0-9_-]{1,64}.", "examples", list{"support-bot"}),
-		"room", o("description", "The platform's room id as one token: bytes outside [A-Za-z0-9_-] become ~ and two upper-case hex digits (a.b → a~2Eb); _ means no room, and a room id that is literally _ is ~5F.",
+		"room", o("description", "The platform's room id as one token: a byte outside [A-Za-z0-9_-] turns into ~ and its upper-case hexadecimal value (a.b → a~2Eb); _ means no room, and a room id that is literally _ is ~5F.",
 			"examples", list{subjects.EscapeToken("6f1d2c3b-0a9e-4f5d-8c7b-1a2b3c4d5e6f"), subjects.EscapeToken("a.b"), subjects.NoRoom}),
 		"event", o("description", "Event name, lower-case snake case; unknown platform events are forwarded with unsafe bytes escaped as for rooms.", "examples", list{"message_created", "room_added", "connected"}),
 		"command", o("description", "Command name, lower-case snake case.", "examples", list{"send_message", "mark_processed", "me"}),

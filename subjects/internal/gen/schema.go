@@ -30,7 +30,7 @@ var docs = map[string]doc{
 	"Event.source":          {text: "\"bridge/<platform>/<conn>\".", extra: o("examples", list{"bridge/band/support-bot"})},
 	"Event.type":            {text: "\"<platform>.<event>\".", extra: o("examples", list{"band.message_created"})},
 	"Event.subject":         {text: "The room id as the platform wrote it (unescaped); absent for agent-level events."},
-	"Event.time":            {text: "The platform's timestamp where it has one, else the bridge's receive time (UTC)."},
+	"Event.time":            {text: "When the platform says the event happened; if it does not say, when the bridge got it (UTC)."},
 	"Event.datacontenttype": {text: "Content type of data.", extra: o("const", "application/json")},
 	"Event.platform":        {text: "Platform name, as in the subject.", extra: o("pattern", "^[a-z0-9]{1,32}$", "examples", list{"band"})},
 	"Event.connection":      {text: "Connection name from the bridge config, as in the subject.", extra: o("pattern", "^[a-z0-9_-]{1,64}$", "examples", list{"support-bot"})},
