@@ -114,19 +114,11 @@ func (c *Connector) Receive(ctx context.Context) (connector.Event, connector.Ack
 	if s == nil {
 		return connector.Event{}, nil, connector.ErrNotConnected
 	}
-	select {
-	case it := <-s.out:
-		return it.ev, it.ack, nil
-	default:
+	it, err := connector.Next(ctx, s.out, s.halt)
+	if err != nil {
+		return connector.Event{}, nil, err
 	}
-	select {
-	case it := <-s.out:
-		return it.ev, it.ack, nil
-	case <-s.halt:
-		return connector.Event{}, nil, connector.ErrNotConnected
-	case <-ctx.Done():
-		return connector.Event{}, nil, ctx.Err()
-	}
+	return it.ev, it.ack, nil
 }
 
 // Close stops the pollers, marks read what was stored (bounded by ctx)

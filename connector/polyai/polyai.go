@@ -198,19 +198,11 @@ func (c *Connector) Receive(ctx context.Context) (connector.Event, connector.Ack
 	if rs == nil {
 		return connector.Event{}, nil, connector.ErrNotConnected
 	}
-	select {
-	case it := <-rs.out:
-		return it.ev, it.ack, nil
-	default:
+	it, err := connector.Next(ctx, rs.out, rs.halt)
+	if err != nil {
+		return connector.Event{}, nil, err
 	}
-	select {
-	case it := <-rs.out:
-		return it.ev, it.ack, nil
-	case <-rs.halt:
-		return connector.Event{}, nil, connector.ErrNotConnected
-	case <-ctx.Done():
-		return connector.Event{}, nil, ctx.Err()
-	}
+	return it.ev, it.ack, nil
 }
 
 // Close closes every socket, waits for the sessions' goroutines and
