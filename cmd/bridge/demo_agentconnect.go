@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/bridgeworks/bridge/emulator/agentconnectemu"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -70,35 +68,20 @@ password_env = "DEMO_AC_PASSWORD"
 	}
 	defer stopWatch()
 
-	start := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	for i := range o.rooms {
-		g.Go(func() error { return d.session(gctx, i) })
+	el, err := runDemoFlows(ctx, d.screen, o.rooms, 250*time.Millisecond, d.session, d.line)
+	if err == nil {
+		// A reply's text event is stored apart from its command's result:
+		// give the last ones a moment to arrive.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = waitFor(wctx, "text events", func() bool {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return d.events["text"] >= d.answered
+		})
+		cancel()
 	}
-	flow := make(chan error, 1)
-	go func() { flow <- g.Wait() }() // owned: waited for below
-	show := time.NewTicker(250 * time.Millisecond)
-	defer show.Stop()
-	for {
-		select {
-		case err := <-flow:
-			if err == nil {
-				// A reply's text event is stored apart from its command's
-				// result: give the last ones a moment to arrive.
-				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_ = waitFor(wctx, "text events", func() bool {
-					d.mu.Lock()
-					defer d.mu.Unlock()
-					return d.events["text"] >= d.answered
-				})
-				cancel()
-			}
-			d.screen.show(d.line(time.Since(start)), true)
-			return d.summary(stdout, time.Since(start), err)
-		case <-show.C:
-			d.screen.show(d.line(time.Since(start)), false)
-		}
-	}
+	d.screen.show(d.line(el), true)
+	return d.summary(stdout, el, err)
 }
 
 type acDemo struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bridgeworks/bridge/bridge"
 	"github.com/bridgeworks/bridge/config"
@@ -268,4 +269,28 @@ func demoAnswer(text string) string {
 		}
 	}
 	return "Thanks for your message: " + text
+}
+
+// runDemoFlows runs flow(i) for i in [0, n) in parallel, refreshing the
+// progress line every tick until they have all returned; it returns the
+// first error and the time taken. The caller shows the final line.
+func runDemoFlows(ctx context.Context, screen *demoScreen, n int, tick time.Duration,
+	flow func(ctx context.Context, i int) error, line func(time.Duration) string) (time.Duration, error) {
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range n {
+		g.Go(func() error { return flow(gctx, i) })
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }() // owned: waited for below
+	show := time.NewTicker(tick)
+	defer show.Stop()
+	for {
+		select {
+		case err := <-done:
+			return time.Since(start), err
+		case <-show.C:
+			screen.show(line(time.Since(start)), false)
+		}
+	}
 }

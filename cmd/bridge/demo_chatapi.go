@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/bridgeworks/bridge/emulator/chatapiemu"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -67,24 +65,10 @@ rate_burst = 20
 	}
 	defer stopWatch()
 
-	start := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	for i, a := range agents {
-		g.Go(func() error { return d.agent(gctx, i, a) })
-	}
-	flow := make(chan error, 1)
-	go func() { flow <- g.Wait() }() // owned: waited for below
-	show := time.NewTicker(100 * time.Millisecond)
-	defer show.Stop()
-	for {
-		select {
-		case err := <-flow:
-			d.screen.show(d.line(time.Since(start)), true)
-			return d.summary(stdout, time.Since(start), err)
-		case <-show.C:
-			d.screen.show(d.line(time.Since(start)), false)
-		}
-	}
+	el, err := runDemoFlows(ctx, d.screen, len(agents), 100*time.Millisecond,
+		func(ctx context.Context, i int) error { return d.agent(ctx, i, agents[i]) }, d.line)
+	d.screen.show(d.line(el), true)
+	return d.summary(stdout, el, err)
 }
 
 type chatDemo struct {

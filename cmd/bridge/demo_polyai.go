@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/bridgeworks/bridge/emulator/polyaiemu"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -61,24 +59,9 @@ connector_token_env = "DEMO_POLYAI_TOKEN"
 	}
 	defer stopWatch()
 
-	start := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	for i := range o.rooms {
-		g.Go(func() error { return d.session(gctx, i) })
-	}
-	flow := make(chan error, 1)
-	go func() { flow <- g.Wait() }() // owned: waited for below
-	show := time.NewTicker(250 * time.Millisecond)
-	defer show.Stop()
-	for {
-		select {
-		case err := <-flow:
-			d.screen.show(d.line(time.Since(start)), true)
-			return d.summary(stdout, time.Since(start), err)
-		case <-show.C:
-			d.screen.show(d.line(time.Since(start)), false)
-		}
-	}
+	el, err := runDemoFlows(ctx, d.screen, o.rooms, 250*time.Millisecond, d.session, d.line)
+	d.screen.show(d.line(el), true)
+	return d.summary(stdout, el, err)
 }
 
 type polyaiDemo struct {
