@@ -105,3 +105,68 @@ func TestCrashReconcileRepeatedText(t *testing.T) {
 		t.Fatalf("results name messages that are not on the platform: %v", msgIDs)
 	}
 }
+
+// Executed tells an id whose call succeeded (stored, or found on the
+// platform after a crash before the record) from one that failed or never
+// ran, and executes nothing.
+func TestExecutedFindsAProcessedMark(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	emu := bandemu.New(bandemu.Options{})
+	url, err := emu.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	user := emu.AddUser("Dana")
+	room := emu.AddRoom("r", user.ID)
+	c, err := band.New(band.ConfigFor(url, emu.AgentID(), emu.APIKey()), connector.Deps{Log: testutil.Logger(t)}, band.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, _ := e.start(e.options(c))
+	mark := func(id string, state connector.ProcessingState, msg string) connector.Command {
+		cmd := c.ProcessingCommand(state, room.ID, msg, "")
+		cmd.ID, cmd.Room, cmd.Since = id, room.ID, time.Now().Add(-time.Minute)
+		return cmd
+	}
+	m1 := emu.PostUserMessage(room.ID, user.ID, "@agent one")
+	m2 := emu.PostUserMessage(room.ID, user.ID, "@agent two")
+	m3 := emu.PostUserMessage(room.ID, user.ID, "@agent three")
+
+	// m1: marked through the executor, its result stored.
+	ex.Do(e.ctx, mark("", connector.Processing, m1.ID))
+	if res := ex.Do(e.ctx, mark("m1:processed", connector.Processed, m1.ID)); !res.OK {
+		t.Fatalf("mark m1 processed: %+v", res.Error)
+	}
+	// m2: marked on the platform by a run that crashed before its record.
+	for _, st := range []connector.ProcessingState{connector.Processing, connector.Processed} {
+		if _, err := c.Execute(e.ctx, mark("", st, m2.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// m3: its processed call refused (no attempt open), the failure stored.
+	if res := ex.Do(e.ctx, mark("m3:processed", connector.Processed, m3.ID)); res.OK {
+		t.Fatal("m3 marked processed without an attempt")
+	}
+	for _, tc := range []struct {
+		cmd   connector.Command
+		maybe bool
+		want  bool
+	}{
+		{mark("m1:processed", connector.Processed, m1.ID), false, true},
+		{mark("m2:processed", connector.Processed, m2.ID), false, false}, // no crash suspected: the store only
+		{mark("m2:processed", connector.Processed, m2.ID), true, true},
+		{mark("m2:processed", connector.Processed, m2.ID), false, true}, // remembered by the look before
+		{mark("m3:processed", connector.Processed, m3.ID), true, false},
+	} {
+		tc.cmd.MaybeExecuted = tc.maybe
+		got, err := ex.Executed(e.ctx, tc.cmd)
+		if err != nil || got != tc.want {
+			t.Errorf("Executed(%s, maybe=%t) = %t, %v; want %t", tc.cmd.ID, tc.maybe, got, err, tc.want)
+		}
+	}
+	if st, atts := emu.StatusFor(emu.AgentID(), m2.ID); st != bandemu.StatusProcessed || len(atts) != 1 {
+		t.Errorf("m2 is %s with %d attempts, want processed once", st, len(atts))
+	}
+}

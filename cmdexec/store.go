@@ -184,3 +184,29 @@ func (e *Executor) reconcile(ctx context.Context, rc connector.Reconciler, cmd c
 	}
 	return connector.Response{}, false, nil
 }
+
+// Executed reports whether command cmd.ID was executed already: a
+// successful result of it is stored, or, when cmd.MaybeExecuted says a crashed run may have executed
+// it after all, the platform shows it did ([connector.Reconciler]; the
+// record found is claimed for cmd and its result stored, so the next look
+// needs no platform call). Nothing is executed.
+func (e *Executor) Executed(ctx context.Context, cmd connector.Command) (bool, error) {
+	if cmd.ID == "" {
+		return false, errors.New("executed check: the command has no id")
+	}
+	if res, found, err := e.lookup(ctx, cmd.ID); err != nil || (found && res.OK) {
+		return err == nil, err
+	}
+	rc, ok := e.o.Exec.(connector.Reconciler)
+	if !ok || !cmd.MaybeExecuted {
+		return false, nil
+	}
+	resp, found, err := e.reconcile(ctx, rc, cmd)
+	if err != nil || !found {
+		return false, err
+	}
+	if err := e.remember(ctx, cmd.ID, "", okResult(cmd, resp, 0)); err != nil {
+		e.log.Warn().Err(err).Str("command", cmd.Name).Msg("executed id not stored")
+	}
+	return true, nil
+}

@@ -71,9 +71,10 @@ func (d *Dispatcher) handle(ctx, hard context.Context, cm *consume.Msg) (ackflow
 		d.deadLetter(hard, &message{m: m, log: d.log}, "unreadable event: "+err.Error(), 0, 0)
 		return handled(ackflow.Decision{Action: ackflow.ActionTerm, Reason: "unreadable event"})
 	}
-	if msg.redelivered && d.finishedBefore(hard, msg) {
+	if msg.redelivered && (d.finishedBefore(hard, msg) || d.processedBefore(hard, msg)) {
 		msg.log.Debug().Msg("finished by an earlier run; not dispatched again")
 		d.m.outcome("duplicate")
+		d.recordDone(msg, "processed")
 		return handled(ackflow.Decision{Action: ackflow.ActionAck})
 	}
 	hard, endSpan := d.startSpan(hard, msg) // the reply commands' calls continue it
@@ -281,16 +282,66 @@ func (d *Dispatcher) finish(hard context.Context, msg *message, reply subjects.W
 		}
 	}
 	if msg.ref != "" {
-		cmd := d.o.Tracker.ProcessingCommand(connector.Processed, msg.subj.Room, msg.ref, "")
-		cmd.Room = msg.subj.Room
-		res := d.doUntilSettled(hard, msg, "", cmd)
+		res := d.markProcessed(hard, msg)
 		if !res.OK && hard.Err() == nil {
-			msg.log.Warn().Str("command", cmd.Name).Str("error", errCode(res)).Msg("the work is done but the platform refused to record it processed")
+			msg.log.Warn().Str("command", res.Command).Str("error", errCode(res)).Msg("the work is done but the platform refused to record it processed")
 		}
 	}
 	d.m.outcome("processed")
 	d.recordDone(msg, "processed")
 	return handled(ackflow.Decision{Action: ackflow.ActionAck})
+}
+
+// processedCommand is the call that marks msg processed on the platform.
+// Its id is derived from the event, so the executed-ids store remembers it:
+// a run that crashed after the call but before settling the message is
+// found out by processedBefore, and the platform never sees a second
+// attempt opened and closed for one message.
+func (d *Dispatcher) processedCommand(msg *message) connector.Command {
+	cmd := d.o.Tracker.ProcessingCommand(connector.Processed, msg.subj.Room, msg.ref, "")
+	cmd.Room = msg.subj.Room
+	cmd.ID = msg.eventID + ":processed"
+	return cmd
+}
+
+// markProcessed marks msg processed, retrying transient failures under the
+// same id until the call succeeds, fails for good or hard ends.
+func (d *Dispatcher) markProcessed(hard context.Context, msg *message) subjects.Result {
+	cmd := d.processedCommand(msg)
+	for k := 1; ; k++ {
+		res := d.o.Exec.Do(hard, cmd) // MaybeExecuted unset: a stored failure is never returned
+		if res.OK || res.Error == nil || !res.Error.Retryable || hard.Err() != nil {
+			return res
+		}
+		msg.log.Warn().Str("command", cmd.Name).Str("error", errCode(res)).Msg("command still failing; retrying it (not the worker)")
+		if !retry.Sleep(hard, max(d.backoff(k), time.Duration(res.Error.RetryAfterMs)*time.Millisecond)) {
+			return res
+		}
+	}
+}
+
+// executedChecker is the executor's Executed (cmdexec.Executor has it).
+type executedChecker interface {
+	Executed(ctx context.Context, cmd connector.Command) (bool, error)
+}
+
+// processedBefore reports whether an earlier run marked the redelivered msg
+// processed on the platform already (its processed call is remembered, or
+// the platform shows the message processed).
+func (d *Dispatcher) processedBefore(ctx context.Context, msg *message) bool {
+	ex, ok := d.o.Exec.(executedChecker)
+	if !ok || msg.ref == "" || d.o.Tracker == nil || msg.eventID == "" {
+		return false
+	}
+	cmd := d.processedCommand(msg)
+	cmd.MaybeExecuted, cmd.Since = true, msg.stored
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	done, err := ex.Executed(ctx, cmd)
+	if err != nil {
+		msg.log.Warn().Err(err).Msg("cannot tell whether an earlier run marked the message processed; dispatching it")
+	}
+	return done
 }
 
 // doUntilSettled executes cmd until it succeeds or fails permanently:

@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/internal/testutil"
 	"github.com/bridgeworks/bridge/natsbus"
+	"github.com/bridgeworks/bridge/subjects"
 )
 
 // testTracker is a platform's processing-state ability with names of its
@@ -117,5 +120,84 @@ func TestProcessingStateThroughTracker(t *testing.T) {
 				t.Fatalf("commands %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// executedDoer is recDoer with the executor's Executed: ids in done count as
+// executed by an earlier run.
+type executedDoer struct {
+	recDoer
+	done map[string]bool
+}
+
+func (e *executedDoer) Executed(_ context.Context, cmd connector.Command) (bool, error) {
+	return e.done[cmd.ID], nil
+}
+
+// A run that marked an event processed and died before settling it leaves
+// the event to its successor: the successor finds the processed call
+// remembered and settles the event, with no second processing attempt on
+// the platform and no second work request.
+func TestRedeliveredAfterProcessedIsSettledOnce(t *testing.T) {
+	t.Parallel()
+	s := testutil.NATS(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := natsbus.EnsureStreams(ctx, s.JS, natsbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	publishEvent(t, s.JS, "m1")
+	publishEvent(t, s.JS, "m2")
+	ex := &executedDoer{done: map[string]bool{"band:c1:m1:processed": true}}
+	o := Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Exec: ex, Events: []string{"message_created"},
+		Tracker: testTracker{}, Start: "all", MaxAttempts: 1, AckWait: time.Second, Log: testutil.Logger(t)}
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The crashed predecessor: m1 delivered to it and never settled.
+	cons, err := s.JS.CreateOrUpdateConsumer(ctx, "BRIDGE_EVENTS", jetstream.ConsumerConfig{
+		Durable: ConsumerName("c1"), FilterSubjects: d.consumerConfig().FilterSubjects, DeliverPolicy: jetstream.DeliverAllPolicy, AckWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range batch.Messages() {
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("predecessor got %d messages, want 1", n)
+	}
+	var mu sync.Mutex
+	var work []string
+	sub, err := s.NC.QueueSubscribe("bridge.work.>", "w", func(m *nats.Msg) {
+		mu.Lock()
+		work = append(work, m.Header.Get(subjects.HeaderMsgID))
+		mu.Unlock()
+		_ = m.Respond([]byte(`{"status":"processed"}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = d.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		ci, err := cons.Info(ctx)
+		return err == nil && ci.AckFloor.Stream == 2
+	}, "events not settled")
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(work, []string{"band:c1:m2"}) {
+		t.Errorf("work requests %v, want only m2's", work)
+	}
+	want := []string{`track_processing {"ref":"m2"}`, `track_processed {"ref":"m2"}`}
+	if got := ex.marks(); !slices.Equal(got, want) {
+		t.Errorf("processing-state calls %v, want %v (none for m1)", got, want)
 	}
 }

@@ -21,7 +21,8 @@ const clockSkew = 5 * time.Minute
 // content and type inserted since the command was stored, oldest first.
 // Band keeps no client-side id on a message (a text message takes only
 // content and mentions), so content is all there is to match: the bridge
-// tells the commands apart by the message ids (Ref) it has claimed. Other
+// tells the commands apart by the message ids (Ref) it has claimed.
+// mark_processed is found when Band lists its message as processed. Other
 // commands are either harmless to repeat or refused by Band when repeated,
 // so they list nothing and run again.
 func (c *Connector) Reconcile(ctx context.Context, cmd connector.Command) ([]connector.Response, error) {
@@ -33,6 +34,8 @@ func (c *Connector) Reconcile(ctx context.Context, cmd connector.Command) ([]con
 	case "send_message":
 		a.MessageType = "text"
 	case "post_event":
+	case cmdMarkProcessed:
+		return c.reconcileProcessed(ctx, cmd)
 	default:
 		return nil, nil
 	}
@@ -73,4 +76,42 @@ func (c *Connector) Reconcile(ctx context.Context, cmd connector.Command) ([]con
 		cursor = meta.NextCursor
 	}
 	return found, nil
+}
+
+// reconcileProcessed finds the message of a mark_processed command among the
+// room's processed messages (oldest first; at most 20,000 looked at): Band
+// records one processing state per message and agent, so the message
+// listed as processed is the earlier execution. Its Ref is the message id
+// with a prefix of its own, apart from the ids of messages the agent sent.
+func (c *Connector) reconcileProcessed(ctx context.Context, cmd connector.Command) ([]connector.Response, error) {
+	var a struct {
+		MessageID string `json:"message_id"`
+	}
+	if cmd.Room == "" || json.Unmarshal(cmd.Args, &a) != nil || a.MessageID == "" {
+		return nil, nil
+	}
+	cursor := ""
+	for range 200 {
+		path := chatPath(cmd.Room) + "/messages?status=processed&limit=100"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		items, meta, err := c.rest.list(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		for _, raw := range items {
+			var m struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(raw, &m) == nil && m.ID == a.MessageID {
+				return []connector.Response{{Status: http.StatusOK, Data: raw, Ref: "processed:" + m.ID}}, nil
+			}
+		}
+		if !meta.HasMore || meta.NextCursor == "" || meta.NextCursor == cursor {
+			return nil, nil
+		}
+		cursor = meta.NextCursor
+	}
+	return nil, nil
 }

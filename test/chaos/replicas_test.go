@@ -180,6 +180,13 @@ backoff_max = "1s"
 		bmu.Unlock()
 	}()
 	defer func() {
+		if keep := os.Getenv("CHAOS_KEEP_LOGS"); keep != "" && t.Failed() {
+			for _, l := range logs {
+				if b, err := os.ReadFile(l); err == nil {
+					_ = os.WriteFile(filepath.Join(keep, filepath.Base(l)), b, 0o644)
+				}
+			}
+		}
 		if t.Failed() {
 			for i := range replicaCount {
 				t.Logf("bridge-%d log tail:\n%s", i, tail(logs[i], 30))
@@ -361,6 +368,9 @@ backoff_max = "1s"
 	}
 	<-postDone
 	t.Logf("chaos over after %v", time.Since(t0).Round(time.Second))
+	for _, d := range deaths {
+		t.Logf("death at %s: %v of a replica running %v", d.at.Format("15:04:05.000"), d.sig, d.conns)
+	}
 
 	// Everything ends processed exactly once, each reply once, in room order.
 	ctx = testutil.Context(t, 90*time.Second)
@@ -430,6 +440,11 @@ backoff_max = "1s"
 		if !slices.Equal(order, posted[r.id][:min(len(order), len(posted[r.id]))]) {
 			orderBroken++
 			t.Errorf("%s: replies answer %v, posted %v (order broken)", r.conn, order, posted[r.id])
+			logStored(t, js, subjects.Conn{Prefix: "bridge", Platform: "band", Name: r.conn}.Subject(subjects.KindEvent, r.id, "message_created").String())
+			for _, id := range posted[r.id] {
+				_, atts := emu.StatusFor(r.agent, id)
+				t.Logf("%s: message %s attempts %+v", r.conn, id, atts)
+			}
 		}
 	}
 	supersedes := emu.Supersedes() - supersedesAtStart
@@ -502,6 +517,30 @@ backoff_max = "1s"
 	fmt.Println(report)
 	if path := os.Getenv("CHAOS_REPLICAS_REPORT"); path != "" {
 		_ = os.WriteFile(path, []byte(report+"\n"), 0o644)
+	}
+}
+
+// logStored logs every event stored on subj: stream sequence, store time
+// and the message id, in stream order.
+func logStored(t *testing.T, js jetstream.JetStream, subj string) {
+	ctx := testutil.Context(t, 10*time.Second)
+	c, err := js.OrderedConsumer(ctx, "BRIDGE_EVENTS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
+	if err != nil {
+		t.Logf("stored events of %s: %v", subj, err)
+		return
+	}
+	for {
+		m, err := c.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return
+		}
+		md, _ := m.Metadata()
+		ev, _ := subjects.DecodeEvent(m.Data())
+		var p struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(ev.Data, &p)
+		t.Logf("stored seq=%d at %s: %s (event %s)", md.Sequence.Stream, md.Timestamp.Format("15:04:05.000"), p.ID, ev.ID)
 	}
 }
 
