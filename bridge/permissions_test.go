@@ -105,7 +105,7 @@ backoff_max = "50ms"
 	if err != nil {
 		t.Fatalf("state bucket: %v", err)
 	}
-	state := newStateStore(skv, docConn)
+	state := newStateStore(skv, docConn, nil)
 	if _, err := state.Put(ctx, "cursor", []byte("1")); err != nil {
 		t.Fatalf("state put under the documented permissions: %v", err)
 	}

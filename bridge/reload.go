@@ -58,7 +58,8 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 	}
 	rt.board.add(name, platform, StateStarting)
 	clog := b.opts.Log.With().Str("connection", name).Str("platform", platform).Logger()
-	c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog, HTTPClient: rt.httpClient, State: newStateStore(rt.state, name),
+	ls := rt.ls.lease(name)
+	c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog, HTTPClient: rt.httpClient, State: newStateStore(rt.state, name, ls.fence),
 		Dials: rt.dials, CatchUp: rt.catchUp})
 	if err != nil {
 		return fmt.Errorf("connection %q: %w", name, err)
@@ -75,7 +76,6 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 		unwatch = rt.m.watchStats(name, sr)
 		rt.board.watch(name, sr)
 	}
-	ls := rt.ls.lease(name)
 	s.pub.fence = ls.fence
 	runs, err := b.returnPath(rt.js, rt.nc, rt.m.forConn(name), ce, c, cc, ls.fence, clog)
 	if err != nil {

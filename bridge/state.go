@@ -35,12 +35,29 @@ func openStateBucket(ctx context.Context, js jetstream.JetStream, prefix string,
 type stateStore struct {
 	kv jetstream.KeyValue
 	ns string // "<conn>."
+	// fence, when set, refuses writes once this process may no longer act
+	// for the connection (its lease passed or may have passed to another):
+	// a stale holder never overwrites the state its successor resumes from.
+	fence func() error
 }
 
 var _ connector.StateStore = (*stateStore)(nil)
 
-func newStateStore(kv jetstream.KeyValue, conn string) *stateStore {
-	return &stateStore{kv: kv, ns: conn + "."}
+func newStateStore(kv jetstream.KeyValue, conn string, fence func() error) *stateStore {
+	return &stateStore{kv: kv, ns: conn + ".", fence: fence}
+}
+
+// writable checks key and the fence before a write.
+func (s *stateStore) writable(op, key string) error {
+	if err := checkStateKey(key); err != nil {
+		return err
+	}
+	if s.fence != nil {
+		if err := s.fence(); err != nil {
+			return fmt.Errorf("state %s %s: %w", op, key, err)
+		}
+	}
+	return nil
 }
 
 // checkStateKey says what is wrong with a connector's key: the characters
@@ -89,7 +106,7 @@ func (s *stateStore) Get(ctx context.Context, key string) ([]byte, uint64, error
 }
 
 func (s *stateStore) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	if err := checkStateKey(key); err != nil {
+	if err := s.writable("create", key); err != nil {
 		return 0, err
 	}
 	rev, err := s.kv.Create(ctx, s.ns+key, value)
@@ -97,7 +114,7 @@ func (s *stateStore) Create(ctx context.Context, key string, value []byte) (uint
 }
 
 func (s *stateStore) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	if err := checkStateKey(key); err != nil {
+	if err := s.writable("update", key); err != nil {
 		return 0, err
 	}
 	n, err := s.kv.Update(ctx, s.ns+key, value, rev)
@@ -105,7 +122,7 @@ func (s *stateStore) Update(ctx context.Context, key string, value []byte, rev u
 }
 
 func (s *stateStore) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	if err := checkStateKey(key); err != nil {
+	if err := s.writable("put", key); err != nil {
 		return 0, err
 	}
 	rev, err := s.kv.Put(ctx, s.ns+key, value)
@@ -113,7 +130,7 @@ func (s *stateStore) Put(ctx context.Context, key string, value []byte) (uint64,
 }
 
 func (s *stateStore) Delete(ctx context.Context, key string, rev uint64) error {
-	if err := checkStateKey(key); err != nil {
+	if err := s.writable("delete", key); err != nil {
 		return err
 	}
 	var opts []jetstream.KVDeleteOpt

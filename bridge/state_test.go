@@ -22,7 +22,7 @@ func TestStateStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := newStateStore(kv, "conn-a"), newStateStore(kv, "conn-b")
+	a, b := newStateStore(kv, "conn-a", nil), newStateStore(kv, "conn-b", nil)
 
 	rev, err := a.Create(ctx, "token", []byte("t1"))
 	if err != nil {
@@ -116,5 +116,45 @@ func TestConnectorGetsStateStore(t *testing.T) {
 	e, err := kv.Get(ctx, "c1.cursor")
 	if err != nil || string(e.Value()) != "42" {
 		t.Fatalf("BRIDGE_STATE c1.cursor: %v", err)
+	}
+}
+
+// A holder whose lease may have passed to another process writes no state:
+// every write is refused with the fence's error, reads still work.
+func TestStateWritesFenced(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	kv, err := openStateBucket(ctx, ns.JS, "bridge", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := openLeases(ctx, ns.JS, ns.NC, "bridge", "me", time.Second, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.close()
+	l := ls.lease("conn-a")
+	st := newStateStore(kv, "conn-a", l.fence)
+	if !l.try(ctx, func(holder) {}) {
+		t.Fatal("lease not taken")
+	}
+	rev, err := st.Create(ctx, "cursor", []byte("1"))
+	if err != nil {
+		t.Fatalf("write while holding the lease: %v", err)
+	}
+	l.stale() // the lease passed to another process
+	writes := map[string]error{}
+	_, writes["create"] = st.Create(ctx, "other", []byte("x"))
+	_, writes["update"] = st.Update(ctx, "cursor", []byte("2"), rev)
+	_, writes["put"] = st.Put(ctx, "cursor", []byte("3"))
+	writes["delete"] = st.Delete(ctx, "cursor", 0)
+	for op, err := range writes {
+		if !errors.Is(err, errFenced) {
+			t.Errorf("%s after the lease passed: %v, want errFenced", op, err)
+		}
+	}
+	if v, _, err := st.Get(ctx, "cursor"); err != nil || string(v) != "1" {
+		t.Errorf("state after fenced writes: %q %v, want the holder's last write", v, err)
 	}
 }
