@@ -285,7 +285,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	synced := make(chan struct{})
 	g.Go(func() error { cl.run(gctx, synced); return nil })
-	select { // the first assignment counts the processes already running
+	g.Go(func() error { cl.moves(gctx); return nil }) // hands over connections assigned elsewhere
+	g.Go(func() error { ls.renew(gctx); return nil }) // renews every lease held here
+	select {                                          // the first assignment counts the processes already running
 	case <-synced:
 	case <-gctx.Done():
 		return fail(gctx.Err())
@@ -372,20 +374,12 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		s.m.handover(s.name, "acquired")
 		s.log.Info().Uint64("revision", ls.revision()).Msg("lease acquired")
 		s.pub.sys(ctx, subjects.LifecycleLeaseAcquired, map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
+		// The connection runs until ctx ends, the process-wide renewals lose
+		// its lease, or the move check assigns it elsewhere.
 		lctx, cancel := context.WithCancel(ctx)
-		var lost error
-		moved := ""
+		unkeep := ls.keep(func(error) { cancel() })
+		unwatch := cl.watchMove(s.name, cancel)
 		var wg sync.WaitGroup
-		wg.Go(func() {
-			if lost = ls.hold(lctx); lost != nil {
-				cancel()
-			}
-		})
-		wg.Go(func() {
-			if moved = waitMoved(lctx, cl, s.name); moved != "" {
-				cancel()
-			}
-		})
 		wg.Go(func() { _ = s.run(lctx) }) // a stopped connection shows on /status; its commands still run
 		for _, run := range runs {
 			wg.Go(func() {
@@ -396,6 +390,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		}
 		wg.Wait()
 		cancel()
+		lost, moved := unkeep(), unwatch()
 		s.m.setLeaseHeld(s.name, false)
 		s.board.natsError(s.name, "publish", nil) // nothing publishes here now
 		if lost == nil {
@@ -423,30 +418,6 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		s.log.Warn().Err(lost).Msg("lease lost; the connection stopped here")
 		s.board.set(s.name, StateStandby, lost)
 		s.pub.sys(ctx, subjects.LifecycleLeaseLost, map[string]any{"reason": lost.Error()})
-	}
-}
-
-// waitMoved waits until connection conn, running here, is assigned to
-// another live process and this process's handoff slot is free, and
-// returns that process's instance (taking the slot); "" when ctx ends
-// first.
-func waitMoved(ctx context.Context, cl *cluster, conn string) string {
-	poll := max(cl.ttl/5, 50*time.Millisecond)
-	for {
-		w := cl.woken()
-		if to := cl.movedTo(conn); to != "" {
-			select {
-			case cl.handoff <- struct{}{}:
-				return to
-			default:
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ""
-		case <-w:
-		case <-time.After(poll):
-		}
 	}
 }
 

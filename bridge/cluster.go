@@ -41,6 +41,9 @@ type cluster struct {
 	// handoff is one slot: a process hands over one connection at a time,
 	// so a joining process brings no herd of reconnects.
 	handoff chan struct{}
+
+	movesMu sync.Mutex
+	watched map[string]*moveWatch // connections running here (see moves)
 }
 
 // member is a members bucket value.
@@ -73,7 +76,7 @@ func openCluster(ctx context.Context, js jetstream.JetStream, leases jetstream.K
 	}
 	return &cluster{members: kv, leases: leases, self: self, ttl: ttl, log: log,
 		seen: map[string]memberSeen{}, held: map[string]leaseSeen{},
-		wake: make(chan struct{}), handoff: make(chan struct{}, 1)}, nil
+		wake: make(chan struct{}), handoff: make(chan struct{}, 1), watched: map[string]*moveWatch{}}, nil
 }
 
 func (c *cluster) heartbeat(ctx context.Context) error {

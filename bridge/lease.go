@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +57,9 @@ type leases struct {
 	// prefix of the LeaseAlive subjects of other processes.
 	prefix string
 	epoch  time.Time // validity deadlines count from here (monotonic)
+
+	keptMu sync.Mutex
+	kept   map[*lease]*kept // the leases held here, renewed by renew
 }
 
 // holder names the process holding a lease.
@@ -96,7 +101,8 @@ func openLeases(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, pref
 	}
 	self := holder{Owner: owner, Instance: nuid.Next()}
 	value, _ := json.Marshal(self)
-	l := &leases{kv: kv, nc: nc, self: self, value: value, ttl: ttl, prefix: prefix, alive: subjects.LeaseAlive(prefix, self.Instance), epoch: time.Now()}
+	l := &leases{kv: kv, nc: nc, self: self, value: value, ttl: ttl, prefix: prefix, alive: subjects.LeaseAlive(prefix, self.Instance), epoch: time.Now(),
+		kept: map[*lease]*kept{}}
 	l.sub, err = nc.Subscribe(l.alive, func(m *nats.Msg) {
 		if m.Reply != "" {
 			_ = m.Respond(value)
@@ -256,51 +262,112 @@ func (ls *lease) try(ctx context.Context, held func(holder)) bool {
 	return true
 }
 
-// hold renews the lease every TTL/3 until ctx ends (nil) or the lease is
-// lost (errLeaseLost). A renewal that fails for a transient reason is
-// retried until the lease would have expired.
-func (ls *lease) hold(ctx context.Context) error {
-	every := max(ls.l.ttl/3, 10*time.Millisecond)
+// keep adds the held lease to the process's renewals (see leases.renew)
+// until the returned stop is called. lost is called, once, from the renewal
+// loop when the lease is lost; stop returns that loss (nil if none) and
+// waits for a renewal of this lease under way, so none lands after it.
+func (ls *lease) keep(lost func(error)) (stop func() error) {
+	k := &kept{lost: lost, last: time.Now()}
+	ls.l.keptMu.Lock()
+	ls.l.kept[ls] = k
+	ls.l.keptMu.Unlock()
+	return func() error {
+		ls.l.keptMu.Lock()
+		delete(ls.l.kept, ls)
+		ls.l.keptMu.Unlock()
+		k.mu.Lock() // a renewal of this lease under way ends first
+		defer k.mu.Unlock()
+		k.stopped = true
+		return k.err
+	}
+}
+
+// kept is one held lease's place in the renewals.
+type kept struct {
+	lost func(error)
+	mu   sync.Mutex // held while the lease is renewed
+	last time.Time  // when the last successful renewal was sent
+	// err is why the lease was lost; stopped: no longer renewed.
+	err     error
+	stopped bool
+}
+
+// renewParallel bounds the lease renewals in flight at once.
+const renewParallel = 32
+
+// renew renews every lease this process holds, every TTL/3, in one loop
+// for the whole process (at most renewParallel calls at once), until ctx
+// ends. A renewal that fails for a transient reason is retried at the next
+// round until the lease would have expired; then, or when another process
+// holds the key, the lease is lost.
+func (l *leases) renew(ctx context.Context) {
+	every := max(l.ttl/3, 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, every)
-		sent := time.Now()
-		rev, err := ls.l.kv.Update(rctx, ls.key, ls.value, ls.revision())
-		cancel()
-		switch {
-		case err == nil:
-			ls.renewed(sent, rev)
-			last = sent
-			ls.health(nil)
-		case ctx.Err() != nil:
-			return nil
-		case isWrongRevision(err):
-			// An update whose answer was lost (NATS restarting) moved the
-			// revision: still ours if the key still names this process.
-			if e, gerr := ls.l.kv.Get(ctx, ls.key); gerr == nil && parseHolder(e.Value()) == ls.l.self {
-				// Its validity is not extended: the write that
-				// moved it may be older than this request.
-				atomic.StoreUint64(&ls.rev, e.Revision())
-				ls.health(nil)
-				continue
-			}
-			return fmt.Errorf("%w: %v", errLeaseLost, err)
-		case time.Since(last) >= ls.l.ttl-every:
-			// Give up before the key can expire, so two replicas never both
-			// believe they hold it.
-			ls.health(fmt.Errorf("lease %s: renewal: %w", ls.key, err))
-			return fmt.Errorf("%w: %v", errLeaseLost, err)
-		default:
-			ls.health(fmt.Errorf("lease %s: renewal: %w", ls.key, err))
+		l.keptMu.Lock()
+		round := make(map[*lease]*kept, len(l.kept))
+		maps.Copy(round, l.kept)
+		l.keptMu.Unlock()
+		sem := make(chan struct{}, renewParallel)
+		var wg sync.WaitGroup
+		for ls, k := range round {
+			sem <- struct{}{}
+			wg.Go(func() { // owned: waited for below
+				defer func() { <-sem }()
+				ls.renewOnce(ctx, k, every)
+			})
 		}
+		wg.Wait()
 	}
+}
+
+// renewOnce makes one renewal of ls.
+func (ls *lease) renewOnce(ctx context.Context, k *kept, every time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped || k.err != nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, every)
+	defer cancel()
+	sent := time.Now()
+	rev, err := ls.l.kv.Update(rctx, ls.key, ls.value, ls.revision())
+	switch {
+	case err == nil:
+		ls.renewed(sent, rev)
+		k.last = sent
+		ls.health(nil)
+		return
+	case ctx.Err() != nil:
+		return
+	case isWrongRevision(err):
+		// An update whose answer was lost (NATS restarting) moved the
+		// revision: still ours if the key still names this process.
+		if e, gerr := ls.l.kv.Get(rctx, ls.key); gerr == nil && parseHolder(e.Value()) == ls.l.self {
+			// Its validity is not extended: the write that moved it may
+			// be older than this request.
+			atomic.StoreUint64(&ls.rev, e.Revision())
+			ls.health(nil)
+			return
+		}
+		k.err = fmt.Errorf("%w: %v", errLeaseLost, err)
+	case time.Since(k.last) >= ls.l.ttl-every:
+		// Give up before the key can expire, so two replicas never both
+		// believe they hold it.
+		ls.health(fmt.Errorf("lease %s: renewal: %w", ls.key, err))
+		k.err = fmt.Errorf("%w: %v", errLeaseLost, err)
+	default:
+		ls.health(fmt.Errorf("lease %s: renewal: %w", ls.key, err))
+		return
+	}
+	ls.valid.Store(0) // nothing more acts for it from now on
+	k.lost(k.err)
 }
 
 func isWrongRevision(err error) bool {

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -206,5 +207,82 @@ func TestLeaseSameOwnerTwoProcesses(t *testing.T) {
 	waitState(t, d, StateStandby)
 	if st := connStatus(d.info.HTTPAddr); st.LeaseHolder != "other-host/killedProcess0000000001" {
 		t.Errorf("lease holder on /status %q", st.LeaseHolder)
+	}
+}
+
+// One renewal loop keeps every lease of the process: held leases stay
+// valid past several TTLs, and a lease whose key another process took is
+// lost alone, its fence closed before its loss is told.
+func TestLeasesRenewedByOneLoop(t *testing.T) {
+	t.Parallel()
+	srv := testutil.NATS(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	const ttl = 600 * time.Millisecond
+	ls, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", ttl, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.close()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { ls.renew(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	var held []*lease
+	lostCh := make(chan string, 8)
+	var stops []func() error
+	for _, name := range []string{"c1", "c2", "c3"} {
+		l := ls.lease(name)
+		if !l.try(ctx, func(holder) {}) {
+			t.Fatalf("%s not taken", name)
+		}
+		held = append(held, l)
+		stops = append(stops, l.keep(func(err error) {
+			if l.fence() == nil {
+				t.Errorf("%s: loss told while its fence still lets it act", name)
+			}
+			if !errors.Is(err, errLeaseLost) {
+				t.Errorf("%s lost with %v, want errLeaseLost", name, err)
+			}
+			lostCh <- name
+		}))
+	}
+	first := held[0].revision()
+	testutil.Eventually(t, 10*time.Second, func() bool { return held[0].revision() >= first+4 }, "c1 renewed four times")
+	for _, l := range held {
+		if err := l.fence(); err != nil {
+			t.Fatalf("%s after %v: %v", l.key, 4*ttl/3, err)
+		}
+	}
+	// Another process takes c2's key (an operator deleted it, say).
+	if err := ls.kv.Delete(ctx, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ls.kv.Create(ctx, "c2", []byte(`{"owner":"b","instance":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case name := <-lostCh:
+		if name != "c2" {
+			t.Fatalf("%s lost, want c2", name)
+		}
+	case <-ctx.Done():
+		t.Fatal("c2's loss never told")
+	}
+	if err := stops[1](); !errors.Is(err, errLeaseLost) {
+		t.Errorf("stop of c2: %v, want its loss", err)
+	}
+	for _, i := range []int{0, 2} {
+		if err := stops[i](); err != nil {
+			t.Errorf("stop of %s: %v, want nil", held[i].key, err)
+		}
+		if err := held[i].fence(); err != nil {
+			t.Errorf("%s fenced: %v", held[i].key, err)
+		}
+	}
+	select {
+	case name := <-lostCh:
+		t.Fatalf("%s lost too", name)
+	default:
 	}
 }

@@ -91,7 +91,8 @@ func TestStateStore(t *testing.T) {
 }
 
 // A running bridge gives each connector its state store (Deps.State), on
-// the bucket BRIDGE_STATE under the connection's name.
+// the bucket BRIDGE_STATE under the connection's name; a write lands while
+// the bridge holds the connection's lease.
 func TestConnectorGetsStateStore(t *testing.T) {
 	t.Parallel()
 	sc := newScripted()
@@ -105,6 +106,7 @@ func TestConnectorGetsStateStore(t *testing.T) {
 	if st == nil {
 		t.Fatal("Deps.State is nil")
 	}
+	waitState(t, h, StateConnected) // writes are fenced: only the lease holder's land
 	ctx := testutil.Context(t, 10*time.Second)
 	if _, err := st.Put(ctx, "cursor", []byte("42")); err != nil {
 		t.Fatal(err)
