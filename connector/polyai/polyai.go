@@ -253,7 +253,7 @@ func (c *Connector) Stats() connector.Stats {
 }
 
 // session returns the open session with id, or the error a command for
-// it gets.
+// it gets: ErrNotConnected for an unknown one while not connected.
 func (c *Connector) session(id string) (*session, *runState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -263,7 +263,13 @@ func (c *Connector) session(id string) (*session, *runState, error) {
 	if _, ok := c.ended[id]; ok {
 		return nil, nil, errSessionEnded(id)
 	}
-	return nil, nil, errSessionGone(id, c.replaced[id])
+	if by := c.replaced[id]; by != "" || c.run != nil {
+		return nil, nil, errSessionGone(id, by)
+	}
+	// Not connected: the session may be in the state store, read at the
+	// next Connect (a restarted bridge runs commands as soon as it
+	// starts), so the command is retried rather than refused.
+	return nil, nil, connector.ErrNotConnected
 }
 
 // errSessionEnded is the refusal of a command for a session the
