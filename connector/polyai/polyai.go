@@ -170,7 +170,9 @@ func (c *Connector) Connect(ctx context.Context) error {
 				s.mu.Unlock()
 				continue
 			}
-			c.sessions[id] = newSession(c, rec)
+			ns := newSession(c, rec)
+			ns.dirty = true // the stored record may say Open: rewritten before the next alive stamp
+			c.sessions[id] = ns
 		}
 	}
 	list := make([]*session, 0, len(c.sessions))

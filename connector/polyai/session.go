@@ -201,6 +201,7 @@ func (s *session) down(ws *websocket.Conn) {
 		return
 	}
 	s.ws = nil
+	s.rec.Seen, s.rec.Open, s.dirty = s.lastRead.UTC(), false, true
 	if s.isReady {
 		s.isReady, s.readyC = false, nil
 	}
@@ -280,14 +281,15 @@ func (s *session) loop(rs *runState) {
 const idleLifetime = 10 * time.Minute
 
 // mayHaveExpired reports whether the session's last sign of life (its
-// last frame read in this process, else its creation) is old enough for
-// PolyAI to have dropped it for inactivity.
+// last frame read in this process, else what the state store knew of it
+// at Connect: see record.lastSign) is old enough for PolyAI to have
+// dropped it for inactivity.
 func (s *session) mayHaveExpired() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	last := s.lastRead
 	if last.IsZero() {
-		last = s.rec.Created
+		last = s.rec.lastSign(time.Time{})
 	}
 	return time.Since(last) >= idleLifetime
 }
@@ -355,6 +357,7 @@ func (s *session) read(rs *runState, ws *websocket.Conn) (websocket.StatusCode, 
 		return -1, errNotOpen
 	}
 	s.ws, s.lastRead, s.joinSent = ws, time.Now(), false
+	s.rec.Seen, s.rec.Open, s.dirty = s.lastRead.UTC(), true, true
 	s.scheduleHeartbeatLocked(true)
 	s.mu.Unlock()
 	first := true
