@@ -33,6 +33,7 @@ type Connector struct {
 	dialer *http.Client // socket upgrades: no overall timeout
 	state  connector.StateStore
 	policy retry.Policy // socket reconnects and session replacement
+	dials  *connector.DialLimiter // shared by the process: paces every socket dial; nil: unpaced
 	waits  connector.WaitBoard
 
 	connMu   sync.Mutex // serialises Connect and Close
@@ -77,7 +78,7 @@ func New(cfg connector.Config, deps connector.Deps) (*Connector, error) {
 		policy.Max = 30 * time.Second
 	}
 	return &Connector{
-		cfg: cfg, st: st, log: deps.Log, http: hc, state: deps.State, policy: policy,
+		cfg: cfg, st: st, log: deps.Log, http: hc, state: deps.State, policy: policy, dials: deps.Dials,
 		dialer:   &http.Client{Transport: hc.Transport, CheckRedirect: connector.SameOriginRedirects},
 		sessions: map[string]*session{}, replaced: map[string]string{}, ended: map[string]struct{}{},
 	}, nil

@@ -212,7 +212,8 @@ func (s *session) down(ws *websocket.Conn) {
 }
 
 // loop keeps the session's socket open until the run ends or the
-// session ends: it dials with the cursor, reads, and redials with
+// session ends: it dials with the cursor (each dial, redials included,
+// paced by the process's dial limiter), reads, and redials with
 // backoff. A refused handshake (401, or 404 once the session may have
 // idled out) or a 4001 close replaces the session; a 404 sooner ends it.
 func (s *session) loop(rs *runState) {
@@ -220,6 +221,9 @@ func (s *session) loop(rs *runState) {
 	bo := s.c.policy.Start()
 	opened := false
 	for ctx.Err() == nil && !s.goneNow() {
+		if s.c.dials.Wait(ctx) != nil {
+			return // the run ended
+		}
 		ws, status, asked, err := s.dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
