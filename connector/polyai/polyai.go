@@ -32,7 +32,7 @@ type Connector struct {
 	http   *http.Client // REST
 	dialer *http.Client // socket upgrades: no overall timeout
 	state  connector.StateStore
-	policy retry.Policy // socket reconnects and session replacement
+	policy retry.Policy           // socket reconnects and session replacement
 	dials  *connector.DialLimiter // shared by the process: paces every socket dial; nil: unpaced
 	waits  connector.WaitBoard
 
