@@ -9,10 +9,11 @@
 //	go run ./cmd/bridge-bench --json > bench.json
 //	go run ./cmd/bridge-bench --cpuprofile cpu.out --only inbound
 //
-// Scenarios: inbound, latency, commands, dispatch, scale, gapfill, chatapi (see package
-// cmd/bridge-bench/internal/bench). The scale scenario re-runs this binary as child
-// processes (hidden first arguments child-emulator and child-bridge), so
-// profiles cover every scenario but scale's bridge.
+// Scenarios: inbound, latency, commands, dispatch, scale, scale_polyai, gapfill, chatapi
+// (see package cmd/bridge-bench/internal/bench). The scale scenarios re-run this binary as
+// child processes (hidden first arguments child-emulator and child-bridge, and
+// child-polyai-platform and child-polyai-bridge), so profiles cover every scenario but
+// the scale scenarios' bridges.
 //
 // main is the only place that exits.
 package main

@@ -33,7 +33,10 @@
 // unknown ([connector.Sent]). A SYSTEM_MESSAGE error carrying the id
 // answers the command with a [connector.PlatformError].
 //
-// Every open session (id, token, cursor, joined) lives in the state
-// store, so a restarted bridge resumes each one from its cursor; ended
-// and replaced sessions are removed from it.
+// Every open session (id, token, cursor, joined, last sign of life)
+// lives in the state store, so a restarted bridge resumes each one from
+// its cursor; ended and replaced sessions are removed from it. An alive
+// stamp, one key written every 30s, dates the sockets recorded open
+// (see aliveKey), so a session that was alive shortly before a restart
+// and meets 404 is known ended, not replaced.
 package polyai

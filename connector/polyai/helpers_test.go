@@ -3,6 +3,7 @@ package polyai_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,10 @@ import (
 func records(t *testing.T, m *conntest.MemState) map[string]map[string]any {
 	t.Helper()
 	out := map[string]map[string]any{}
-	for _, v := range m.Values() {
+	for k, v := range m.Values() {
+		if !strings.HasPrefix(k, "session") {
+			continue // the alive stamp
+		}
 		var r map[string]any
 		if err := json.Unmarshal(v, &r); err != nil {
 			t.Fatalf("state record %q: %v", v, err)

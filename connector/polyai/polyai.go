@@ -32,7 +32,8 @@ type Connector struct {
 	http   *http.Client // REST
 	dialer *http.Client // socket upgrades: no overall timeout
 	state  connector.StateStore
-	policy retry.Policy // socket reconnects and session replacement
+	policy retry.Policy           // socket reconnects and session replacement
+	dials  *connector.DialLimiter // shared by the process: paces every socket dial; nil: unpaced
 	waits  connector.WaitBoard
 
 	connMu   sync.Mutex // serialises Connect and Close
@@ -77,7 +78,7 @@ func New(cfg connector.Config, deps connector.Deps) (*Connector, error) {
 		policy.Max = 30 * time.Second
 	}
 	return &Connector{
-		cfg: cfg, st: st, log: deps.Log, http: hc, state: deps.State, policy: policy,
+		cfg: cfg, st: st, log: deps.Log, http: hc, state: deps.State, policy: policy, dials: deps.Dials,
 		dialer:   &http.Client{Transport: hc.Transport, CheckRedirect: connector.SameOriginRedirects},
 		sessions: map[string]*session{}, replaced: map[string]string{}, ended: map[string]struct{}{},
 	}, nil
@@ -170,7 +171,9 @@ func (c *Connector) Connect(ctx context.Context) error {
 				s.mu.Unlock()
 				continue
 			}
-			c.sessions[id] = newSession(c, rec)
+			ns := newSession(c, rec)
+			ns.dirty = true // the stored record may say Open: rewritten before the next alive stamp
+			c.sessions[id] = ns
 		}
 	}
 	list := make([]*session, 0, len(c.sessions))
@@ -253,7 +256,7 @@ func (c *Connector) Stats() connector.Stats {
 }
 
 // session returns the open session with id, or the error a command for
-// it gets.
+// it gets: ErrNotConnected for an unknown one while not connected.
 func (c *Connector) session(id string) (*session, *runState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -263,7 +266,13 @@ func (c *Connector) session(id string) (*session, *runState, error) {
 	if _, ok := c.ended[id]; ok {
 		return nil, nil, errSessionEnded(id)
 	}
-	return nil, nil, errSessionGone(id, c.replaced[id])
+	if by := c.replaced[id]; by != "" || c.run != nil {
+		return nil, nil, errSessionGone(id, by)
+	}
+	// Not connected: the session may be in the state store, read at the
+	// next Connect (a restarted bridge runs commands as soon as it
+	// starts), so the command is retried rather than refused.
+	return nil, nil, connector.ErrNotConnected
 }
 
 // errSessionEnded is the refusal of a command for a session the

@@ -201,6 +201,7 @@ func (s *session) down(ws *websocket.Conn) {
 		return
 	}
 	s.ws = nil
+	s.rec.Seen, s.rec.Open, s.dirty = s.lastRead.UTC(), false, true
 	if s.isReady {
 		s.isReady, s.readyC = false, nil
 	}
@@ -211,7 +212,8 @@ func (s *session) down(ws *websocket.Conn) {
 }
 
 // loop keeps the session's socket open until the run ends or the
-// session ends: it dials with the cursor, reads, and redials with
+// session ends: it dials with the cursor (each dial, redials included,
+// paced by the process's dial limiter), reads, and redials with
 // backoff. A refused handshake (401, or 404 once the session may have
 // idled out) or a 4001 close replaces the session; a 404 sooner ends it.
 func (s *session) loop(rs *runState) {
@@ -219,6 +221,9 @@ func (s *session) loop(rs *runState) {
 	bo := s.c.policy.Start()
 	opened := false
 	for ctx.Err() == nil && !s.goneNow() {
+		if s.c.dials.Wait(ctx) != nil {
+			return // the run ended
+		}
 		ws, status, asked, err := s.dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -280,14 +285,15 @@ func (s *session) loop(rs *runState) {
 const idleLifetime = 10 * time.Minute
 
 // mayHaveExpired reports whether the session's last sign of life (its
-// last frame read in this process, else its creation) is old enough for
-// PolyAI to have dropped it for inactivity.
+// last frame read in this process, else what the state store knew of it
+// at Connect: see record.lastSign) is old enough for PolyAI to have
+// dropped it for inactivity.
 func (s *session) mayHaveExpired() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	last := s.lastRead
 	if last.IsZero() {
-		last = s.rec.Created
+		last = s.rec.lastSign(time.Time{})
 	}
 	return time.Since(last) >= idleLifetime
 }
@@ -355,6 +361,7 @@ func (s *session) read(rs *runState, ws *websocket.Conn) (websocket.StatusCode, 
 		return -1, errNotOpen
 	}
 	s.ws, s.lastRead, s.joinSent = ws, time.Now(), false
+	s.rec.Seen, s.rec.Open, s.dirty = s.lastRead.UTC(), true, true
 	s.scheduleHeartbeatLocked(true)
 	s.mu.Unlock()
 	first := true

@@ -23,6 +23,45 @@ type record struct {
 	Streaming bool      `json:"streaming"`
 	AsmFrom   int64     `json:"asm_from,omitempty"` // first chunk of a streamed reply not yet assembled
 	Created   time.Time `json:"created"`
+	// Seen is the session's last sign of life known to the store: when
+	// its socket last opened, or its last frame read before the socket
+	// went down. Open says the socket was open when the record was
+	// written; it then stayed open until it went down or until the
+	// connection's alive stamp (see aliveKey), whichever came first.
+	Seen time.Time `json:"seen,omitzero"`
+	Open bool      `json:"open,omitempty"`
+}
+
+// aliveKey is the state store key of the connection's alive stamp: the
+// time until which the process holding the sessions was running, written
+// every aliveEvery (after the records, so an open record it covers was
+// written by that process). After a restart a session whose record says
+// Open was alive until the stamp: one write per interval keeps the last
+// sign of life of every session with an open socket, instead of one
+// write per session.
+const aliveKey = "alive"
+
+// aliveEvery is how often the alive stamp is written. Coarse next to
+// PolyAI's idle lifetime (10m); a stale stamp only makes a session look
+// older than it is.
+const aliveEvery = 30 * time.Second
+
+// aliveStamp is the value under aliveKey.
+type aliveStamp struct {
+	At time.Time `json:"at"`
+}
+
+// lastSign is the last sign of life of a stored session: its creation,
+// the record's Seen, and the alive stamp if its socket was open then.
+func (r record) lastSign(alive time.Time) time.Time {
+	last := r.Created
+	if r.Seen.After(last) {
+		last = r.Seen
+	}
+	if r.Open && alive.After(last) {
+		last = alive
+	}
+	return last
 }
 
 // keyPrefix starts every session key of the state store.
@@ -40,11 +79,21 @@ func stateKey(id string) string {
 	return keyPrefix + "." + id
 }
 
-// loadRecords reads every session record of the state store.
+// loadRecords reads every session record of the state store. Each
+// record's Seen becomes its last sign of life (see record.lastSign) and
+// Open false: this process has opened none of the sockets yet.
 func (c *Connector) loadRecords(ctx context.Context) (map[string]record, error) {
 	keys, err := c.state.List(ctx, keyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("polyai: list sessions: %w", err)
+	}
+	var alive aliveStamp
+	switch raw, _, err := c.state.Get(ctx, aliveKey); {
+	case errors.Is(err, connector.ErrStateNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("polyai: read alive stamp: %w", err)
+	default:
+		_ = json.Unmarshal(raw, &alive) // unreadable: no stamp, sessions look older
 	}
 	out := make(map[string]record, len(keys))
 	for _, k := range keys {
@@ -60,6 +109,7 @@ func (c *Connector) loadRecords(ctx context.Context) (map[string]record, error) 
 			c.log.Warn().Str("key", k).Msg("polyai: unreadable session record skipped")
 			continue
 		}
+		r.Seen, r.Open = r.lastSign(alive.At), false
 		out[r.ID] = r
 	}
 	return out, nil
@@ -94,15 +144,25 @@ func (c *Connector) forget(ctx context.Context, id string) {
 	}
 }
 
+// stampAlive writes the alive stamp.
+func (c *Connector) stampAlive(ctx context.Context, at time.Time) error {
+	b, _ := json.Marshal(aliveStamp{At: at.UTC()}) // a time always encodes
+	if _, err := c.state.Put(ctx, aliveKey, b); err != nil {
+		return fmt.Errorf("polyai: write alive stamp: %w", err)
+	}
+	return nil
+}
+
 // flush writes the records of sessions whose cursor or flags changed
-// (every session when all).
-func (c *Connector) flush(ctx context.Context, all bool) {
+// (every session when all); it reports whether every write succeeded.
+func (c *Connector) flush(ctx context.Context, all bool) bool {
 	c.mu.Lock()
 	list := make([]*session, 0, len(c.sessions))
 	for _, s := range c.sessions {
 		list = append(list, s)
 	}
 	c.mu.Unlock()
+	ok := true
 	for _, s := range list {
 		s.mu.Lock()
 		dirty, gone := s.dirty || all, s.isGone()
@@ -111,25 +171,36 @@ func (c *Connector) flush(ctx context.Context, all bool) {
 			continue
 		}
 		if err := c.save(ctx, s); err != nil {
+			ok = false
 			c.log.Warn().Err(err).Msg("polyai: cursor not saved; retried at the next flush")
 			if ctx.Err() != nil {
-				return
+				return false
 			}
 		}
 	}
+	return ok
 }
 
-// flushLoop writes changed records every Settings.StateFlush.
+// flushLoop writes changed records every Settings.StateFlush and, after
+// a flush that wrote them all, the alive stamp every aliveEvery.
 func (c *Connector) flushLoop(rs *runState) {
 	t := time.NewTicker(c.st.StateFlush)
 	defer t.Stop()
+	var stamped time.Time
 	for {
 		select {
 		case <-rs.ctx.Done():
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(rs.ctx, 10*time.Second)
-			c.flush(ctx, false)
+			now := time.Now()
+			if c.flush(ctx, false) && now.Sub(stamped) >= aliveEvery {
+				if err := c.stampAlive(ctx, now); err != nil {
+					c.log.Warn().Err(err).Msg("polyai: alive stamp not written; retried at the next flush")
+				} else {
+					stamped = now
+				}
+			}
 			cancel()
 		}
 	}

@@ -30,7 +30,7 @@ type Server struct {
 	wg sync.WaitGroup
 
 	reqSeq          atomic.Uint64
-	dials           dialLog // every socket upgrade request, for DialStats
+	dials           emuhttp.Arrivals // every socket upgrade request, for DialStats
 	stallHeartbeats atomic.Bool
 
 	web *emuhttp.Server // the built-in listener

@@ -40,7 +40,7 @@ type outFrame struct {
 // (band.md §3, §4), then runs the reader until the socket closes.
 func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	s.dials.add(start)
+	s.dials.Add(start)
 	agentID := ""
 	rec := func(status int) {
 		s.record(RequestRecord{Method: r.Method, Path: r.URL.Path, Status: status, AgentID: agentID,

@@ -95,6 +95,10 @@ func (s *Server) handleClientEvent(c *wsConn, data []byte) {
 	}
 	switch ev.Type {
 	case TypeHeartbeat:
+		s.beats.Add(sess.lastActive)
+		if sess.firstBeat.IsZero() {
+			sess.firstBeat = sess.lastActive
+		}
 		s.emitLocked(sess, TypeHeartbeat, []byte("{}"), meta, false, c)
 	case TypeRequestJoin:
 		var p map[string]json.RawMessage

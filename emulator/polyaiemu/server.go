@@ -30,6 +30,8 @@ type Server struct {
 
 	web *emuhttp.Server // the built-in listener
 
+	dials, beats emuhttp.Arrivals // upgrade requests and HEARTBEATs, for their rates
+
 	// mu guards everything below and every session. It is never held
 	// across a network write.
 	mu         sync.Mutex

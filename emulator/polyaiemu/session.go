@@ -51,6 +51,9 @@ type session struct {
 	typing     []string // USER_TYPING states received
 	handshakes int      // every upgrade naming this session
 	connects   int      // upgrades that succeeded
+	// firstOpen and firstBeat are the times of the first upgrade that
+	// succeeded and of the first HEARTBEAT received.
+	firstOpen, firstBeat time.Time
 
 	// Fault knobs (faults.go).
 	dropUser    int    // silently drop this many USER_MESSAGEs

@@ -58,6 +58,7 @@ func parseCursor(v string) (int64, bool) {
 // handleSocket checks and upgrades GET /ws (polyai.md §4.2), replays the
 // history and runs the reader until the socket closes.
 func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
+	s.dials.Add(time.Now())
 	q := r.URL.Query()
 	sid, token, rawCursor := q.Get("session_id"), q.Get("access_token"), q.Get("cursor")
 	cursor, cursorOK := parseCursor(rawCursor)
@@ -115,6 +116,9 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	sess.conns = append(sess.conns, c)
 	sess.connects++
 	sess.lastActive = time.Now()
+	if sess.firstOpen.IsZero() {
+		sess.firstOpen = sess.lastActive
+	}
 	s.conns[c] = struct{}{}
 	s.replayLocked(sess, c, cursor)
 	s.recordHandshakeLocked(sid, http.StatusSwitchingProtocols, rawCursor)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"slices"
 	"time"
+
+	"github.com/bridgeworks/bridge/emulator/emuhttp"
 )
 
 // The Go API tests drive the platform with and inspect it through.
@@ -21,12 +23,16 @@ type SessionInfo struct {
 	LiveAgent  LiveAgent // set while Agent is AgentLive
 	Ended      bool
 	EndReason  string
-	Sockets    int   // open sockets
-	Handshakes int   // upgrade attempts naming the session, refused ones included
-	Connects   int   // upgrades that succeeded
-	LastSeq    int64 // sequence of the newest journaled event
-	Messages   int   // USER_MESSAGEs received
-	Duplicates int   // of which repeated an earlier client_event_id
+	Sockets    int // open sockets
+	Handshakes int // upgrade attempts naming the session, refused ones included
+	Connects   int // upgrades that succeeded
+	// FirstOpen and FirstHeartbeat are when the first upgrade succeeded
+	// and the first HEARTBEAT arrived (zero before): the client's
+	// heartbeat phase.
+	FirstOpen, FirstHeartbeat time.Time
+	LastSeq                   int64 // sequence of the newest journaled event
+	Messages                  int   // USER_MESSAGEs received
+	Duplicates                int   // of which repeated an earlier client_event_id
 }
 
 func (sess *session) info() SessionInfo {
@@ -34,7 +40,8 @@ func (sess *session) info() SessionInfo {
 		Created: sess.created, LastActive: sess.lastActive, Agent: sess.agent,
 		LiveAgent: sess.liveAgent, Ended: sess.ended, EndReason: sess.endReason,
 		Sockets: len(sess.conns), Handshakes: sess.handshakes, Connects: sess.connects,
-		LastSeq: sess.seq, Messages: len(sess.messages), Duplicates: sess.duplicates}
+		LastSeq: sess.seq, Messages: len(sess.messages), Duplicates: sess.duplicates,
+		FirstOpen: sess.firstOpen, FirstHeartbeat: sess.firstBeat}
 }
 
 // NewAccessToken mints an access token as POST /api/v1/access-token
@@ -133,6 +140,24 @@ func (s *Server) Handshakes() []HandshakeRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.handshakes)
+}
+
+// ArrivalStats summarises requests of one kind: their total, the
+// busiest one- and three-second windows, the first and the last.
+type ArrivalStats = emuhttp.ArrivalStats
+
+// DialStats summarises the socket upgrade requests received, refused
+// ones included: what a platform's connection rate limit would count.
+func (s *Server) DialStats() ArrivalStats { return s.dials.Stats() }
+
+// HeartbeatStats summarises the HEARTBEATs received over all sessions.
+func (s *Server) HeartbeatStats() ArrivalStats { return s.beats.Stats() }
+
+// BusiestHeartbeats is the most HEARTBEATs received at or after since
+// within any window of length w, over all sessions: how well the
+// clients spread them.
+func (s *Server) BusiestHeartbeats(since time.Time, w time.Duration) int {
+	return s.beats.Busiest(since, w)
 }
 
 // Connections returns how many sockets are open, over all sessions.

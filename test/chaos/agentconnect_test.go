@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/connector/agentconnect"
 	"github.com/bridgeworks/bridge/emulator/agentconnectemu"
@@ -96,34 +95,10 @@ reply_timeout = "5s"
 
 	// The worker stays connected to the nats-server while the bridge
 	// dies: it sees every result and lifecycle event.
-	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := subjects.DefaultPrefix
+	w := newCmdWorker(t, natsURL, agentconnect.Platform, acConn)
 	var mu sync.Mutex
-	results := map[string]subjects.Result{} // by command id
-	resultsSeen := map[string]int{}
 	gaps := map[string]int{} // gap_possible by room
-	if _, err := nc.Subscribe(p+".res."+agentconnect.Platform+"."+acConn+".>", func(m *nats.Msg) {
-		var r subjects.Result
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			t.Errorf("result on %s: %v", m.Subject, err)
-			return
-		}
-		mu.Lock()
-		results[r.CommandID] = r
-		resultsSeen[r.CommandID]++
-		mu.Unlock()
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nc.Subscribe(p+".sys."+agentconnect.Platform+"."+acConn+"."+string(subjects.LifecycleGapPossible), func(m *nats.Msg) {
+	if _, err := w.nc.Subscribe(w.subject("sys", string(subjects.LifecycleGapPossible)), func(m *nats.Msg) {
 		ev, err := subjects.DecodeEvent(m.Data)
 		if err != nil {
 			t.Errorf("lifecycle on %s: %v", m.Subject, err)
@@ -135,40 +110,11 @@ reply_timeout = "5s"
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.Flush(); err != nil {
+	if err := w.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	// The bridge answers rpc once it holds the lease (and its streams
-	// exist).
-	testutil.Eventually(t, 30*time.Second, func() bool {
-		_, err := nc.Request(p+".rpc."+agentconnect.Platform+"."+acConn+".sessions", []byte(`{}`), time.Second)
-		return err == nil
-	}, "the bridge answers rpc")
-
-	command := func(room, name, id string, args any) {
-		t.Helper()
-		b, err := json.Marshal(args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx := testutil.Context(t, 10*time.Second)
-		subj := p + ".cmd." + agentconnect.Platform + "." + acConn + "." + subjects.EscapeToken(room) + "." + name
-		if _, err := js.Publish(ctx, subj, b, jetstream.WithMsgID(id)); err != nil {
-			t.Fatalf("publish %s %s: %v", name, id, err)
-		}
-	}
-	result := func(id string) subjects.Result {
-		t.Helper()
-		testutil.Eventually(t, 30*time.Second, func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			_, ok := results[id]
-			return ok
-		}, "result of command %s", id)
-		mu.Lock()
-		defer mu.Unlock()
-		return results[id]
-	}
+	w.waitServing("sessions")
+	command, result := w.command, w.result
 	// talk sends one message in every room and checks every answer.
 	talk := func(rooms []string, tag string) {
 		t.Helper()
@@ -264,10 +210,8 @@ reply_timeout = "5s"
 	for _, r := range rooms {
 		gapCounts = append(gapCounts, fmt.Sprint(gaps[r]))
 	}
-	for _, n := range resultsSeen {
-		resultRepeats += n - 1
-	}
 	mu.Unlock()
+	resultRepeats = w.republished()
 	report := fmt.Sprintf("chaos-agentconnect: sessions=%d bridge_kills=%d platform_sessions=%d gap_possible_per_session=[%s] results_published_again=%d",
 		nSessions, kills, len(sessions), strings.Join(gapCounts, " "), resultRepeats)
 	t.Log(report)

@@ -28,7 +28,9 @@ const (
 
 // IsChild reports whether a first command-line argument selects a child
 // mode of the bench binary.
-func IsChild(arg string) bool { return arg == childEmulator || arg == childBridge }
+func IsChild(arg string) bool {
+	return arg == childEmulator || arg == childBridge || arg == childPolyAIPlatform || arg == childPolyAIBridge
+}
 
 // ChildMain runs a child mode; stdin and stdout carry its protocol.
 func ChildMain(ctx context.Context, mode string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -41,6 +43,10 @@ func ChildMain(ctx context.Context, mode string, args []string, stdin io.Reader,
 		return emulatorChild(ctx, args, stdin, stdout, log)
 	case childBridge:
 		return bridgeChild(ctx, stdin, stdout, log)
+	case childPolyAIPlatform:
+		return polyPlatformChild(ctx, args, stdin, stdout, log)
+	case childPolyAIBridge:
+		return polyBridgeChild(ctx, stdin, stdout, log)
 	}
 	return fmt.Errorf("unknown child mode %q", mode)
 }

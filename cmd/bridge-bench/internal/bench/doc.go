@@ -30,6 +30,10 @@
 //   - scale (scale.go): memory and goroutines per idle agent connection, with
 //     the emulator and NATS in a child process and the bridge in another
 //     (child.go), so RSS and heap belong to the bridge alone.
+//   - scale_polyai (scale_polyai.go): memory and goroutines per idle PolyAI
+//     session, resumed from the state bucket at start, the PolyAI emulator
+//     and NATS in one child process and the bridge in another; with the
+//     busiest second of socket dials and of heartbeats the emulator saw.
 //   - gapfill (gapfill.go): time for a starting bridge to store a backlog of
 //     pending messages found by catch-up.
 //   - chatapi (chatapi.go): streamed text_delta fragments/s stored in

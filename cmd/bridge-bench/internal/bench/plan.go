@@ -47,6 +47,11 @@ type Plan struct {
 	// ScaleMaxRSS skips a size whose bridge RSS, projected from the
 	// previous size, would pass it: the machine is shared.
 	ScaleMaxRSS int64 // bytes
+	// PolyAIScaleSizes are the idle session counts of the scale_polyai
+	// scenario (ScaleRuns, ScaleSettle apply too), PolyAIHeartbeat the
+	// sessions' heartbeat interval there.
+	PolyAIScaleSizes []int
+	PolyAIHeartbeat  time.Duration
 
 	// GapFillBacklog is the number of pending messages before the bridge
 	// starts, spread over GapFillRooms rooms.
@@ -71,6 +76,7 @@ func FullPlan() Plan {
 		CommandsCount: 6000, CommandsRooms: 16,
 		DispatchRate: 1000, DispatchDuration: 5 * time.Second, DispatchRooms: 50,
 		ScaleSizes: []int{1000, 5000}, ScaleRuns: 2, ScaleHeartbeat: 2 * time.Second, ScaleSettle: 4 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30,
+		PolyAIScaleSizes: []int{1000, 10000}, PolyAIHeartbeat: 10 * time.Second,
 		GapFillBacklog: 10000, GapFillRooms: 1,
 		ChatAPIChats: 320, ChatAPIAgents: 16, ChatAPIFragments: 200,
 	}
@@ -86,6 +92,7 @@ func QuickPlan() Plan {
 		CommandsCount: 2000, CommandsRooms: 16,
 		DispatchRate: 1000, DispatchDuration: 2 * time.Second, DispatchRooms: 50,
 		ScaleSizes: []int{500}, ScaleHeartbeat: 2 * time.Second, ScaleSettle: 3 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30,
+		PolyAIScaleSizes: []int{500}, PolyAIHeartbeat: 5 * time.Second,
 		GapFillBacklog: 10000, GapFillRooms: 1,
 		ChatAPIChats: 64, ChatAPIAgents: 16, ChatAPIFragments: 200,
 	}
@@ -93,7 +100,7 @@ func QuickPlan() Plan {
 
 // Scenarios lists the scenario names in the order they run.
 func Scenarios() []string {
-	return []string{"inbound", "latency", "commands", "dispatch", "scale", "gapfill", "chatapi"}
+	return []string{"inbound", "latency", "commands", "dispatch", "scale", "scale_polyai", "gapfill", "chatapi"}
 }
 
 // ParseOnly turns "a,b" into scenario names, checking each; "" means all.

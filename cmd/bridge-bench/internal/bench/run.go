@@ -101,10 +101,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Scenarios: o.Only, Started: time.Now().UTC()}
 	scenarios := map[string]func(context.Context, int) error{
 		"inbound": e.inbound, "latency": e.latency, "commands": e.commands, "dispatch": e.dispatch, "scale": e.scale, "gapfill": e.gapfill, "chatapi": e.chatapi,
+		"scale_polyai": e.scalePolyAI,
 	}
 	for _, name := range o.Only {
 		runs := o.Plan.Runs
-		if name == "scale" && o.Plan.ScaleRuns > 0 {
+		if (name == "scale" || name == "scale_polyai") && o.Plan.ScaleRuns > 0 {
 			runs = min(runs, o.Plan.ScaleRuns)
 		}
 		for run := 1; run <= runs; run++ {
