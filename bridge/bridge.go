@@ -293,7 +293,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	h.cluster.Store(cl)
 	h.ready.Store(true)
 
-	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state,
+	// Stopped after every connection ended (fail and the end of Run wait
+	// for g first) and before the NATS connection closes.
+	sh := startShared()
+	defer sh.close()
+	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,
 		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls
 		dials:      connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst),
 		catchUp:    connector.NewGate(cfg.CatchUp.Parallel),
@@ -386,7 +390,6 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 				cancel()
 			}
 		})
-		wg.Go(func() { _ = s.run(lctx) }) // a stopped connection shows on /status; its commands still run
 		for _, run := range runs {
 			wg.Go(func() {
 				if err := run(lctx); err != nil {
@@ -394,6 +397,10 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 				}
 			})
 		}
+		// The session runs on this goroutine: the supervisor and the
+		// connection's runner are one. A stopped connection shows on
+		// /status; its commands still run.
+		_ = s.run(lctx)
 		wg.Wait()
 		cancel()
 		s.m.setLeaseHeld(s.name, false)
