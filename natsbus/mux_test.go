@@ -77,6 +77,9 @@ func TestMuxFullFailsLoudly(t *testing.T) {
 	if _, err := x.QueueSubscribe(nc, "full.>", "", func(*nats.Msg) { got.Add(1) }); err != nil {
 		t.Fatal(err)
 	}
+	if err := nc.Flush(); err != nil { // the server has the subscription
+		t.Fatal(err)
+	}
 	for i := range 3 {
 		if err := s.NC.Publish(fmt.Sprint("full.", i), nil); err != nil {
 			t.Fatal(err)
