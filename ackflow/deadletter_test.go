@@ -103,11 +103,11 @@ func TestApplyAndHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Held for well past AckWait: no redelivery.
-	hb := ackflow.NewHeartbeat()
+	hb := ackflow.NewHeartbeat(100 * time.Millisecond)
 	hb.Hold(m)
 	hctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); hb.Run(hctx, 100*time.Millisecond) }()
+	go func() { defer close(done); hb.Run(hctx) }()
 	if _, err := cons.Next(jetstream.FetchMaxWait(2500 * time.Millisecond)); err == nil {
 		t.Fatal("redelivered while held")
 	}

@@ -13,15 +13,24 @@ import (
 // InProgress for each held message at a fixed interval. Hold a message on
 // receipt and Release it before settling it: once Release returns no beat
 // is sent for it, so a beat cannot land after a NakWithDelay and reset its
-// delay. One goroutine (Run) serves any number of messages, so holding costs
-// a map entry, not a timer.
+// delay. One goroutine (Run) serves any number of messages, of any number
+// of consumers, so holding costs a map entry, not a timer: a process runs
+// one Heartbeat for all its consumers whose AckWait is at least three
+// intervals.
 type Heartbeat struct {
-	mu   sync.Mutex
-	held map[jetstream.Msg]struct{}
+	interval time.Duration
+	mu       sync.Mutex
+	held     map[jetstream.Msg]struct{}
 }
 
-// NewHeartbeat returns an empty Heartbeat.
-func NewHeartbeat() *Heartbeat { return &Heartbeat{held: map[jetstream.Msg]struct{}{}} }
+// NewHeartbeat returns an empty Heartbeat beating every interval (at least
+// 10ms). Pick interval well below the consumers' AckWait (a third is usual).
+func NewHeartbeat(interval time.Duration) *Heartbeat {
+	return &Heartbeat{interval: max(interval, 10*time.Millisecond), held: map[jetstream.Msg]struct{}{}}
+}
+
+// Interval is how often Run beats.
+func (h *Heartbeat) Interval() time.Duration { return h.interval }
 
 // Hold adds m to the messages kept alive.
 func (h *Heartbeat) Hold(m jetstream.Msg) {
@@ -45,11 +54,10 @@ func (h *Heartbeat) Len() int {
 }
 
 // Run sends InProgress for every held message each interval until ctx
-// ends. Pick interval well below the consumer's AckWait (a third is usual).
-// A failed InProgress is not fatal: the next beat tries again, and the worst
+// ends. A failed InProgress is not fatal: the next beat tries again, and the worst
 // case is a redelivery that idempotent handlers absorb.
-func (h *Heartbeat) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
+func (h *Heartbeat) Run(ctx context.Context) {
+	t := time.NewTicker(h.interval)
 	defer t.Stop()
 	for {
 		select {

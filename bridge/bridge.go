@@ -295,7 +295,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	h.cluster.Store(cl)
 	h.ready.Store(true)
 
-	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state,
+	// Stopped after every connection ended (fail and the end of Run wait
+	// for g first) and before the NATS connection closes.
+	sh := startShared()
+	defer sh.close()
+	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,
 		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls
 		dials:      connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst),
 		catchUp:    connector.NewGate(cfg.CatchUp.Parallel),
@@ -380,7 +384,6 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		unkeep := ls.keep(func(error) { cancel() })
 		unwatch := cl.watchMove(s.name, cancel)
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = s.run(lctx) }) // a stopped connection shows on /status; its commands still run
 		for _, run := range runs {
 			wg.Go(func() {
 				if err := run(lctx); err != nil {
@@ -388,6 +391,10 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 				}
 			})
 		}
+		// The session runs on this goroutine: the supervisor and the
+		// connection's runner are one. A stopped connection shows on
+		// /status; its commands still run.
+		_ = s.run(lctx)
 		wg.Wait()
 		cancel()
 		lost, moved := unkeep(), unwatch()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -119,16 +120,8 @@ func (p *publisher) sys(ctx context.Context, name subjects.Lifecycle, data any) 
 // returns Receive's error. Every event received is settled (acked or nacked)
 // before run returns; drainCtx bounds that wait after ctx ends.
 func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc), c connector.Connector) error {
-	queue := make(chan inflight, publishWindow)
-	done := make(chan struct{})
-	go func() { // owned: run waits on done
-		defer close(done)
-		p.settle(ctx, drainCtx, queue)
-	}()
-	defer func() {
-		close(queue)
-		<-done
-	}()
+	st := &settler{p: p, ctx: ctx, drainCtx: drainCtx, queue: make(chan inflight, publishWindow)}
+	defer st.wait()
 	for {
 		ev, ack, err := c.Receive(ctx)
 		if err != nil {
@@ -179,7 +172,7 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 				p.log.Debug().Err(err).Msg("cannot tell whether a caught-up event was stored; publishing it")
 			}
 			if found {
-				queue <- inflight{ack: ack, sent: true, skip: true}
+				st.add(inflight{ack: ack, sent: true, skip: true})
 				continue
 			}
 		}
@@ -189,51 +182,113 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 			f.fut, f.err = nil, p.await(ctx, f)
 			f.sent = true
 		}
-		queue <- f
+		st.add(f)
 	}
 }
 
-// settle waits for each publish in order, retrying failures, and acks.
-func (p *publisher) settle(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc), queue <-chan inflight) {
-	var dctx context.Context
-	for f := range queue {
-		c := ctx
-		if ctx.Err() != nil {
-			if dctx == nil {
-				var cancel context.CancelFunc
-				dctx, cancel = drainCtx()
-				defer cancel()
-			}
-			c = dctx
-		}
-		err := f.err
-		if !f.sent {
-			err = p.await(c, f)
-		}
-		f.ack(c, err)
-		if err != nil {
-			continue
-		}
-		if f.skip {
-			p.m.alreadyStored.WithLabelValues(p.conn).Inc()
-			continue
-		}
-		if f.id != "" {
-			if err := p.stored.record(f.id); err != nil {
-				p.log.Debug().Err(err).Msg("stored event not recorded")
-			}
-		}
-		kind := "evt"
-		if f.sys {
-			kind = "sys"
-		}
-		p.m.published.WithLabelValues(p.conn, kind).Inc()
-		p.m.publishLatency.WithLabelValues(p.conn).Observe(time.Since(f.start).Seconds())
-		if f.gap {
-			p.m.gapFilled.WithLabelValues(p.conn).Inc()
-		}
-		p.board.published(p.conn, 1)
+// settler settles the publishes of one run in order. Its goroutine runs
+// only while publishes are outstanding: add starts it, and it ends once
+// the queue is empty, so an idle connection holds none. One runs at a
+// time (a new one starts only after the last one left), which keeps the
+// order.
+type settler struct {
+	p        *publisher
+	ctx      context.Context // run's
+	drainCtx func() (context.Context, context.CancelFunc)
+	queue    chan inflight // at most publishWindow outstanding
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	running bool
+	// dctx bounds the settling left once ctx ended: made once per run, so
+	// the drain's bound holds across settle goroutines.
+	dctx   context.Context
+	cancel context.CancelFunc
+}
+
+// add queues f (waiting while publishWindow are outstanding) and makes
+// sure a settle goroutine runs.
+func (s *settler) add(f inflight) {
+	s.queue <- f
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running {
+		s.running = true
+		s.wg.Go(s.settle) // owned: wait
 	}
+}
+
+// wait returns once everything added is settled.
+func (s *settler) wait() {
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+// settle settles queued publishes until the queue is empty.
+func (s *settler) settle() {
+	for {
+		select {
+		case f := <-s.queue:
+			s.p.settleOne(s.context(), f)
+			continue
+		default:
+		}
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// context is run's ctx, or once it ended, the drain's.
+func (s *settler) context() context.Context {
+	if s.ctx.Err() == nil {
+		return s.ctx
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dctx == nil {
+		s.dctx, s.cancel = s.drainCtx()
+	}
+	return s.dctx
+}
+
+// settleOne waits for f's publish, retrying a failure, and acks it.
+func (p *publisher) settleOne(c context.Context, f inflight) {
+	err := f.err
+	if !f.sent {
+		err = p.await(c, f)
+	}
+	f.ack(c, err)
+	if err != nil {
+		return
+	}
+	if f.skip {
+		p.m.alreadyStored.WithLabelValues(p.conn).Inc()
+		return
+	}
+	if f.id != "" {
+		if err := p.stored.record(f.id); err != nil {
+			p.log.Debug().Err(err).Msg("stored event not recorded")
+		}
+	}
+	kind := "evt"
+	if f.sys {
+		kind = "sys"
+	}
+	p.m.published.WithLabelValues(p.conn, kind).Inc()
+	p.m.publishLatency.WithLabelValues(p.conn).Observe(time.Since(f.start).Seconds())
+	if f.gap {
+		p.m.gapFilled.WithLabelValues(p.conn).Inc()
+	}
+	p.board.published(p.conn, 1)
 }
 
 // await returns nil once f is stored, retrying the publish with backoff

@@ -35,6 +35,7 @@ type running struct {
 	httpClient *http.Client
 	dials      *connector.DialLimiter // paces every connection's sockets ([dial])
 	catchUp    *connector.Gate        // bounds every connection's catch-up reads ([catchup])
+	shared     *shared                // heartbeat and subscription mux of every connection's return path
 	conns      map[string]*runningConn
 }
 
@@ -77,7 +78,7 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 		rt.board.watch(name, sr)
 	}
 	s.pub.fence = ls.fence
-	runs, err := b.returnPath(rt.js, rt.nc, rt.m.forConn(name), ce, c, cc, ls.fence, clog)
+	runs, err := b.returnPath(rt.js, rt.nc, rt.shared, rt.m.forConn(name), ce, c, cc, ls.fence, clog)
 	if err != nil {
 		unwatch()
 		rt.m.dropConn(name)

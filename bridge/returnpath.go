@@ -3,6 +3,8 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,13 +16,15 @@ import (
 	"github.com/bridgeworks/bridge/cmdexec"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/dispatch"
+	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/tracing"
 )
 
 // returnPath builds a connection's command executor (durable commands and
 // RPC) and its managed-dispatch rule, if any, and returns their Run methods.
-func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, fence func() error, log zerolog.Logger) ([]func(context.Context) error, error) {
+// They share the process's heartbeat and subscription mux (see shared).
+func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, fence func() error, log zerolog.Logger) ([]func(context.Context) error, error) {
 	ex, ok := c.(connector.Executor)
 	if !ok {
 		log.Info().Msg("platform takes no commands")
@@ -33,7 +37,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
 		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(), // cmdexec names the connection itself
-		Fence: fence,
+		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
@@ -50,6 +54,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, m *metrics, c
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
 			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas,
 			Log: log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(),
+			Heartbeat: sh.heartbeat, Mux: sh.mux,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("dispatch for %q: %w", ce.cfg.Name, err)
@@ -65,4 +70,34 @@ func (b *Bridge) tracer() trace.Tracer {
 		return nil
 	}
 	return tracing.Tracer(b.opts.TracerProvider)
+}
+
+// shared is the work every connection's return path hands to one
+// goroutine of the process instead of one of its own: the in-progress
+// heartbeat of the messages in hand (ackflow.Heartbeat) and the delivery
+// of the RPC and reply-inbox subscriptions (natsbus.Mux).
+type shared struct {
+	heartbeat *ackflow.Heartbeat
+	mux       *natsbus.Mux
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// sharedBeat is the shared heartbeat's interval: a third of the executors'
+// and dispatchers' AckWait (their default, 10s; the bridge sets none).
+const sharedBeat = 10 * time.Second / 3
+
+// startShared starts the shared goroutines; close stops them, once every
+// connection has ended.
+func startShared() *shared {
+	ctx, stop := context.WithCancel(context.Background())
+	sh := &shared{heartbeat: ackflow.NewHeartbeat(sharedBeat), mux: natsbus.NewMux(0), stop: stop}
+	sh.wg.Go(func() { sh.heartbeat.Run(ctx) }) // owned: close
+	sh.wg.Go(func() { sh.mux.Run(ctx) })       // owned: close
+	return sh
+}
+
+func (sh *shared) close() {
+	sh.stop()
+	sh.wg.Wait()
 }

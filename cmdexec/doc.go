@@ -10,7 +10,10 @@
 // parse, execute with in-place retries (attempt.go, so the room's later
 // commands wait behind a retried one), store, publish the result and
 // dead-letter a failure. Run also serves the RPC queue subscription with a
-// bounded worker pool (rpc.go).
+// bounded worker pool started on demand (rpc.go); the subscription delivers
+// through the process's [natsbus.Mux] ([Options.Mux]) and the commands in
+// hand are kept alive by its shared heartbeat ([Options.Heartbeat]), so an
+// idle executor holds only its consumer's fetch loop.
 //
 // Platform errors beyond HTTP ([connector.BackOff], [connector.HoldRoom],
 // [connector.Sent]) are classified by [ackflow.Decide]: a cooldown ends the

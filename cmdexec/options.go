@@ -16,6 +16,7 @@ import (
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -74,6 +75,15 @@ type Options struct {
 	// error (the process's lease on the connection is no longer valid)
 	// hands the command back unexecuted, for the connection's new holder.
 	Fence func() error
+	// Heartbeat, when set, is the process's shared in-progress heartbeat
+	// (consume.Options.Heartbeat; its interval at most AckWait/3); nil: the
+	// executor's consumer runs one of its own.
+	Heartbeat *ackflow.Heartbeat
+	// Mux, when set, is the process's shared delivery of core
+	// subscriptions; the RPC subscription goes through it, so an idle
+	// executor holds no goroutine for it. The Mux must run (natsbus.Mux.Run)
+	// for as long as the executor does. Nil: Run runs a Mux of its own.
+	Mux *natsbus.Mux
 }
 
 func (o *Options) setDefaults() {

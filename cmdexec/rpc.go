@@ -11,18 +11,22 @@ import (
 
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
 // rpcQueue is the queue group of every bridge serving P.rpc….
 const rpcQueue = "bridge"
 
-// rpcServer answers P.rpc.<platform>.<conn>.<command> requests: the NATS
-// callback only queues a request (or refuses it when the bounded queue is
-// full, so a flood fails loudly instead of growing memory); up to
-// RPCWorkers goroutines execute them, started on demand and gone when the
-// queue is empty, so an idle connection costs none.
+// rpcServer answers P.rpc.<platform>.<conn>.<command> requests. The
+// subscription delivers through the process's natsbus.Mux (one channel and
+// one goroutine for every connection's subscription); its callback only
+// queues a request (or refuses it when the bounded queue is full, so a
+// flood fails loudly instead of growing memory); up to RPCWorkers
+// goroutines execute them, started on demand and gone when the queue is
+// empty, so an idle connection costs none.
 type rpcServer struct {
+	mux *natsbus.Mux
 	sub *nats.Subscription
 	wg  sync.WaitGroup
 	max int
@@ -33,11 +37,11 @@ type rpcServer struct {
 	q      chan *nats.Msg
 }
 
-func (e *Executor) startRPC(hard context.Context) (_ *rpcServer, err error) {
+func (e *Executor) startRPC(hard context.Context, mux *natsbus.Mux) (_ *rpcServer, err error) {
 	subj := e.conn.Filter(subjects.KindRPC)
 	defer wrapErr(&err, "rpc subscribe %s", subj)
-	s := &rpcServer{q: make(chan *nats.Msg, 4*e.o.RPCWorkers), max: e.o.RPCWorkers}
-	s.sub, err = e.o.NC.QueueSubscribe(subj, rpcQueue, func(m *nats.Msg) { e.offerRPC(hard, s, m) })
+	s := &rpcServer{mux: mux, q: make(chan *nats.Msg, 4*e.o.RPCWorkers), max: e.o.RPCWorkers}
+	s.sub, err = mux.QueueSubscribe(e.o.NC, subj, rpcQueue, func(m *nats.Msg) { e.offerRPC(hard, s, m) })
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +70,8 @@ func (e *Executor) work(hard context.Context, s *rpcServer) {
 	}
 }
 
-// offerRPC runs on the subscription's goroutine and must not block.
+// offerRPC runs on the Mux's goroutine, shared by every connection, and
+// must not block.
 func (e *Executor) offerRPC(hard context.Context, s *rpcServer, m *nats.Msg) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,7 +99,7 @@ func (e *Executor) offerRPC(hard context.Context, s *rpcServer, m *nats.Msg) {
 
 // stop ends the subscription; queued requests are still served.
 func (s *rpcServer) stop() {
-	_ = s.sub.Unsubscribe()
+	_ = s.mux.Unsubscribe(s.sub)
 	s.mu.Lock()
 	s.closed = true
 	close(s.q)

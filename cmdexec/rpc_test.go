@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/internal/testutil"
+	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -189,5 +192,49 @@ func TestRPCBusy(t *testing.T) {
 	}
 	if busy != n-5 {
 		t.Fatalf("%d refused, want %d", busy, n-5)
+	}
+}
+
+// TestSharedMuxAndHeartbeat: executors of two connections share the
+// process's Mux (their RPC subscriptions) and Heartbeat (their commands in
+// hand); each answers its own RPC and executes its own commands, and one
+// stopping leaves the other serving.
+func TestSharedMuxAndHeartbeat(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	mux := natsbus.NewMux(0)
+	hb := ackflow.NewHeartbeat(time.Second) // AckWait is 5s
+	ctx, cancel := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Go(func() { mux.Run(ctx) })
+	bg.Go(func() { hb.Run(ctx) })
+	// Registered first, so it runs after the executors' own cleanups.
+	t.Cleanup(func() { cancel(); bg.Wait() })
+
+	fx := newFake()
+	stops := map[string]func() error{}
+	for _, conn := range []string{"c1", "c2"} {
+		o := e.options(fx)
+		o.Conn, o.Mux, o.Heartbeat = conn, mux, hb
+		_, stops[conn] = e.start(o)
+	}
+	for _, conn := range []string{"c1", "c2"} {
+		if res := e.request("bridge.rpc.band."+conn+".me", `{}`); !res.OK {
+			t.Fatalf("%s: %+v", conn, res)
+		}
+		e.publish("bridge.cmd.band."+conn+".r1.send_message", `{"content":"hi"}`, subjects.HeaderMsgID, "cmd-"+conn)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return fx.count("cmd-c1") == 1 && fx.count("cmd-c2") == 1 }, "both connections' commands executed")
+	if err := stops["c1"](); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.NC.Request("bridge.rpc.band.c1.me", []byte(`{}`), 5*time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("c1 stopped: %v, want no responders", err)
+	}
+	if res := e.request("bridge.rpc.band.c2.me", `{}`); !res.OK {
+		t.Fatalf("c2 after c1 stopped: %+v", res)
+	}
+	if d := mux.Dropped(); d != 0 {
+		t.Fatalf("mux dropped %d", d)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/consume"
+	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -34,23 +35,38 @@ func (e *Executor) Run(ctx context.Context) (err error) {
 	// get DrainTimeout to finish once ctx ends, like durable commands.
 	rpcCtx, cancelRPC := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRPC()
-	rpc, err := e.startRPC(rpcCtx)
+	mux := e.o.Mux
+	if mux == nil {
+		mux = natsbus.NewMux(0)
+		muxCtx, stopMux := context.WithCancel(context.WithoutCancel(ctx))
+		var bg sync.WaitGroup
+		bg.Go(func() { mux.Run(muxCtx) }) // owned: stopped and waited for once RPC is drained
+		defer func() {
+			stopMux()
+			bg.Wait()
+		}()
+	}
+	rpc, err := e.startRPC(rpcCtx, mux)
 	if err != nil {
 		return err
 	}
-	stopped := make(chan struct{})
-	var bg sync.WaitGroup
-	bg.Go(func() {
-		select {
-		case <-ctx.Done():
-		case <-stopped:
-		}
+	// The RPC drain starts when ctx ends, beside the durable commands'; no
+	// goroutine waits for it meanwhile.
+	drainRPC := func() {
 		rpc.stop()
 		e.drainRPC(rpc, cancelRPC)
+	}
+	drained := make(chan struct{})
+	stopDrain := context.AfterFunc(ctx, func() { // owned: Run waits on drained below
+		defer close(drained)
+		drainRPC()
 	})
 	err = consume.Run(ctx, e.consumeOptions(), e.process)
-	close(stopped)
-	bg.Wait()
+	if stopDrain() {
+		drainRPC() // consume.Run ended before ctx did (bad options)
+	} else {
+		<-drained
+	}
 	if err == nil {
 		e.log.Info().Msg("command executor stopped")
 	}
@@ -79,6 +95,7 @@ func (e *Executor) consumeOptions() consume.Options {
 		// One room's long Retry-After must not hold every room back after
 		// a restart.
 		MaxHandBack: e.o.Policy.Retry.Max,
+		Heartbeat:   e.o.Heartbeat,
 		Setup: func(ctx context.Context) error {
 			if _, err := e.bucket(ctx); err != nil {
 				return err

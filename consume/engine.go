@@ -70,7 +70,13 @@ type Options struct {
 	// Ready is called once with the consumer's info at start and whether
 	// Run had to create it (it did not exist).
 	Ready func(info *jetstream.ConsumerInfo, created bool)
-	Log   zerolog.Logger
+	// Heartbeat, when set, keeps this engine's messages in hand alive: one
+	// Heartbeat shared by every engine of a process, run (and stopped after
+	// every engine ended) by its owner. Its interval must be at most
+	// AckWait/3. Nil: Run runs a Heartbeat of its own, beating every
+	// AckWait/3, for as long as it runs.
+	Heartbeat *ackflow.Heartbeat
+	Log       zerolog.Logger
 }
 
 const (
@@ -102,6 +108,10 @@ func (o *Options) setDefaults() error {
 	def(&o.DrainTimeout, 10*time.Second)
 	def(&o.MinHandBack, time.Second)
 	def(&o.MaxHandBack, 30*time.Second)
+	if o.Heartbeat != nil && o.Heartbeat.Interval() > o.AckWait/3 {
+		return fmt.Errorf("consume: the shared heartbeat beats every %s, more than a third of AckWait %s: messages in hand would be redelivered",
+			o.Heartbeat.Interval(), o.AckWait)
+	}
 	c := &o.Consumer
 	c.AckPolicy = jetstream.AckExplicitPolicy
 	c.AckWait = o.AckWait
@@ -135,7 +145,7 @@ func Run(ctx context.Context, o Options, h Handler) error {
 	if err := o.setDefaults(); err != nil {
 		return err
 	}
-	e := &engine{o: o, h: h, log: o.Log.With().Str("consumer", o.Consumer.Durable).Logger(), hb: ackflow.NewHeartbeat(),
+	e := &engine{o: o, h: h, log: o.Log.With().Str("consumer", o.Consumer.Durable).Logger(), hb: o.Heartbeat,
 		slots: make(chan struct{}, o.MaxAckPending), inHand: map[uint64]bool{}}
 	info, created, ok := e.setup(ctx)
 	if !ok {
@@ -151,13 +161,16 @@ func Run(ctx context.Context, o Options, h Handler) error {
 	}
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
-	beat, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
-	var bg sync.WaitGroup
-	bg.Go(func() { e.hb.Run(beat, max(o.AckWait/3, 10*time.Millisecond)) })
-	defer func() {
-		stopBeat()
-		bg.Wait()
-	}()
+	if e.hb == nil {
+		e.hb = ackflow.NewHeartbeat(o.AckWait / 3)
+		beat, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+		var bg sync.WaitGroup
+		bg.Go(func() { e.hb.Run(beat) }) // owned: stopped and waited for once the drain is done
+		defer func() {
+			stopBeat()
+			bg.Wait()
+		}()
+	}
 	e.fetchLoop(ctx, hard)
 	e.drain(cancelHard)
 	return nil

@@ -294,3 +294,63 @@ func TestConfigureAndReady(t *testing.T) {
 		t.Fatalf("second run: existing %v, created %v, first seq %d (want the consumer, false, 6)", ex != nil, created, first)
 	}
 }
+
+// TestSharedHeartbeat: two engines share one process-wide Heartbeat: it
+// holds both engines' messages while their handlers run, and keeps them
+// from being redelivered for three AckWaits; an engine refuses a shared
+// heartbeat too slow for its AckWait.
+func TestSharedHeartbeat(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 2, 1)
+	hb := ackflow.NewHeartbeat(100 * time.Millisecond)
+	beat, stopBeat := context.WithCancel(context.Background())
+	beating := make(chan struct{})
+	go func() { defer close(beating); hb.Run(beat) }()
+	defer func() { stopBeat(); <-beating }()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := range 2 {
+		o := baseOptions(ns.JS, ns.NC)
+		o.Consumer = jetstream.ConsumerConfig{Durable: fmt.Sprint("C", r), FilterSubject: fmt.Sprint("t.r", r)}
+		o.Heartbeat = hb
+		wg.Go(func() {
+			err := Run(ctx, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+				<-release
+				return ackflow.Decision{Action: ackflow.ActionAck}, true
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return hb.Len() == 2 }, "both engines' messages held by the shared heartbeat (%d)", hb.Len())
+	// Well past AckWait (1s): without beats both would come back.
+	time.Sleep(3 * time.Second) // the time under test, not a synchronisation
+	close(release)
+	testutil.Eventually(t, 10*time.Second, func() bool { return hb.Len() == 0 }, "messages released after settling (%d held)", hb.Len())
+	for r := range 2 {
+		info, err := ns.JS.Consumer(testutil.Context(t, 5*time.Second), "S", fmt.Sprint("C", r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci, err := info.Info(testutil.Context(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci.Delivered.Consumer != 1 {
+			t.Errorf("consumer C%d delivered %d times, want once (no redelivery while held)", r, ci.Delivered.Consumer)
+		}
+	}
+	cancel()
+	wg.Wait()
+
+	o := baseOptions(ns.JS, ns.NC)
+	o.Heartbeat = ackflow.NewHeartbeat(time.Second) // AckWait is 1s
+	if err := Run(context.Background(), o, nil); err == nil || !strings.Contains(err.Error(), "third of AckWait") {
+		t.Fatalf("a shared heartbeat slower than AckWait/3: got %v, want an error naming it", err)
+	}
+}

@@ -16,9 +16,11 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/consume"
+	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -83,6 +85,14 @@ type Options struct {
 	// large for one NATS message; default a store for Conn with
 	// claimcheck's defaults.
 	Payloads *claimcheck.Store
+	// Heartbeat, when set, is the process's shared in-progress heartbeat
+	// (consume.Options.Heartbeat; its interval at most AckWait/3); nil: the
+	// rule's consumer runs one of its own.
+	Heartbeat *ackflow.Heartbeat
+	// Mux, when set, delivers the workers' replies (the rule's reply-inbox
+	// subscription) on the process's shared goroutine; it must run for as
+	// long as the Dispatcher does. Nil: Run runs a Mux of its own.
+	Mux *natsbus.Mux
 }
 
 func (o *Options) setDefaults() {
@@ -189,11 +199,22 @@ func (d *Dispatcher) consumerConfig() jetstream.ConsumerConfig {
 // until ctx ends, then lets attempts under way finish within DrainTimeout
 // and hands the rest back.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	sub, err := d.o.NC.Subscribe(d.inbox+".*", d.route)
+	mux := d.o.Mux
+	if mux == nil {
+		mux = natsbus.NewMux(0)
+		muxCtx, stopMux := context.WithCancel(context.WithoutCancel(ctx))
+		var bg sync.WaitGroup
+		bg.Go(func() { mux.Run(muxCtx) }) // owned: stopped and waited for when Run returns
+		defer func() {
+			stopMux()
+			bg.Wait()
+		}()
+	}
+	sub, err := mux.QueueSubscribe(d.o.NC, d.inbox+".*", "", d.route)
 	if err != nil {
 		return fmt.Errorf("dispatch: reply subscription: %w", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	defer func() { _ = mux.Unsubscribe(sub) }()
 	defer d.ready.Store(false)
 	err = consume.Run(ctx, consume.Options{
 		JS: d.o.JS, NC: d.o.NC, Stream: subjects.StreamName(d.o.Prefix, subjects.StreamEvents),
@@ -203,6 +224,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		MaxAckPending:      d.o.MaxAckPending,
 		AckWait:            d.o.AckWait,
 		DrainTimeout:       d.o.DrainTimeout,
+		Heartbeat:          d.o.Heartbeat,
 		Setup:              d.openStores,
 		Configure:          d.configure,
 		Ready: func(*jetstream.ConsumerInfo, bool) {
