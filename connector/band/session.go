@@ -35,7 +35,7 @@ type session struct {
 	log  zerolog.Logger
 	sock *phoenix.Socket
 
-	out    chan item
+	out    chan *item    // pointers: a buffer of QueueSize events would be ~8 KiB per idle session
 	syncs  syncer        // room syncs: resyncs and the idle safety net
 	opened chan struct{} // closed at the first open
 	dialed chan error    // failed dials before the first open (latest first; never blocks)
@@ -69,7 +69,7 @@ type room struct {
 func newSession(c *Connector) *session {
 	return &session{
 		c: c, log: c.log,
-		out:    make(chan item, c.opts.QueueSize),
+		out:    make(chan *item, c.opts.QueueSize),
 		opened: make(chan struct{}),
 		dialed: make(chan error, 1),
 		ended:  make(chan struct{}),
@@ -220,7 +220,7 @@ func (s *session) emit(ctx context.Context, ev connector.Event) bool {
 		}
 	}
 	select {
-	case s.out <- item{ev, ack}:
+	case s.out <- &item{ev, ack}:
 		return true
 	case <-ctx.Done():
 		return false
