@@ -12,8 +12,10 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/emulator/bandemu"
@@ -57,7 +59,7 @@ func ChildMain(ctx context.Context, mode string, args []string, stdin io.Reader,
 	case childEmulator:
 		return emulatorChild(ctx, args, in, stdout)
 	case childNATS:
-		return natsChild(ctx, in, stdout, log)
+		return natsChild(ctx, args, in, stdout, log)
 	case childBridge:
 		return bridgeChild(ctx, in, stdout, log)
 	}
@@ -144,8 +146,24 @@ type natsInfo struct {
 // natsChild serves an embedded NATS server (JetStream, file store, the
 // bridge's streams) on a 127.0.0.1 port, prints a natsInfo line, answers
 // reqMem with its own memory (the server's, with one idle client), and
-// stops at stdin EOF.
-func natsChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log zerolog.Logger) error {
+// stops at stdin EOF. -cpuprofile writes the CPU profile of its whole life.
+func natsChild(ctx context.Context, args []string, in *bufio.Reader, stdout io.Writer, log zerolog.Logger) error {
+	fs := flag.NewFlagSet(childNATS, flag.ContinueOnError)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	dir, err := os.MkdirTemp("", "bridge-bench-nats-")
 	if err != nil {
 		return err
@@ -209,10 +227,18 @@ func bridgeChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log ze
 	res := bridgeResult{Conns: n, FileLimit: fileLimit(), Before: memSnapshot()}
 	rctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
+	// Subscribed before the bridge starts, so no gap_filled is missed; a
+	// core subscription costs the server nothing per poll, unlike stream
+	// info listing thousands of subjects.
+	caughtUp, err := watchSubjects(spec.NATS, "bridge.sys.band.*.gap_filled", n)
+	if err != nil {
+		return err
+	}
+	defer caughtUp.close()
 	start := time.Now()
 	b, err := startBridge(rctx, bridgeSpec{
 		emuURL: spec.EmulatorURL, natsURL: spec.NATS, agents: spec.Agents, log: log,
-		heartbeat: spec.Heartbeat,
+		heartbeat: spec.Heartbeat, readyTimeout: spec.Timeout,
 	})
 	if err != nil {
 		return err
@@ -228,15 +254,10 @@ func bridgeChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log ze
 		case <-time.After(10 * time.Second):
 		}
 	}()
-	if n > 0 {
-		obs, err := newObserver(rctx, spec.NATS)
-		if err != nil {
-			return err
-		}
-		defer obs.close()
-		if err := waitSubjects(rctx, obs, "bridge.sys.band.*.gap_filled", n); err != nil {
-			return fmt.Errorf("connections: %w", err)
-		}
+	select {
+	case <-caughtUp.done:
+	case <-rctx.Done():
+		return fmt.Errorf("connections: %d of %d caught up: %w", caughtUp.count(), n, rctx.Err())
 	}
 	res.ConnectSec = time.Since(start).Seconds()
 	select {
@@ -256,24 +277,51 @@ func bridgeChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log ze
 	return serveRequests(ctx, in, stdout, map[string]func() any{reqMem: func() any { return memSnapshot() }})
 }
 
-// waitSubjects polls until at least n distinct subjects match filter.
-func waitSubjects(ctx context.Context, obs *observer, filter string, n int) error {
-	got := 0
-	for {
-		_, subs, err := obs.count(ctx, filter)
-		if err == nil {
-			got = subs
-			if subs >= n {
-				return nil
+// subjectWatch counts the distinct subjects of the messages a core NATS
+// subscription receives; done is closed when there are want of them.
+type subjectWatch struct {
+	nc   *nats.Conn
+	mu   sync.Mutex
+	seen map[string]bool
+	done chan struct{}
+}
+
+func watchSubjects(url, filter string, want int) (*subjectWatch, error) {
+	nc, err := nats.Connect(url, nats.Name("bench-watch"))
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", filter, err)
+	}
+	w := &subjectWatch{nc: nc, seen: map[string]bool{}, done: make(chan struct{})}
+	if want <= 0 {
+		close(w.done)
+	}
+	_, err = nc.Subscribe(filter, func(m *nats.Msg) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if !w.seen[m.Subject] {
+			w.seen[m.Subject] = true
+			if len(w.seen) == want {
+				close(w.done)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(fmt.Errorf("%d of %d connected", got, n), ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
+	})
+	if err == nil {
+		err = nc.Flush()
 	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("watch %s: %w", filter, err)
+	}
+	return w, nil
 }
+
+func (w *subjectWatch) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.seen)
+}
+
+func (w *subjectWatch) close() { w.nc.Close() }
 
 // writeProfiles writes the heap profile and a goroutine dump.
 func writeProfiles(prefix string) error {

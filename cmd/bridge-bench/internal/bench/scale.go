@@ -144,7 +144,11 @@ func (e *Env) scaleAttempt(ctx context.Context, n int) (scaleResult, error) {
 	if err := plat.read(&info); err != nil {
 		return scaleResult{}, err
 	}
-	nc, err := e.startChild(ctx, childNATS, nil)
+	var natsArgs []string
+	if e.profiles != "" && n > 0 {
+		natsArgs = []string{"-cpuprofile", fmt.Sprintf("%s.scale-%d.nats.cpu", e.profiles, n)}
+	}
+	nc, err := e.startChild(ctx, childNATS, nil, natsArgs...)
 	if err != nil {
 		return scaleResult{}, err
 	}
