@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -69,9 +70,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	jsonOut := fs.String("json-out", "", "also write the report as JSON to this file")
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Scenarios(), ", "))
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	memProfile := fs.String("memprofile", "", "write a heap profile (in use and allocations) at the end to this file, and the scale bridge children's heap profiles and goroutine dumps to FILE.scale-N.heap / .goroutine")
+	memProfile := fs.String("memprofile", "", "write a heap profile (in use and allocations) at the end to this file, the scale bridge children's heap profiles and goroutine dumps to FILE.scale-N.heap / .goroutine, and the scale NATS children's CPU profiles to FILE.scale-N.nats.cpu")
 	verbose := fs.Bool("v", false, "log the bridge's and servers' warnings to stderr")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	scaleSizes := fs.String("scale-sizes", "", "comma-separated connection counts of the scale scenario (default 1000,10000; 500 with --quick)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -90,6 +92,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *runs > 0 {
 		plan.Runs = *runs
+	}
+	if *scaleSizes != "" {
+		plan.ScaleSizes = nil
+		for _, f := range strings.Split(*scaleSizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				return fmt.Errorf("%w: --scale-sizes: %q is not a positive connection count", errUsage, f)
+			}
+			plan.ScaleSizes = append(plan.ScaleSizes, n)
+		}
 	}
 	names, err := bench.ParseOnly(*only)
 	if err != nil {

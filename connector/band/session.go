@@ -35,8 +35,8 @@ type session struct {
 	log  zerolog.Logger
 	sock *phoenix.Socket
 
-	out    chan item
-	resync chan struct{} // coalescing: a pending full resync
+	out    chan *item    // pointers: a buffer of QueueSize events would be ~8 KiB per idle session
+	syncs  syncer        // room syncs: resyncs and the idle safety net
 	opened chan struct{} // closed at the first open
 	dialed chan error    // failed dials before the first open (latest first; never blocks)
 	ended  chan struct{} // closed when the socket's Run returned
@@ -69,8 +69,7 @@ type room struct {
 func newSession(c *Connector) *session {
 	return &session{
 		c: c, log: c.log,
-		out:    make(chan item, c.opts.QueueSize),
-		resync: make(chan struct{}, 1),
+		out:    make(chan *item, c.opts.QueueSize),
 		opened: make(chan struct{}),
 		dialed: make(chan error, 1),
 		ended:  make(chan struct{}),
@@ -155,7 +154,7 @@ func (s *session) start(ctx context.Context) error {
 			return fail(fmt.Errorf("band: join %s: %w", ch.Topic(), err))
 		}
 	}
-	s.wg.Go(func() { s.syncLoop(sctx) })
+	s.startSync(sctx)
 	return nil
 }
 
@@ -169,6 +168,7 @@ func (s *session) endErrOr(def error) error {
 // stop ends the socket and waits for every goroutine of the session.
 func (s *session) stop(ctx context.Context) error {
 	s.halted.Do(func() { close(s.halt) })
+	s.stopSync()
 	s.sock.Stop(nil)
 	s.cancel()
 	done := make(chan struct{})
@@ -220,7 +220,7 @@ func (s *session) emit(ctx context.Context, ev connector.Event) bool {
 		}
 	}
 	select {
-	case s.out <- item{ev, ack}:
+	case s.out <- &item{ev, ack}:
 		return true
 	case <-ctx.Done():
 		return false
@@ -289,13 +289,6 @@ func (s *session) onJoinError(topic string, err error) {
 		if r.chat.Topic() == topic || r.parts.Topic() == topic {
 			delete(s.rooms, id)
 		}
-	}
-}
-
-func (s *session) requestResync() {
-	select {
-	case s.resync <- struct{}{}:
-	default:
 	}
 }
 

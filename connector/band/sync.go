@@ -15,30 +15,123 @@ import (
 	"github.com/bridgeworks/bridge/subjects"
 )
 
-// syncLoop runs full resyncs (after every open) and the idle safety net.
-func (s *session) syncLoop(ctx context.Context) {
-	tick := time.NewTicker(max(s.c.opts.IdleResync/4, 10*time.Millisecond))
-	defer tick.Stop()
-	var again <-chan time.Time
-	bo := retry.Policy{Initial: time.Second, Max: time.Minute}.Start()
+// syncer runs the session's room syncs (a full resync after every open,
+// after a failed catch-up or an overflow; the idle safety net every
+// IdleResync/4) without a goroutine while there is nothing to do. The idle
+// tick is a runtime timer re-armed by its callback, a failed resync is
+// retried by another; both, like requestResync, only mark work and start
+// the worker, one at a time, which returns once no work is left. Guarded
+// by mu.
+type syncer struct {
+	mu      sync.Mutex
+	work    func() // runs the worker with the session's context; nil until startSync
+	working bool   // the worker runs
+	resync  bool   // a full resync is pending
+	idle    bool   // an idle check is due
+	stopped bool   // the session stops: no worker starts any more
+	tick    *time.Timer
+	retry   *time.Timer    // the pending retry of a failed resync
+	bo      *retry.Backoff // used by the worker only
+}
+
+// startSync starts syncing once the agent's channels are joined; a resync
+// asked for before (by the first open) runs now.
+func (s *session) startSync(ctx context.Context) {
+	y := &s.syncs
+	period := max(s.c.opts.IdleResync/4, 10*time.Millisecond)
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if y.stopped {
+		return
+	}
+	y.bo = retry.Policy{Initial: time.Second, Max: time.Minute}.Start()
+	y.work = func() { s.syncWork(ctx) }
+	y.tick = time.AfterFunc(period, func() { s.syncTick(period) })
+	s.startSyncLocked()
+}
+
+// stopSync stops the timers; no worker starts after it, so the session's
+// WaitGroup can be waited on.
+func (s *session) stopSync() {
+	y := &s.syncs
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	y.stopped = true
+	if y.tick != nil {
+		y.tick.Stop()
+	}
+	if y.retry != nil {
+		y.retry.Stop()
+	}
+}
+
+// requestResync asks for a full resync (coalescing: one pending at most).
+func (s *session) requestResync() {
+	y := &s.syncs
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	y.resync = true
+	s.startSyncLocked()
+}
+
+// syncTick is the idle timer's callback: an idle check is due.
+func (s *session) syncTick(period time.Duration) {
+	y := &s.syncs
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if y.stopped {
+		return
+	}
+	y.idle = true
+	y.tick.Reset(period)
+	s.startSyncLocked()
+}
+
+// startSyncLocked starts the worker if there is work and none runs.
+func (s *session) startSyncLocked() {
+	y := &s.syncs
+	if y.working || y.work == nil || y.stopped || !(y.resync || y.idle) {
+		return
+	}
+	y.working = true
+	s.wg.Go(y.work) // owned: the session's WaitGroup; stop waits for it
+}
+
+// syncWork runs the pending resync (first) and idle check until none is
+// left, then returns.
+func (s *session) syncWork(ctx context.Context) {
+	y := &s.syncs
 	for {
-		select {
-		case <-ctx.Done():
+		y.mu.Lock()
+		if ctx.Err() != nil || (!y.resync && !y.idle) {
+			y.working = false
+			y.mu.Unlock()
 			return
-		case <-s.resync:
-		case <-again:
-		case <-tick.C:
+		}
+		if !y.resync {
+			y.idle = false
+			y.mu.Unlock()
 			s.idleCheck(ctx)
 			continue
 		}
-		again = nil
-		if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
-			wait := bo.Next()
-			s.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("room sync failed; retrying")
-			again = time.After(wait)
+		y.resync = false
+		if y.retry != nil {
+			y.retry.Stop() // this resync is the retry
+			y.retry = nil
+		}
+		y.mu.Unlock()
+		err := s.reconcile(ctx)
+		if err == nil || ctx.Err() != nil {
+			y.bo.Reset()
 			continue
 		}
-		bo.Reset()
+		wait := y.bo.Next()
+		s.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("room sync failed; retrying")
+		y.mu.Lock()
+		if !y.stopped {
+			y.retry = time.AfterFunc(wait, s.requestResync)
+		}
+		y.mu.Unlock()
 	}
 }
 

@@ -323,7 +323,8 @@ func TestBackPressureKeepsHeartbeats(t *testing.T) {
 func TestSendQueueFull(t *testing.T) {
 	t.Parallel()
 	s := NewSocket(Options{SendQueue: 1})
-	lc := newLiveConn(s, nil) // not started: nothing drains the queue
+	lc := newLiveConn(s, nil)
+	lc.wdone = true // no writer starts: nothing drains the queue
 	if err := lc.send([]byte("1")); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +334,7 @@ func TestSendQueueFull(t *testing.T) {
 	if s.Stats().SendQueueFull != 1 {
 		t.Fatalf("stats %+v", s.Stats())
 	}
-	lc.fail(ErrDropped, websocket.StatusNormalClosure, "")
+	lc.failOnce.Do(func() { close(lc.closing) }) // failed; there is no websocket to close
 	if err := lc.send([]byte("3")); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("send after fail: %v", err)
 	}

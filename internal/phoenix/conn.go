@@ -13,13 +13,16 @@ import (
 )
 
 // liveConn is one open websocket. Only its reader (decodes and dispatches
-// frames, may block in onMessage) has a goroutine for the connection's
-// whole life. The writer (heartbeat first, then the bounded send queue)
-// runs only while frames wait, and the heartbeat is a timer on the
-// runtime's timer heap, shared by every socket of the process, that runs
-// a short callback each interval: an idle socket costs one goroutine. It
-// also owns the timers for reply timeouts and delayed rejoins. The first
-// failure closes closing; shutdown then stops and waits for everything.
+// frames, may block in onMessage) runs for the connection's whole life, and
+// it runs on Run's own goroutine (Socket.serve calls readLoop). The writer
+// (heartbeat first, then the bounded send queue) runs only while frames
+// wait, the closer only from the first failure until the websocket is
+// closed, and the heartbeat is a timer on the runtime's timer heap, shared
+// by every socket of the process, that runs a short callback each
+// interval: an idle socket costs one goroutine. It also owns the timers for
+// reply timeouts and delayed rejoins. The first failure closes closing and
+// starts the closer, whose close ends the reader's read; shutdown then
+// stops and waits for everything else.
 type liveConn struct {
 	s      *Socket
 	ws     *websocket.Conn
@@ -40,7 +43,7 @@ type liveConn struct {
 	code     websocket.StatusCode
 	reason   string
 
-	wg sync.WaitGroup // reader, writer, timer callbacks (heartbeat included)
+	wg sync.WaitGroup // writer, closer, timer callbacks (heartbeat included)
 
 	mu         sync.Mutex
 	pending    map[string]func(reply) // by ref; called once, on the reader goroutine or a timer
@@ -73,19 +76,38 @@ func newLiveConn(s *Socket, ws *websocket.Conn) *liveConn {
 	}
 }
 
+// start arms the heartbeat; the caller then runs readLoop.
 func (lc *liveConn) start() {
-	lc.wg.Add(1)
-	go func() { defer lc.wg.Done(); lc.readLoop() }()
 	lc.afterFunc(lc.s.opts.HeartbeatInterval, lc.heartbeat)
 }
 
-// fail records the first cause and starts the end of the connection. The
-// close code and reason are sent to the server if the socket still works.
+// fail records the first cause and starts the end of the connection: the
+// closer sends the close code and reason if the socket still works, and
+// its close ends the reader's read.
 func (lc *liveConn) fail(cause error, code websocket.StatusCode, reason string) {
 	lc.failOnce.Do(func() {
 		lc.cause, lc.code, lc.reason = cause, code, reason
 		close(lc.closing)
+		// The reader is still inside readLoop (it returns only after a
+		// failure, and this is the first), so the Add comes before
+		// shutdown's Wait.
+		lc.wg.Add(1)
+		go func() { // owned: ends once the websocket is closed; shutdown waits for it
+			defer lc.wg.Done()
+			lc.close()
+		}()
 	})
+}
+
+// close closes the websocket with the failure's code and reason; a close
+// handshake still unfinished after CloseTimeout is cut short by cancelling
+// the connection's context, which aborts the reader's read and so closes
+// the connection.
+func (lc *liveConn) close() {
+	t := time.AfterFunc(lc.s.opts.CloseTimeout, lc.cancel)
+	_ = lc.ws.Close(lc.code, lc.reason)
+	t.Stop()
+	lc.cancel()
 }
 
 func (lc *liveConn) isClosing() bool {
@@ -97,23 +119,10 @@ func (lc *liveConn) isClosing() bool {
 	}
 }
 
-// shutdown closes the websocket (handshake bounded by CloseTimeout), then
-// stops timers and waits for every goroutine of this connection.
+// shutdown runs after readLoop returned (so the connection failed and the
+// closer runs or ran): it stops the timers and waits for every goroutine of
+// this connection, the closer's included.
 func (lc *liveConn) shutdown() {
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		_ = lc.ws.Close(lc.code, lc.reason)
-	}()
-	t := time.NewTimer(lc.s.opts.CloseTimeout)
-	select {
-	case <-closed:
-	case <-t.C:
-	}
-	t.Stop()
-	lc.cancel() // aborts a read or write still in progress, closing the conn
-	<-closed
-
 	lc.wmu.Lock()
 	lc.wdone = true
 	lc.wmu.Unlock()
@@ -240,6 +249,9 @@ func (lc *liveConn) request(ctx context.Context, f Frame, unreg <-chan struct{})
 	}
 }
 
+// readLoop reads and dispatches frames until a read fails: the peer closed
+// or the link broke, or the closer closed the websocket after a failure.
+// It runs on Run's goroutine.
 func (lc *liveConn) readLoop() {
 	s := lc.s
 	for {

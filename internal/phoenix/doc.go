@@ -10,12 +10,15 @@
 // is terminal and how long a server asked us to wait), and rejoins every
 // joined channel with a fresh join_ref.
 //
-// Per live connection there are exactly three goroutines, all owned and
-// waited for by Run: the reader (decodes frames and calls onMessage,
-// which may block as back-pressure), the writer (drains a bounded send
-// queue; a full queue fails the send with ErrSendQueueFull instead of
-// blocking) and the heartbeat ticker. Reply timeouts and delayed rejoins
-// use timers that the connection also stops and waits for.
+// An idle live connection has one goroutine: Run's own, which reads and
+// dispatches frames (it calls onMessage, which may block as
+// back-pressure). The writer, which drains a bounded send queue (a full
+// queue fails the send with ErrSendQueueFull instead of blocking), runs
+// only while frames wait; the heartbeat, reply timeouts and delayed
+// rejoins are runtime timers whose callbacks run briefly on goroutines of
+// their own; a closer runs from the connection's first failure until its
+// websocket is closed. Run stops and waits for all of them before it
+// redials or returns.
 //
 // Invariants: ctx is the first argument of every blocking call and is
 // never stored; no lock is held while calling user callbacks or writing

@@ -28,6 +28,7 @@ var ownFrames = []string{
 	"phoenix.(*liveConn).writeLoop",
 	"phoenix.(*liveConn).heartbeat",
 	"phoenix.(*liveConn).shutdown",
+	"phoenix.(*liveConn).close",
 	"phoenix.(*Socket).Run",
 }
 
@@ -79,4 +80,51 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestIdleSocketHoldsOneGoroutine: an open socket with a joined channel and
+// nothing to send holds one goroutine of its own, Run's, which is the
+// reader; the heartbeat and the writer come and go. Not parallel, so the
+// goroutines counted are this socket's.
+func TestIdleSocketHoldsOneGoroutine(t *testing.T) {
+	ts := newTestServer(t)
+	opts := fastOptions(ts.url())
+	opts.HeartbeatInterval = 50 * time.Millisecond
+	r := startSocket(t, opts)
+	mustJoin(t, r.s.Channel("room:a", nil, nil))
+	var got int
+	var dump string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, dump = socketGoroutines()
+		if got == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got != 1 {
+		t.Fatalf("an idle socket holds %d goroutines, want 1 (the reader):\n%s", got, dump)
+	}
+	// Heartbeats keep flowing without a goroutine of their own.
+	n := len(ts.find(func(f srvFrame) bool { return f.event == EventHeartbeat }))
+	eventually(t, "heartbeats", func() bool {
+		return len(ts.find(func(f srvFrame) bool { return f.event == EventHeartbeat })) >= n+3
+	})
+	if !r.s.Connected() {
+		t.Fatalf("socket not connected")
+	}
+}
+
+// socketGoroutines counts the goroutines running a Socket's or a live
+// connection's code, and returns their stacks.
+func socketGoroutines() (int, string) {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var own []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "phoenix.(*liveConn)") || strings.Contains(g, "phoenix.(*Socket)") {
+			own = append(own, g)
+		}
+	}
+	return len(own), strings.Join(own, "\n\n")
 }

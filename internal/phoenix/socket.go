@@ -75,7 +75,8 @@ type Options struct {
 	// OnOpen is called after each successful (re)connect, once the rejoin
 	// pushes of all previously joined channels are queued; attempt is 1 for
 	// the first connection of this Run, 2 for the first reconnect, and so
-	// on. It runs on Run's goroutine, so it must not block long.
+	// on. It runs on Run's goroutine, which is also the connection's
+	// reader: no frame is read until it returns, so it must not block long.
 	OnOpen func(attempt int)
 	// OnClose is called after each connection ends, and after each failed
 	// dial (except one cut short by shutdown), with the cause (a *CloseError, *UpgradeError,
@@ -387,8 +388,9 @@ func (s *Socket) dial(ctx context.Context) (*liveConn, error) {
 }
 
 // serve runs one open connection until it ends and returns the cause
-// (nil when ctx or Stop ended it). All the connection's goroutines have
-// exited when it returns.
+// (nil when ctx or Stop ended it). The connection's reader runs here, on
+// Run's goroutine: an idle socket has no other goroutine. All the
+// connection's goroutines have exited when it returns.
 func (s *Socket) serve(ctx context.Context, lc *liveConn, attempt int) error {
 	s.connects.Add(1)
 	if attempt > 1 {
@@ -403,14 +405,18 @@ func (s *Socket) serve(ctx context.Context, lc *liveConn, attempt int) error {
 	s.mu.Unlock()
 	s.log.Info().Int("attempt", attempt).Int("rejoins", rejoins).Msg("phoenix: connected")
 	if s.opts.OnOpen != nil {
+		// Nothing is read meanwhile: a slow OnOpen counts as a busy
+		// reader, so the heartbeat does not take it for a dead link.
+		lc.readerBusy.Store(true)
 		s.opts.OnOpen(attempt)
+		lc.readerBusy.Store(false)
 	}
 
-	select {
-	case <-lc.closing:
-	case <-ctx.Done(): // Run's ctx or Stop
-		lc.fail(nil, websocket.StatusNormalClosure, "client shutdown")
-	}
+	// Run's ctx or Stop end the connection: the callback runs on a
+	// goroutine of its own, only then.
+	stop := context.AfterFunc(ctx, func() { lc.fail(nil, websocket.StatusNormalClosure, "client shutdown") })
+	lc.readLoop()
+	stop()
 
 	s.mu.Lock()
 	if s.conn == lc {

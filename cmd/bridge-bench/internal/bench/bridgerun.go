@@ -1,8 +1,8 @@
 package bench
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -29,6 +29,9 @@ type bridgeSpec struct {
 	// dispatch, when set, is a [[dispatch]] rule for the first connection
 	// (its Connection is filled in).
 	dispatch *config.Dispatch
+	// readyTimeout bounds the wait for OnReady, which comes after every
+	// connection was started; default 30s.
+	readyTimeout time.Duration
 }
 
 // connName is the bridge connection name of agent i.
@@ -98,9 +101,9 @@ func startBridge(ctx context.Context, spec bridgeSpec) (*bridgeRun, error) {
 	case <-ctx.Done():
 		_ = r.stop()
 		return nil, ctx.Err()
-	case <-time.After(30 * time.Second):
+	case <-time.After(cmp.Or(spec.readyTimeout, 30*time.Second)):
 		_ = r.stop()
-		return nil, errors.New("bridge not ready within 30s")
+		return nil, fmt.Errorf("bridge not ready within %s", cmp.Or(spec.readyTimeout, 30*time.Second))
 	}
 }
 

@@ -9,27 +9,43 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/emulator/bandemu"
 )
 
-// The scale scenario runs the platform side (emulator and NATS) in one
-// child process and the bridge in another, so that the bridge child's RSS,
-// heap and goroutines are the bridge's alone. Both children are the bench
-// binary itself, started with a hidden first argument (see [ChildMain]).
+// The scale scenario runs the platform emulator, the NATS server and the
+// bridge in three child processes, so that each child's RSS, heap and
+// goroutines are its own: the bridge's per-connection cost and the NATS
+// server's are measured apart. The children are the bench binary itself,
+// started with a hidden first argument (see [ChildMain]).
+//
+// Protocol: the parent writes a child's input, if any, as one JSON line on
+// its stdin; the child prints one JSON line once ready, then answers each
+// request line on stdin with one JSON line, and exits at stdin EOF.
 const (
 	childEmulator = "child-emulator"
+	childNATS     = "child-nats"
 	childBridge   = "child-bridge"
+)
+
+// Requests a child answers (see serveRequests).
+const (
+	reqMem   = "mem"   // the child's MemSnapshot
+	reqDials = "dials" // the Band emulator's bandemu.DialStats
 )
 
 // IsChild reports whether a first command-line argument selects a child
 // mode of the bench binary.
 func IsChild(arg string) bool {
-	return arg == childEmulator || arg == childBridge || arg == childPolyAIPlatform || arg == childPolyAIBridge
+	return arg == childEmulator || arg == childNATS || arg == childBridge || arg == childPolyAIPlatform || arg == childPolyAIBridge
 }
 
 // ChildMain runs a child mode; stdin and stdout carry its protocol.
@@ -38,37 +54,121 @@ func ChildMain(ctx context.Context, mode string, args []string, stdin io.Reader,
 		return err
 	}
 	log := zerolog.New(stderr).Level(zerolog.ErrorLevel).With().Str("child", mode).Logger()
+	in := bufio.NewReader(stdin)
 	switch mode {
 	case childEmulator:
-		return emulatorChild(ctx, args, stdin, stdout, log)
+		return emulatorChild(ctx, args, in, stdout)
+	case childNATS:
+		return natsChild(ctx, args, in, stdout, log)
 	case childBridge:
-		return bridgeChild(ctx, stdin, stdout, log)
+		return bridgeChild(ctx, in, stdout, log)
 	case childPolyAIPlatform:
-		return polyPlatformChild(ctx, args, stdin, stdout, log)
+		return polyPlatformChild(ctx, args, in, stdout, log)
 	case childPolyAIBridge:
-		return polyBridgeChild(ctx, stdin, stdout, log)
+		return polyBridgeChild(ctx, in, stdout, log)
 	}
 	return fmt.Errorf("unknown child mode %q", mode)
+}
+
+// serveRequests answers request lines from in with one JSON line each on
+// out until EOF or ctx's end. An unknown request gets {"error": …}.
+func serveRequests(ctx context.Context, in *bufio.Reader, out io.Writer, handlers map[string]func() any) error {
+	lines := make(chan string)
+	go func() { // owned: ends at stdin EOF, which the parent guarantees (it closes stdin or exits), or with ctx
+		defer close(lines)
+		for {
+			line, err := in.ReadString('\n')
+			if len(line) > 0 {
+				select {
+				case lines <- line:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	enc := json.NewEncoder(out)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				return nil
+			}
+			req := strings.TrimSpace(line)
+			h := handlers[req]
+			var v any = map[string]string{"error": fmt.Sprintf("unknown request %q", req)}
+			if h != nil {
+				v = h()
+			}
+			if err := enc.Encode(v); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // platformInfo is what the emulator child prints once ready.
 type platformInfo struct {
 	URL    string      `json:"url"`
-	NATS   string      `json:"nats"`
 	Agents []agentRoom `json:"agents"`
 }
 
 // emulatorChild serves a Band emulator with -agents agents (each owning
-// -rooms rooms) and a NATS server, prints a platformInfo line, and stops
-// when stdin reaches EOF (the parent closed it or exited).
-func emulatorChild(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, log zerolog.Logger) error {
+// -rooms rooms), prints a platformInfo line, answers reqDials and reqMem,
+// and stops at stdin EOF.
+func emulatorChild(ctx context.Context, args []string, in *bufio.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet(childEmulator, flag.ContinueOnError)
 	agents := fs.Int("agents", 0, "agents to create")
 	rooms := fs.Int("rooms", 1, "rooms per agent")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "bridge-bench-child-")
+	emu, err := startEmu(bandemu.Options{}, max(*agents, 1), *rooms)
+	if err != nil {
+		return err
+	}
+	defer emu.close()
+	if err := json.NewEncoder(stdout).Encode(platformInfo{URL: emu.url, Agents: emu.agents[:*agents]}); err != nil {
+		return err
+	}
+	return serveRequests(ctx, in, stdout, map[string]func() any{
+		reqDials: func() any { return emu.emu.DialStats() },
+		reqMem:   func() any { return memSnapshot() },
+	})
+}
+
+// natsInfo is what the NATS child prints once ready.
+type natsInfo struct {
+	URL string `json:"url"`
+}
+
+// natsChild serves an embedded NATS server (JetStream, file store, the
+// bridge's streams) on a 127.0.0.1 port, prints a natsInfo line, answers
+// reqMem with its own memory (the server's, with one idle client), and
+// stops at stdin EOF. -cpuprofile writes the CPU profile of its whole life.
+func natsChild(ctx context.Context, args []string, in *bufio.Reader, stdout io.Writer, log zerolog.Logger) error {
+	fs := flag.NewFlagSet(childNATS, flag.ContinueOnError)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	dir, err := os.MkdirTemp("", "bridge-bench-nats-")
 	if err != nil {
 		return err
 	}
@@ -78,36 +178,25 @@ func emulatorChild(ctx context.Context, args []string, stdin io.Reader, stdout i
 		return err
 	}
 	defer ne.close()
-	emu, err := startEmu(bandemu.Options{}, max(*agents, 1), *rooms)
-	if err != nil {
+	if err := json.NewEncoder(stdout).Encode(natsInfo{URL: ne.url()}); err != nil {
 		return err
 	}
-	defer emu.close()
-	info := platformInfo{URL: emu.url, NATS: ne.url(), Agents: emu.agents[:*agents]}
-	if err := json.NewEncoder(stdout).Encode(info); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { // owned: ends at stdin EOF, which the parent guarantees
-		_, _ = io.Copy(io.Discard, stdin)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-	return nil
+	return serveRequests(ctx, in, stdout, map[string]func() any{
+		reqMem: func() any { return memSnapshot() },
+	})
 }
 
 // bridgeSpecJSON is the bridge child's input.
 type bridgeSpecJSON struct {
-	Platform  platformInfo  `json:"platform"`
-	Heartbeat time.Duration `json:"heartbeat"`
-	Settle    time.Duration `json:"settle"`
-	Timeout   time.Duration `json:"timeout"`
+	EmulatorURL string        `json:"emulator_url"`
+	NATS        string        `json:"nats"`
+	Agents      []agentRoom   `json:"agents"`
+	Heartbeat   time.Duration `json:"heartbeat"`
+	Settle      time.Duration `json:"settle"`
+	Timeout     time.Duration `json:"timeout"`
 	// Profile, when set, is a path prefix: the child writes its heap
-	// profile to Profile+".heap" and its goroutines to Profile+".goroutines"
-	// when it reads its memory.
+	// profile to Profile+".heap" and its goroutines to Profile+".goroutine"
+	// when it reads its memory (heap sampled every 4 KiB, not 512 KiB).
 	Profile string `json:"profile,omitempty"`
 }
 
@@ -121,22 +210,39 @@ type bridgeResult struct {
 }
 
 // bridgeChild runs a bridge with one connection per agent against the
-// platform child, waits until every connection finished its first catch-up
-// (its gap_filled lifecycle event is stored), lets it idle for Settle with
-// heartbeats running, then prints its memory as a bridgeResult.
-func bridgeChild(ctx context.Context, stdin io.Reader, stdout io.Writer, log zerolog.Logger) error {
-	var spec bridgeSpecJSON
-	if err := json.NewDecoder(bufio.NewReader(stdin)).Decode(&spec); err != nil {
+// emulator and NATS children, waits until every connection finished its
+// first catch-up (its gap_filled lifecycle event is stored), lets it idle
+// for Settle with heartbeats running, then prints its memory as a
+// bridgeResult, and keeps the connections open (so the other children can
+// be measured with them) until stdin EOF.
+func bridgeChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log zerolog.Logger) error {
+	line, err := in.ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("spec: %w", err)
 	}
-	n := len(spec.Platform.Agents)
+	var spec bridgeSpecJSON
+	if err := json.Unmarshal(line, &spec); err != nil {
+		return fmt.Errorf("spec: %w", err)
+	}
+	if spec.Profile != "" {
+		runtime.MemProfileRate = 4096
+	}
+	n := len(spec.Agents)
 	res := bridgeResult{Conns: n, FileLimit: fileLimit(), Before: memSnapshot()}
-	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
+	rctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
+	// Subscribed before the bridge starts, so no gap_filled is missed; a
+	// core subscription costs the server nothing per poll, unlike stream
+	// info listing thousands of subjects.
+	caughtUp, err := watchSubjects(spec.NATS, "bridge.sys.band.*.gap_filled", n)
+	if err != nil {
+		return err
+	}
+	defer caughtUp.close()
 	start := time.Now()
-	b, err := startBridge(ctx, bridgeSpec{
-		emuURL: spec.Platform.URL, natsURL: spec.Platform.NATS, agents: spec.Platform.Agents, log: log,
-		heartbeat: spec.Heartbeat,
+	b, err := startBridge(rctx, bridgeSpec{
+		emuURL: spec.EmulatorURL, natsURL: spec.NATS, agents: spec.Agents, log: log,
+		heartbeat: spec.Heartbeat, readyTimeout: spec.Timeout,
 	})
 	if err != nil {
 		return err
@@ -152,21 +258,16 @@ func bridgeChild(ctx context.Context, stdin io.Reader, stdout io.Writer, log zer
 		case <-time.After(10 * time.Second):
 		}
 	}()
-	if n > 0 {
-		obs, err := newObserver(ctx, spec.Platform.NATS)
-		if err != nil {
-			return err
-		}
-		defer obs.close()
-		if err := waitSubjects(ctx, obs, "bridge.sys.band.*.gap_filled", n); err != nil {
-			return fmt.Errorf("connections: %w", err)
-		}
+	select {
+	case <-caughtUp.done:
+	case <-rctx.Done():
+		return fmt.Errorf("connections: %d of %d caught up: %w", caughtUp.count(), n, rctx.Err())
 	}
 	res.ConnectSec = time.Since(start).Seconds()
 	select {
 	case <-time.After(spec.Settle):
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-rctx.Done():
+		return rctx.Err()
 	}
 	res.After = memSnapshot()
 	if spec.Profile != "" {
@@ -174,27 +275,57 @@ func bridgeChild(ctx context.Context, stdin io.Reader, stdout io.Writer, log zer
 			return err
 		}
 	}
-	return json.NewEncoder(stdout).Encode(res)
+	if err := json.NewEncoder(stdout).Encode(res); err != nil {
+		return err
+	}
+	return serveRequests(ctx, in, stdout, map[string]func() any{reqMem: func() any { return memSnapshot() }})
 }
 
-// waitSubjects polls until at least n distinct subjects match filter.
-func waitSubjects(ctx context.Context, obs *observer, filter string, n int) error {
-	got := 0
-	for {
-		_, subs, err := obs.count(ctx, filter)
-		if err == nil {
-			got = subs
-			if subs >= n {
-				return nil
+// subjectWatch counts the distinct subjects of the messages a core NATS
+// subscription receives; done is closed when there are want of them.
+type subjectWatch struct {
+	nc   *nats.Conn
+	mu   sync.Mutex
+	seen map[string]bool
+	done chan struct{}
+}
+
+func watchSubjects(url, filter string, want int) (*subjectWatch, error) {
+	nc, err := nats.Connect(url, nats.Name("bench-watch"))
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", filter, err)
+	}
+	w := &subjectWatch{nc: nc, seen: map[string]bool{}, done: make(chan struct{})}
+	if want <= 0 {
+		close(w.done)
+	}
+	_, err = nc.Subscribe(filter, func(m *nats.Msg) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if !w.seen[m.Subject] {
+			w.seen[m.Subject] = true
+			if len(w.seen) == want {
+				close(w.done)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(fmt.Errorf("%d of %d connected", got, n), ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
+	})
+	if err == nil {
+		err = nc.Flush()
 	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("watch %s: %w", filter, err)
+	}
+	return w, nil
 }
+
+func (w *subjectWatch) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.seen)
+}
+
+func (w *subjectWatch) close() { w.nc.Close() }
 
 // writeProfiles writes the heap profile and a goroutine dump.
 func writeProfiles(prefix string) error {

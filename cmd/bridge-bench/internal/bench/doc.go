@@ -28,8 +28,10 @@
 //     recorded finished → ack); the bridge's CPU per message over the
 //     baseline's.
 //   - scale (scale.go): memory and goroutines per idle agent connection, with
-//     the emulator and NATS in a child process and the bridge in another
-//     (child.go), so RSS and heap belong to the bridge alone.
+//     the emulator, the NATS server and the bridge in three child processes
+//     (child.go), so the bridge's RSS and heap and the NATS server's are
+//     measured apart; with the start-up time and the emulator's busiest
+//     second of socket dials.
 //   - scale_polyai (scale_polyai.go): memory and goroutines per idle PolyAI
 //     session, resumed from the state bucket at start, the PolyAI emulator
 //     and NATS in one child process and the bridge in another; with the

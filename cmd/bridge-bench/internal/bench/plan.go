@@ -44,8 +44,8 @@ type Plan struct {
 	ScaleHeartbeat time.Duration
 	ScaleSettle    time.Duration
 	ScaleRooms     int // rooms per agent (each joined: chat_room and room_participants)
-	// ScaleMaxRSS skips a size whose bridge RSS, projected from the
-	// previous size, would pass it: the machine is shared.
+	// ScaleMaxRSS skips a size whose added RSS (bridge and NATS server),
+	// projected from the previous size, would pass it: the machine is shared.
 	ScaleMaxRSS int64 // bytes
 	// PolyAIScaleSizes are the idle session counts of the scale_polyai
 	// scenario (ScaleRuns, ScaleSettle apply too), PolyAIHeartbeat the
@@ -67,7 +67,7 @@ type Plan struct {
 	ChatAPIFragments int
 }
 
-// FullPlan is the plan of a full run (about 3–4 minutes on 2 cores).
+// FullPlan is the plan of a full run (about 5–6 minutes on 2 cores).
 func FullPlan() Plan {
 	return Plan{
 		Mode: "full", Runs: 3,
@@ -75,7 +75,7 @@ func FullPlan() Plan {
 		LatencyRate: 2000, LatencyDuration: 6 * time.Second,
 		CommandsCount: 6000, CommandsRooms: 16,
 		DispatchRate: 1000, DispatchDuration: 5 * time.Second, DispatchRooms: 50,
-		ScaleSizes: []int{1000, 5000}, ScaleRuns: 2, ScaleHeartbeat: 2 * time.Second, ScaleSettle: 4 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30,
+		ScaleSizes: []int{1000, 10000}, ScaleRuns: 2, ScaleHeartbeat: 2 * time.Second, ScaleSettle: 4 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30,
 		PolyAIScaleSizes: []int{1000, 10000}, PolyAIHeartbeat: 10 * time.Second,
 		GapFillBacklog: 10000, GapFillRooms: 1,
 		ChatAPIChats: 320, ChatAPIAgents: 16, ChatAPIFragments: 200,

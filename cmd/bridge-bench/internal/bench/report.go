@@ -55,6 +55,7 @@ func targets(figs []Figure) []Target {
 		{"inbound ≥ 0.9 × baseline 1", "inbound", "bridge ÷ baseline 1", "", true, 0.9},
 		{"added p99 ≤ 0.5 ms at 2,000/s", "latency", "added p99", "", false, 0.5},
 		{"≤ 40 KiB per idle Band agent connection (RSS)", "scale", "", ": RSS per connection", false, 40},
+		{"≤ 3 goroutines per idle Band agent connection", "scale", "", ": goroutines per connection", false, 3},
 		{"≤ 40 KiB per idle PolyAI session (RSS)", "scale_polyai", "", ": RSS per session", false, 40},
 		{"commands ≥ 0.8 × baseline 2", "commands", figCommandsRatio, "", true, 0.8},
 		{"managed-dispatch p99 ≤ 2 ms at 1,000/s", "dispatch", figDispatchP99, "", false, 2},

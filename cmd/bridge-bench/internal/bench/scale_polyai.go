@@ -237,6 +237,12 @@ func polyBridgeChild(ctx context.Context, stdin io.Reader, stdout io.Writer, log
 	res := bridgeResult{Conns: n, FileLimit: fileLimit(), Before: memSnapshot()}
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
+	// Subscribed before the bridge starts, so no session_start is missed.
+	started, err := watchSubjects(spec.Platform.NATS, "bridge.evt.polyai."+polyConn+".*.session_start", n)
+	if err != nil {
+		return err
+	}
+	defer started.close()
 	start := time.Now()
 	b, err := startPolyBridge(ctx, spec, log)
 	if err != nil {
@@ -253,15 +259,10 @@ func polyBridgeChild(ctx context.Context, stdin io.Reader, stdout io.Writer, log
 		case <-time.After(10 * time.Second):
 		}
 	}()
-	if n > 0 {
-		obs, err := newObserver(ctx, spec.Platform.NATS)
-		if err != nil {
-			return err
-		}
-		defer obs.close()
-		if err := waitSubjects(ctx, obs, "bridge.evt.polyai."+polyConn+".*.session_start", n); err != nil {
-			return fmt.Errorf("sessions: %w", err)
-		}
+	select {
+	case <-started.done:
+	case <-ctx.Done():
+		return fmt.Errorf("sessions: %d of %d started: %w", started.count(), n, ctx.Err())
 	}
 	res.ConnectSec = time.Since(start).Seconds()
 	select {
