@@ -1,0 +1,163 @@
+package consume
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/internal/testutil"
+	"github.com/bridgeworks/bridge/natsbus"
+)
+
+// runMux runs a Mux until the test ends (after the engines it serves).
+func runMux(t *testing.T) *natsbus.Mux {
+	t.Helper()
+	mux := natsbus.NewMux(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { mux.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	return mux
+}
+
+// runEngine runs the engine until the test ends.
+func runEngine(t *testing.T, o Options, h Handler) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, o, h) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// fetchLoops counts the goroutines running an engine's fetch loop or a
+// pull of nats.go's jetstream.
+func fetchLoops() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	c := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "consume.(*engine).fetchLoop") || strings.Contains(g, "jetstream.(*pullConsumer)") {
+			c++
+		}
+	}
+	return c
+}
+
+// parked says whether consumer C has no pull open on the server.
+func parked(t *testing.T, js jetstream.JetStream) bool {
+	ctx := testutil.Context(t, 5*time.Second)
+	c, err := js.Consumer(ctx, "S", "C")
+	if err != nil {
+		return false
+	}
+	info, err := c.Info(ctx)
+	return err == nil && info.NumWaiting == 0
+}
+
+// TestIdleEngineParks: with a doorbell, an idle engine holds no fetch
+// goroutine and no pull on the server, and a message published later is
+// handled at once (the safety timer is an hour: only the doorbell can wake
+// it). Not parallel: it counts the process's fetch loops.
+func TestIdleEngineParks(t *testing.T) {
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 2, 3)
+	o := baseOptions(ns.JS, ns.NC)
+	o.Doorbell, o.Mux, o.IdleWake = []string{"t.>"}, runMux(t), time.Hour
+	var handled atomic.Int32
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 6 }, "stored messages handled at start: %d of 6", handled.Load())
+	idle := func() bool { return fetchLoops() == 0 && parked(t, ns.JS) }
+	testutil.Eventually(t, 10*time.Second, idle, "idle engine still pulls: %d fetch goroutines", fetchLoops())
+
+	ctx := testutil.Context(t, 10*time.Second)
+	if _, err := ns.JS.Publish(ctx, "t.r1", []byte("r1:3")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return handled.Load() == 7 }, "command published while parked not handled")
+	testutil.Eventually(t, 10*time.Second, idle, "engine did not park again: %d fetch goroutines", fetchLoops())
+}
+
+// TestRingWhileParkingIsNotLost: rings from several goroutines at any
+// moment, including between an empty pull and the decision to park; after
+// the last one, a pull always starts that follows it.
+func TestRingWhileParkingIsNotLost(t *testing.T) {
+	t.Parallel()
+	const ringers, each = 4, 5000
+	var rings, seen atomic.Int64
+	b := &bell{every: time.Hour}
+	b.start = func() {
+		for {
+			b.pulling()
+			// the "pull" answers every ring counted before it started
+			r := rings.Load()
+			for s := seen.Load(); s < r && !seen.CompareAndSwap(s, r); s = seen.Load() {
+			}
+			runtime.Gosched()
+			if b.park() {
+				return
+			}
+		}
+	}
+	b.safety = time.AfterFunc(time.Hour, b.safetyRing)
+	var wg sync.WaitGroup
+	for range ringers {
+		wg.Go(func() {
+			for range each {
+				rings.Add(1)
+				b.ring()
+				if rings.Load()%7 == 0 {
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	testutil.Eventually(t, 10*time.Second, func() bool { return seen.Load() == ringers*each }, "rings lost: last pull followed %d of %d", seen.Load(), ringers*each)
+	b.stop()
+}
+
+// TestNakRedeliveredWhileIdle: a message handed back with NakWithDelay
+// comes back once due although the engine parked meanwhile and nothing
+// else wakes it.
+func TestNakRedeliveredWhileIdle(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 1)
+	o := baseOptions(ns.JS, ns.NC)
+	o.Doorbell, o.Mux, o.IdleWake = []string{"t.>"}, runMux(t), time.Hour
+	var handled atomic.Int32
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		if handled.Add(1) == 1 {
+			return ackflow.Decision{Action: ackflow.ActionRetry, Delay: 3 * time.Second, Reason: "test"}, true
+		}
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 1 && parked(t, ns.JS) },
+		"engine did not park after the nak (handled %d)", handled.Load())
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 2 }, "nak'd message not redelivered while idle")
+}
