@@ -102,13 +102,14 @@ func TestIdleEngineParks(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, idle, "engine did not park again: %d fetch goroutines", fetchLoops())
 }
 
-// TestRingWhileParkingIsNotLost: rings from several goroutines at any
-// moment, including between an empty pull and the decision to park; after
-// the last one, a pull always starts that follows it.
+// TestRingWhileParkingIsNotLost: a ring that comes after an empty pull,
+// while the loop decides to park, is answered by another pull, round
+// after round; so are rings from several goroutines at any moment.
 func TestRingWhileParkingIsNotLost(t *testing.T) {
 	t.Parallel()
-	const ringers, each = 4, 5000
 	var rings, seen atomic.Int64
+	var pause atomic.Bool                // the loop stops at its next park decision
+	decision := make(chan chan struct{}) // it hands the test a channel to release it
 	b := &bell{every: time.Hour}
 	b.start = func() {
 		for {
@@ -117,28 +118,49 @@ func TestRingWhileParkingIsNotLost(t *testing.T) {
 			r := rings.Load()
 			for s := seen.Load(); s < r && !seen.CompareAndSwap(s, r); s = seen.Load() {
 			}
-			runtime.Gosched()
+			if pause.CompareAndSwap(true, false) {
+				release := make(chan struct{})
+				decision <- release
+				<-release
+			}
 			if b.park() {
 				return
 			}
 		}
 	}
 	b.safety = time.AfterFunc(time.Hour, b.safetyRing)
+	defer b.stop()
+	answered := func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return seen.Load() == rings.Load() && !b.running
+	}
+	for round := range 300 {
+		pause.Store(true)
+		rings.Add(1)
+		b.ring() // starts the loop
+		release := <-decision
+		rings.Add(1)
+		b.ring() // between its empty pull and park
+		close(release)
+		testutil.Eventually(t, 5*time.Second, answered, "round %d: ring during the park decision lost (%d of %d answered)", round, seen.Load(), rings.Load())
+	}
+
+	const ringers, each = 4, 5000
 	var wg sync.WaitGroup
 	for range ringers {
 		wg.Go(func() {
-			for range each {
+			for i := range each {
 				rings.Add(1)
 				b.ring()
-				if rings.Load()%7 == 0 {
+				if i%7 == 0 {
 					runtime.Gosched()
 				}
 			}
 		})
 	}
 	wg.Wait()
-	testutil.Eventually(t, 10*time.Second, func() bool { return seen.Load() == ringers*each }, "rings lost: last pull followed %d of %d", seen.Load(), ringers*each)
-	b.stop()
+	testutil.Eventually(t, 10*time.Second, answered, "rings lost: the last pull followed %d of %d", seen.Load(), rings.Load())
 }
 
 // TestNakRedeliveredWhileIdle: a message handed back with NakWithDelay
