@@ -183,3 +183,27 @@ func TestNakRedeliveredWhileIdle(t *testing.T) {
 		"engine did not park after the nak (handled %d)", handled.Load())
 	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 2 }, "nak'd message not redelivered while idle")
 }
+
+// TestReconnectWakesParkedEngine: a reconnect (Mux.Reconnected) wakes a
+// parked engine, for messages whose ring it may have missed while NATS was
+// away. The doorbell here hears nothing, so only the reconnect can wake it.
+func TestReconnectWakesParkedEngine(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 1)
+	o := baseOptions(ns.JS, ns.NC)
+	mux := runMux(t)
+	o.Doorbell, o.Mux, o.IdleWake = []string{"nothing.here"}, mux, time.Hour
+	var handled atomic.Int32
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 1 && parked(t, ns.JS) }, "engine did not park")
+	ctx := testutil.Context(t, 10*time.Second)
+	if _, err := ns.JS.Publish(ctx, "t.r0", []byte("r0:1")); err != nil {
+		t.Fatal(err)
+	}
+	mux.Reconnected()
+	testutil.Eventually(t, 5*time.Second, func() bool { return handled.Load() == 2 }, "reconnect did not wake the parked engine")
+}
