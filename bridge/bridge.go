@@ -214,6 +214,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return fail(err)
 	}
+	// The shared Mux hears of reconnects: parked consumers catch up on what
+	// was published meanwhile (see shared).
+	mux := natsbus.NewMux(0)
+	nopts.Reconnected = mux.Reconnected
 	nc, err := natsbus.Connect(gctx, nopts, log)
 	if err != nil {
 		return fail(err)
@@ -297,7 +301,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 	// Stopped after every connection ended (fail and the end of Run wait
 	// for g first) and before the NATS connection closes.
-	sh := startShared()
+	sh := startShared(mux)
 	defer sh.close()
 	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,
 		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls

@@ -20,13 +20,15 @@ import (
 // process; their goroutines are left out by their stacks. It is not
 // parallel, so other tests' goroutines do not mix in.
 //
-// The one assertion is on the goroutines of the return path and the
-// publisher (see shared): per idle connection, only its consumer's fetch
-// loop may wait in them (it was six: the fetch loop, the in-progress
+// The main assertion is on the goroutines of the return path and the
+// publisher (see shared): per idle connection, only one may wait in them
+// (it was six: the fetch loop, the in-progress
 // heartbeat, the RPC subscription, the executor's drain watcher, the
 // publisher's settle loop, and the connection runner waiting beside its
-// supervisor). The socket's goroutines (phoenix, Band session), the lease
-// and the fetch's own are logged, not checked.
+// supervisor); the one left is consume.Run waiting for the shutdown,
+// its fetch loop parked. No fetch loop and no jetstream pull goroutine
+// may be left while idle. The socket's goroutines (phoenix, Band
+// session) and the lease are logged, not checked.
 func TestIdleBandConnectionGoroutines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measurement")
@@ -95,8 +97,15 @@ func TestIdleBandConnectionGoroutines(t *testing.T) {
 	}
 	t.Logf("%d idle Band connections: %.2f goroutines per connection (* checked: %.2f):%s",
 		idleConns, float64(total)/idleConns, float64(checked)/idleConns, lines.String())
+	for _, n := range names {
+		// Parked consumers: no fetch loop and no pull of jetstream's while idle.
+		perConn := groups[n] >= idleConns/2
+		if perConn && (strings.HasPrefix(n, "consume.(*engine).fetchLoop") || strings.HasPrefix(n, "nats.go/jetstream.(*pullConsumer)")) {
+			t.Errorf("%d idle connections still pull: %s", groups[n], n)
+		}
+	}
 	if per := float64(checked) / idleConns; per > 1 {
-		t.Errorf("%.2f goroutines per idle connection in the return path and publisher; want at most 1 (the fetch loop)", per)
+		t.Errorf("%.2f goroutines per idle connection in the return path and publisher; want at most 1 (consume.Run, parked)", per)
 	}
 }
 

@@ -87,11 +87,11 @@ type shared struct {
 // and dispatchers' AckWait (their default, 10s; the bridge sets none).
 const sharedBeat = 10 * time.Second / 3
 
-// startShared starts the shared goroutines; close stops them, once every
-// connection has ended.
-func startShared() *shared {
+// startShared starts the shared goroutines, mux's delivery among them;
+// close stops them, once every connection has ended.
+func startShared(mux *natsbus.Mux) *shared {
 	ctx, stop := context.WithCancel(context.Background())
-	sh := &shared{heartbeat: ackflow.NewHeartbeat(sharedBeat), mux: natsbus.NewMux(0), stop: stop}
+	sh := &shared{heartbeat: ackflow.NewHeartbeat(sharedBeat), mux: mux, stop: stop}
 	sh.wg.Go(func() { sh.heartbeat.Run(ctx) }) // owned: close
 	sh.wg.Go(func() { sh.mux.Run(ctx) })       // owned: close
 	return sh

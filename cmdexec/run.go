@@ -61,7 +61,7 @@ func (e *Executor) Run(ctx context.Context) (err error) {
 		defer close(drained)
 		drainRPC()
 	})
-	err = consume.Run(ctx, e.consumeOptions(), e.process)
+	err = consume.Run(ctx, e.consumeOptions(mux), e.process)
 	if stopDrain() {
 		drainRPC() // consume.Run ended before ctx did (bad options)
 	} else {
@@ -74,8 +74,9 @@ func (e *Executor) Run(ctx context.Context) (err error) {
 }
 
 // consumeOptions is the engine's configuration for the connection's
-// durable commands.
-func (e *Executor) consumeOptions() consume.Options {
+// durable commands. The engine parks while no command comes: a command
+// published on the connection's subjects rings it through mux.
+func (e *Executor) consumeOptions(mux *natsbus.Mux) consume.Options {
 	stream := subjects.StreamName(e.o.Prefix, subjects.StreamCommands)
 	return consume.Options{
 		JS: e.o.JS, NC: e.o.NC, Stream: stream,
@@ -96,6 +97,8 @@ func (e *Executor) consumeOptions() consume.Options {
 		// a restart.
 		MaxHandBack: e.o.Policy.Retry.Max,
 		Heartbeat:   e.o.Heartbeat,
+		Doorbell:    []string{e.conn.Filter(subjects.KindCommand)},
+		Mux:         mux,
 		Setup: func(ctx context.Context) error {
 			if _, err := e.bucket(ctx); err != nil {
 				return err

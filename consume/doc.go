@@ -13,6 +13,19 @@
 //   - the crash barrier ([ackflow.Barrier]): after a crash the predecessor's
 //     unsettled messages come back as their ack timers run out, so every
 //     message is held until they are back, then all run in stream order;
+//   - with a doorbell (Options.Doorbell, Options.Mux), no cost while idle:
+//     the fetch loop is a goroutine only while there is work. It keeps
+//     pulling while pulls bring messages, while the crash barrier holds and
+//     while a pull is under way, and parks (its goroutine ends, no pull
+//     stays open on the server) once a pull comes back empty. A core NATS
+//     subscription on the subjects the consumer's messages are published
+//     on, delivered through the process's natsbus.Mux, only rings; a ring
+//     starts the loop again, as do a NakWithDelay the engine sent coming
+//     due, a NATS reconnect (Mux.Reconnected) and a safety timer
+//     (IdleWake, 30s), all timers of the runtime's heap. A ring that comes
+//     while the loop decides to park keeps it pulling. A parked engine
+//     drains at once at shutdown. Without a doorbell the loop runs for as
+//     long as Run does;
 //   - a drain at shutdown: running handlers get DrainTimeout to finish, then
 //     their calls are cancelled, and every unsettled message is handed back
 //     with one NakWithDelay in stream order, confirmed by a round trip.

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
 )
 
@@ -76,7 +77,20 @@ type Options struct {
 	// AckWait/3. Nil: Run runs a Heartbeat of its own, beating every
 	// AckWait/3, for as long as it runs.
 	Heartbeat *ackflow.Heartbeat
-	Log       zerolog.Logger
+	// Doorbell, when set, lets the engine park while idle: the subject
+	// filters the consumer's messages are published on, subscribed as core
+	// NATS through Mux. The fetch loop then runs only while there is work
+	// and no pull stays open while idle (see the package doc). Empty: the
+	// loop runs, and a pull is open, for as long as Run does.
+	Doorbell []string
+	// Mux delivers the doorbell subscriptions; required with Doorbell. It
+	// must run (natsbus.Mux.Run) for as long as the engine does; its
+	// Reconnected wakes a parked engine.
+	Mux *natsbus.Mux
+	// IdleWake is how often a parked engine pulls anyway, for anything
+	// the doorbell missed; default 30s.
+	IdleWake time.Duration
+	Log      zerolog.Logger
 }
 
 const (
@@ -88,6 +102,9 @@ const (
 func (o *Options) setDefaults() error {
 	if o.JS == nil || o.NC == nil || o.Stream == "" || o.Consumer.Durable == "" || o.RoomOf == nil {
 		return errors.New("consume: JS, NC, Stream, Consumer.Durable and RoomOf are required")
+	}
+	if len(o.Doorbell) > 0 && o.Mux == nil {
+		return errors.New("consume: Doorbell needs Mux")
 	}
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = 1024
@@ -108,6 +125,7 @@ func (o *Options) setDefaults() error {
 	def(&o.DrainTimeout, 10*time.Second)
 	def(&o.MinHandBack, time.Second)
 	def(&o.MaxHandBack, 30*time.Second)
+	def(&o.IdleWake, 30*time.Second)
 	if o.Heartbeat != nil && o.Heartbeat.Interval() > o.AckWait/3 {
 		return fmt.Errorf("consume: the shared heartbeat beats every %s, more than a third of AckWait %s: messages in hand would be redelivered",
 			o.Heartbeat.Interval(), o.AckWait)
@@ -136,6 +154,10 @@ type engine struct {
 
 	mu     sync.Mutex
 	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy
+
+	// bell parks the fetch loop while idle; nil without Options.Doorbell.
+	// Set before the first message is taken.
+	bell *bell
 }
 
 // Run creates or updates the consumer (retrying until ctx ends), then
@@ -171,9 +193,30 @@ func Run(ctx context.Context, o Options, h Handler) error {
 			bg.Wait()
 		}()
 	}
-	e.fetchLoop(ctx, hard)
+	e.consume(ctx, hard)
 	e.drain(cancelHard)
 	return nil
+}
+
+// consume fetches and handles messages until ctx ends: with a doorbell, on
+// a fetch loop started when there may be work and parked when there is
+// none; without one (or when its subscription fails), on this goroutine
+// throughout.
+func (e *engine) consume(ctx, hard context.Context) {
+	if len(e.o.Doorbell) == 0 {
+		e.fetchLoop(ctx, hard, nil)
+		return
+	}
+	b, closeBell, err := e.openBell(ctx, hard)
+	if err != nil {
+		e.log.Warn().Err(err).Strs("doorbell", e.o.Doorbell).Msg("doorbell subscription failed; pulling without parking")
+		e.fetchLoop(ctx, hard, nil)
+		return
+	}
+	e.bell = b
+	b.ring() // the first run fetches what is stored
+	<-ctx.Done()
+	closeBell() // waits for a running loop to finish its pull
 }
 
 // setup makes sure the consumer exists, retrying with backoff; false when
@@ -238,8 +281,10 @@ func (e *engine) ensureConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo,
 
 // fetchLoop pulls messages while ctx lasts, never more in hand than there
 // are slots. After ctx ends it finishes the open pull, so nothing the
-// server delivered is left to time out, and returns.
-func (e *engine) fetchLoop(ctx, hard context.Context) {
+// server delivered is left to time out, and returns. With a bell it also
+// returns (parks) once a pull comes back empty while the barrier is down
+// and no ring came meanwhile.
+func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	backoff := func(err error, what string) bool {
 		wait := b.Next()
@@ -262,6 +307,9 @@ func (e *engine) fetchLoop(ctx, hard context.Context) {
 		if n == 0 {
 			continue // ctx ended, or the barrier is to be checked again
 		}
+		if bell != nil {
+			bell.pulling()
+		}
 		batch, err := e.cons.Fetch(n, jetstream.FetchMaxWait(fw))
 		if err != nil {
 			e.release(n)
@@ -283,6 +331,9 @@ func (e *engine) fetchLoop(ctx, hard context.Context) {
 			continue
 		}
 		b.Reset()
+		if bell != nil && got == 0 && !e.barrier.Active() && ctx.Err() == nil && bell.park() {
+			return
+		}
 	}
 }
 
@@ -388,6 +439,8 @@ func (e *engine) process(stop, hard context.Context, m *Msg) bool {
 	if err := ackflow.Apply(m.JS, d); err != nil {
 		e.log.Warn().Err(err).Str("subject", m.JS.Subject()).Str("action", d.Action.String()).
 			Msg("settle failed; the message may be redelivered")
+	} else if d.Action == ackflow.ActionRetry && e.bell != nil {
+		e.bell.nakAt(time.Now().Add(max(d.Delay, time.Millisecond)))
 	}
 	e.done(m) // after settling: a redelivery before it is dropped as a copy
 	e.release(1)

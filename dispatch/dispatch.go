@@ -216,9 +216,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	defer func() { _ = mux.Unsubscribe(sub) }()
 	defer d.ready.Store(false)
+	cfg := d.consumerConfig()
 	err = consume.Run(ctx, consume.Options{
 		JS: d.o.JS, NC: d.o.NC, Stream: subjects.StreamName(d.o.Prefix, subjects.StreamEvents),
-		Consumer:           d.consumerConfig(),
+		Consumer: cfg,
+		// Parked while no event of the rule comes; a published one rings.
+		Doorbell:           cfg.FilterSubjects,
+		Mux:                mux,
 		RoomOf:             func(subject string) string { return d.conn.RoomToken(subjects.KindEvent, subject) },
 		MaxInFlightPerRoom: d.o.MaxInFlightPerRoom,
 		MaxAckPending:      d.o.MaxAckPending,

@@ -42,6 +42,9 @@ type Options struct {
 	ReconnectWait time.Duration
 	// ConnectTimeout bounds the first connect, default 10s; ctx may end it sooner.
 	ConnectTimeout time.Duration
+	// Reconnected, when set, is called after each reconnect, on nats.go's
+	// callback goroutine (for example a [Mux]'s Reconnected).
+	Reconnected func()
 }
 
 // Connect dials NATS with endless reconnects and connection events logged.
@@ -74,6 +77,9 @@ func Connect(ctx context.Context, o Options, log zerolog.Logger) (*nats.Conn, er
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Warn().Str("server", RedactURL(nc.ConnectedUrl())).Uint64("reconnects", nc.Reconnects).Msg("nats reconnected")
+			if o.Reconnected != nil {
+				o.Reconnected()
+			}
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err == nil {

@@ -32,6 +32,10 @@ type Mux struct {
 	subs map[*nats.Subscription]func(*nats.Msg)
 
 	stray atomic.Uint64 // messages of subscriptions already ended
+
+	recMu     sync.Mutex
+	reconnect map[uint64]func() // OnReconnect's callbacks by id
+	recNext   uint64
 }
 
 // NewMux returns a Mux whose channel holds queue messages (default
@@ -40,7 +44,38 @@ func NewMux(queue int) *Mux {
 	if queue <= 0 {
 		queue = DefaultMuxQueue
 	}
-	return &Mux{ch: make(chan *nats.Msg, queue), subs: map[*nats.Subscription]func(*nats.Msg){}}
+	return &Mux{ch: make(chan *nats.Msg, queue), subs: map[*nats.Subscription]func(*nats.Msg){}, reconnect: map[uint64]func(){}}
+}
+
+// OnReconnect registers fn to be called by [Mux.Reconnected]; remove
+// unregisters it. fn must return at once (it only signals).
+func (x *Mux) OnReconnect(fn func()) (remove func()) {
+	x.recMu.Lock()
+	defer x.recMu.Unlock()
+	id := x.recNext
+	x.recNext++
+	x.reconnect[id] = fn
+	return func() {
+		x.recMu.Lock()
+		delete(x.reconnect, id)
+		x.recMu.Unlock()
+	}
+}
+
+// Reconnected calls every OnReconnect callback: wire it to the
+// connection's reconnect handler ([Options.Reconnected]). Core messages
+// published while the connection was down never reach its subscriptions;
+// a callback is where their owner catches up.
+func (x *Mux) Reconnected() {
+	x.recMu.Lock()
+	fns := make([]func(), 0, len(x.reconnect))
+	for _, fn := range x.reconnect {
+		fns = append(fns, fn)
+	}
+	x.recMu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // Run calls each message's callback until ctx ends. Stop it only after

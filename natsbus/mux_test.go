@@ -103,3 +103,21 @@ func TestMuxFullFailsLoudly(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	testutil.Eventually(t, 10*time.Second, func() bool { return got.Load() == 1 }, "queued message delivered (%d)", got.Load())
 }
+
+// TestMuxReconnected: Reconnected calls every registered callback, and
+// none once removed.
+func TestMuxReconnected(t *testing.T) {
+	t.Parallel()
+	mux := natsbus.NewMux(0)
+	var a, b atomic.Int32
+	removeA := mux.OnReconnect(func() { a.Add(1) })
+	removeB := mux.OnReconnect(func() { b.Add(1) })
+	mux.Reconnected()
+	removeA()
+	mux.Reconnected()
+	removeB()
+	mux.Reconnected()
+	if a.Load() != 1 || b.Load() != 2 {
+		t.Fatalf("callbacks called %d and %d times, want 1 and 2", a.Load(), b.Load())
+	}
+}
