@@ -263,10 +263,14 @@ backoff_max = "1s"
 	// Every lease_acquired, by connection, with the time the bridge stamped.
 	var amu sync.Mutex
 	acquired := map[string][]time.Time{}
+	holders := map[string][]string{} // connection → "time instance" of each lease_acquired
 	if _, err := nc.Subscribe("bridge.sys.band.*."+string(subjects.LifecycleLeaseAcquired), func(m *nats.Msg) {
 		if ev, err := subjects.DecodeEvent(m.Data); err == nil {
 			amu.Lock()
 			acquired[ev.Connection] = append(acquired[ev.Connection], ev.Time)
+			var who struct{ Instance string }
+			_ = json.Unmarshal(ev.Data, &who)
+			holders[ev.Connection] = append(holders[ev.Connection], ev.Time.Format("15:04:05.000")+" "+who.Instance)
 			amu.Unlock()
 		}
 	}); err != nil {
@@ -296,6 +300,7 @@ backoff_max = "1s"
 	// Users post while replicas die.
 	var pmu sync.Mutex
 	posted := map[string][]string{} // room → message ids in posting order
+	postedAt := map[string]time.Time{}
 	var all []room
 	var allIDs []string
 	postDone := make(chan struct{})
@@ -310,6 +315,7 @@ backoff_max = "1s"
 			m := emu.PostUserMessage(r.id, r.user, fmt.Sprintf("@%s question %d", r.conn, i))
 			pmu.Lock()
 			posted[r.id] = append(posted[r.id], m.ID)
+			postedAt[m.ID] = time.Now()
 			all = append(all, r)
 			allIDs = append(allIDs, m.ID)
 			pmu.Unlock()
@@ -352,6 +358,7 @@ backoff_max = "1s"
 			step(d.at.Add(replicaKillGap / 2))
 			nc3.procs[1].kill()
 			natsKilled = true
+			t.Logf("nats-1 killed at %s", time.Now().Format("15:04:05.000"))
 			step(time.Now().Add(3 * time.Second))
 			nc3.start(1)
 		}
@@ -435,9 +442,12 @@ backoff_max = "1s"
 			orderBroken++
 			t.Errorf("%s: replies answer %v, posted %v (order broken)", r.conn, order, posted[r.id])
 			logStored(t, js, subjects.Conn{Prefix: "bridge", Platform: "band", Name: r.conn}.Subject(subjects.KindEvent, r.id, "message_created").String())
+			amu.Lock()
+			t.Logf("%s: leases taken %v", r.conn, holders[r.conn])
+			amu.Unlock()
 			for _, id := range posted[r.id] {
 				_, atts := emu.StatusFor(r.agent, id)
-				t.Logf("%s: message %s attempts %+v", r.conn, id, atts)
+				t.Logf("%s: message %s posted %s attempts %+v", r.conn, id, postedAt[id].Format("15:04:05.000"), atts)
 			}
 		}
 	}
