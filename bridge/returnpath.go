@@ -35,7 +35,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		JS: js, NC: nc, Prefix: n.Prefix, Platform: ce.factory.Platform, Conn: ce.cfg.Name, Exec: ex,
 		MaxParallelRooms: ce.cfg.MaxParallelRooms,
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
-		ExecutedTTL:      n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
+		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
 		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(), // cmdexec names the connection itself
 		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux,
 	})

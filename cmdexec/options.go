@@ -56,6 +56,10 @@ type Options struct {
 	// ExecutedTTL is how long an executed command id is remembered, default
 	// 20m. Keep it at least the COMMANDS stream's duplicate window.
 	ExecutedTTL time.Duration
+	// StreamDuplicates is the COMMANDS stream's duplicate window when the
+	// caller knows it (the bridge sets the stream up); 0: Run reads it from
+	// the stream's info, which lists every connection's subjects.
+	StreamDuplicates time.Duration
 	// Replicas of the executed-ids KV bucket, default 1.
 	Replicas int
 	// DrainTimeout bounds how long running commands may take to finish once

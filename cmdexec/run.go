@@ -103,11 +103,15 @@ func (e *Executor) consumeOptions(mux *natsbus.Mux) consume.Options {
 			if _, err := e.bucket(ctx); err != nil {
 				return err
 			}
-			st, err := e.o.JS.Stream(ctx, stream)
-			if err != nil {
-				return err
+			dup := e.o.StreamDuplicates
+			if dup <= 0 {
+				st, err := e.o.JS.Stream(ctx, stream)
+				if err != nil {
+					return err
+				}
+				dup = st.CachedInfo().Config.Duplicates
 			}
-			e.firstLookup.Store(e.o.ExecutedTTL > st.CachedInfo().Config.Duplicates)
+			e.firstLookup.Store(e.o.ExecutedTTL > dup)
 			return nil
 		},
 		Ready: func(*jetstream.ConsumerInfo, bool) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/internal/testutil"
@@ -144,5 +145,51 @@ func TestCommandsStreamOnlyConfiguredConnections(t *testing.T) {
 	}
 	if m.Subject() != "bridge.cmd.band.gone.r1.send_message" {
 		t.Fatalf("got %s", m.Subject())
+	}
+}
+
+// A stream whose configuration already matches is not updated again (the
+// server's subject checks grow with the square of the connections); a
+// changed one is.
+func TestEnsureStreamsLeavesUnchangedStreams(t *testing.T) {
+	t.Parallel()
+	s := testutil.NATS(t)
+	ctx := testutil.Context(t, 20*time.Second)
+	updates := make(chan string, 16)
+	sub, err := s.NC.Subscribe("$JS.EVENT.ADVISORY.STREAM.UPDATED.>", func(m *nats.Msg) { updates <- m.Subject })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	conns := []natsbus.StreamConn{{Platform: "band", Name: "a"}, {Platform: "band", Name: "b"}}
+	o := natsbus.StreamOptions{Prefix: "bridge", Connections: conns}
+	for range 3 {
+		if err := natsbus.EnsureStreams(ctx, s.JS, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Connections = append(o.Connections, natsbus.StreamConn{Platform: "band", Name: "c"})
+	if err := natsbus.EnsureStreams(ctx, s.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case subj := <-updates:
+		if subj != "$JS.EVENT.ADVISORY.STREAM.UPDATED.BRIDGE_COMMANDS" {
+			t.Fatalf("update advisory %s, want BRIDGE_COMMANDS's only", subj)
+		}
+	case <-ctx.Done():
+		t.Fatal("the commands stream was not updated for a new connection")
+	}
+	// Give any other advisory a moment to arrive: one round trip to the server.
+	if err := s.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case subj := <-updates:
+		t.Fatalf("a stream updated with an unchanged configuration: %s", subj)
+	default:
 	}
 }
