@@ -120,7 +120,7 @@ func (p *publisher) sys(ctx context.Context, name subjects.Lifecycle, data any) 
 // returns Receive's error. Every event received is settled (acked or nacked)
 // before run returns; drainCtx bounds that wait after ctx ends.
 func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc), c connector.Connector) error {
-	st := &settler{p: p, ctx: ctx, drainCtx: drainCtx, queue: make(chan inflight, publishWindow)}
+	st := &settler{p: p, ctx: ctx, drainCtx: drainCtx, queue: make(chan *inflight, publishWindow)}
 	defer st.wait()
 	for {
 		ev, ack, err := c.Receive(ctx)
@@ -195,8 +195,10 @@ type settler struct {
 	p        *publisher
 	ctx      context.Context // run's
 	drainCtx func() (context.Context, context.CancelFunc)
-	queue    chan inflight // at most publishWindow outstanding
-	wg       sync.WaitGroup
+	// queue holds at most publishWindow outstanding, by pointer: an idle
+	// connection's empty queue is publishWindow words, not structs.
+	queue chan *inflight
+	wg    sync.WaitGroup
 
 	mu      sync.Mutex
 	running bool
@@ -209,7 +211,7 @@ type settler struct {
 // add queues f (waiting while publishWindow are outstanding) and makes
 // sure a settle goroutine runs.
 func (s *settler) add(f inflight) {
-	s.queue <- f
+	s.queue <- &f
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.running {
@@ -233,7 +235,7 @@ func (s *settler) settle() {
 	for {
 		select {
 		case f := <-s.queue:
-			s.p.settleOne(s.context(), f)
+			s.p.settleOne(s.context(), *f)
 			continue
 		default:
 		}
