@@ -233,7 +233,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 		case <-time.After(5 * time.Second):
 		}
 	}()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// An async publish whose acknowledgement never comes (a stream leader
+	// lost with the message) fails after publishAckTimeout and is published
+	// again, instead of holding its connection's events for ever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(publishAckTimeout))
 	if err != nil {
 		return fail(fmt.Errorf("jetstream: %w", err))
 	}

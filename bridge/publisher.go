@@ -26,6 +26,11 @@ import (
 // not yet acknowledged by JetStream.
 const publishWindow = 256
 
+// publishAckTimeout is how long an async publish waits for its
+// acknowledgement before it is published again (the stream's duplicate
+// window drops the copy if the first one was stored after all).
+const publishAckTimeout = 5 * time.Second
+
 // publisher turns connector events into JetStream messages for one
 // connection. Events go out with async publishes in receive order (so per-room
 // order holds), at most publishWindow unacknowledged; a failed publish is
