@@ -334,7 +334,10 @@ func (ls *lease) renewOnce(ctx context.Context, k *kept, every time.Duration) {
 	if k.stopped || k.err != nil {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, every)
+	// Not cut short when the process stops: a renewal the server applied
+	// but this process never heard of would leave a revision its release
+	// cannot delete (the key would then be waited out).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
 	defer cancel()
 	sent := time.Now()
 	rev, err := ls.l.kv.Update(rctx, ls.key, ls.value, ls.revision())
@@ -383,7 +386,14 @@ func (ls *lease) release(ctx context.Context) {
 	if rev == 0 {
 		return
 	}
-	_ = ls.l.kv.Delete(ctx, ls.key, jetstream.LastRevision(rev))
+	err := ls.l.kv.Delete(ctx, ls.key, jetstream.LastRevision(rev))
+	if err != nil && isWrongRevision(err) {
+		// A renewal whose answer was lost moved the revision: still ours
+		// if the key still names this process.
+		if e, gerr := ls.l.kv.Get(ctx, ls.key); gerr == nil && parseHolder(e.Value()) == ls.l.self {
+			_ = ls.l.kv.Delete(ctx, ls.key, jetstream.LastRevision(e.Revision()))
+		}
+	}
 	atomic.StoreUint64(&ls.rev, 0)
 }
 

@@ -286,3 +286,29 @@ func TestLeasesRenewedByOneLoop(t *testing.T) {
 	default:
 	}
 }
+
+// A renewal the server applied but whose answer was lost leaves a newer
+// revision than the holder knows; its release still deletes the key, so a
+// successor need not wait the key out.
+func TestReleaseAfterALostRenewalAnswer(t *testing.T) {
+	t.Parallel()
+	srv := testutil.NATS(t)
+	ctx := testutil.Context(t, 20*time.Second)
+	ls, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", time.Minute, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.close()
+	l := ls.lease("c1")
+	if !l.try(ctx, func(holder) {}) {
+		t.Fatal("lease not taken")
+	}
+	// The renewal's write lands; its answer never reaches the holder.
+	if _, err := ls.kv.Update(ctx, "c1", l.value, l.revision()); err != nil {
+		t.Fatal(err)
+	}
+	l.release(ctx)
+	if _, err := ls.kv.Get(ctx, "c1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("lease key after release: %v, want it gone", err)
+	}
+}
