@@ -19,8 +19,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bridgeworks/bridge/claimcheck"
+	"github.com/bridgeworks/bridge/cmdexec"
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/dispatch"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
@@ -306,6 +308,22 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// for g first) and before the NATS connection closes.
 	sh := startShared(mux)
 	defer sh.close()
+	err = b.untilReady(gctx, "executed-ids bucket", func() (err error) {
+		sh.executed, err = cmdexec.OpenExecuted(gctx, js, cfg.NATS.Prefix, cfg.NATS.DuplicateWindow.D(), cfg.NATS.Replicas)
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if len(cfg.Dispatch) > 0 {
+		err = b.untilReady(gctx, "dispatch buckets", func() (err error) {
+			sh.dispatch, err = dispatch.OpenStores(gctx, js, cfg.NATS.Prefix, cfg.NATS.EventsMaxAge.D(), cfg.NATS.Replicas)
+			return err
+		})
+		if err != nil {
+			return fail(err)
+		}
+	}
 	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,
 		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls
 		dials:      connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst),

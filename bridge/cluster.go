@@ -37,7 +37,12 @@ type cluster struct {
 	seen  map[string]memberSeen // instance → its last heartbeat seen here
 	held  map[string]leaseSeen  // connection → its lease as last seen
 	conns []string              // the connections to assign, sorted
-	wake  chan struct{}         // closed and replaced on every change
+	// The assignment last computed, for connsGen and the live members
+	// assignedLive (see assignmentLocked).
+	connsGen, assignedGen uint64
+	assigned              map[string]string
+	assignedLive          []string
+	wake                  chan struct{} // closed and replaced on every change
 	// handoff is one slot: a process hands over one connection at a time,
 	// so a joining process brings no herd of reconnects.
 	handoff chan struct{}
@@ -196,6 +201,7 @@ func (c *cluster) woken() <-chan struct{} {
 func (c *cluster) setConns(names []string) {
 	c.mu.Lock()
 	c.conns = slices.Sorted(slices.Values(names))
+	c.connsGen++
 	c.mu.Unlock()
 	c.changed()
 }
@@ -217,7 +223,7 @@ func (c *cluster) liveLocked(now time.Time) []string {
 func (c *cluster) assignee(conn string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return assign(c.conns, c.liveLocked(time.Now()))[conn]
+	return c.assignmentLocked(time.Now())[conn]
 }
 
 // mayTake says whether this process should try to take conn's lease: it is
@@ -227,7 +233,7 @@ func (c *cluster) mayTake(conn string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	if a := assign(c.conns, c.liveLocked(now))[conn]; a == "" || a == c.self.Instance {
+	if a := c.assignmentLocked(now)[conn]; a == "" || a == c.self.Instance {
 		return true
 	}
 	l, ok := c.held[conn]
@@ -295,12 +301,12 @@ func (c *cluster) snapshot() ([]ClusterMember, []ClusterLease) {
 	defer c.mu.Unlock()
 	now := time.Now()
 	live := c.liveLocked(now)
-	a := assign(c.conns, live)
+	a := c.assignmentLocked(now)
 	holds := map[string]int{}
 	var leases []ClusterLease
 	names := slices.Clone(c.conns)
 	for n := range c.held {
-		if !slices.Contains(names, n) {
+		if _, ok := a[n]; !ok && !slices.Contains(names, n) { // assigned ones are in conns already
 			names = append(names, n)
 		}
 	}
@@ -334,20 +340,26 @@ func assign(conns, members []string) map[string]string {
 		return out
 	}
 	limit := (len(conns) + len(members) - 1) / len(members)
-	order := slices.Clone(conns)
-	slices.SortFunc(order, func(a, b string) int {
-		return cmp.Or(cmp.Compare(hrw(a, ""), hrw(b, "")), cmp.Compare(a, b))
-	})
+	type keyed struct {
+		name string
+		h    uint64
+	}
+	order := make([]keyed, len(conns))
+	for i, c := range conns {
+		order[i] = keyed{c, hrw(c, "")}
+	}
+	slices.SortFunc(order, func(a, b keyed) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.name, b.name)) })
 	load := make(map[string]int, len(members))
-	ranked := slices.Clone(members)
+	ranked := make([]keyed, len(members))
 	for _, conn := range order {
-		slices.SortFunc(ranked, func(a, b string) int {
-			return cmp.Or(cmp.Compare(hrw(conn, b), hrw(conn, a)), cmp.Compare(a, b))
-		})
+		for i, m := range members {
+			ranked[i] = keyed{m, hrw(conn.name, m)}
+		}
+		slices.SortFunc(ranked, func(a, b keyed) int { return cmp.Or(cmp.Compare(b.h, a.h), cmp.Compare(a.name, b.name)) })
 		for _, m := range ranked {
-			if load[m] < limit {
-				out[conn] = m
-				load[m]++
+			if load[m.name] < limit {
+				out[conn.name] = m.name
+				load[m.name]++
 				break
 			}
 		}
@@ -355,8 +367,17 @@ func assign(conns, members []string) map[string]string {
 	return out
 }
 
-// hrw is the rendezvous weight of (conn, member): FNV-1a, then mixed
-// (splitmix64's finaliser) so short, similar names spread evenly.
+// assignmentLocked is assign(c.conns, the live members), computed again only
+// when the connections or the live members changed: every connection asks
+// it at every change of the view.
+func (c *cluster) assignmentLocked(now time.Time) map[string]string {
+	live := c.liveLocked(now)
+	if c.assigned == nil || c.assignedGen != c.connsGen || !slices.Equal(live, c.assignedLive) {
+		c.assigned, c.assignedLive, c.assignedGen = assign(c.conns, live), live, c.connsGen
+	}
+	return c.assigned
+}
+
 func hrw(conn, member string) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(conn))

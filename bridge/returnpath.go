@@ -37,7 +37,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
 		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(), // cmdexec names the connection itself
-		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux,
+		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
@@ -52,7 +52,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 			JS: js, NC: nc, Prefix: n.Prefix, Platform: ce.factory.Platform, Conn: ce.cfg.Name, Exec: exec,
 			Events: r.Events, Tracker: tracker, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
-			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas,
+			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas, Stores: sh.dispatch,
 			Log: log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(),
 			Heartbeat: sh.heartbeat, Mux: sh.mux,
 		})
@@ -79,8 +79,13 @@ func (b *Bridge) tracer() trace.Tracer {
 type shared struct {
 	heartbeat *ackflow.Heartbeat
 	mux       *natsbus.Mux
-	stop      context.CancelFunc
-	wg        sync.WaitGroup
+	// The buckets every return path uses, opened once per process (each
+	// open is a stream update the server checks against every stream):
+	// nil ones are opened by each executor or rule itself.
+	executed jetstream.KeyValue
+	dispatch *dispatch.Stores
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // sharedBeat is the shared heartbeat's interval: a third of the executors'

@@ -60,6 +60,9 @@ type Options struct {
 	// caller knows it (the bridge sets the stream up); 0: Run reads it from
 	// the stream's info, which lists every connection's subjects.
 	StreamDuplicates time.Duration
+	// Executed is the executed-ids bucket ([OpenExecuted]) when the caller
+	// opened it; nil: the executor opens it at start.
+	Executed jetstream.KeyValue
 	// Replicas of the executed-ids KV bucket, default 1.
 	Replicas int
 	// DrainTimeout bounds how long running commands may take to finish once

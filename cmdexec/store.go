@@ -24,23 +24,35 @@ import (
 // record (connector.Response.Ref). A reconciled command claims the record it
 // is taken for, so one record never stands for two commands.
 
-// bucket returns the KV bucket, creating or updating it on first use.
-func (e *Executor) bucket(ctx context.Context) (_ jetstream.KeyValue, err error) {
+// OpenExecuted creates or updates the executed-ids bucket of prefix. A
+// process with many connections opens it once and gives it to every
+// executor (Options.Executed): each create or update makes the server check
+// the bucket's subjects against every stream's.
+func OpenExecuted(ctx context.Context, js jetstream.JetStream, prefix string, ttl time.Duration, replicas int) (_ jetstream.KeyValue, err error) {
+	name := BucketName(prefix)
+	defer wrapErr(&err, "kv %s", name)
+	return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      name,
+		Description: "bridge: executed command ids and their results",
+		History:     1,
+		TTL:         ttl,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+}
+
+// bucket returns the KV bucket: Options.Executed, or else opened on first use.
+func (e *Executor) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	e.kvMu.Lock()
 	defer e.kvMu.Unlock()
 	if e.kv != nil {
 		return e.kv, nil
 	}
-	name := e.bucketName
-	defer wrapErr(&err, "kv %s", name)
-	kv, err := e.o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      name,
-		Description: "bridge: executed command ids and their results",
-		History:     1,
-		TTL:         e.o.ExecutedTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    e.o.Replicas,
-	})
+	if e.o.Executed != nil {
+		e.kv = e.o.Executed
+		return e.kv, nil
+	}
+	kv, err := OpenExecuted(ctx, e.o.JS, e.o.Prefix, e.o.ExecutedTTL, e.o.Replicas)
 	if err != nil {
 		return nil, err
 	}

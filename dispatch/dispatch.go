@@ -74,8 +74,11 @@ type Options struct {
 	Start string
 	// DoneTTL is how long finished events are remembered, default 168h: as
 	// long as the events stream keeps them (nats.events_max_age).
-	DoneTTL    time.Duration
-	Replicas   int // of the KV buckets, default 1
+	DoneTTL  time.Duration
+	Replicas int // of the KV buckets, default 1
+	// Stores are the dispatch buckets ([OpenStores]) when the caller opened
+	// them; nil: the rule opens them at start.
+	Stores     *Stores
 	Log        zerolog.Logger
 	Registerer prometheus.Registerer // nil: no metrics
 	// Tracer traces each dispatched event, continuing the trace of its

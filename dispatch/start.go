@@ -59,25 +59,47 @@ func parseStart(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// Stores are the buckets every dispatch rule of a prefix shares: where
+// rules start and which events they finished.
+type Stores struct {
+	Starts, Done jetstream.KeyValue
+}
+
+// OpenStores creates or updates the dispatch buckets of prefix. A process
+// with many rules opens them once and gives them to every rule
+// (Options.Stores): each create or update makes the server check the
+// buckets' subjects against every stream's.
+func OpenStores(ctx context.Context, js jetstream.JetStream, prefix string, doneTTL time.Duration, replicas int) (*Stores, error) {
+	replicas = max(replicas, 1)
+	starts, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: StartBucket(prefix), Description: "bridge: where each managed-dispatch rule starts",
+		History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv %s: %w", StartBucket(prefix), err)
+	}
+	done, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: DoneBucket(prefix), Description: "bridge: events managed dispatch finished",
+		History: 1, TTL: doneTTL, Storage: jetstream.FileStorage, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv %s: %w", DoneBucket(prefix), err)
+	}
+	return &Stores{Starts: starts, Done: done}, nil
+}
+
 func (d *Dispatcher) openStores(ctx context.Context) error {
 	if d.starts != nil {
 		return nil
 	}
-	starts, err := d.o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: StartBucket(d.o.Prefix), Description: "bridge: where each managed-dispatch rule starts",
-		History: 1, Storage: jetstream.FileStorage, Replicas: d.o.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("kv %s: %w", StartBucket(d.o.Prefix), err)
+	st := d.o.Stores
+	if st == nil {
+		var err error
+		if st, err = OpenStores(ctx, d.o.JS, d.o.Prefix, d.o.DoneTTL, d.o.Replicas); err != nil {
+			return err
+		}
 	}
-	done, err := d.o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: DoneBucket(d.o.Prefix), Description: "bridge: events managed dispatch finished",
-		History: 1, TTL: d.o.DoneTTL, Storage: jetstream.FileStorage, Replicas: d.o.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("kv %s: %w", DoneBucket(d.o.Prefix), err)
-	}
-	d.starts, d.done = starts, done
+	d.starts, d.done = st.Starts, st.Done
 	return nil
 }
 

@@ -108,7 +108,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		if st, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(st.CachedInfo().Config, cfg) {
 			continue
 		}
-		uctx, cancel := context.WithTimeout(ctx, streamUpdateTimeout)
+		uctx, cancel := context.WithTimeout(ctx, streamUpdateTimeout(len(cfg.Subjects)))
 		_, err := js.CreateOrUpdateStream(uctx, cfg)
 		cancel()
 		if err != nil {
@@ -118,9 +118,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 	return nil
 }
 
-// streamUpdateTimeout bounds one stream create or update: long enough for
-// the server's check of ten thousands of subjects.
-const streamUpdateTimeout = 2 * time.Minute
+// streamUpdateTimeout bounds one stream create or update of a stream with
+// n subjects: the 5 s of any JetStream request, and time for the server's
+// check of the subjects against each other (15 s for 10,000 on a 2-core
+// machine). A request lost while a cluster elects its leaders is retried by
+// the caller that soon.
+func streamUpdateTimeout(n int) time.Duration { return 5*time.Second + time.Duration(n)*5*time.Millisecond }
 
 // sameStream reports whether have (a stream's configuration as the server
 // returns it) already has everything want sets.
