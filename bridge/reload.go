@@ -78,7 +78,7 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 		rt.board.watch(name, sr)
 	}
 	s.pub.fence = ls.fence
-	runs, err := b.returnPath(rt.js, rt.nc, rt.shared, rt.m.forConn(name), ce, c, cc, ls.fence, clog)
+	parts, err := b.returnPath(rt.js, rt.nc, rt.shared, rt.m.forConn(name), ce, c, cc, ls.fence, clog)
 	if err != nil {
 		unwatch()
 		rt.m.dropConn(name)
@@ -89,7 +89,7 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 	rt.conns[name] = rc
 	rt.g.Go(func() error {
 		defer close(rc.done)
-		return b.runConnection(cctx, ls, rt.cl, s, runs)
+		return b.runConnection(cctx, ls, rt.cl, s, parts)
 	})
 	return nil
 }

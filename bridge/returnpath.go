@@ -21,10 +21,19 @@ import (
 	"github.com/bridgeworks/bridge/tracing"
 )
 
+// returnPart is one part of a connection's return path: the command
+// executor or a dispatch rule. Start returns at once; Drain is called once
+// the context given to Start has ended (see runConnection).
+type returnPart interface {
+	Start(ctx context.Context) error
+	Drain()
+}
+
 // returnPath builds a connection's command executor (durable commands and
-// RPC) and its managed-dispatch rule, if any, and returns their Run methods.
-// They share the process's heartbeat and subscription mux (see shared).
-func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, fence func() error, log zerolog.Logger) ([]func(context.Context) error, error) {
+// RPC) and its managed-dispatch rule, if any. They share the process's
+// heartbeat and subscription mux (see shared), so an idle one holds no
+// goroutine.
+func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, fence func() error, log zerolog.Logger) ([]returnPart, error) {
 	ex, ok := c.(connector.Executor)
 	if !ok {
 		log.Info().Msg("platform takes no commands")
@@ -42,7 +51,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
 	}
-	runs := []func(context.Context) error{exec.Run}
+	parts := []returnPart{exec}
 	tracker, _ := c.(connector.ProcessingTracker) // nil: the platform keeps no processing state
 	for _, r := range b.cfg.Dispatch {
 		if r.Connection != ce.cfg.Name {
@@ -59,9 +68,9 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		if err != nil {
 			return nil, fmt.Errorf("dispatch for %q: %w", ce.cfg.Name, err)
 		}
-		runs = append(runs, d.Run)
+		parts = append(parts, d)
 	}
-	return runs, nil
+	return parts, nil
 }
 
 // tracer is the bridge's tracer, or nil without a TracerProvider.

@@ -148,8 +148,8 @@ func (o *Options) validate() error {
 }
 
 // Executor executes the commands of one connection. Build it with [New];
-// run it with [Executor.Run]; [Executor.Do] may be called at any time, also
-// without Run.
+// run it with [Executor.Start] and [Executor.Drain], or [Executor.Run];
+// [Executor.Do] may be called at any time, also without Run.
 type Executor struct {
 	o       Options
 	conn    subjects.Conn // the connection's subjects
@@ -157,6 +157,7 @@ type Executor struct {
 	log     zerolog.Logger
 	m       *metrics // nil without a Registerer
 	running atomic.Bool
+	act     *active // set by Start, taken by Drain
 
 	kvMu       sync.Mutex
 	kv         jetstream.KeyValue // set once the bucket exists
