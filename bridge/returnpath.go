@@ -45,7 +45,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		MaxParallelRooms: ce.cfg.MaxParallelRooms,
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
-		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(), // cmdexec names the connection itself
+		Log: b.opts.Log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(), // cmdexec names the connection itself
 		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux,
 	})
 	if err != nil {
@@ -62,7 +62,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 			Events: r.Events, Tracker: tracker, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
 			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas,
-			Log: log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(),
+			Log: log, Metrics: m.dispatch, Payloads: cc, Tracer: b.tracer(),
 			Heartbeat: sh.heartbeat, Mux: sh.mux,
 		})
 		if err != nil {

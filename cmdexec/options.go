@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
@@ -44,8 +43,9 @@ type Options struct {
 	AckWait time.Duration
 	// Log receives the executor's logs; never payloads.
 	Log zerolog.Logger
-	// Registerer takes the executor's metrics; nil means none.
-	Registerer prometheus.Registerer
+	// Metrics are the process's command metrics ([NewMetrics]), shared by
+	// every executor; nil means none.
+	Metrics *Metrics
 	// Tracer traces each command, continuing the trace of its message's
 	// traceparent or of Do's context; nil means none.
 	Tracer trace.Tracer
@@ -155,7 +155,7 @@ type Executor struct {
 	conn    subjects.Conn // the connection's subjects
 	holds   holds         // rooms resting after a cooldown
 	log     zerolog.Logger
-	m       *metrics // nil without a Registerer
+	m       *metrics // nil without Options.Metrics
 	running atomic.Bool
 	act     *active // set by Start, taken by Drain
 
@@ -180,10 +180,8 @@ func New(o Options) (_ *Executor, err error) {
 	}
 	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log.With().Str("connection", o.Conn).Str("platform", o.Platform).Logger(),
 		bucketName: BucketName(o.Prefix)}
-	if o.Registerer != nil {
-		if e.m, err = newMetrics(o.Registerer, o.Platform, o.Conn, commandNames(o.Exec)); err != nil {
-			return nil, err
-		}
+	if o.Metrics != nil {
+		e.m = newMetrics(o.Metrics, o.Platform, o.Conn, commandNames(o.Exec))
 	}
 	return e, nil
 }

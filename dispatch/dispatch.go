@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
@@ -74,10 +73,10 @@ type Options struct {
 	Start string
 	// DoneTTL is how long finished events are remembered, default 168h: as
 	// long as the events stream keeps them (nats.events_max_age).
-	DoneTTL    time.Duration
-	Replicas   int // of the KV buckets, default 1
-	Log        zerolog.Logger
-	Registerer prometheus.Registerer // nil: no metrics
+	DoneTTL  time.Duration
+	Replicas int // of the KV buckets, default 1
+	Log      zerolog.Logger
+	Metrics  *Metrics // the process's dispatch metrics (NewMetrics); nil: none
 	// Tracer traces each dispatched event, continuing the trace of its
 	// stored message; nil means none.
 	Tracer trace.Tracer
@@ -171,10 +170,7 @@ func New(o Options) (*Dispatcher, error) {
 	if _, err := parseStart(o.Start); err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
-	m, err := newMetrics(o.Registerer, o.Conn)
-	if err != nil {
-		return nil, fmt.Errorf("dispatch: metrics: %w", err)
-	}
+	m := newMetrics(o.Metrics, o.Conn)
 	return &Dispatcher{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn},
 		log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m,
 		inbox: o.NC.NewRespInbox(), waiting: map[string]*waiter{}, doneSubject: "$KV." + DoneBucket(o.Prefix) + "."}, nil
