@@ -38,6 +38,11 @@ type cluster struct {
 	held  map[string]leaseSeen  // connection → its lease as last seen
 	conns []string              // the connections to assign, sorted
 	wake  chan struct{}         // closed and replaced on every change
+	// assigned is assign(conns, assignedTo), kept until either changes:
+	// every connection asks for its assignee, and each answer would
+	// otherwise divide all connections again.
+	assigned   map[string]string
+	assignedTo []string
 	// handoff is one slot: a process hands over one connection at a time,
 	// so a joining process brings no herd of reconnects.
 	handoff chan struct{}
@@ -196,6 +201,7 @@ func (c *cluster) woken() <-chan struct{} {
 func (c *cluster) setConns(names []string) {
 	c.mu.Lock()
 	c.conns = slices.Sorted(slices.Values(names))
+	c.assigned = nil
 	c.mu.Unlock()
 	c.changed()
 }
@@ -213,11 +219,20 @@ func (c *cluster) liveLocked(now time.Time) []string {
 	return live
 }
 
+// assignmentLocked is assign(c.conns, live), computed again only when
+// live or the connections changed.
+func (c *cluster) assignmentLocked(live []string) map[string]string {
+	if c.assigned == nil || !slices.Equal(live, c.assignedTo) {
+		c.assigned, c.assignedTo = assign(c.conns, live), live
+	}
+	return c.assigned
+}
+
 // assignee names the live member connection conn is assigned to.
 func (c *cluster) assignee(conn string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return assign(c.conns, c.liveLocked(time.Now()))[conn]
+	return c.assignmentLocked(c.liveLocked(time.Now()))[conn]
 }
 
 // mayTake says whether this process should try to take conn's lease: it is
@@ -227,7 +242,7 @@ func (c *cluster) mayTake(conn string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	if a := assign(c.conns, c.liveLocked(now))[conn]; a == "" || a == c.self.Instance {
+	if a := c.assignmentLocked(c.liveLocked(now))[conn]; a == "" || a == c.self.Instance {
 		return true
 	}
 	l, ok := c.held[conn]
@@ -295,7 +310,7 @@ func (c *cluster) snapshot() ([]ClusterMember, []ClusterLease) {
 	defer c.mu.Unlock()
 	now := time.Now()
 	live := c.liveLocked(now)
-	a := assign(c.conns, live)
+	a := c.assignmentLocked(live)
 	holds := map[string]int{}
 	var leases []ClusterLease
 	names := slices.Clone(c.conns)

@@ -45,7 +45,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		MaxParallelRooms: ce.cfg.MaxParallelRooms,
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
-		Log: b.opts.Log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(), // cmdexec names the connection itself
+		Log: log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(),
 		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux,
 	})
 	if err != nil {

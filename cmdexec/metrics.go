@@ -2,6 +2,7 @@ package cmdexec
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,19 +30,6 @@ const maxCommandLabels = 64
 // know.
 const otherCommand = "other"
 
-// commandNames are the names x says it executes, nil when it does not say.
-func commandNames(x connector.Executor) map[string]struct{} {
-	n, ok := x.(connector.CommandNamer)
-	if !ok {
-		return nil
-	}
-	known := map[string]struct{}{}
-	for _, c := range n.CommandNames() {
-		known[c] = struct{}{}
-	}
-	return known
-}
-
 // Metrics are the command metrics of every executor of a process: one set
 // of vectors, labelled by connection and platform, made and registered
 // once ([NewMetrics]) and shared through [Options.Metrics]. A
@@ -52,6 +40,36 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec // connection, platform, command
 	inFlight *prometheus.GaugeVec     // connection, platform
 	refused  *prometheus.CounterVec   // connection, platform, path
+
+	// nameSets are the command-name sets of the platforms' executors
+	// (connector.CommandNamer), one per distinct list, shared by every
+	// executor that names the same commands.
+	setsMu   sync.Mutex
+	nameSets map[string]map[string]struct{}
+}
+
+// knownNames are the names x says it executes, nil when it does not say.
+func (m *Metrics) knownNames(x connector.Executor) map[string]struct{} {
+	n, ok := x.(connector.CommandNamer)
+	if !ok {
+		return nil
+	}
+	names := n.CommandNames()
+	key := strings.Join(names, "\x00")
+	m.setsMu.Lock()
+	defer m.setsMu.Unlock()
+	if set, ok := m.nameSets[key]; ok {
+		return set
+	}
+	set := make(map[string]struct{}, len(names))
+	for _, c := range names {
+		set[c] = struct{}{}
+	}
+	if m.nameSets == nil {
+		m.nameSets = map[string]map[string]struct{}{}
+	}
+	m.nameSets[key] = set
+	return set
 }
 
 // NewMetrics makes the command metrics and registers them on reg. When reg
@@ -120,16 +138,17 @@ type metrics struct {
 	conn, platform string
 	inFlight       prometheus.Gauge // this connection's series, 0 from the start
 
-	// known are the platform's command names (connector.CommandNamer): the
-	// only label values when set. Without them, names are taken first come,
-	// up to maxCommandLabels.
+	// known are the platform's command names (connector.CommandNamer),
+	// shared with the other executors naming the same: the only label
+	// values when set. Without them, names are taken first come, up to
+	// maxCommandLabels.
 	known map[string]struct{}
 	mu    sync.Mutex
 	names map[string]struct{}
 }
 
-func newMetrics(shared *Metrics, platform, conn string, known map[string]struct{}) *metrics {
-	return &metrics{Metrics: shared, conn: conn, platform: platform, known: known,
+func newMetrics(shared *Metrics, platform, conn string, x connector.Executor) *metrics {
+	return &metrics{Metrics: shared, conn: conn, platform: platform, known: shared.knownNames(x),
 		inFlight: shared.inFlight.WithLabelValues(conn, platform)}
 }
 

@@ -41,7 +41,9 @@ type Options struct {
 	// server does not keep hand-back delays across its restart), so it
 	// bounds how long a restarted bridge waits before resuming commands.
 	AckWait time.Duration
-	// Log receives the executor's logs; never payloads.
+	// Log receives the executor's logs; never payloads. The executor adds
+	// no fields of its own: give it a logger naming the connection (the
+	// bridge passes each connection's, with its connection and platform).
 	Log zerolog.Logger
 	// Metrics are the process's command metrics ([NewMetrics]), shared by
 	// every executor; nil means none.
@@ -178,10 +180,10 @@ func New(o Options) (_ *Executor, err error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log.With().Str("connection", o.Conn).Str("platform", o.Platform).Logger(),
+	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log,
 		bucketName: BucketName(o.Prefix)}
 	if o.Metrics != nil {
-		e.m = newMetrics(o.Metrics, o.Platform, o.Conn, commandNames(o.Exec))
+		e.m = newMetrics(o.Metrics, o.Platform, o.Conn, o.Exec)
 	}
 	return e, nil
 }

@@ -143,7 +143,6 @@ func (o *Options) setDefaults() error {
 type engine struct {
 	o     Options
 	h     Handler
-	log   zerolog.Logger
 	cons  jetstream.Consumer
 	hb    *ackflow.Heartbeat
 	slots chan struct{} // one token per message in hand
@@ -159,6 +158,15 @@ type engine struct {
 	// bell parks the fetch loop while idle; nil without Options.Doorbell.
 	// Set before the first message is taken.
 	bell *bell
+}
+
+// logger is Options.Log with the consumer's name. It is made for each
+// line: the engine logs rarely (setup retries, the barrier, warnings, the
+// drain), and a logger kept per engine would cost every idle connection
+// its context buffer.
+func (e *engine) logger() *zerolog.Logger {
+	l := e.o.Log.With().Str("consumer", e.o.Consumer.Durable).Logger()
+	return &l
 }
 
 // Engine is a started consumer engine: [Start] returns one, and its
@@ -200,7 +208,7 @@ func Start(ctx context.Context, o Options, h Handler) (*Engine, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	e := &engine{o: o, h: h, log: o.Log.With().Str("consumer", o.Consumer.Durable).Logger(), hb: o.Heartbeat,
+	e := &engine{o: o, h: h, hb: o.Heartbeat,
 		slots: make(chan struct{}, o.MaxAckPending), inHand: map[uint64]bool{}}
 	en := &Engine{e: e, stopped: ctx.Done()}
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
@@ -229,7 +237,7 @@ func (en *Engine) start(ctx, hard context.Context) {
 	}
 	e.sched = newScheduler(e.o.MaxParallel, e.o.MaxInFlightPerRoom, e.process)
 	if e.barrier = ackflow.NewBarrier(info, 3*e.o.AckWait); e.barrier.Active() {
-		e.log.Info().Int("pending", e.barrier.Pending()).Uint64("barrier", e.barrier.Seq()).
+		e.logger().Info().Int("pending", e.barrier.Pending()).Uint64("barrier", e.barrier.Seq()).
 			Msg("messages of a previous run still pending; newer ones wait for them")
 	}
 	en.ready = true
@@ -272,7 +280,7 @@ func (e *engine) consume(ctx, hard context.Context) (closeBell func()) {
 	}
 	b, closeBell, err := e.openBell(ctx, hard)
 	if err != nil {
-		e.log.Warn().Err(err).Strs("doorbell", e.o.Doorbell).Msg("doorbell subscription failed; pulling without parking")
+		e.logger().Warn().Err(err).Strs("doorbell", e.o.Doorbell).Msg("doorbell subscription failed; pulling without parking")
 		e.fetchLoop(ctx, hard, nil)
 		return nil
 	}
@@ -294,7 +302,7 @@ func (e *engine) setup(ctx context.Context) (*jetstream.ConsumerInfo, bool, bool
 			return nil, false, false
 		}
 		wait := b.Next()
-		e.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("consumer not ready; retrying")
+		e.logger().Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("consumer not ready; retrying")
 		if !retry.Sleep(ctx, wait) {
 			return nil, false, false
 		}
@@ -350,12 +358,12 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	backoff := func(err error, what string) bool {
 		wait := b.Next()
-		e.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg(what)
+		e.logger().Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg(what)
 		if !retry.Sleep(ctx, wait) {
 			return false
 		}
 		if _, _, err := e.ensureConsumer(ctx); err != nil {
-			e.log.Debug().Err(err).Msg("consumer not re-created")
+			e.logger().Debug().Err(err).Msg("consumer not re-created")
 		}
 		return true
 	}
@@ -439,7 +447,7 @@ func (e *engine) release(n int) {
 func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 	meta, err := jm.Metadata()
 	if err != nil {
-		e.log.Error().Err(err).Str("subject", jm.Subject()).Msg("message without JetStream metadata; terminated")
+		e.logger().Error().Err(err).Str("subject", jm.Subject()).Msg("message without JetStream metadata; terminated")
 		_ = ackflow.Apply(jm, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "no metadata"})
 		e.release(1)
 		return
@@ -453,7 +461,7 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 		// AckWait ran out (a stall longer than AckWait) and the server sent
 		// the message again while the first copy is still queued or
 		// running. The first copy settles it.
-		e.log.Warn().Str("subject", jm.Subject()).Uint64("seq", m.Seq).Msg("redelivered while in hand; copy dropped")
+		e.logger().Warn().Str("subject", jm.Subject()).Uint64("seq", m.Seq).Msg("redelivered while in hand; copy dropped")
 		e.release(1)
 		return
 	}
@@ -473,7 +481,7 @@ func (e *engine) checkBarrier(ctx, hard context.Context) {
 	info, err := e.cons.Info(ictx)
 	cancel()
 	if err != nil {
-		e.log.Debug().Err(err).Msg("consumer info failed")
+		e.logger().Debug().Err(err).Msg("consumer info failed")
 		info = nil
 	}
 	lift, timedOut := e.barrier.Lift(info)
@@ -481,9 +489,9 @@ func (e *engine) checkBarrier(ctx, hard context.Context) {
 		return
 	}
 	if timedOut {
-		e.log.Warn().Msg("previous run's messages did not all come back; resuming")
+		e.logger().Warn().Msg("previous run's messages did not all come back; resuming")
 	}
-	e.log.Info().Int("held", len(e.held)).Msg("previous run's messages done; resuming in order")
+	e.logger().Info().Int("held", len(e.held)).Msg("previous run's messages done; resuming in order")
 	slices.SortFunc(e.held, func(a, b *Msg) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, m := range e.held {
 		e.sched.add(ctx, hard, m)
@@ -499,7 +507,7 @@ func (e *engine) process(stop, hard context.Context, m *Msg) bool {
 	}
 	e.hb.Release(m.JS)
 	if err := ackflow.Apply(m.JS, d); err != nil {
-		e.log.Warn().Err(err).Str("subject", m.JS.Subject()).Str("action", d.Action.String()).
+		e.logger().Warn().Err(err).Str("subject", m.JS.Subject()).Str("action", d.Action.String()).
 			Msg("settle failed; the message may be redelivered")
 	} else if d.Action == ackflow.ActionRetry && e.bell != nil {
 		e.bell.nakAt(time.Now().Add(max(d.Delay, time.Millisecond)))
@@ -531,7 +539,7 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 	select {
 	case <-done:
 	case <-t.C:
-		e.log.Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("messages still in hand at the drain deadline; cancelling them")
+		e.logger().Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("messages still in hand at the drain deadline; cancelling them")
 		cancelHard()
 		<-done
 	}
@@ -550,7 +558,7 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 		e.hb.Release(m.JS)
 		e.done(m)
 		if err := ackflow.Apply(m.JS, ackflow.Decision{Action: ackflow.ActionRetry, Delay: delay, Reason: "shutdown"}); err != nil {
-			e.log.Warn().Err(err).Str("subject", m.JS.Subject()).Msg("hand-back failed; redelivered after AckWait")
+			e.logger().Warn().Err(err).Str("subject", m.JS.Subject()).Msg("hand-back failed; redelivered after AckWait")
 		}
 		e.release(1)
 	}
@@ -558,7 +566,7 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 	// connection (or an embedded server) goes away; lost ones would wait
 	// out the whole AckWait.
 	if err := e.o.NC.FlushTimeout(2 * time.Second); err != nil {
-		e.log.Warn().Err(err).Msg("hand-backs not confirmed; they may wait out AckWait")
+		e.logger().Warn().Err(err).Msg("hand-backs not confirmed; they may wait out AckWait")
 	}
-	e.log.Info().Int("handed_back", len(left)).Int64("delay_ms", delay.Milliseconds()).Msg("unfinished messages handed back")
+	e.logger().Info().Int("handed_back", len(left)).Int64("delay_ms", delay.Milliseconds()).Msg("unfinished messages handed back")
 }
