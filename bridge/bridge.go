@@ -376,7 +376,7 @@ func (b *Bridge) owner() string {
 // for the lease only while the connection is assigned here (see cluster),
 // and hands the connection over, releasing its lease, when the assignment
 // moves to another live process: one connection at a time per process.
-func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *supervisor, runs []func(context.Context) error) error {
+func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *supervisor, parts []returnPart) error {
 	ls.health = func(err error) { s.board.natsError(s.name, "lease", err) }
 	may := func() (bool, string) {
 		if cl.mayTake(s.name) {
@@ -408,19 +408,14 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		lctx, cancel := context.WithCancel(ctx)
 		unkeep := ls.keep(func(error) { cancel() })
 		unwatch := cl.watchMove(s.name, cancel)
-		var wg sync.WaitGroup
-		for _, run := range runs {
-			wg.Go(func() {
-				if err := run(lctx); err != nil {
-					s.log.Error().Err(err).Msg("return path stopped")
-				}
-			})
-		}
-		// The session runs on this goroutine: the supervisor and the
+		// The return path starts without a goroutine of its own while idle;
+		// the session runs on this goroutine: the supervisor and the
 		// connection's runner are one. A stopped connection shows on
-		// /status; its commands still run.
+		// /status; its commands still run until lctx ends.
+		started := startReturnPath(lctx, parts, s.log)
 		_ = s.run(lctx)
-		wg.Wait()
+		<-lctx.Done()
+		drainReturnPath(started)
 		cancel()
 		lost, moved := unkeep(), unwatch()
 		s.m.setLeaseHeld(s.name, false)
@@ -451,6 +446,36 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		s.board.set(s.name, StateStandby, lost)
 		s.pub.sys(ctx, subjects.LifecycleLeaseLost, map[string]any{"reason": lost.Error()})
 	}
+}
+
+// startReturnPath starts each part of a connection's return path; the
+// ones that started are returned, for drainReturnPath. A part that cannot
+// start is logged and left out: the session runs without it.
+func startReturnPath(ctx context.Context, parts []returnPart, log zerolog.Logger) []returnPart {
+	started := make([]returnPart, 0, len(parts))
+	for _, p := range parts {
+		if err := p.Start(ctx); err != nil {
+			log.Error().Err(err).Msg("return path stopped")
+			continue
+		}
+		started = append(started, p)
+	}
+	return started
+}
+
+// drainReturnPath drains the parts side by side, each within its
+// DrainTimeout, and returns when all are drained; the last drains on the
+// caller's goroutine.
+func drainReturnPath(parts []returnPart) {
+	if len(parts) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, p := range parts[:len(parts)-1] {
+		wg.Go(p.Drain) // owned: waited for below
+	}
+	parts[len(parts)-1].Drain()
+	wg.Wait()
 }
 
 // payloads is the claim-check store of a connection: messages too large

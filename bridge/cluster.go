@@ -37,12 +37,12 @@ type cluster struct {
 	seen  map[string]memberSeen // instance → its last heartbeat seen here
 	held  map[string]leaseSeen  // connection → its lease as last seen
 	conns []string              // the connections to assign, sorted
-	// The assignment last computed, for connsGen and the live members
-	// assignedLive (see assignmentLocked).
-	connsGen, assignedGen uint64
-	assigned              map[string]string
-	assignedLive          []string
-	wake                  chan struct{} // closed and replaced on every change
+	wake  chan struct{}         // closed and replaced on every change
+	// assigned is assign(conns, assignedTo), kept until either changes:
+	// every connection asks for its assignee, and each answer would
+	// otherwise divide all connections again.
+	assigned   map[string]string
+	assignedTo []string
 	// handoff is one slot: a process hands over one connection at a time,
 	// so a joining process brings no herd of reconnects.
 	handoff chan struct{}
@@ -201,7 +201,7 @@ func (c *cluster) woken() <-chan struct{} {
 func (c *cluster) setConns(names []string) {
 	c.mu.Lock()
 	c.conns = slices.Sorted(slices.Values(names))
-	c.connsGen++
+	c.assigned = nil
 	c.mu.Unlock()
 	c.changed()
 }
@@ -219,11 +219,20 @@ func (c *cluster) liveLocked(now time.Time) []string {
 	return live
 }
 
+// assignmentLocked is assign(c.conns, live), computed again only when
+// live or the connections changed.
+func (c *cluster) assignmentLocked(live []string) map[string]string {
+	if c.assigned == nil || !slices.Equal(live, c.assignedTo) {
+		c.assigned, c.assignedTo = assign(c.conns, live), live
+	}
+	return c.assigned
+}
+
 // assignee names the live member connection conn is assigned to.
 func (c *cluster) assignee(conn string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.assignmentLocked(time.Now())[conn]
+	return c.assignmentLocked(c.liveLocked(time.Now()))[conn]
 }
 
 // mayTake says whether this process should try to take conn's lease: it is
@@ -233,7 +242,7 @@ func (c *cluster) mayTake(conn string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	if a := c.assignmentLocked(now)[conn]; a == "" || a == c.self.Instance {
+	if a := c.assignmentLocked(c.liveLocked(now))[conn]; a == "" || a == c.self.Instance {
 		return true
 	}
 	l, ok := c.held[conn]
@@ -301,7 +310,7 @@ func (c *cluster) snapshot() ([]ClusterMember, []ClusterLease) {
 	defer c.mu.Unlock()
 	now := time.Now()
 	live := c.liveLocked(now)
-	a := c.assignmentLocked(now)
+	a := c.assignmentLocked(live)
 	holds := map[string]int{}
 	var leases []ClusterLease
 	names := slices.Clone(c.conns)
@@ -365,17 +374,6 @@ func assign(conns, members []string) map[string]string {
 		}
 	}
 	return out
-}
-
-// assignmentLocked is assign(c.conns, the live members), computed again only
-// when the connections or the live members changed: every connection asks
-// it at every change of the view.
-func (c *cluster) assignmentLocked(now time.Time) map[string]string {
-	live := c.liveLocked(now)
-	if c.assigned == nil || c.assignedGen != c.connsGen || !slices.Equal(live, c.assignedLive) {
-		c.assigned, c.assignedLive, c.assignedGen = assign(c.conns, live), live, c.connsGen
-	}
-	return c.assigned
 }
 
 func hrw(conn, member string) uint64 {

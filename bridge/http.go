@@ -84,7 +84,7 @@ func (h *httpServer) handler() http.Handler {
 		}
 		_ = enc.Encode(body)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.m.gatherer(), promhttp.HandlerOpts{Registry: h.m.reg}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.m.reg, promhttp.HandlerOpts{Registry: h.m.reg}))
 	if h.pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also serves the named profiles (heap, goroutine, …)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

@@ -5,10 +5,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bridgeworks/bridge/cmdexec"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/dispatch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // metrics are the bridge's Prometheus metrics, on a registry of its own.
@@ -25,56 +26,25 @@ type metrics struct {
 	retryAt        *prometheus.GaugeVec
 	leaseHeld      *prometheus.GaugeVec
 	handovers      *prometheus.CounterVec
-	conns          *connRegistries
+	cmd            *cmdexec.Metrics  // every connection's executor
+	dispatch       *dispatch.Metrics // every connection's dispatch rule
+	sockets        *socketStats      // every connector's own counters
 }
 
-// connRegistries hold what each connection's command executor and
-// dispatch register: a registry per connection, gathered with the main
-// one, so a connection a reload restarts registers afresh and one it
-// removes takes its series along.
-type connRegistries struct {
-	mu   sync.Mutex
-	regs map[string]*prometheus.Registry
-}
-
-// forConn returns metrics whose registry is a new one of connection name
-// (replacing any earlier one); the other metrics are shared.
-func (m *metrics) forConn(name string) *metrics {
-	reg := prometheus.NewRegistry()
-	m.conns.mu.Lock()
-	m.conns.regs[name] = reg
-	m.conns.mu.Unlock()
-	cm := *m
-	cm.reg = reg
-	return &cm
-}
-
-// dropConn forgets connection name's registry and its series.
-func (m *metrics) dropConn(name string) {
-	m.conns.mu.Lock()
-	delete(m.conns.regs, name)
-	m.conns.mu.Unlock()
-}
-
-// gatherer gathers the main registry and every connection's.
-func (m *metrics) gatherer() prometheus.Gatherer {
-	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-		m.conns.mu.Lock()
-		gs := prometheus.Gatherers{m.reg}
-		for _, r := range m.conns.regs {
-			gs = append(gs, r)
-		}
-		m.conns.mu.Unlock()
-		return gs.Gather()
-	})
+// forgetReturnPath deletes the command and dispatch series of connection
+// name: a connection a reload stopped, or restarts (its new run starts
+// them afresh).
+func (m *metrics) forgetReturnPath(name string) {
+	m.cmd.Forget(name)
+	m.dispatch.Forget(name)
 }
 
 // newMetrics registers the bridge's metrics; natsConnected is read at
 // every scrape (false until the first connect).
 func newMetrics(version string, natsConnected func() bool) *metrics {
 	m := &metrics{
-		reg:   prometheus.NewRegistry(),
-		conns: &connRegistries{regs: map[string]*prometheus.Registry{}},
+		reg:     prometheus.NewRegistry(),
+		sockets: newSocketStats(),
 		retryAt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bridge_connection_retry_timestamp_seconds",
 			Help: "When the connection tries to connect again (Unix time) while it waits after a loss, a supersede or a refusal; 0 when not waiting.",
@@ -121,11 +91,19 @@ func newMetrics(version string, natsConnected func() bool) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.state, m.reconnects, m.published, m.gapFilled, m.alreadyStored, m.publishErrors, m.publishLatency, m.offloaded,
-		m.retryAt, m.leaseHeld, m.handovers, build,
+		m.retryAt, m.leaseHeld, m.handovers, m.sockets, build,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "bridge_nats_connected", Help: "1 while the bridge's NATS connection is up, 0 while it is down or not yet made.",
 		}, func() float64 { return b2f(natsConnected()) }),
 	)
+	var err error
+	m.cmd, err = cmdexec.NewMetrics(m.reg)
+	if err == nil {
+		m.dispatch, err = dispatch.NewMetrics(m.reg)
+	}
+	if err != nil {
+		panic(err) // a fresh registry takes them: a programming error
+	}
 	return m
 }
 
@@ -176,21 +154,54 @@ func (m *metrics) setState(name, platform string, st State) {
 }
 
 // watchStats exports a connector's own counters at scrape time, until the
-// returned func unregisters them (the connector stopped for good).
+// returned func forgets them (the connector stopped for good).
 func (m *metrics) watchStats(name string, sr connector.StatsReporter) (unwatch func()) {
-	labels := prometheus.Labels{"connection": name}
-	cs := []prometheus.Collector{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "bridge_socket_missed_heartbeats_total", Help: "Heartbeats the platform left unanswered.", ConstLabels: labels,
-		}, func() float64 { return float64(sr.Stats().MissedHeartbeats) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "bridge_socket_reconnects_total", Help: "Socket reconnects inside the connector.", ConstLabels: labels,
-		}, func() float64 { return float64(sr.Stats().Reconnects) }),
+	return m.sockets.watch(name, sr)
+}
+
+// socketStats is one collector for the connectors' own counters of every
+// connection: two descriptions for the process, read from each
+// connection's StatsReporter at scrape time.
+type socketStats struct {
+	missed, reconnects *prometheus.Desc
+
+	mu    sync.Mutex
+	conns map[string]connector.StatsReporter
+}
+
+func newSocketStats() *socketStats {
+	conn := []string{"connection"}
+	return &socketStats{
+		missed:     prometheus.NewDesc("bridge_socket_missed_heartbeats_total", "Heartbeats the platform left unanswered.", conn, nil),
+		reconnects: prometheus.NewDesc("bridge_socket_reconnects_total", "Socket reconnects inside the connector.", conn, nil),
+		conns:      map[string]connector.StatsReporter{},
 	}
-	m.reg.MustRegister(cs...)
+}
+
+func (s *socketStats) watch(name string, sr connector.StatsReporter) func() {
+	s.mu.Lock()
+	s.conns[name] = sr
+	s.mu.Unlock()
 	return func() {
-		for _, c := range cs {
-			m.reg.Unregister(c)
+		s.mu.Lock()
+		if s.conns[name] == sr {
+			delete(s.conns, name)
 		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *socketStats) Describe(ch chan<- *prometheus.Desc) {
+	ch <- s.missed
+	ch <- s.reconnects
+}
+
+func (s *socketStats) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, sr := range s.conns {
+		st := sr.Stats()
+		ch <- prometheus.MustNewConstMetric(s.missed, prometheus.CounterValue, float64(st.MissedHeartbeats), name)
+		ch <- prometheus.MustNewConstMetric(s.reconnects, prometheus.CounterValue, float64(st.Reconnects), name)
 	}
 }

@@ -78,10 +78,10 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 		rt.board.watch(name, sr)
 	}
 	s.pub.fence = ls.fence
-	runs, err := b.returnPath(rt.js, rt.nc, rt.shared, rt.m.forConn(name), ce, c, cc, ls.fence, clog)
+	parts, err := b.returnPath(rt.js, rt.nc, rt.shared, rt.m, ce, c, cc, ls.fence, clog)
 	if err != nil {
 		unwatch()
-		rt.m.dropConn(name)
+		rt.m.forgetReturnPath(name)
 		return err
 	}
 	cctx, cancel := context.WithCancel(ctx)
@@ -89,7 +89,7 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 	rt.conns[name] = rc
 	rt.g.Go(func() error {
 		defer close(rc.done)
-		return b.runConnection(cctx, ls, rt.cl, s, runs)
+		return b.runConnection(cctx, ls, rt.cl, s, parts)
 	})
 	return nil
 }
@@ -108,7 +108,7 @@ func (rt *running) stop(names []string) {
 		wg.Go(func() {
 			<-rc.done
 			rc.unwatch()
-			rt.m.dropConn(n)
+			rt.m.forgetReturnPath(n)
 		})
 	}
 	wg.Wait()

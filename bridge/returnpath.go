@@ -21,10 +21,19 @@ import (
 	"github.com/bridgeworks/bridge/tracing"
 )
 
+// returnPart is one part of a connection's return path: the command
+// executor or a dispatch rule. Start returns at once; Drain is called once
+// the context given to Start has ended (see runConnection).
+type returnPart interface {
+	Start(ctx context.Context) error
+	Drain()
+}
+
 // returnPath builds a connection's command executor (durable commands and
-// RPC) and its managed-dispatch rule, if any, and returns their Run methods.
-// They share the process's heartbeat and subscription mux (see shared).
-func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, fence func() error, log zerolog.Logger) ([]func(context.Context) error, error) {
+// RPC) and its managed-dispatch rule, if any. They share the process's
+// heartbeat and subscription mux (see shared), so an idle one holds no
+// goroutine.
+func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, fence func() error, log zerolog.Logger) ([]returnPart, error) {
 	ex, ok := c.(connector.Executor)
 	if !ok {
 		log.Info().Msg("platform takes no commands")
@@ -36,13 +45,13 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		MaxParallelRooms: ce.cfg.MaxParallelRooms,
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
-		Log: b.opts.Log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(), // cmdexec names the connection itself
+		Log: log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(),
 		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
 	}
-	runs := []func(context.Context) error{exec.Run}
+	parts := []returnPart{exec}
 	tracker, _ := c.(connector.ProcessingTracker) // nil: the platform keeps no processing state
 	for _, r := range b.cfg.Dispatch {
 		if r.Connection != ce.cfg.Name {
@@ -53,15 +62,15 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 			Events: r.Events, Tracker: tracker, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
 			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas, Stores: sh.dispatch,
-			Log: log, Registerer: m.reg, Payloads: cc, Tracer: b.tracer(),
+			Log: log, Metrics: m.dispatch, Payloads: cc, Tracer: b.tracer(),
 			Heartbeat: sh.heartbeat, Mux: sh.mux,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("dispatch for %q: %w", ce.cfg.Name, err)
 		}
-		runs = append(runs, d.Run)
+		parts = append(parts, d)
 	}
-	return runs, nil
+	return parts, nil
 }
 
 // tracer is the bridge's tracer, or nil without a TracerProvider.

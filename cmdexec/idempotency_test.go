@@ -37,7 +37,7 @@ func TestDuplicateIDExecutesOnce(t *testing.T) {
 	}
 	o := e.options(fx)
 	reg := prometheus.NewRegistry()
-	o.Registerer = reg // shared by both executors, as after a restart in one process
+	o.Metrics = testMetrics(t, reg) // shared by both executors, as after a restart in one process
 	_, stop := e.start(o)
 	e.publish(cmdSubject("r", "send_message"), `{}`, subjects.HeaderMsgID, "dup")
 	e.publish(cmdSubject("r", "send_message"), `{}`, subjects.HeaderMsgID, "pf")

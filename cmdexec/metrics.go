@@ -2,6 +2,7 @@ package cmdexec
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,57 +30,70 @@ const maxCommandLabels = 64
 // know.
 const otherCommand = "other"
 
-// commandNames are the names x says it executes, nil when it does not say.
-func commandNames(x connector.Executor) map[string]struct{} {
+// Metrics are the command metrics of every executor of a process: one set
+// of vectors, labelled by connection and platform, made and registered
+// once ([NewMetrics]) and shared through [Options.Metrics]. A
+// connection's series are created as it uses them and deleted by
+// [Metrics.Forget].
+type Metrics struct {
+	commands *prometheus.CounterVec   // connection, platform, command, outcome
+	latency  *prometheus.HistogramVec // connection, platform, command
+	inFlight *prometheus.GaugeVec     // connection, platform
+	refused  *prometheus.CounterVec   // connection, platform, path
+
+	// nameSets are the command-name sets of the platforms' executors
+	// (connector.CommandNamer), one per distinct list, shared by every
+	// executor that names the same commands.
+	setsMu   sync.Mutex
+	nameSets map[string]map[string]struct{}
+}
+
+// knownNames are the names x says it executes, nil when it does not say.
+func (m *Metrics) knownNames(x connector.Executor) map[string]struct{} {
 	n, ok := x.(connector.CommandNamer)
 	if !ok {
 		return nil
 	}
-	known := map[string]struct{}{}
-	for _, c := range n.CommandNames() {
-		known[c] = struct{}{}
+	names := n.CommandNames()
+	key := strings.Join(names, "\x00")
+	m.setsMu.Lock()
+	defer m.setsMu.Unlock()
+	if set, ok := m.nameSets[key]; ok {
+		return set
 	}
-	return known
+	set := make(map[string]struct{}, len(names))
+	for _, c := range names {
+		set[c] = struct{}{}
+	}
+	if m.nameSets == nil {
+		m.nameSets = map[string]map[string]struct{}{}
+	}
+	m.nameSets[key] = set
+	return set
 }
 
-// metrics are one connection's command metrics. Every method is a no-op on
-// a nil *metrics, so an Executor without a Registerer needs no checks.
-type metrics struct {
-	commands *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	inFlight prometheus.Gauge
-	refused  *prometheus.CounterVec
-
-	// known are the platform's command names (connector.CommandNamer): the
-	// only label values when set. Without them, names are taken first come,
-	// up to maxCommandLabels.
-	known map[string]struct{}
-	mu    sync.Mutex
-	names map[string]struct{}
-}
-
-func newMetrics(reg prometheus.Registerer, platform, conn string, known map[string]struct{}) (*metrics, error) {
-	labels := prometheus.Labels{"connection": conn, "platform": platform}
-	m := &metrics{
+// NewMetrics makes the command metrics and registers them on reg. When reg
+// already has them (from an earlier NewMetrics), those are used.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	conn := []string{"connection", "platform"}
+	m := &Metrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_commands_total", ConstLabels: labels,
+			Name: "bridge_commands_total",
 			Help: "Commands handled by outcome (ok, bad_request, failed, duplicate, rejected) and in-process retries (retried).",
-		}, []string{"command", "outcome"}),
+		}, append(conn, "command", "outcome")),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "bridge_command_duration_seconds", ConstLabels: labels,
+			Name:    "bridge_command_duration_seconds",
 			Help:    "Duration of one attempt at a command against the platform.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
-		}, []string{"command"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "bridge_commands_in_flight", ConstLabels: labels,
+		}, append(conn, "command")),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "bridge_commands_in_flight",
 			Help: "Command attempts running against the platform now.",
-		}),
+		}, conn),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_reply_refused_total", ConstLabels: labels,
+			Name: "bridge_reply_refused_total",
 			Help: "Reply destinations refused (a Bridge-Reply-To or RPC reply subject outside the connection's result namespace and inboxes), by path (result, rpc).",
-		}, []string{"path"}),
-		names: map[string]struct{}{},
-		known: known,
+		}, append(conn, "path")),
 	}
 	var err error
 	m.commands = register(reg, m.commands, &err)
@@ -89,8 +103,18 @@ func newMetrics(reg prometheus.Registerer, platform, conn string, known map[stri
 	return m, err
 }
 
+// Forget deletes the series of connection conn (a connection a reload
+// stopped).
+func (m *Metrics) Forget(conn string) {
+	l := prometheus.Labels{"connection": conn}
+	m.commands.DeletePartialMatch(l)
+	m.latency.DeletePartialMatch(l)
+	m.inFlight.DeletePartialMatch(l)
+	m.refused.DeletePartialMatch(l)
+}
+
 // register registers c, or returns the collector already registered under
-// the same description (a restarted executor of the same connection).
+// the same description.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
 	err := reg.Register(c)
 	if err == nil {
@@ -104,6 +128,28 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *erro
 	}
 	*errp = errors.Join(*errp, err)
 	return c
+}
+
+// metrics are one connection's view of the process's Metrics. Every method
+// is a no-op on a nil *metrics, so an Executor without Metrics needs no
+// checks.
+type metrics struct {
+	*Metrics
+	conn, platform string
+	inFlight       prometheus.Gauge // this connection's series, 0 from the start
+
+	// known are the platform's command names (connector.CommandNamer),
+	// shared with the other executors naming the same: the only label
+	// values when set. Without them, names are taken first come, up to
+	// maxCommandLabels.
+	known map[string]struct{}
+	mu    sync.Mutex
+	names map[string]struct{}
+}
+
+func newMetrics(shared *Metrics, platform, conn string, x connector.Executor) *metrics {
+	return &metrics{Metrics: shared, conn: conn, platform: platform, known: shared.knownNames(x),
+		inFlight: shared.inFlight.WithLabelValues(conn, platform)}
 }
 
 func (m *metrics) label(command string) string {
@@ -121,6 +167,9 @@ func (m *metrics) label(command string) string {
 	if len(m.names) >= maxCommandLabels || len(command) > 64 {
 		return otherCommand
 	}
+	if m.names == nil {
+		m.names = map[string]struct{}{}
+	}
 	m.names[command] = struct{}{}
 	return command
 }
@@ -129,14 +178,14 @@ func (m *metrics) outcome(command, outcome string) {
 	if m == nil {
 		return
 	}
-	m.commands.WithLabelValues(m.label(command), outcome).Inc()
+	m.commands.WithLabelValues(m.conn, m.platform, m.label(command), outcome).Inc()
 }
 
 func (m *metrics) replyRefused(path string) {
 	if m == nil {
 		return
 	}
-	m.refused.WithLabelValues(path).Inc()
+	m.refused.WithLabelValues(m.conn, m.platform, path).Inc()
 }
 
 // attempt counts one running attempt; call the result when it ends.
@@ -148,6 +197,6 @@ func (m *metrics) attempt(command string) func() {
 	m.inFlight.Inc()
 	return func() {
 		m.inFlight.Dec()
-		m.latency.WithLabelValues(m.label(command)).Observe(time.Since(start).Seconds())
+		m.latency.WithLabelValues(m.conn, m.platform, m.label(command)).Observe(time.Since(start).Seconds())
 	}
 }

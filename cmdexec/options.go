@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
@@ -42,10 +41,13 @@ type Options struct {
 	// server does not keep hand-back delays across its restart), so it
 	// bounds how long a restarted bridge waits before resuming commands.
 	AckWait time.Duration
-	// Log receives the executor's logs; never payloads.
+	// Log receives the executor's logs; never payloads. The executor adds
+	// no fields of its own: give it a logger naming the connection (the
+	// bridge passes each connection's, with its connection and platform).
 	Log zerolog.Logger
-	// Registerer takes the executor's metrics; nil means none.
-	Registerer prometheus.Registerer
+	// Metrics are the process's command metrics ([NewMetrics]), shared by
+	// every executor; nil means none.
+	Metrics *Metrics
 	// Tracer traces each command, continuing the trace of its message's
 	// traceparent or of Do's context; nil means none.
 	Tracer trace.Tracer
@@ -151,15 +153,16 @@ func (o *Options) validate() error {
 }
 
 // Executor executes the commands of one connection. Build it with [New];
-// run it with [Executor.Run]; [Executor.Do] may be called at any time, also
-// without Run.
+// run it with [Executor.Start] and [Executor.Drain], or [Executor.Run];
+// [Executor.Do] may be called at any time, also without Run.
 type Executor struct {
 	o       Options
 	conn    subjects.Conn // the connection's subjects
 	holds   holds         // rooms resting after a cooldown
 	log     zerolog.Logger
-	m       *metrics // nil without a Registerer
+	m       *metrics // nil without Options.Metrics
 	running atomic.Bool
+	act     *active // set by Start, taken by Drain
 
 	kvMu       sync.Mutex
 	kv         jetstream.KeyValue // set once the bucket exists
@@ -180,12 +183,10 @@ func New(o Options) (_ *Executor, err error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log.With().Str("connection", o.Conn).Str("platform", o.Platform).Logger(),
+	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log,
 		bucketName: BucketName(o.Prefix)}
-	if o.Registerer != nil {
-		if e.m, err = newMetrics(o.Registerer, o.Platform, o.Conn, commandNames(o.Exec)); err != nil {
-			return nil, err
-		}
+	if o.Metrics != nil {
+		e.m = newMetrics(o.Metrics, o.Platform, o.Conn, o.Exec)
 	}
 	return e, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bridgeworks/bridge/cmdexec"
 	"github.com/bridgeworks/bridge/internal/testutil"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -22,7 +23,7 @@ func TestPerRoomOrderAndParallelism(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	o := e.options(fx)
 	o.MaxParallelRooms = parallel
-	o.Registerer = reg
+	o.Metrics = testMetrics(t, reg)
 	e.start(o)
 
 	for i := range perRoom {
@@ -92,4 +93,68 @@ func counterSum(t *testing.T, reg *prometheus.Registry, metric, label, value str
 		}
 	}
 	return sum
+}
+
+// testMetrics are command metrics registered on reg.
+func testMetrics(t *testing.T, reg *prometheus.Registry) *cmdexec.Metrics {
+	t.Helper()
+	m, err := cmdexec.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestMetricsSharedByExecutors: the executors of a process share one set
+// of collectors: building more executors registers nothing new, each
+// connection gets its own series (with its connection and platform labels,
+// the in-flight gauge from the start), and Forget removes one
+// connection's series only.
+func TestMetricsSharedByExecutors(t *testing.T) {
+	t.Parallel()
+	s := testutil.NATS(t)
+	reg := prometheus.NewRegistry()
+	m := testMetrics(t, reg)
+	described := func() int {
+		ch := make(chan *prometheus.Desc, 64)
+		reg.Describe(ch)
+		close(ch)
+		return len(ch)
+	}
+	before := described()
+	for _, conn := range []string{"c1", "c2", "c3"} {
+		if _, err := cmdexec.New(cmdexec.Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: conn, Exec: newFake(), Metrics: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := described(); n != before {
+		t.Errorf("descriptions registered: %d after three executors, %d before", n, before)
+	}
+	inFlight := func() map[string]string {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, mf := range mfs {
+			if mf.GetName() != "bridge_commands_in_flight" {
+				continue
+			}
+			for _, mt := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, lp := range mt.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				got[l["connection"]] = l["platform"]
+			}
+		}
+		return got
+	}
+	if got := inFlight(); len(got) != 3 || got["c1"] != "band" || got["c3"] != "band" {
+		t.Errorf("bridge_commands_in_flight series: %v, want c1, c2, c3 on band", got)
+	}
+	m.Forget("c2")
+	if got := inFlight(); len(got) != 2 || got["c2"] != "" {
+		t.Errorf("after Forget(c2): %v, want c1 and c3", got)
+	}
 }

@@ -68,7 +68,7 @@ func TestReplyToForgedRefused(t *testing.T) {
 	inbox := subscribeSync(t, e.s.NC, legit)[0]
 	o := e.options(newFake())
 	reg := prometheus.NewRegistry()
-	o.Registerer = reg
+	o.Metrics = testMetrics(t, reg)
 	e.start(o)
 	for i, to := range forgedReplyTos {
 		e.publish(cmdSubject("r", "send_message"), `{}`, subjects.HeaderMsgID, fmt.Sprintf("f%d", i), subjects.HeaderReplyTo, to)
@@ -104,7 +104,7 @@ func TestRPCForgedReplyRefused(t *testing.T) {
 	o := e.options(fx)
 	o.RPCWorkers = 1 // requests are served in arrival order
 	reg := prometheus.NewRegistry()
-	o.Registerer = reg
+	o.Metrics = testMetrics(t, reg)
 	e.start(o)
 	e.request("bridge.rpc.band.c1.me", `{}`) // the subscription is up
 	for i, to := range forgedReplyTos {

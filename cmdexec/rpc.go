@@ -33,14 +33,14 @@ type rpcServer struct {
 
 	mu     sync.Mutex
 	closed bool
-	active int // workers running
-	q      chan *nats.Msg
+	active int            // workers running
+	q      chan *nats.Msg // made by the first request: an idle connection's would be half a KiB
 }
 
 func (e *Executor) startRPC(hard context.Context, mux *natsbus.Mux) (_ *rpcServer, err error) {
 	subj := e.conn.Filter(subjects.KindRPC)
 	defer wrapErr(&err, "rpc subscribe %s", subj)
-	s := &rpcServer{mux: mux, q: make(chan *nats.Msg, 4*e.o.RPCWorkers), max: e.o.RPCWorkers}
+	s := &rpcServer{mux: mux, max: e.o.RPCWorkers}
 	s.sub, err = mux.QueueSubscribe(e.o.NC, subj, rpcQueue, func(m *nats.Msg) { e.offerRPC(hard, s, m) })
 	if err != nil {
 		return nil, err
@@ -81,6 +81,9 @@ func (e *Executor) offerRPC(hard context.Context, s *rpcServer, m *nats.Msg) {
 	if m.Reply != "" && !e.replyAllowed(m.Reply, replyPathRPC, e.log.With().Str("subject", m.Subject).Logger()) {
 		return // neither executed nor answered
 	}
+	if s.q == nil {
+		s.q = make(chan *nats.Msg, 4*s.max)
+	}
 	select {
 	case s.q <- m:
 		if s.active < s.max {
@@ -102,7 +105,9 @@ func (s *rpcServer) stop() {
 	_ = s.mux.Unsubscribe(s.sub)
 	s.mu.Lock()
 	s.closed = true
-	close(s.q)
+	if s.q != nil {
+		close(s.q)
+	}
 	s.mu.Unlock()
 }
 

@@ -18,59 +18,109 @@ import (
 // unfinished commands at shutdown.
 const drainNakDelay = time.Second
 
-// Run serves RPC and executes durable commands on the consumer engine
-// (package consume) until ctx ends; then it drains (see the package doc)
-// and returns nil. Setup failures are retried with backoff until ctx ends.
-// Only one Run of an Executor may be active at a time, and only one
-// executor per connection should consume at a time: per-room order holds
-// within one consumer's client.
-func (e *Executor) Run(ctx context.Context) (err error) {
+// Run is [Executor.Start], then [Executor.Drain] once ctx ends: it serves
+// RPC and executes durable commands on the consumer engine (package
+// consume) until ctx ends; then it drains (see the package doc) and
+// returns nil. Setup failures are retried with backoff until ctx ends.
+// Only one Run (or Start) of an Executor may be active at a time, and only
+// one executor per connection should consume at a time: per-room order
+// holds within one consumer's client.
+func (e *Executor) Run(ctx context.Context) error {
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	e.Drain()
+	return nil
+}
+
+// active is what a started executor keeps until its Drain.
+type active struct {
+	eng      *consume.Engine
+	drained  chan struct{} // closed once the RPC drain is done
+	stopMux  func()        // stops a Mux of the executor's own; nil with Options.Mux
+	drainRPC func()
+}
+
+// Start subscribes RPC and starts the durable commands' consumer engine,
+// and returns at once (an error only for bad options or a failed RPC
+// subscription). While idle a started executor holds no goroutine of its
+// own (with Options.Mux and Options.Heartbeat): the engine parks, RPC
+// workers start on demand. When ctx ends no new command starts and RPC's
+// drain begins (on a goroutine started then); the caller then calls
+// [Executor.Drain], which finishes both drains.
+func (e *Executor) Start(ctx context.Context) (err error) {
 	defer wrapErr(&err, "cmdexec: %s", e.o.Conn)
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("already running")
 	}
-	defer e.running.Store(false)
+	a := &active{drained: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			if a.stopMux != nil {
+				a.stopMux()
+			}
+			e.running.Store(false)
+		}
+	}()
 
-	// RPC serves as soon as Run starts: it needs no consumer. Its requests
-	// get DrainTimeout to finish once ctx ends, like durable commands.
+	// RPC serves as soon as Start is called: it needs no consumer. Its
+	// requests get DrainTimeout to finish once ctx ends, like durable
+	// commands.
 	rpcCtx, cancelRPC := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRPC()
 	mux := e.o.Mux
 	if mux == nil {
 		mux = natsbus.NewMux(0)
 		muxCtx, stopMux := context.WithCancel(context.WithoutCancel(ctx))
 		var bg sync.WaitGroup
-		bg.Go(func() { mux.Run(muxCtx) }) // owned: stopped and waited for once RPC is drained
-		defer func() {
+		bg.Go(func() { mux.Run(muxCtx) }) // owned: stopped and waited for by Drain, once RPC is drained
+		a.stopMux = func() {
 			stopMux()
 			bg.Wait()
-		}()
+		}
 	}
 	rpc, err := e.startRPC(rpcCtx, mux)
 	if err != nil {
+		cancelRPC()
 		return err
 	}
-	// The RPC drain starts when ctx ends, beside the durable commands'; no
-	// goroutine waits for it meanwhile.
-	drainRPC := func() {
+	a.drainRPC = func() {
 		rpc.stop()
 		e.drainRPC(rpc, cancelRPC)
+		cancelRPC()
 	}
-	drained := make(chan struct{})
-	stopDrain := context.AfterFunc(ctx, func() { // owned: Run waits on drained below
-		defer close(drained)
-		drainRPC()
+	eng, err := consume.Start(ctx, e.consumeOptions(mux), e.process)
+	if err != nil {
+		a.drainRPC()
+		return err
+	}
+	a.eng = eng
+	// The RPC drain starts when ctx ends, beside the durable commands'; no
+	// goroutine waits for it meanwhile.
+	context.AfterFunc(ctx, func() { // owned: Drain waits on drained
+		defer close(a.drained)
+		a.drainRPC()
 	})
-	err = consume.Run(ctx, e.consumeOptions(mux), e.process)
-	if stopDrain() {
-		drainRPC() // consume.Run ended before ctx did (bad options)
-	} else {
-		<-drained
+	e.act = a
+	return nil
+}
+
+// Drain waits until the context given to Start has ended, then drains the
+// durable commands (the engine's drain) and RPC (started when ctx ended),
+// each within DrainTimeout, and returns once both are done. Call it once
+// after each successful Start, from the goroutine that called Start.
+func (e *Executor) Drain() {
+	a := e.act
+	if a == nil {
+		return
 	}
-	if err == nil {
-		e.log.Info().Msg("command executor stopped")
+	e.act = nil
+	a.eng.Drain()
+	<-a.drained
+	if a.stopMux != nil {
+		a.stopMux()
 	}
-	return err
+	e.log.Info().Msg("command executor stopped")
+	e.running.Store(false)
 }
 
 // consumeOptions is the engine's configuration for the connection's

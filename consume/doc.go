@@ -24,12 +24,15 @@
 //     due, a NATS reconnect (Mux.Reconnected) and a safety timer
 //     (IdleWake, 30s), all timers of the runtime's heap. A ring that comes
 //     while the loop decides to park keeps it pulling. A parked engine
-//     drains at once at shutdown. Without a doorbell the loop runs for as
-//     long as Run does;
+//     drains at once at shutdown. Without a doorbell the loop runs until
+//     the engine's context ends;
 //   - a drain at shutdown: running handlers get DrainTimeout to finish, then
 //     their calls are cancelled, and every unsettled message is handed back
 //     with one NakWithDelay in stream order, confirmed by a round trip.
 //
-// Start with [Run] and [Options]. The handler decides how a message is
-// settled ([ackflow.Decision]); the engine applies it.
+// Start with [Options] and [Start], which returns at once: the consumer's
+// setup runs on a goroutine that retries until NATS answers and, with a
+// doorbell, ends once the engine runs. After Start's context ends,
+// [Engine.Drain] drains. [Run] is both, blocking. The handler decides how
+// a message is settled ([ackflow.Decision]); the engine applies it.
 package consume

@@ -207,3 +207,94 @@ func TestReconnectWakesParkedEngine(t *testing.T) {
 	mux.Reconnected()
 	testutil.Eventually(t, 5*time.Second, func() bool { return handled.Load() == 2 }, "reconnect did not wake the parked engine")
 }
+
+// engineGoroutines counts the goroutines with a frame of this package in
+// their stack (the test's own are not: they wait in testutil or the test).
+func engineGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	c := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "bridge/consume.") && !strings.Contains(g, "consume.Test") && !strings.Contains(g, "consume.runMux") {
+			c++
+		}
+	}
+	return c
+}
+
+// TestStartedEngineHoldsNoGoroutine: Start returns at once; once its
+// consumer is set up and its stored messages handled, an engine with a
+// doorbell and a shared heartbeat holds no goroutine at all. After its
+// context ends, Drain lets a running handler finish within DrainTimeout
+// and hands the message it could not finish back, in time for a second
+// engine to get it. Not parallel: it counts the package's goroutines.
+func TestStartedEngineHoldsNoGoroutine(t *testing.T) {
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 2, 2)
+	hb := ackflow.NewHeartbeat(100 * time.Millisecond)
+	beat, stopBeat := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Go(func() { hb.Run(beat) })
+	defer func() { stopBeat(); bg.Wait() }()
+	o := baseOptions(ns.JS, ns.NC)
+	o.Doorbell, o.Mux, o.IdleWake, o.Heartbeat = []string{"t.>"}, runMux(t), time.Hour, hb
+	o.DrainTimeout = 200 * time.Millisecond
+
+	var handled atomic.Int32
+	started := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	en, err := Start(ctx, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		if string(m.JS.Data()) == "r0:9" {
+			started <- "r0:9"
+			<-hard.Done() // a call the drain has to cut short
+			return ackflow.Decision{}, false
+		}
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 4 }, "stored messages handled: %d of 4", handled.Load())
+	testutil.Eventually(t, 10*time.Second, func() bool { return engineGoroutines() == 0 },
+		"an idle started engine holds %d goroutines", engineGoroutines())
+
+	if _, err := ns.JS.Publish(testutil.Context(t, 5*time.Second), "t.r0", []byte("r0:9")); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	cancel()
+	en.Drain()
+	if n := engineGoroutines(); n != 0 {
+		t.Errorf("%d goroutines of the engine left after Drain", n)
+	}
+
+	// The handed-back message comes to the next engine on the consumer.
+	got := make(chan uint64, 1)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	en2, err := Start(ctx2, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		got <- m.Delivered
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-got:
+		if d != 2 {
+			t.Errorf("handed-back message delivered %d times, want 2", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("handed-back message not redelivered")
+	}
+	cancel2()
+	en2.Drain()
+}

@@ -138,11 +138,11 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
-// engine is the state of one Run; nothing in it outlives Run.
+// engine is the state of one run of the engine; nothing in it outlives
+// its Drain.
 type engine struct {
 	o     Options
 	h     Handler
-	log   zerolog.Logger
 	cons  jetstream.Consumer
 	hb    *ackflow.Heartbeat
 	slots chan struct{} // one token per message in hand
@@ -160,63 +160,133 @@ type engine struct {
 	bell *bell
 }
 
-// Run creates or updates the consumer (retrying until ctx ends), then
-// handles messages until ctx ends, drains and returns nil. It returns an
-// error only for bad options.
+// logger is Options.Log with the consumer's name. It is made for each
+// line: the engine logs rarely (setup retries, the barrier, warnings, the
+// drain), and a logger kept per engine would cost every idle connection
+// its context buffer.
+func (e *engine) logger() *zerolog.Logger {
+	l := e.o.Log.With().Str("consumer", e.o.Consumer.Durable).Logger()
+	return &l
+}
+
+// Engine is a started consumer engine: [Start] returns one, and its
+// [Engine.Drain] ends it once the context given to Start has ended.
+type Engine struct {
+	e          *engine
+	stopped    <-chan struct{} // Start's ctx.Done()
+	cancelHard context.CancelFunc
+	stopBeat   context.CancelFunc // nil with a shared Heartbeat
+	starter    sync.WaitGroup     // the consumer's setup, then (without a doorbell) the fetch loop
+	bg         sync.WaitGroup     // the engine's own heartbeat, without a shared one
+	// Set on the starter's goroutine once the consumer is ready; read by
+	// Drain after starter.Wait.
+	ready     bool
+	closeBell func()
+	drained   bool
+}
+
+// Run is [Start], then [Engine.Drain] once ctx ends: it creates or updates
+// the consumer (retrying until ctx ends), handles messages until ctx ends,
+// drains and returns nil. It returns an error only for bad options.
 func Run(ctx context.Context, o Options, h Handler) error {
-	if err := o.setDefaults(); err != nil {
+	en, err := Start(ctx, o, h)
+	if err != nil {
 		return err
 	}
-	e := &engine{o: o, h: h, log: o.Log.With().Str("consumer", o.Consumer.Durable).Logger(), hb: o.Heartbeat,
+	en.Drain()
+	return nil
+}
+
+// Start checks o and starts the engine; it returns at once, an error only
+// for bad options. The consumer is created or updated on a goroutine that
+// retries until NATS answers (or ctx ends) and, with a doorbell, ends once
+// the engine is running: a parked engine then holds no goroutine (see the
+// package doc). Without a doorbell that goroutine goes on as the fetch
+// loop until ctx ends. Once ctx ends the engine takes no new message; the
+// caller then calls [Engine.Drain], which finishes the drain.
+func Start(ctx context.Context, o Options, h Handler) (*Engine, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	e := &engine{o: o, h: h, hb: o.Heartbeat,
 		slots: make(chan struct{}, o.MaxAckPending), inHand: map[uint64]bool{}}
-	info, created, ok := e.setup(ctx)
-	if !ok {
-		return nil // ctx ended first
-	}
-	if o.Ready != nil {
-		o.Ready(info, created)
-	}
-	e.sched = newScheduler(o.MaxParallel, o.MaxInFlightPerRoom, e.process)
-	if e.barrier = ackflow.NewBarrier(info, 3*o.AckWait); e.barrier.Active() {
-		e.log.Info().Int("pending", e.barrier.Pending()).Uint64("barrier", e.barrier.Seq()).
-			Msg("messages of a previous run still pending; newer ones wait for them")
-	}
+	en := &Engine{e: e, stopped: ctx.Done()}
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHard()
+	en.cancelHard = cancelHard
 	if e.hb == nil {
 		e.hb = ackflow.NewHeartbeat(o.AckWait / 3)
 		beat, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
-		var bg sync.WaitGroup
-		bg.Go(func() { e.hb.Run(beat) }) // owned: stopped and waited for once the drain is done
-		defer func() {
-			stopBeat()
-			bg.Wait()
-		}()
+		en.stopBeat = stopBeat
+		en.bg.Go(func() { e.hb.Run(beat) }) // owned: stopped and waited for by Drain, once the drain is done
 	}
-	e.consume(ctx, hard)
-	e.drain(cancelHard)
-	return nil
+	en.starter.Go(func() { en.start(ctx, hard) }) // owned: Drain waits for it
+	return en, nil
+}
+
+// start runs on the starter goroutine: the consumer's setup, retried until
+// it succeeds or ctx ends, then the first ring of the doorbell (or, without
+// one, the fetch loop until ctx ends).
+func (en *Engine) start(ctx, hard context.Context) {
+	e := en.e
+	info, created, ok := e.setup(ctx)
+	if !ok {
+		return // ctx ended first
+	}
+	if e.o.Ready != nil {
+		e.o.Ready(info, created)
+	}
+	e.sched = newScheduler(e.o.MaxParallel, e.o.MaxInFlightPerRoom, e.process)
+	if e.barrier = ackflow.NewBarrier(info, 3*e.o.AckWait); e.barrier.Active() {
+		e.logger().Info().Int("pending", e.barrier.Pending()).Uint64("barrier", e.barrier.Seq()).
+			Msg("messages of a previous run still pending; newer ones wait for them")
+	}
+	en.ready = true
+	en.closeBell = e.consume(ctx, hard)
+}
+
+// Drain waits until the context given to Start has ended, then for the
+// fetch loop's open pull, then drains: running handlers get DrainTimeout
+// to finish, then their calls are cancelled, and every unsettled message
+// is handed back (see the package doc). Call it once; later calls return
+// at once.
+func (en *Engine) Drain() {
+	if en.drained {
+		return
+	}
+	en.drained = true
+	<-en.stopped
+	en.starter.Wait()
+	if en.closeBell != nil {
+		en.closeBell() // waits for a running loop to finish its pull
+	}
+	if en.ready {
+		en.e.drain(en.cancelHard)
+	}
+	en.cancelHard()
+	if en.stopBeat != nil {
+		en.stopBeat()
+		en.bg.Wait()
+	}
 }
 
 // consume fetches and handles messages until ctx ends: with a doorbell, on
 // a fetch loop started when there may be work and parked when there is
-// none; without one (or when its subscription fails), on this goroutine
-// throughout.
-func (e *engine) consume(ctx, hard context.Context) {
+// none, and it returns at once with the func that closes the bell; without
+// one (or when its subscription fails), on this goroutine until ctx ends.
+func (e *engine) consume(ctx, hard context.Context) (closeBell func()) {
 	if len(e.o.Doorbell) == 0 {
 		e.fetchLoop(ctx, hard, nil)
-		return
+		return nil
 	}
 	b, closeBell, err := e.openBell(ctx, hard)
 	if err != nil {
-		e.log.Warn().Err(err).Strs("doorbell", e.o.Doorbell).Msg("doorbell subscription failed; pulling without parking")
+		e.logger().Warn().Err(err).Strs("doorbell", e.o.Doorbell).Msg("doorbell subscription failed; pulling without parking")
 		e.fetchLoop(ctx, hard, nil)
-		return
+		return nil
 	}
 	e.bell = b
 	b.ring() // the first run fetches what is stored
-	<-ctx.Done()
-	closeBell() // waits for a running loop to finish its pull
+	return closeBell
 }
 
 // setup makes sure the consumer exists, retrying with backoff; false when
@@ -232,7 +302,7 @@ func (e *engine) setup(ctx context.Context) (*jetstream.ConsumerInfo, bool, bool
 			return nil, false, false
 		}
 		wait := b.Next()
-		e.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("consumer not ready; retrying")
+		e.logger().Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("consumer not ready; retrying")
 		if !retry.Sleep(ctx, wait) {
 			return nil, false, false
 		}
@@ -288,12 +358,12 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	backoff := func(err error, what string) bool {
 		wait := b.Next()
-		e.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg(what)
+		e.logger().Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg(what)
 		if !retry.Sleep(ctx, wait) {
 			return false
 		}
 		if _, _, err := e.ensureConsumer(ctx); err != nil {
-			e.log.Debug().Err(err).Msg("consumer not re-created")
+			e.logger().Debug().Err(err).Msg("consumer not re-created")
 		}
 		return true
 	}
@@ -377,7 +447,7 @@ func (e *engine) release(n int) {
 func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 	meta, err := jm.Metadata()
 	if err != nil {
-		e.log.Error().Err(err).Str("subject", jm.Subject()).Msg("message without JetStream metadata; terminated")
+		e.logger().Error().Err(err).Str("subject", jm.Subject()).Msg("message without JetStream metadata; terminated")
 		_ = ackflow.Apply(jm, ackflow.Decision{Action: ackflow.ActionTerm, Reason: "no metadata"})
 		e.release(1)
 		return
@@ -391,7 +461,7 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 		// AckWait ran out (a stall longer than AckWait) and the server sent
 		// the message again while the first copy is still queued or
 		// running. The first copy settles it.
-		e.log.Warn().Str("subject", jm.Subject()).Uint64("seq", m.Seq).Msg("redelivered while in hand; copy dropped")
+		e.logger().Warn().Str("subject", jm.Subject()).Uint64("seq", m.Seq).Msg("redelivered while in hand; copy dropped")
 		e.release(1)
 		return
 	}
@@ -411,7 +481,7 @@ func (e *engine) checkBarrier(ctx, hard context.Context) {
 	info, err := e.cons.Info(ictx)
 	cancel()
 	if err != nil {
-		e.log.Debug().Err(err).Msg("consumer info failed")
+		e.logger().Debug().Err(err).Msg("consumer info failed")
 		info = nil
 	}
 	lift, timedOut := e.barrier.Lift(info)
@@ -419,9 +489,9 @@ func (e *engine) checkBarrier(ctx, hard context.Context) {
 		return
 	}
 	if timedOut {
-		e.log.Warn().Msg("previous run's messages did not all come back; resuming")
+		e.logger().Warn().Msg("previous run's messages did not all come back; resuming")
 	}
-	e.log.Info().Int("held", len(e.held)).Msg("previous run's messages done; resuming in order")
+	e.logger().Info().Int("held", len(e.held)).Msg("previous run's messages done; resuming in order")
 	slices.SortFunc(e.held, func(a, b *Msg) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, m := range e.held {
 		e.sched.add(ctx, hard, m)
@@ -437,7 +507,7 @@ func (e *engine) process(stop, hard context.Context, m *Msg) bool {
 	}
 	e.hb.Release(m.JS)
 	if err := ackflow.Apply(m.JS, d); err != nil {
-		e.log.Warn().Err(err).Str("subject", m.JS.Subject()).Str("action", d.Action.String()).
+		e.logger().Warn().Err(err).Str("subject", m.JS.Subject()).Str("action", d.Action.String()).
 			Msg("settle failed; the message may be redelivered")
 	} else if d.Action == ackflow.ActionRetry && e.bell != nil {
 		e.bell.nakAt(time.Now().Add(max(d.Delay, time.Millisecond)))
@@ -469,7 +539,7 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 	select {
 	case <-done:
 	case <-t.C:
-		e.log.Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("messages still in hand at the drain deadline; cancelling them")
+		e.logger().Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("messages still in hand at the drain deadline; cancelling them")
 		cancelHard()
 		<-done
 	}
@@ -488,7 +558,7 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 		e.hb.Release(m.JS)
 		e.done(m)
 		if err := ackflow.Apply(m.JS, ackflow.Decision{Action: ackflow.ActionRetry, Delay: delay, Reason: "shutdown"}); err != nil {
-			e.log.Warn().Err(err).Str("subject", m.JS.Subject()).Msg("hand-back failed; redelivered after AckWait")
+			e.logger().Warn().Err(err).Str("subject", m.JS.Subject()).Msg("hand-back failed; redelivered after AckWait")
 		}
 		e.release(1)
 	}
@@ -496,7 +566,7 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 	// connection (or an embedded server) goes away; lost ones would wait
 	// out the whole AckWait.
 	if err := e.o.NC.FlushTimeout(2 * time.Second); err != nil {
-		e.log.Warn().Err(err).Msg("hand-backs not confirmed; they may wait out AckWait")
+		e.logger().Warn().Err(err).Msg("hand-backs not confirmed; they may wait out AckWait")
 	}
-	e.log.Info().Int("handed_back", len(left)).Int64("delay_ms", delay.Milliseconds()).Msg("unfinished messages handed back")
+	e.logger().Info().Int("handed_back", len(left)).Int64("delay_ms", delay.Milliseconds()).Msg("unfinished messages handed back")
 }

@@ -106,7 +106,7 @@ func (d *Dispatcher) handle(ctx, hard context.Context, cm *consume.Msg) (ackflow
 			}
 			continue
 		case outProcessed:
-			d.m.latency.Observe(time.Since(start).Seconds())
+			d.m.observeRoundTrip(time.Since(start).Seconds())
 			return d.finish(hard, msg, reply, counted+1)
 		}
 		counted++

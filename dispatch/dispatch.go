@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
@@ -78,9 +77,9 @@ type Options struct {
 	Replicas int // of the KV buckets, default 1
 	// Stores are the dispatch buckets ([OpenStores]) when the caller opened
 	// them; nil: the rule opens them at start.
-	Stores     *Stores
-	Log        zerolog.Logger
-	Registerer prometheus.Registerer // nil: no metrics
+	Stores  *Stores
+	Log     zerolog.Logger
+	Metrics *Metrics // the process's dispatch metrics (NewMetrics); nil: none
 	// Tracer traces each dispatched event, continuing the trace of its
 	// stored message; nil means none.
 	Tracer trace.Tracer
@@ -151,6 +150,7 @@ type Dispatcher struct {
 	extraLogged  atomic.Int64
 
 	ready atomic.Bool // the engine has its consumer (tests read it)
+	drain func()      // set by Start, taken by Drain
 
 	starts, done jetstream.KeyValue // see start.go; set by Run
 	doneSubject  string             // "$KV.<DoneBucket>.", the prefix of done's keys
@@ -173,10 +173,7 @@ func New(o Options) (*Dispatcher, error) {
 	if _, err := parseStart(o.Start); err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
-	m, err := newMetrics(o.Registerer, o.Conn)
-	if err != nil {
-		return nil, fmt.Errorf("dispatch: metrics: %w", err)
-	}
+	m := newMetrics(o.Metrics, o.Conn)
 	return &Dispatcher{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn},
 		log: o.Log.With().Str("dispatch", o.Conn).Logger(), m: m,
 		inbox: o.NC.NewRespInbox(), waiting: map[string]*waiter{}, doneSubject: "$KV." + DoneBucket(o.Prefix) + "."}, nil
@@ -198,29 +195,43 @@ func (d *Dispatcher) consumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
-// Run consumes and dispatches on the consumer engine (package consume)
-// until ctx ends, then lets attempts under way finish within DrainTimeout
-// and hands the rest back.
+// Run is [Dispatcher.Start], then [Dispatcher.Drain] once ctx ends: it
+// consumes and dispatches on the consumer engine (package consume) until
+// ctx ends, then lets attempts under way finish within DrainTimeout and
+// hands the rest back.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	d.Drain()
+	return nil
+}
+
+// Start subscribes the rule's reply inbox and starts its consumer engine,
+// and returns at once (an error only for bad options or a failed
+// subscription). While no event of the rule comes, a started Dispatcher
+// holds no goroutine of its own (with Options.Mux and Options.Heartbeat).
+// Once ctx ends, the caller calls [Dispatcher.Drain].
+func (d *Dispatcher) Start(ctx context.Context) error {
 	mux := d.o.Mux
+	stopMux := func() {}
 	if mux == nil {
 		mux = natsbus.NewMux(0)
-		muxCtx, stopMux := context.WithCancel(context.WithoutCancel(ctx))
+		muxCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		var bg sync.WaitGroup
-		bg.Go(func() { mux.Run(muxCtx) }) // owned: stopped and waited for when Run returns
-		defer func() {
-			stopMux()
+		bg.Go(func() { mux.Run(muxCtx) }) // owned: stopped and waited for by Drain
+		stopMux = func() {
+			cancel()
 			bg.Wait()
-		}()
+		}
 	}
 	sub, err := mux.QueueSubscribe(d.o.NC, d.inbox+".*", "", d.route)
 	if err != nil {
+		stopMux()
 		return fmt.Errorf("dispatch: reply subscription: %w", err)
 	}
-	defer func() { _ = mux.Unsubscribe(sub) }()
-	defer d.ready.Store(false)
 	cfg := d.consumerConfig()
-	err = consume.Run(ctx, consume.Options{
+	eng, err := consume.Start(ctx, consume.Options{
 		JS: d.o.JS, NC: d.o.NC, Stream: subjects.StreamName(d.o.Prefix, subjects.StreamEvents),
 		Consumer: cfg,
 		// Parked while no event of the rule comes; a published one rings.
@@ -241,9 +252,29 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		Log: d.log,
 	}, d.handle)
 	if err != nil {
+		_ = mux.Unsubscribe(sub)
+		stopMux()
 		return fmt.Errorf("dispatch: %w", err)
 	}
+	d.drain = func() {
+		eng.Drain()
+		_ = mux.Unsubscribe(sub)
+		d.ready.Store(false)
+		stopMux()
+	}
 	return nil
+}
+
+// Drain waits until the context given to Start has ended, lets attempts
+// under way finish within DrainTimeout, hands the rest back and ends the
+// reply subscription. Call it once after each successful Start, from the
+// goroutine that called Start.
+func (d *Dispatcher) Drain() {
+	if d.drain != nil {
+		drain := d.drain
+		d.drain = nil
+		drain()
+	}
 }
 
 // waiter is one attempt's reply queue. Replies that are only "processing"

@@ -7,7 +7,8 @@
 // ([connector.ProcessingTracker], Options.Tracker), on the platform
 // (processing / processed / failed, with the commands the tracker names).
 //
-// Start with [New] and [Dispatcher.Run]. Run consumes on the bridge's
+// Start with [New] and [Dispatcher.Start] (then [Dispatcher.Drain] once its
+// context ends; [Dispatcher.Run] is both). It consumes on the bridge's
 // consumer engine (package consume: per-room order, heartbeats, the crash
 // barrier, the drain); this package is its handler: one message's life is
 // in attempt.go ([Dispatcher.handle]), where a rule starts and what it
