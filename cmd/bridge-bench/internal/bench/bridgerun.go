@@ -79,19 +79,26 @@ func startBridge(ctx context.Context, spec bridgeSpec) (*bridgeRun, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ready := make(chan bridge.Info, 1)
-	b, err := bridge.New(cfg, bridge.Options{
+	return runUntilReady(ctx, cfg, bridge.Options{
 		Log:       spec.log,
 		Registry:  connector.Registry{"band": band.Factory(false, spec.band)},
 		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-		OnReady:   func(i bridge.Info) { ready <- i },
-	})
+	}, spec.readyTimeout)
+}
+
+// runUntilReady starts bridge.Run on cfg and waits for OnReady (within
+// readyTimeout, default 30 s).
+func runUntilReady(ctx context.Context, cfg *config.Config, opts bridge.Options, readyTimeout time.Duration) (*bridgeRun, error) {
+	ready := make(chan bridge.Info, 1)
+	opts.OnReady = func(i bridge.Info) { ready <- i }
+	b, err := bridge.New(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r := &bridgeRun{cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- b.Run(rctx) }() // owned: stop waits for it
+	readyTimeout = cmp.Or(readyTimeout, 30*time.Second)
 	select {
 	case r.info = <-ready:
 		return r, nil
@@ -101,13 +108,26 @@ func startBridge(ctx context.Context, spec bridgeSpec) (*bridgeRun, error) {
 	case <-ctx.Done():
 		_ = r.stop()
 		return nil, ctx.Err()
-	case <-time.After(cmp.Or(spec.readyTimeout, 30*time.Second)):
+	case <-time.After(readyTimeout):
 		_ = r.stop()
-		return nil, fmt.Errorf("bridge not ready within %s", cmp.Or(spec.readyTimeout, 30*time.Second))
+		return nil, fmt.Errorf("bridge not ready within %s", readyTimeout)
 	}
 }
 
-// stop cancels the bridge and waits for Run to return.
+// stopWithin stops the bridge, waiting for it at most d (a child process
+// exits right after).
+func (r *bridgeRun) stopWithin(d time.Duration) {
+	stopped := make(chan struct{})
+	go func() { // owned: bounded by the wait below; the process exits after
+		_ = r.stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(d):
+	}
+}
+
 func (r *bridgeRun) stop() error {
 	r.cancel()
 	return <-r.done

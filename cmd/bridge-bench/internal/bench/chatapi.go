@@ -185,32 +185,11 @@ func startChatAPIBridge(ctx context.Context, emu *chatapiemu.Server, dir string,
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ready := make(chan bridge.Info, 1)
-	b, err := bridge.New(cfg, bridge.Options{
+	return runUntilReady(ctx, cfg, bridge.Options{
 		Log:       e.log,
 		Registry:  connector.Registry{chatapi.Platform: chatapi.Factory()},
 		LookupEnv: func(k string) (string, bool) { return emu.APIKey(), k == "BENCH_CHATAPI_KEY" },
-		OnReady:   func(i bridge.Info) { ready <- i },
-	})
-	if err != nil {
-		return nil, err
-	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &bridgeRun{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- b.Run(rctx) }() // owned: stop waits for it
-	select {
-	case r.info = <-ready:
-		return r, nil
-	case err := <-r.done:
-		cancel()
-		return nil, fmt.Errorf("bridge stopped before ready: %w", err)
-	case <-ctx.Done():
-		_ = r.stop()
-		return nil, ctx.Err()
-	case <-time.After(30 * time.Second):
-		_ = r.stop()
-		return nil, errors.New("bridge not ready within 30s")
-	}
+	}, 0)
 }
 
 // chatWorker publishes chat commands to the bridge and watches their

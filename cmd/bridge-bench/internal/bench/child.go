@@ -247,17 +247,7 @@ func bridgeChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log ze
 	if err != nil {
 		return err
 	}
-	defer func() {
-		stopped := make(chan struct{})
-		go func() { // owned: bounded by the wait below; the process exits after
-			_ = b.stop()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-		}
-	}()
+	defer b.stopWithin(10 * time.Second)
 	select {
 	case <-caughtUp.done:
 	case <-rctx.Done():

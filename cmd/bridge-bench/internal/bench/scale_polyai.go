@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -248,17 +247,7 @@ func polyBridgeChild(ctx context.Context, stdin io.Reader, stdout io.Writer, log
 	if err != nil {
 		return err
 	}
-	defer func() {
-		stopped := make(chan struct{})
-		go func() { // owned: bounded by the wait below; the process exits after
-			_ = b.stop()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-		}
-	}()
+	defer b.stopWithin(10 * time.Second)
 	select {
 	case <-started.done:
 	case <-ctx.Done():
@@ -291,30 +280,9 @@ func startPolyBridge(ctx context.Context, spec polyBridgeSpec, log zerolog.Logge
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ready := make(chan bridge.Info, 1)
-	b, err := bridge.New(cfg, bridge.Options{
+	return runUntilReady(ctx, cfg, bridge.Options{
 		Log:       log,
 		Registry:  connector.Registry{polyai.Platform: polyai.Factory()},
 		LookupEnv: func(k string) (string, bool) { return spec.Platform.Token, k == "POLYAI_CONNECTOR_TOKEN" },
-		OnReady:   func(i bridge.Info) { ready <- i },
-	})
-	if err != nil {
-		return nil, err
-	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &bridgeRun{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- b.Run(rctx) }() // owned: stop waits for it
-	select {
-	case r.info = <-ready:
-		return r, nil
-	case err := <-r.done:
-		cancel()
-		return nil, fmt.Errorf("bridge stopped before ready: %w", err)
-	case <-ctx.Done():
-		_ = r.stop()
-		return nil, ctx.Err()
-	case <-time.After(30 * time.Second):
-		_ = r.stop()
-		return nil, errors.New("bridge not ready within 30s")
-	}
+	}, 0)
 }
