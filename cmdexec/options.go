@@ -74,7 +74,7 @@ type Options struct {
 	// Four times as many may wait; beyond that a request is refused at once
 	// with an "unavailable" result.
 	RPCWorkers int
-	// FetchWait is the expiry of each pull request, default 1s. Run takes up
+	// FetchWait is the expiry of each pull request, default 500ms. Run takes up
 	// to this long to stop taking messages after its ctx ends.
 	FetchWait time.Duration
 	// Payloads keeps the bodies of dead letters too large for one NATS
@@ -122,7 +122,7 @@ func (o *Options) setDefaults() {
 		o.RPCWorkers = 16
 	}
 	if o.FetchWait <= 0 {
-		o.FetchWait = time.Second
+		o.FetchWait = 500 * time.Millisecond
 	}
 	if o.Payloads == nil && o.JS != nil {
 		o.Payloads = claimcheck.New(claimcheck.Options{JS: o.JS, Prefix: o.Prefix, Conn: o.Conn, Replicas: o.Replicas})

@@ -55,7 +55,7 @@ type Options struct {
 	MaxInFlightPerRoom int           // messages of one room handled at once, default 1
 	MaxAckPending      int           // messages in hand, default 1024
 	AckWait            time.Duration // default 10s; heartbeats every AckWait/3
-	FetchWait          time.Duration // expiry of each pull, default 1s: how long Run takes to stop fetching
+	FetchWait          time.Duration // expiry of each pull, default 500ms: how long an engine lingers after work, and takes to stop fetching
 	DrainTimeout       time.Duration // default 10s
 	MinHandBack        time.Duration // least hand-back delay at shutdown, default 1s
 	MaxHandBack        time.Duration // cap on a hand-back stretched by RetryIn, default 30s
@@ -121,7 +121,7 @@ func (o *Options) setDefaults() error {
 		}
 	}
 	def(&o.AckWait, 10*time.Second)
-	def(&o.FetchWait, time.Second)
+	def(&o.FetchWait, 500*time.Millisecond)
 	def(&o.DrainTimeout, 10*time.Second)
 	def(&o.MinHandBack, time.Second)
 	def(&o.MaxHandBack, 30*time.Second)
