@@ -7,20 +7,27 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/connector/band"
 	"github.com/bridgeworks/bridge/emulator/bandemu"
 	"github.com/bridgeworks/bridge/internal/testutil"
 )
 
 // An event whose publish is never acknowledged (the stream lost it, say
 // with its leader) is published again after the acknowledgement timeout,
-// instead of holding the connection's events for ever.
-func TestLostPublishAckIsPublishedAgain(t *testing.T) {
+// instead of holding the connection's events for ever; and while it is
+// published again, a later event of its room waits, so the room's order
+// holds in the stream.
+func TestLostPublishAckIsPublishedAgainFirst(t *testing.T) {
 	t.Parallel()
 	env := newBandEnv(t, bandemu.Options{})
 	room := env.emu.AddRoom("ops", env.user.ID)
+	// No idle catch-up during the test: the swallowed publishes are the
+	// publisher's own.
+	env.spec.registry = connector.Registry{"band": band.Factory(false, band.Options{IdleResync: time.Hour})}
 	h := runBridge(t, env.spec)
 	waitState(t, h, StateConnected)
-	ctx := testutil.Context(t, 60*time.Second)
+	ctx := testutil.Context(t, 90*time.Second)
 	st, err := h.js.Stream(ctx, "BRIDGE_EVENTS")
 	if err != nil {
 		t.Fatal(err)
@@ -33,32 +40,44 @@ func TestLostPublishAckIsPublishedAgain(t *testing.T) {
 	if _, err := h.js.UpdateStream(ctx, lost); err != nil {
 		t.Fatal(err)
 	}
-	before := connStatus(h.info.HTTPAddr).EventsPublished
-	swallowed := make(chan struct{}, 16)
-	sub, err := h.info.Conn.Subscribe("bridge.evt.>", func(*nats.Msg) { swallowed <- struct{}{} })
+	swallowed := make(chan string, 64)
+	sub, err := h.info.Conn.Subscribe("bridge.evt.>", func(m *nats.Msg) { swallowed <- m.Header.Get("Nats-Msg-Id") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := h.info.Conn.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	m := env.emu.PostUserMessage(room.ID, env.user.ID, "@Bridge Bot lost on the way")
-	select {
-	case <-swallowed:
-	case <-ctx.Done():
-		t.Fatal("the event was never published")
+	before := connStatus(h.info.HTTPAddr).EventsPublished
+	m1 := env.emu.PostUserMessage(room.ID, env.user.ID, "@Bridge Bot first")
+	// The first publish, then (after the acknowledgement timeout) the first
+	// try to publish it again: both swallowed.
+	for n := 0; n < 2; {
+		select {
+		case id := <-swallowed:
+			if id == "band:agent:"+m1.ID {
+				n++
+			}
+		case <-ctx.Done():
+			t.Fatal("the first event was not published twice")
+		}
 	}
-	_ = sub.Unsubscribe()
+	// The stream is back while that try waits for its answer; a later
+	// message of the room arrives meanwhile.
 	if _, err := h.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	// Settled: the connection's events flow again (a publish waiting for
-	// an acknowledgement that never comes would hold every later one).
-	testutil.Eventually(t, 30*time.Second, func() bool {
-		return connStatus(h.info.HTTPAddr).EventsPublished > before
+	m2 := env.emu.PostUserMessage(room.ID, env.user.ID, "@Bridge Bot second")
+	_ = sub.Unsubscribe()
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		return connStatus(h.info.HTTPAddr).EventsPublished >= before+2
 	}, "the lost publish is never settled")
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		_, count := storedMessages(t, h.js)
-		return count[m.ID] == 1
-	}, "the event is stored once")
+		return count[m1.ID] == 1 && count[m2.ID] == 1
+	}, "both events stored once")
+	perRoom, _ := storedMessages(t, h.js)
+	if got := perRoom[room.ID]; !slices.Equal(got, []string{m1.ID, m2.ID}) {
+		t.Fatalf("stored %v, want %v: the later event overtook the one published again", got, []string{m1.ID, m2.ID})
+	}
 }

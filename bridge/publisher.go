@@ -26,6 +26,10 @@ import (
 // not yet acknowledged by JetStream.
 const publishWindow = 256
 
+// holdAfter is how long an acknowledgement may take before new publishes
+// wait for it (acknowledgements take milliseconds when the stream is well).
+const holdAfter = time.Second
+
 // publishAckTimeout is how long an async publish waits for its
 // acknowledgement before it is published again (the stream's duplicate
 // window drops the copy if the first one was stored after all).
@@ -38,8 +42,10 @@ const publishAckTimeout = 5 * time.Second
 // holds through failures on one connection: if a publish was lost, so was
 // everything sent after it, and they are retried in order; a publish that
 // could not even be sent is completed synchronously before the next one.
-// (A stream without a leader for a moment can still fail one publish and
-// store the next: the one order gap this leaves.)
+// While a publish is unacknowledged for longer than holdAfter, or failed
+// and is published again, no new one is sent (see retrying). (Publishes
+// sent within holdAfter of one that is lost may still be stored before it
+// is: the one order gap this leaves.)
 type publisher struct {
 	js       jetstream.JetStream
 	prefix   string
@@ -54,6 +60,50 @@ type publisher struct {
 	// fence, when set, says whether this process may still publish for the
 	// connection (its lease is valid here); nil: always.
 	fence func() error
+	// retrying holds new publishes back while a failed one is published
+	// again, so an event received later is never stored before it.
+	retrying gate
+}
+
+// gate holds callers of wait while any hold is open.
+type gate struct {
+	mu    sync.Mutex
+	holds int
+	open  chan struct{} // closed when the last hold is released; nil without holds
+}
+
+// hold opens a hold; the returned func releases it.
+func (g *gate) hold() (release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.holds == 0 {
+		g.open = make(chan struct{})
+	}
+	g.holds++
+	return sync.OnceFunc(func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.holds--; g.holds == 0 {
+			close(g.open)
+			g.open = nil
+		}
+	})
+}
+
+// wait returns once no hold is open, or ctx's error.
+func (g *gate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	ch := g.open
+	g.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 type inflight struct {
@@ -181,6 +231,10 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 				continue
 			}
 		}
+		if err := p.retrying.wait(ctx); err != nil {
+			ack(ctx, err) // stopping: not stored here
+			continue
+		}
 		if f.fut, err = p.js.PublishMsgAsync(msg); err != nil {
 			// Not sent (too many unacknowledged, or NATS away): publish it
 			// here, before anything later, so the room's order holds.
@@ -302,18 +356,31 @@ func (p *publisher) settleOne(c context.Context, f inflight) {
 // until ctx ends.
 func (p *publisher) await(ctx context.Context, f inflight) error {
 	if f.fut != nil {
-		select {
-		case <-f.fut.Ok():
-			return nil
-		case err := <-f.fut.Err():
-			p.board.natsError(p.conn, "publish", err)
-			p.m.publishErrors.WithLabelValues(p.conn).Inc()
-			p.log.Warn().Err(err).Str("subject", f.msg.Subject).Msg("publish failed; retrying")
-		case <-ctx.Done():
-			return ctx.Err()
+		// An acknowledgement slower than holdAfter holds new publishes
+		// until this one is settled: one lost with a stream leader is
+		// published again before anything sent later.
+		slow := time.NewTimer(holdAfter)
+		defer slow.Stop()
+	wait:
+		for {
+			select {
+			case <-f.fut.Ok():
+				return nil
+			case err := <-f.fut.Err():
+				defer p.retrying.hold()()
+				p.board.natsError(p.conn, "publish", err)
+				p.m.publishErrors.WithLabelValues(p.conn).Inc()
+				p.log.Warn().Err(err).Str("subject", f.msg.Subject).Msg("publish failed; retrying")
+				break wait
+			case <-slow.C:
+				defer p.retrying.hold()()
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 	bo := retry.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second}.Start()
+	held := false // a failed async publish holds from its failure on
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := p.js.PublishMsg(pctx, f.msg)
@@ -324,6 +391,10 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 		}
 		if ctx.Err() != nil {
 			return errors.Join(ctx.Err(), err)
+		}
+		if f.fut == nil && !held {
+			held = true
+			defer p.retrying.hold()()
 		}
 		if claimcheck.IsTooLarge(err) { // can never be stored as it is
 			if err := p.offload(ctx, f.msg); err != nil {
