@@ -283,7 +283,13 @@ func (d *Dispatcher) finish(hard context.Context, msg *message, reply subjects.W
 	}
 	if msg.ref != "" {
 		res := d.markProcessed(hard, msg)
-		if !res.OK && hard.Err() == nil {
+		if !res.OK && hard.Err() != nil {
+			// Stopped (the drain deadline, or the lease passed to another
+			// process) before the platform heard: handed back, so the next
+			// run marks it (its reply commands are not executed twice).
+			return handBack()
+		}
+		if !res.OK {
 			msg.log.Warn().Str("command", res.Command).Str("error", errCode(res)).Msg("the work is done but the platform refused to record it processed")
 		}
 	}

@@ -201,3 +201,65 @@ func TestRedeliveredAfterProcessedIsSettledOnce(t *testing.T) {
 		t.Errorf("processing-state calls %v, want %v (none for m1)", got, want)
 	}
 }
+
+// blockingProcessed is recDoer whose processed call never returns before
+// the dispatcher gives up (its hard context ends), as a platform call cut
+// short by the drain deadline or a lease that passed to another process.
+type blockingProcessed struct{ recDoer }
+
+func (b *blockingProcessed) Do(ctx context.Context, cmd connector.Command) subjects.Result {
+	if cmd.Name == "track_processed" {
+		<-ctx.Done()
+		return subjects.Result{CommandID: cmd.ID, Command: cmd.Name, Error: &subjects.Error{Code: subjects.ErrCodeUnavailable, Retryable: true}}
+	}
+	return b.recDoer.Do(ctx, cmd)
+}
+
+// A run stopped before the platform heard that an event is processed
+// hands the event back instead of settling it: the next run marks it.
+func TestStoppedBeforeProcessedHandsBack(t *testing.T) {
+	t.Parallel()
+	s := testutil.NATS(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := natsbus.EnsureStreams(ctx, s.JS, natsbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := s.NC.QueueSubscribe("bridge.work.>", "w", func(m *nats.Msg) { _ = m.Respond([]byte(`{"status":"processed"}`)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	publishEvent(t, s.JS, "m1")
+	o := Options{JS: s.JS, NC: s.NC, Platform: "band", Conn: "c1", Events: []string{"message_created"},
+		Tracker: testTracker{}, Start: "all", MaxAttempts: 1, DrainTimeout: 200 * time.Millisecond, Log: testutil.Logger(t)}
+	first := &blockingProcessed{}
+	o.Exec = first
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = d.Run(rctx); close(done) }()
+	testutil.Eventually(t, 10*time.Second, func() bool { return slices.Contains(first.marks(), `track_processing {"ref":"m1"}`) }, "m1 dispatched")
+	cancel()
+	<-done
+	cons, err := s.JS.Consumer(ctx, "BRIDGE_EVENTS", ConsumerName("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci, err := cons.Info(ctx); err != nil || ci.AckFloor.Stream != 0 {
+		t.Fatalf("after the stopped run: ack floor %v (%v), want m1 not settled", ci.AckFloor.Stream, err)
+	}
+	// The next run marks it processed.
+	next := &recDoer{}
+	o.Exec = next
+	runRule(t, s, o, `{"status":"processed"}`)
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		ci, err := cons.Info(ctx)
+		return err == nil && ci.AckFloor.Stream == 1
+	}, "m1 not settled by the next run")
+	if !slices.Contains(next.marks(), `track_processed {"ref":"m1"}`) {
+		t.Fatalf("the next run's calls %v, want m1 marked processed", next.marks())
+	}
+}
