@@ -123,7 +123,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 // check of the subjects against each other (15 s for 10,000 on a 2-core
 // machine). A request lost while a cluster elects its leaders is retried by
 // the caller that soon.
-func streamUpdateTimeout(n int) time.Duration { return 5*time.Second + time.Duration(n)*5*time.Millisecond }
+func streamUpdateTimeout(n int) time.Duration {
+	return 5*time.Second + time.Duration(n)*5*time.Millisecond
+}
 
 // sameStream reports whether have (a stream's configuration as the server
 // returns it) already has everything want sets.
