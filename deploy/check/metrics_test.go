@@ -26,7 +26,7 @@ type exported struct {
 }
 
 // bridgeMetrics parses the bridge's non-test Go sources under root for the
-// Name of every prometheus *Opts literal, the State constants and the
+// Name of every prometheus *Opts literal and prometheus.NewDesc call, the State constants and the
 // outcome values (constants named outcome*, literals passed to outcome()).
 func bridgeMetrics(t *testing.T, root string) exported {
 	t.Helper()
@@ -87,9 +87,18 @@ func bridgeMetrics(t *testing.T, root string) exported {
 					}
 				}
 			case *ast.CallExpr:
-				if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "outcome" && len(n.Args) == 1 {
+				sel, ok := n.Fun.(*ast.SelectorExpr)
+				switch {
+				case !ok || len(n.Args) == 0:
+				case sel.Sel.Name == "outcome" && len(n.Args) == 1:
 					if s, ok := stringLit(n.Args[0]); ok {
 						e.outcomes[s] = true
+					}
+				case sel.Sel.Name == "NewDesc": // a collector of its own: prometheus.NewDesc("name", …)
+					if x, ok := sel.X.(*ast.Ident); ok && x.Name == "prometheus" {
+						if s, ok := stringLit(n.Args[0]); ok {
+							e.names[s] = false
+						}
 					}
 				}
 			}
