@@ -81,3 +81,53 @@ func TestLostPublishAckIsPublishedAgainFirst(t *testing.T) {
 		t.Fatalf("stored %v, want %v: the later event overtook the one published again", got, []string{m1.ID, m2.ID})
 	}
 }
+
+// A holder whose lease passed to another process closes its platform
+// session at once, even with publishes still unacknowledged (NATS away):
+// the drain never keeps a stale holder's socket open while the new holder
+// connects (Band would supersede one of them).
+func TestLostLeaseClosesTheSessionWithoutDrain(t *testing.T) {
+	t.Parallel()
+	env := newBandEnv(t, bandemu.Options{})
+	room := env.emu.AddRoom("ops", env.user.ID)
+	env.spec.registry = connector.Registry{"band": band.Factory(false, band.Options{IdleResync: time.Hour})}
+	env.spec.config = "[lease]\nttl = \"3s\"\n" + env.spec.config
+	h := runBridge(t, env.spec) // drains for 15 s at most
+	waitState(t, h, StateConnected)
+	ctx := testutil.Context(t, 60*time.Second)
+	st, err := h.js.Stream(ctx, "BRIDGE_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := st.CachedInfo().Config
+	lost.Subjects = slices.DeleteFunc(slices.Clone(lost.Subjects), func(s string) bool { return s == "bridge.evt.>" })
+	if _, err := h.js.UpdateStream(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	swallowed := make(chan struct{}, 16)
+	if _, err := h.info.Conn.Subscribe("bridge.evt.>", func(*nats.Msg) { swallowed <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.info.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	env.emu.PostUserMessage(room.ID, env.user.ID, "@Bridge Bot never acknowledged")
+	select {
+	case <-swallowed:
+	case <-ctx.Done():
+		t.Fatal("the event was never published")
+	}
+	// Another process takes the lease.
+	kv, err := h.js.KeyValue(ctx, LeaseBucket("bridge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "agent"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "agent", []byte(`{"owner":"other","instance":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 8*time.Second, func() bool { return !env.emu.Connected(env.emu.AgentID()) },
+		"the stale holder's platform session is still open")
+}

@@ -47,7 +47,15 @@ type supervisor struct {
 	refusedMax    time.Duration // refused_retry_max
 }
 
+// drainCtx bounds the settling of in-flight events when a session ends. A
+// connection whose lease is no longer valid here gets no drain: its
+// platform session must close before another process's starts (the
+// events in flight are caught up by the new holder), so the drain never
+// keeps a stale holder's socket open.
 func (s *supervisor) drainCtx() (context.Context, context.CancelFunc) {
+	if s.pub.fence != nil && s.pub.fence() != nil {
+		return context.WithTimeout(context.Background(), 0)
+	}
 	return context.WithTimeout(context.Background(), s.drain)
 }
 
