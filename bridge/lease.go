@@ -149,6 +149,9 @@ type lease struct {
 	// cannot expire on the server before then, so no other process can
 	// hold it yet. See fence.
 	valid atomic.Int64
+	// sent is when the request that last took or renewed the key was sent
+	// (nanoseconds after l.epoch).
+	sent atomic.Int64
 	// health hears the outcome of each lease call: nil when JetStream
 	// answered (even "held by another"), the error when it did not.
 	health func(error)
@@ -174,6 +177,7 @@ func (ls *lease) fence() error {
 // renewed records a take or renewal whose request was sent at sent.
 func (ls *lease) renewed(sent time.Time, rev uint64) {
 	atomic.StoreUint64(&ls.rev, rev)
+	ls.sent.Store(int64(sent.Sub(ls.l.epoch)))
 	margin := max(ls.l.ttl/10, 10*time.Millisecond)
 	ls.valid.Store(int64(sent.Sub(ls.l.epoch) + ls.l.ttl - margin))
 }
@@ -263,11 +267,16 @@ func (ls *lease) try(ctx context.Context, held func(holder)) bool {
 }
 
 // keep adds the held lease to the process's renewals (see leases.renew)
-// until the returned stop is called. lost is called, once, from the renewal
-// loop when the lease is lost; stop returns that loss (nil if none) and
-// waits for a renewal of this lease under way, so none lands after it.
+// until the returned stop is called. lost is called once when the lease is
+// lost: another process holds the key, or no renewal succeeded for
+// lease.ttl − lease.ttl/3 since the last one (a runtime timer per lease
+// watches that deadline, whatever the renewal rounds are busy with, so the
+// connection stops before its key can expire). stop returns the loss (nil
+// if none) and waits for a renewal of this lease under way, so none lands
+// after it.
 func (ls *lease) keep(lost func(error)) (stop func() error) {
-	k := &kept{lost: lost, last: time.Now()}
+	k := &kept{ls: ls, lost: lost}
+	k.timer = time.AfterFunc(k.untilGiveUp(), k.check)
 	ls.l.keptMu.Lock()
 	ls.l.kept[ls] = k
 	ls.l.keptMu.Unlock()
@@ -275,21 +284,62 @@ func (ls *lease) keep(lost func(error)) (stop func() error) {
 		ls.l.keptMu.Lock()
 		delete(ls.l.kept, ls)
 		ls.l.keptMu.Unlock()
+		k.timer.Stop()
 		k.mu.Lock() // a renewal of this lease under way ends first
-		defer k.mu.Unlock()
 		k.stopped = true
-		return k.err
+		k.mu.Unlock()
+		return k.loss()
 	}
 }
 
 // kept is one held lease's place in the renewals.
 type kept struct {
-	lost func(error)
-	mu   sync.Mutex // held while the lease is renewed
-	last time.Time  // when the last successful renewal was sent
-	// err is why the lease was lost; stopped: no longer renewed.
-	err     error
+	ls    *lease
+	lost  func(error)
+	timer *time.Timer // fires at the give-up deadline (check)
+	mu    sync.Mutex  // held while the lease is renewed
+	// stopped: no longer renewed (under mu).
 	stopped bool
+
+	once  sync.Once
+	errMu sync.Mutex
+	err   error // why the lease was lost
+}
+
+// untilGiveUp is the time left until the lease must be given up: the last
+// successful take or renewal was sent lease.ttl − every ago.
+func (k *kept) untilGiveUp() time.Duration {
+	l := k.ls.l
+	every := max(l.ttl/3, 10*time.Millisecond)
+	sent := l.epoch.Add(time.Duration(k.ls.sent.Load()))
+	return time.Until(sent.Add(l.ttl - every))
+}
+
+// check runs at the give-up deadline: a renewal since moved it (re-armed),
+// or the lease is lost.
+func (k *kept) check() {
+	if left := k.untilGiveUp(); left > 0 {
+		k.timer.Reset(left)
+		return
+	}
+	k.giveUp(fmt.Errorf("%w: not renewed within %s", errLeaseLost, k.ls.l.ttl-max(k.ls.l.ttl/3, 10*time.Millisecond)))
+}
+
+// giveUp fences the lease at once and tells its loss, once.
+func (k *kept) giveUp(err error) {
+	k.once.Do(func() {
+		k.errMu.Lock()
+		k.err = err
+		k.errMu.Unlock()
+		k.ls.valid.Store(0) // nothing more acts for it from now on
+		k.lost(err)
+	})
+}
+
+func (k *kept) loss() error {
+	k.errMu.Lock()
+	defer k.errMu.Unlock()
+	return k.err
 }
 
 // renewParallel bounds the lease renewals in flight at once.
@@ -297,9 +347,8 @@ const renewParallel = 32
 
 // renew renews every lease this process holds, every TTL/3, in one loop
 // for the whole process (at most renewParallel calls at once), until ctx
-// ends. A renewal that fails for a transient reason is retried at the next
-// round until the lease would have expired; then, or when another process
-// holds the key, the lease is lost.
+// ends. A renewal that fails for a transient reason is tried again at the
+// next round; the lease's give-up timer (see keep) decides when it is lost.
 func (l *leases) renew(ctx context.Context) {
 	every := max(l.ttl/3, 10*time.Millisecond)
 	t := time.NewTicker(every)
@@ -331,7 +380,7 @@ func (l *leases) renew(ctx context.Context) {
 func (ls *lease) renewOnce(ctx context.Context, k *kept, every time.Duration) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.stopped || k.err != nil {
+	if k.stopped || k.loss() != nil {
 		return
 	}
 	// Not cut short when the process stops: a renewal the server applied
@@ -343,12 +392,11 @@ func (ls *lease) renewOnce(ctx context.Context, k *kept, every time.Duration) {
 	rev, err := ls.l.kv.Update(rctx, ls.key, ls.value, ls.revision())
 	switch {
 	case err == nil:
-		ls.renewed(sent, rev)
-		k.last = sent
+		if k.loss() == nil { // given up meanwhile: stays fenced
+			ls.renewed(sent, rev)
+		}
 		ls.health(nil)
-		return
 	case ctx.Err() != nil:
-		return
 	case isWrongRevision(err):
 		// An update whose answer was lost (NATS restarting) moved the
 		// revision: still ours if the key still names this process.
@@ -359,18 +407,10 @@ func (ls *lease) renewOnce(ctx context.Context, k *kept, every time.Duration) {
 			ls.health(nil)
 			return
 		}
-		k.err = fmt.Errorf("%w: %v", errLeaseLost, err)
-	case time.Since(k.last) >= ls.l.ttl-every:
-		// Give up before the key can expire, so two replicas never both
-		// believe they hold it.
-		ls.health(fmt.Errorf("lease %s: renewal: %w", ls.key, err))
-		k.err = fmt.Errorf("%w: %v", errLeaseLost, err)
+		k.giveUp(fmt.Errorf("%w: %v", errLeaseLost, err))
 	default:
 		ls.health(fmt.Errorf("lease %s: renewal: %w", ls.key, err))
-		return
 	}
-	ls.valid.Store(0) // nothing more acts for it from now on
-	k.lost(k.err)
 }
 
 func isWrongRevision(err error) bool {

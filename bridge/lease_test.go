@@ -312,3 +312,43 @@ func TestReleaseAfterALostRenewalAnswer(t *testing.T) {
 		t.Fatalf("lease key after release: %v, want it gone", err)
 	}
 }
+
+// A lease not renewed (renewal rounds stalled, NATS away) is given up by
+// its own timer at lease.ttl − lease.ttl/3 after its last renewal: fenced
+// and told before its key can expire and another process take it.
+func TestLeaseGivenUpBeforeItsKeyExpires(t *testing.T) {
+	t.Parallel()
+	srv := testutil.NATS(t)
+	ctx := testutil.Context(t, 20*time.Second)
+	const ttl = 3 * time.Second
+	ls, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", ttl, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.close()
+	l := ls.lease("c1")
+	took := time.Now()
+	if !l.try(ctx, func(holder) {}) {
+		t.Fatal("lease not taken")
+	}
+	told := make(chan time.Time, 1)
+	stop := l.keep(func(err error) {
+		if !errors.Is(err, errLeaseLost) {
+			t.Errorf("lost with %v, want errLeaseLost", err)
+		}
+		if l.fence() == nil {
+			t.Error("loss told while the fence still lets it act")
+		}
+		told <- time.Now()
+	})
+	defer stop()
+	// No renewal loop runs: nothing renews the lease.
+	select {
+	case at := <-told:
+		if at.Sub(took) >= ttl {
+			t.Fatalf("loss told %v after the take, not before the key could expire (%v)", at.Sub(took), ttl)
+		}
+	case <-ctx.Done():
+		t.Fatal("a lease nobody renews was never given up")
+	}
+}
