@@ -301,6 +301,27 @@ func (b *Bridge) Run(ctx context.Context) error {
 	case <-gctx.Done():
 		return fail(gctx.Err())
 	}
+	// The buckets every connection's return path shares, opened once (each
+	// open is a stream update the server checks against every stream's
+	// subjects), before the bridge says it is ready.
+	var executed jetstream.KeyValue
+	err = b.untilReady(gctx, "executed-ids bucket", func() (err error) {
+		executed, err = cmdexec.OpenExecuted(gctx, js, cfg.NATS.Prefix, cfg.NATS.DuplicateWindow.D(), cfg.NATS.Replicas)
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	var dstores *dispatch.Stores
+	if len(cfg.Dispatch) > 0 {
+		err = b.untilReady(gctx, "dispatch buckets", func() (err error) {
+			dstores, err = dispatch.OpenStores(gctx, js, cfg.NATS.Prefix, cfg.NATS.EventsMaxAge.D(), cfg.NATS.Replicas)
+			return err
+		})
+		if err != nil {
+			return fail(err)
+		}
+	}
 	h.cluster.Store(cl)
 	h.ready.Store(true)
 
@@ -308,22 +329,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// for g first) and before the NATS connection closes.
 	sh := startShared(mux)
 	defer sh.close()
-	err = b.untilReady(gctx, "executed-ids bucket", func() (err error) {
-		sh.executed, err = cmdexec.OpenExecuted(gctx, js, cfg.NATS.Prefix, cfg.NATS.DuplicateWindow.D(), cfg.NATS.Replicas)
-		return err
-	})
-	if err != nil {
-		return fail(err)
-	}
-	if len(cfg.Dispatch) > 0 {
-		err = b.untilReady(gctx, "dispatch buckets", func() (err error) {
-			sh.dispatch, err = dispatch.OpenStores(gctx, js, cfg.NATS.Prefix, cfg.NATS.EventsMaxAge.D(), cfg.NATS.Replicas)
-			return err
-		})
-		if err != nil {
-			return fail(err)
-		}
-	}
+	sh.executed, sh.dispatch = executed, dstores
 	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,
 		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls
 		dials:      connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst),
