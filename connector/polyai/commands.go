@@ -134,6 +134,14 @@ func (c *Connector) createSession(ctx context.Context, args json.RawMessage) (co
 	if a.Streaming != nil {
 		streaming = *a.Streaming
 	}
+	// Not before Connect has read the stored sessions (it would drop one
+	// created meanwhile as ended elsewhere): retried once connected.
+	c.mu.Lock()
+	connected := c.run != nil
+	c.mu.Unlock()
+	if !connected {
+		return connector.Response{}, connector.ErrNotConnected
+	}
 	rec, err := c.newSession(ctx, streaming)
 	if err != nil {
 		// A session created but not answered is an orphan PolyAI ends by

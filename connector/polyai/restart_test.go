@@ -33,6 +33,16 @@ func TestCommandBeforeConnect(t *testing.T) {
 	if !errors.Is(err, connector.ErrNotConnected) {
 		t.Fatalf("send_message before Connect: %v, want ErrNotConnected (retried)", err)
 	}
+	// A new session before Connect: not created (Connect would take it for
+	// one ended elsewhere and drop it), retried once connected.
+	before := len(emu.Sessions())
+	_, err = c.Execute(context.Background(), connector.Command{ID: "early-create", Name: "create_session", Args: json.RawMessage(`{}`)})
+	if !errors.Is(err, connector.ErrNotConnected) {
+		t.Fatalf("create_session before Connect: %v, want ErrNotConnected (retried)", err)
+	}
+	if n := len(emu.Sessions()); n != before {
+		t.Fatalf("create_session before Connect created a session on the platform (%d, was %d)", n, before)
+	}
 	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
