@@ -132,9 +132,7 @@ func TestPlatformEndsSession(t *testing.T) {
 			}, "session forgotten")
 			switch tc.when {
 			case "open":
-				if !got.has(id, "session_end", "") {
-					t.Error("no session_end event")
-				}
+				testutil.Eventually(t, 10*time.Second, func() bool { return got.has(id, "session_end", "") }, "session_end event")
 			case "down":
 				testutil.Eventually(t, 10*time.Second, func() bool { return got.has(id, "", subjects.LifecycleSessionEnded) }, "session_ended lifecycle")
 			}
