@@ -77,7 +77,7 @@ func TestBridgeConcurrentStreamedChats(t *testing.T) {
 	}
 	testutil.Eventually(t, 90*time.Second, func() bool { return len(res()) == chats }, "%d results", chats)
 	got := res()
-	evs := col.byCommand()
+	evs := col.settled(t)
 	for i, a := range agents {
 		id := fmt.Sprintf("chat-%03d", i)
 		if r := got[id]; !r.OK {
@@ -118,7 +118,7 @@ func TestBridgeBrokenStreams(t *testing.T) {
 	publishCommand(t, js, stall.ID, "chat", "stall-1", map[string]string{"message": "first"})
 	publishCommand(t, js, stall.ID, "chat", "stall-2", map[string]string{"message": "second"})
 	testutil.Eventually(t, 60*time.Second, func() bool { return len(res()) == 4 }, "4 results")
-	got, evs := res(), col.byCommand()
+	got, evs := res(), col.settled(t)
 
 	for _, c := range []struct {
 		id, reason string
@@ -195,7 +195,7 @@ func TestBridgeTeamChatAndReads(t *testing.T) {
 	if r := res()["team-1"]; !r.OK {
 		t.Fatalf("team_chat: %+v", r.Error)
 	}
-	evs := col.byCommand()["team-1"]
+	evs := col.settled(t)["team-1"]
 	if len(evs) != 4 {
 		t.Fatalf("team_chat: %d events, want 3 team_response and a team_summary", len(evs))
 	}

@@ -99,8 +99,10 @@ type stored struct {
 // collector reads every event of the connection from the events stream,
 // in stream order.
 type collector struct {
-	mu  sync.Mutex
-	evs []stored
+	js     jetstream.JetStream
+	filter string
+	mu     sync.Mutex
+	evs    []stored
 }
 
 func collect(t *testing.T, natsURL string) *collector {
@@ -115,12 +117,13 @@ func collect(t *testing.T, natsURL string) *collector {
 		t.Fatal(err)
 	}
 	ctx := testutil.Context(t, 2*time.Minute)
+	filter := subjects.DefaultPrefix + ".evt." + chatapi.Platform + "." + e2eConn + ".>"
 	cons, err := js.OrderedConsumer(ctx, subjects.StreamName(subjects.DefaultPrefix, subjects.StreamEvents), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjects.DefaultPrefix + ".evt." + chatapi.Platform + "." + e2eConn + ".>"}})
+		FilterSubjects: []string{filter}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &collector{}
+	c := &collector{js: js, filter: filter}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		ev, err := subjects.DecodeEvent(m.Data())
 		if err != nil {
@@ -147,6 +150,28 @@ func (c *collector) all() []stored {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]stored(nil), c.evs...)
+}
+
+// settled waits until the collector has read every event stored so far,
+// then groups them by command id (byCommand): results are published after
+// a command's events are stored, and the collector reads at its own pace.
+func (c *collector) settled(t *testing.T) map[string][]stored {
+	t.Helper()
+	ctx := testutil.Context(t, 15*time.Second)
+	st, err := c.js.Stream(ctx, subjects.StreamName(subjects.DefaultPrefix, subjects.StreamEvents))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(c.filter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored uint64
+	for _, n := range info.State.Subjects {
+		stored += n
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return uint64(len(c.all())) >= stored }, "collector read %d stored events", stored)
+	return c.byCommand()
 }
 
 // byCommand groups the events of each command id, in stream order.
