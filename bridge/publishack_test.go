@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -28,26 +29,7 @@ func TestLostPublishAckIsPublishedAgainFirst(t *testing.T) {
 	h := runBridge(t, env.spec)
 	waitState(t, h, StateConnected)
 	ctx := testutil.Context(t, 90*time.Second)
-	st, err := h.js.Stream(ctx, "BRIDGE_EVENTS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := st.CachedInfo().Config
-	// The stream stops taking events; a subscriber takes them and never
-	// answers, as a stream leader that died with the message.
-	lost := cfg
-	lost.Subjects = slices.DeleteFunc(slices.Clone(cfg.Subjects), func(s string) bool { return s == "bridge.evt.>" })
-	if _, err := h.js.UpdateStream(ctx, lost); err != nil {
-		t.Fatal(err)
-	}
-	swallowed := make(chan string, 64)
-	sub, err := h.info.Conn.Subscribe("bridge.evt.>", func(m *nats.Msg) { swallowed <- m.Header.Get("Nats-Msg-Id") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.info.Conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	swallowed, restore := loseEvents(ctx, t, h)
 	before := connStatus(h.info.HTTPAddr).EventsPublished
 	m1 := env.emu.PostUserMessage(room.ID, env.user.ID, "@Bridge Bot first")
 	// The first publish, then (after the acknowledgement timeout) the first
@@ -64,11 +46,8 @@ func TestLostPublishAckIsPublishedAgainFirst(t *testing.T) {
 	}
 	// The stream is back while that try waits for its answer; a later
 	// message of the room arrives meanwhile.
-	if _, err := h.js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	m2 := env.emu.PostUserMessage(room.ID, env.user.ID, "@Bridge Bot second")
-	_ = sub.Unsubscribe()
 	testutil.Eventually(t, 60*time.Second, func() bool {
 		return connStatus(h.info.HTTPAddr).EventsPublished >= before+2
 	}, "the lost publish is never settled")
@@ -95,22 +74,7 @@ func TestLostLeaseClosesTheSessionWithoutDrain(t *testing.T) {
 	h := runBridge(t, env.spec) // drains for 15 s at most
 	waitState(t, h, StateConnected)
 	ctx := testutil.Context(t, 60*time.Second)
-	st, err := h.js.Stream(ctx, "BRIDGE_EVENTS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lost := st.CachedInfo().Config
-	lost.Subjects = slices.DeleteFunc(slices.Clone(lost.Subjects), func(s string) bool { return s == "bridge.evt.>" })
-	if _, err := h.js.UpdateStream(ctx, lost); err != nil {
-		t.Fatal(err)
-	}
-	swallowed := make(chan struct{}, 16)
-	if _, err := h.info.Conn.Subscribe("bridge.evt.>", func(*nats.Msg) { swallowed <- struct{}{} }); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.info.Conn.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	swallowed, _ := loseEvents(ctx, t, h)
 	env.emu.PostUserMessage(room.ID, env.user.ID, "@Bridge Bot never acknowledged")
 	select {
 	case <-swallowed:
@@ -130,4 +94,37 @@ func TestLostLeaseClosesTheSessionWithoutDrain(t *testing.T) {
 	}
 	testutil.Eventually(t, 8*time.Second, func() bool { return !env.emu.Connected(env.emu.AgentID()) },
 		"the stale holder's platform session is still open")
+}
+
+// loseEvents makes the events stream stop taking events and a subscriber
+// take them without ever answering, as a stream leader that died with the
+// messages: publishes get no acknowledgement. It returns the ids
+// (Nats-Msg-Id) of what the subscriber took, and restore, which gives the
+// stream its subjects back and ends the subscriber.
+func loseEvents(ctx context.Context, t *testing.T, h *harness) (swallowed <-chan string, restore func()) {
+	t.Helper()
+	st, err := h.js.Stream(ctx, "BRIDGE_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	lost := cfg
+	lost.Subjects = slices.DeleteFunc(slices.Clone(cfg.Subjects), func(s string) bool { return s == "bridge.evt.>" })
+	if _, err := h.js.UpdateStream(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan string, 64)
+	sub, err := h.info.Conn.Subscribe("bridge.evt.>", func(m *nats.Msg) { ch <- m.Header.Get("Nats-Msg-Id") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.info.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return ch, func() {
+		if _, err := h.js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		_ = sub.Unsubscribe()
+	}
 }

@@ -314,16 +314,8 @@ func (d *Dispatcher) processedCommand(msg *message) connector.Command {
 // same id until the call succeeds, fails for good or hard ends.
 func (d *Dispatcher) markProcessed(hard context.Context, msg *message) subjects.Result {
 	cmd := d.processedCommand(msg)
-	for k := 1; ; k++ {
-		res := d.o.Exec.Do(hard, cmd) // MaybeExecuted unset: a stored failure is never returned
-		if res.OK || res.Error == nil || !res.Error.Retryable || hard.Err() != nil {
-			return res
-		}
-		msg.log.Warn().Str("command", cmd.Name).Str("error", errCode(res)).Msg("command still failing; retrying it (not the worker)")
-		if !retry.Sleep(hard, max(d.backoff(k), time.Duration(res.Error.RetryAfterMs)*time.Millisecond)) {
-			return res
-		}
-	}
+	// MaybeExecuted unset: a stored failure is never returned.
+	return d.untilSettled(hard, msg, cmd.Name, func(int) subjects.Result { return d.o.Exec.Do(hard, cmd) })
 }
 
 // executedChecker is the executor's Executed (cmdexec.Executor has it).
@@ -355,19 +347,27 @@ func (d *Dispatcher) processedBefore(ctx context.Context, msg *message) bool {
 // with a new id suffix, so a redelivery finds the earlier results. A
 // result asking the room to rest (retry_after_ms) is waited out.
 func (d *Dispatcher) doUntilSettled(hard context.Context, msg *message, id string, cmd connector.Command) subjects.Result {
-	for k := 0; ; k++ {
+	return d.untilSettled(hard, msg, cmd.Name, func(k int) subjects.Result {
 		cmd.ID = id
 		if k > 0 && id != "" {
 			cmd.ID = fmt.Sprintf("%s:%d", id, k)
 		}
 		cmd.MaybeExecuted, cmd.Since = msg.redelivered, msg.stored
-		res := d.o.Exec.Do(hard, cmd)
+		return d.o.Exec.Do(hard, cmd)
+	})
+}
+
+// untilSettled makes attempt k = 0, 1, … until one succeeds or fails for
+// good or hard ends, waiting the backoff (or the result's retry_after_ms)
+// between them.
+func (d *Dispatcher) untilSettled(hard context.Context, msg *message, command string, attempt func(k int) subjects.Result) subjects.Result {
+	for k := 0; ; k++ {
+		res := attempt(k)
 		if res.OK || res.Error == nil || !res.Error.Retryable || hard.Err() != nil {
 			return res
 		}
-		msg.log.Warn().Str("command", cmd.Name).Str("error", errCode(res)).Msg("command still failing; retrying it (not the worker)")
-		wait := max(d.backoff(k+1), time.Duration(res.Error.RetryAfterMs)*time.Millisecond)
-		if !retry.Sleep(hard, wait) {
+		msg.log.Warn().Str("command", command).Str("error", errCode(res)).Msg("command still failing; retrying it (not the worker)")
+		if !retry.Sleep(hard, max(d.backoff(k+1), time.Duration(res.Error.RetryAfterMs)*time.Millisecond)) {
 			return res
 		}
 	}
