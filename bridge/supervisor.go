@@ -121,6 +121,7 @@ func (s *supervisor) run(ctx context.Context) error {
 			attempt = 1
 			s.log.Error().Err(err).Int64("retry_in_ms", wait.Milliseconds()).
 				Msg("another session of this identity took over; taking it back after the cool-off (stop the other one, or this one)")
+			s.setRetryAt(time.Now().Add(wait)) // on /status with the state, never after it
 			s.transition(context.WithoutCancel(ctx), st, err, subjects.LifecycleSuperseded,
 				map[string]any{"reason": err.Error(), "retry_in_ms": wait.Milliseconds()})
 		case StateRefused, StateFailed:
@@ -131,6 +132,7 @@ func (s *supervisor) run(ctx context.Context) error {
 				msg = "connect failed in a way a quick retry does not cure; retrying with long waits"
 			}
 			s.log.Error().Err(err).Str("state", string(st)).Int64("retry_in_ms", wait.Milliseconds()).Int("attempt", attempt).Msg(msg)
+			s.setRetryAt(time.Now().Add(wait))
 			s.transition(context.WithoutCancel(ctx), st, err, subjects.LifecycleDisconnected,
 				map[string]any{"reason": err.Error(), "permanent": true, "retry_in_ms": wait.Milliseconds()})
 		default:
@@ -145,9 +147,9 @@ func (s *supervisor) run(ctx context.Context) error {
 			}
 			s.m.reconnects.WithLabelValues(s.name).Inc()
 			s.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("connection lost; reconnecting")
+			s.setRetryAt(time.Now().Add(wait))
 			s.transition(ctx, StateReconnecting, err, subjects.LifecycleDisconnected, map[string]any{"reason": errString(err)})
 		}
-		s.setRetryAt(time.Now().Add(wait))
 		s.pub.sys(ctx, subjects.LifecycleReconnecting, map[string]any{"in_ms": wait.Milliseconds(), "attempt": attempt})
 		if !retry.Sleep(ctx, wait) {
 			s.setRetryAt(time.Time{})

@@ -360,6 +360,9 @@ func (s *session) flush(ctx context.Context, r *room, emitted map[string]bool, e
 		r.mu.Lock()
 		if r.epoch != epoch {
 			r.mu.Unlock()
+			// Held for the next catch-up: make sure one comes (a resync
+			// asked for by the reopen may have run before this one ended).
+			s.requestResync()
 			return
 		}
 		buf := r.buffer
