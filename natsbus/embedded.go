@@ -32,6 +32,9 @@ type EmbeddedOptions struct {
 	// default nats-server's 1 MiB. Tests set a small one to reach the limit
 	// cheaply.
 	MaxPayload int32
+	// MaxConsumersPerStream is the server's consumer limit for a stream
+	// that sets none; default nats-server's (1,000). Tests set a small one.
+	MaxConsumersPerStream int
 }
 
 // Embedded is a running embedded nats-server. Its Shutdown stops the server,
@@ -87,6 +90,7 @@ func StartEmbedded(o EmbeddedOptions, log zerolog.Logger) (_ *Embedded, err erro
 		NoSigs:            true,
 		MaxPayload:        o.MaxPayload,
 	}
+	opts.JetStreamLimits.DefaultMaxConsumers = o.MaxConsumersPerStream
 	if o.Listen == "" || o.Listen == "none" {
 		opts.DontListen = true
 	} else {

@@ -3,6 +3,7 @@ package natsbus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -191,5 +192,42 @@ func TestEnsureStreamsLeavesUnchangedStreams(t *testing.T) {
 	case subj := <-updates:
 		t.Fatalf("a stream updated with an unchanged configuration: %s", subj)
 	default:
+	}
+}
+
+// A bridge serving more connections than the server's default consumer
+// limit per stream (1,000 on nats-server) creates a command consumer for
+// each: the streams carry a limit of their own.
+func TestStreamsAllowAConsumerPerConnection(t *testing.T) {
+	t.Parallel()
+	s := testutil.NATSWith(t, natsbus.EmbeddedOptions{MaxConsumersPerStream: 2})
+	ctx := testutil.Context(t, 20*time.Second)
+	var conns []natsbus.StreamConn
+	for i := range 4 {
+		conns = append(conns, natsbus.StreamConn{Platform: "band", Name: fmt.Sprintf("c%d", i)})
+	}
+	o := natsbus.StreamOptions{Prefix: "bridge", Connections: conns, EventConsumers: 3}
+	if err := natsbus.EnsureStreams(ctx, s.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	for stream, n := range map[string]int{"BRIDGE_COMMANDS": len(conns), "BRIDGE_EVENTS": 3} {
+		for i := range n {
+			name := fmt.Sprintf("own_%d", i)
+			if _, err := s.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+				t.Fatalf("%s: consumer %d of the bridge's %d: %v", stream, i+1, n, err)
+			}
+		}
+	}
+	// The limit is there for workers' consumers too, and is kept on a
+	// restart with the same configuration (no update).
+	st, err := s.JS.Stream(ctx, "BRIDGE_COMMANDS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxConsumers; got != len(conns)+1000 {
+		t.Fatalf("BRIDGE_COMMANDS max_consumers %d, want %d", got, len(conns)+1000)
+	}
+	if err := natsbus.EnsureStreams(ctx, s.JS, o); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -29,6 +29,33 @@ type StreamOptions struct {
 	// empty stores none (JetStream then gives the stream its own name as
 	// its only subject, which is under no prefix).
 	Connections []StreamConn
+
+	// EventConsumers is how many consumers the bridge itself makes on
+	// BRIDGE_EVENTS (one per managed-dispatch rule); BRIDGE_COMMANDS gets
+	// one per connection. See [consumerLimit].
+	EventConsumers int
+}
+
+// consumerHeadroom is what a stream's consumer limit leaves, beyond the
+// bridge's own consumers, for the consumers of workers and tools: the
+// default limit of a stream on nats-server 2.12 and later.
+const consumerHeadroom = 1000
+
+// consumerLimit is the MaxConsumers of a stream on which the bridge makes
+// own consumers: 0 (the server's default, 1,000 per stream since
+// nats-server 2.12) when it makes none, else own plus consumerHeadroom,
+// capped at the account's limit (acct, 0 when it has none) so the stream
+// stays valid there. Without it a bridge serving more than 1,000
+// connections could not create their command consumers.
+func consumerLimit(own, acct int) int {
+	if own <= 0 {
+		return 0
+	}
+	n := own + consumerHeadroom
+	if acct > 0 && n > acct {
+		n = acct
+	}
+	return n
 }
 
 // StreamConn names one connection served by the bridge: its platform's
@@ -51,6 +78,12 @@ func commandSubjects(o StreamOptions) []string {
 // StreamConfigs returns the configurations of BRIDGE_EVENTS, BRIDGE_COMMANDS
 // and BRIDGE_DLQ (names follow the prefix).
 func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
+	return streamConfigs(o, 0)
+}
+
+// streamConfigs is StreamConfigs in an account whose consumer limit is acct
+// (0 for none).
+func streamConfigs(o StreamOptions, acct int) []jetstream.StreamConfig {
 	if o.Prefix == "" {
 		o.Prefix = subjects.DefaultPrefix
 	}
@@ -69,28 +102,57 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	if o.DLQMaxAge == 0 {
 		o.DLQMaxAge = 720 * time.Hour
 	}
-	mk := func(base, desc string, maxAge time.Duration, subs ...string) jetstream.StreamConfig {
+	mk := func(base, desc string, maxAge time.Duration, own int, subs ...string) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
-			Name:        subjects.StreamName(o.Prefix, base),
-			Description: desc,
-			Subjects:    subs,
-			Retention:   jetstream.LimitsPolicy,
-			Storage:     jetstream.FileStorage,
-			Replicas:    o.Replicas,
-			Duplicates:  o.DuplicateWindow,
-			MaxAge:      maxAge,
-			Discard:     jetstream.DiscardOld,
+			Name:         subjects.StreamName(o.Prefix, base),
+			Description:  desc,
+			Subjects:     subs,
+			Retention:    jetstream.LimitsPolicy,
+			Storage:      jetstream.FileStorage,
+			Replicas:     o.Replicas,
+			Duplicates:   o.DuplicateWindow,
+			MaxAge:       maxAge,
+			Discard:      jetstream.DiscardOld,
+			MaxConsumers: consumerLimit(own, acct),
 		}
 	}
 	p := o.Prefix
 	return []jetstream.StreamConfig{
-		mk(subjects.StreamEvents, "bridge: platform events and lifecycle events", o.EventsMaxAge,
+		mk(subjects.StreamEvents, "bridge: platform events and lifecycle events", o.EventsMaxAge, o.EventConsumers,
 			subjects.Filter(p, subjects.KindEvent, "", ""), subjects.Filter(p, subjects.KindSys, "", "")),
-		mk(subjects.StreamCommands, "bridge: worker commands to platforms", o.CommandsMaxAge,
+		mk(subjects.StreamCommands, "bridge: worker commands to platforms", o.CommandsMaxAge, len(o.Connections),
 			commandSubjects(o)...),
-		mk(subjects.StreamDLQ, "bridge: dead letters with the reason in headers", o.DLQMaxAge,
+		mk(subjects.StreamDLQ, "bridge: dead letters with the reason in headers", o.DLQMaxAge, 0,
 			subjects.Filter(p, subjects.KindDLQ, "", "")),
 	}
+}
+
+// accountConsumerLimit is the smallest consumer limit of the account (its
+// own or one of its tiers), 0 when it has none. Asked only when a stream
+// gets a limit of its own.
+func accountConsumerLimit(ctx context.Context, js jetstream.JetStream, o StreamOptions) (int, error) {
+	if len(o.Connections) == 0 && o.EventConsumers <= 0 {
+		return 0, nil
+	}
+	ai, err := js.AccountInfo(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("nats: account info: %w", err)
+	}
+	limit := 0
+	for _, l := range append([]jetstream.AccountLimits{ai.Limits}, tierLimits(ai)...) {
+		if l.MaxConsumers > 0 && (limit == 0 || l.MaxConsumers < limit) {
+			limit = l.MaxConsumers
+		}
+	}
+	return limit, nil
+}
+
+func tierLimits(ai *jetstream.AccountInfo) []jetstream.AccountLimits {
+	out := make([]jetstream.AccountLimits, 0, len(ai.Tiers))
+	for _, t := range ai.Tiers {
+		out = append(out, t.Limits)
+	}
+	return out
 }
 
 // EnsureStreams creates or updates the contract's streams; it is idempotent.
@@ -104,7 +166,11 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 // 2-core machine), so a restart with an unchanged configuration costs one
 // stream info per stream. A create or update is given streamUpdateTimeout.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
-	for _, cfg := range StreamConfigs(o) {
+	acct, err := accountConsumerLimit(ctx, js, o)
+	if err != nil {
+		return err
+	}
+	for _, cfg := range streamConfigs(o, acct) {
 		if st, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(st.CachedInfo().Config, cfg) {
 			continue
 		}
@@ -133,7 +199,7 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 	return have.Description == want.Description && have.Retention == want.Retention &&
 		have.Storage == want.Storage && have.Replicas == want.Replicas &&
 		have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge && have.Discard == want.Discard &&
-		sameSet(have.Subjects, want.Subjects)
+		max(have.MaxConsumers, 0) == max(want.MaxConsumers, 0) && sameSet(have.Subjects, want.Subjects)
 }
 
 func sameSet(a, b []string) bool {
