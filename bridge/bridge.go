@@ -294,9 +294,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	synced := make(chan struct{})
 	g.Go(func() error { cl.run(gctx, synced); return nil })
-	g.Go(func() error { cl.moves(gctx); return nil }) // hands over connections assigned elsewhere
-	g.Go(func() error { ls.renew(gctx); return nil }) // renews every lease held here
-	select {                                          // the first assignment counts the processes already running
+	g.Go(func() error { cl.moves(gctx); return nil })      // hands over connections assigned elsewhere
+	g.Go(func() error { ls.renew(gctx, log); return nil }) // renews every lease held here
+	select {                                               // the first assignment counts the processes already running
 	case <-synced:
 	case <-gctx.Done():
 		return fail(gctx.Err())
@@ -537,7 +537,8 @@ func (b *Bridge) updateStreams(ctx context.Context, js jetstream.JetStream, conn
 		EventsMaxAge: n.EventsMaxAge.D(), CommandsMaxAge: n.CommandsMaxAge.D(), DLQMaxAge: n.DLQMaxAge.D(),
 		// Every configured connection, enabled or not: commands for any
 		// other are refused at publish.
-		Connections: make([]natsbus.StreamConn, 0, len(conns)),
+		Connections:    make([]natsbus.StreamConn, 0, len(conns)),
+		EventConsumers: len(b.cfg.Dispatch),
 	}
 	for _, ce := range conns {
 		o.Connections = append(o.Connections, natsbus.StreamConn{Platform: ce.factory.Platform, Name: ce.cfg.Name})

@@ -249,16 +249,6 @@ func (c *cluster) mayTake(conn string) bool {
 	return ok && l.holder.Owner == "" && now.Sub(l.since) >= c.ttl
 }
 
-// movedTo names the live member conn should move to from here, "" when it
-// stays.
-func (c *cluster) movedTo(conn string) string {
-	a := c.assignee(conn)
-	if a == "" || a == c.self.Instance {
-		return ""
-	}
-	return a
-}
-
 // holderOf is conn's lease holder as last seen, zero when free or unknown.
 func (c *cluster) holderOf(conn string) holder {
 	c.mu.Lock()

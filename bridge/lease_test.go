@@ -225,7 +225,7 @@ func TestLeasesRenewedByOneLoop(t *testing.T) {
 	defer ls.close()
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { ls.renew(rctx); close(done) }()
+	go func() { ls.renew(rctx, testutil.Logger(t)); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	var held []*lease

@@ -51,14 +51,20 @@ func (c *cluster) moves(ctx context.Context) {
 // checkMoves stops the first watched connection assigned elsewhere, if the
 // handoff slot is free: one connection is handed over at a time.
 func (c *cluster) checkMoves() {
+	// One look at the assignment for the whole check (a map never changed
+	// once made): every connection starting wakes this check, so looking
+	// it up per connection made a start of n connections cost n².
+	c.mu.Lock()
+	assigned := c.assignmentLocked(c.liveLocked(time.Now()))
+	c.mu.Unlock()
 	c.movesMu.Lock()
 	defer c.movesMu.Unlock()
 	for conn, w := range c.watched {
 		if w.to != "" {
 			continue
 		}
-		to := c.movedTo(conn)
-		if to == "" {
+		to := assigned[conn]
+		if to == "" || to == c.self.Instance {
 			continue
 		}
 		select {
