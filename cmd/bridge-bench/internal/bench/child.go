@@ -53,7 +53,13 @@ func ChildMain(ctx context.Context, mode string, args []string, stdin io.Reader,
 	if err := raiseFileLimit(); err != nil {
 		return err
 	}
-	log := zerolog.New(stderr).Level(zerolog.ErrorLevel).With().Str("child", mode).Logger()
+	// BENCH_CHILD_LOG=warn (or info, debug) shows more of a child's log
+	// and makes the bridge child print its start-up progress.
+	level := zerolog.ErrorLevel
+	if l, err := zerolog.ParseLevel(os.Getenv("BENCH_CHILD_LOG")); err == nil && l != zerolog.NoLevel {
+		level = l
+	}
+	log := zerolog.New(stderr).Level(level).With().Timestamp().Str("child", mode).Logger()
 	in := bufio.NewReader(stdin)
 	switch mode {
 	case childEmulator:
@@ -181,9 +187,11 @@ func natsChild(ctx context.Context, args []string, in *bufio.Reader, stdout io.W
 	if err := json.NewEncoder(stdout).Encode(natsInfo{URL: ne.url()}); err != nil {
 		return err
 	}
-	return serveRequests(ctx, in, stdout, map[string]func() any{
+	err = serveRequests(ctx, in, stdout, map[string]func() any{
 		reqMem: func() any { return memSnapshot() },
 	})
+	pprof.StopCPUProfile() // before the server's shutdown, which may be killed
+	return err
 }
 
 // bridgeSpecJSON is the bridge child's input.
@@ -239,6 +247,14 @@ func bridgeChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log ze
 		return err
 	}
 	defer caughtUp.close()
+	stopCPU := func() {}
+	if spec.Profile != "" {
+		// The start-up's CPU profile: until every connection caught up.
+		if stopCPU, err = startCPUProfile(spec.Profile + ".cpu"); err != nil {
+			return err
+		}
+		defer stopCPU()
+	}
 	start := time.Now()
 	b, err := startBridge(rctx, bridgeSpec{
 		emuURL: spec.EmulatorURL, natsURL: spec.NATS, agents: spec.Agents, log: log,
@@ -248,12 +264,16 @@ func bridgeChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log ze
 		return err
 	}
 	defer b.stopWithin(10 * time.Second)
+	stopProgress := progress(log, start, spec.NATS, caughtUp, n)
+	defer stopProgress()
 	select {
 	case <-caughtUp.done:
 	case <-rctx.Done():
 		return fmt.Errorf("connections: %d of %d caught up: %w", caughtUp.count(), n, rctx.Err())
 	}
 	res.ConnectSec = time.Since(start).Seconds()
+	stopCPU()
+	stopProgress()
 	select {
 	case <-time.After(spec.Settle):
 	case <-rctx.Done():
@@ -333,4 +353,69 @@ func writeProfiles(prefix string) error {
 		}
 	}
 	return nil
+}
+
+// progress logs, at info level every 5 s until stopped, how many of n
+// connections caught up and how many lifecycle events of each kind the
+// bridge stored: the start-up's timeline.
+func progress(log zerolog.Logger, start time.Time, natsURL string, caughtUp *subjectWatch, n int) (stop func()) {
+	if log.GetLevel() > zerolog.InfoLevel {
+		return func() {}
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("bench-progress"))
+	if err != nil {
+		return func() {}
+	}
+	var mu sync.Mutex
+	kinds := map[string]int{}
+	_, _ = nc.Subscribe("bridge.sys.band.*.*", func(m *nats.Msg) {
+		mu.Lock()
+		kinds[m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]]++
+		mu.Unlock()
+	})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			k := fmt.Sprint(kinds)
+			mu.Unlock()
+			log.Info().Float64("t", time.Since(start).Seconds()).Int("caught_up", caughtUp.count()).Int("of", n).
+				Int("goroutines", runtime.NumGoroutine()).Str("lifecycle", k).Msg("progress")
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+			nc.Close()
+		})
+	}
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
 }

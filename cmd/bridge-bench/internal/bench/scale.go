@@ -70,8 +70,8 @@ func (e *Env) scaleFigures(zero, prev, r scaleResult) {
 	gor := per(int64(b.Goroutines), int64(z.Goroutines))
 	natsRSS := per(r.NATS.RSSKiB, zero.NATS.RSSKiB)
 	natsHeap := per(r.NATS.HeapKiB+r.NATS.StackKiB, zero.NATS.HeapKiB+zero.NATS.StackKiB)
-	e.logf("   %5d idle connections: connected and caught up in %.1f s (busiest dial second %d, %d dials); bridge RSS %d KiB (%.1f KiB/conn), heap+stack %.1f KiB/conn, %.2f goroutines/conn, %d fds; NATS server RSS %d KiB (%.1f KiB/conn)",
-		n, r.Bridge.ConnectSec, r.Dials.MaxPerSecond, r.Dials.Total, b.RSSKiB, rss, heap, gor, b.FDs, r.NATS.RSSKiB, natsRSS)
+	e.logf("   %5d idle connections: connected and caught up in %.1f s (busiest dial second %d, %d dials); bridge RSS %d KiB (%.1f KiB/conn), heap+stack %.1f KiB/conn (heap %.1f of which live objects %.1f, stack %.1f), %.2f goroutines/conn, %d fds; NATS server RSS %d KiB (%.1f KiB/conn)",
+		n, r.Bridge.ConnectSec, r.Dials.MaxPerSecond, r.Dials.Total, b.RSSKiB, rss, heap, per(b.HeapKiB, z.HeapKiB), per(b.LiveKiB, z.LiveKiB), per(b.StackKiB, z.StackKiB), gor, b.FDs, r.NATS.RSSKiB, natsRSS)
 	name := fmt.Sprintf("%d idle Band agent connections", n)
 	e.c.add("scale", name+": RSS per connection", "KiB", rss)
 	e.c.add("scale", name+": Go heap+stack per connection", "KiB", heap)
@@ -237,12 +237,19 @@ func (c *child) ask(req string, v any) error {
 	return c.read(v)
 }
 
-// close ends the child (stdin EOF) and waits for it; idempotent.
+// close ends the child (stdin EOF) and waits for it, killing it after
+// childStopWait (a NATS server with 10,000 consumers was seen to hang in
+// its shutdown); idempotent.
 func (c *child) close() error {
 	if c.done {
 		return nil
 	}
 	c.done = true
 	c.in.Close()
+	t := time.AfterFunc(childStopWait, func() { _ = c.cmd.Process.Kill() })
+	defer t.Stop()
 	return c.cmd.Wait()
 }
+
+// childStopWait is how long a child may take to stop at stdin EOF.
+const childStopWait = 30 * time.Second
