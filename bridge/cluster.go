@@ -170,16 +170,26 @@ func (c *cluster) memberUpdate(e jetstream.KeyValueEntry) {
 	c.changed()
 }
 
+// leaseUpdate records a lease's new state. Only a change of holder (or a
+// lease freed) wakes the view's waiters: a renewal changes nothing they
+// decide on, and with 10,000 leases renewals come 2,000 a second, each of
+// which would wake the move check and every connection standing by.
 func (c *cluster) leaseUpdate(e jetstream.KeyValueEntry) {
 	c.mu.Lock()
-	if e.Operation() != jetstream.KeyValuePut {
-		c.held[e.Key()] = leaseSeen{since: time.Now().UTC(), rev: e.Revision(), at: e.Created()}
+	old, known := c.held[e.Key()]
+	var now leaseSeen
+	freed := e.Operation() != jetstream.KeyValuePut
+	if freed {
+		now = leaseSeen{since: time.Now().UTC(), rev: e.Revision(), at: e.Created()}
 	} else {
 		v := parseLeaseValue(e.Value())
-		c.held[e.Key()] = leaseSeen{holder: v.holder, since: v.Since, rev: e.Revision(), at: e.Created()}
+		now = leaseSeen{holder: v.holder, since: v.Since, rev: e.Revision(), at: e.Created()}
 	}
+	c.held[e.Key()] = now
 	c.mu.Unlock()
-	c.changed()
+	if freed || !known || old.holder != now.holder || !old.since.Equal(now.since) {
+		c.changed()
+	}
 }
 
 // changed wakes everyone waiting on the view.

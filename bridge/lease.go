@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
 )
 
@@ -63,6 +64,34 @@ type leases struct {
 
 	keptMu sync.Mutex
 	kept   map[*lease]*kept // the leases held here, renewed by renew
+
+	// starts paces the leases taken here (nil: not paced); see pace.
+	starts *connector.DialLimiter
+	// late is set while a renewal round has run longer than half its
+	// interval, cleared by a round that did not: no lease is taken
+	// meanwhile (see pace).
+	late atomic.Bool
+}
+
+// pace waits until this process may take one more lease: a token of
+// starts, then no renewal round running late. Every lease taken costs a
+// renewal per period, and a connection's start-up work follows it (its
+// consumer, its socket, its catch-up): taken at the dial rate, and never
+// while the renewals of those already held fall behind, a start of
+// thousands of connections cannot starve the renewals until leases are
+// given up, restarted, and given up again.
+func (l *leases) pace(ctx context.Context) error {
+	if err := l.starts.Wait(ctx); err != nil {
+		return err
+	}
+	for l.late.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // holder names the process holding a lease.
@@ -203,6 +232,7 @@ func (ls *lease) acquire(ctx context.Context, may func() (bool, string), wake fu
 			waiting(s)
 		}
 	}
+	paced := false
 	for {
 		var w <-chan struct{}
 		if wake != nil {
@@ -211,6 +241,12 @@ func (ls *lease) acquire(ctx context.Context, may func() (bool, string), wake fu
 		try, why := true, ""
 		if may != nil {
 			try, why = may()
+		}
+		if try && !paced {
+			if err := ls.l.pace(ctx); err != nil {
+				return err
+			}
+			paced = true
 		}
 		if !try {
 			tell(why)
@@ -374,6 +410,7 @@ func (l *leases) renew(ctx context.Context, log zerolog.Logger) {
 		var wg sync.WaitGroup
 		var failed atomic.Int64
 		began := time.Now()
+		late := time.AfterFunc(every/2, func() { l.late.Store(true) })
 		for _, k := range round {
 			sem <- struct{}{}
 			wg.Go(func() { // owned: waited for below
@@ -384,7 +421,10 @@ func (l *leases) renew(ctx context.Context, log zerolog.Logger) {
 			})
 		}
 		wg.Wait()
-		if took := time.Since(began); took > every && ctx.Err() == nil {
+		took := time.Since(began)
+		late.Stop()
+		l.late.Store(took > every/2)
+		if took > every && ctx.Err() == nil {
 			log.Warn().Int("leases", len(round)).Int64("failed", failed.Load()).Dur("took", took).Dur("every", every).
 				Msg("lease renewals fell behind: a round took longer than its interval; leases not renewed within two intervals are given up")
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/emulator/bandemu"
 	"github.com/bridgeworks/bridge/internal/testutil"
 )
@@ -350,5 +352,56 @@ func TestLeaseGivenUpBeforeItsKeyExpires(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("a lease nobody renews was never given up")
+	}
+}
+
+// Leases are taken at the start rate, and none while a renewal round runs
+// late: each lease taken adds a renewal, and a start of thousands that
+// starved the renewals had leases given up and taken again in waves.
+func TestLeasesTakenAtTheStartRateNotWhileRenewalsLate(t *testing.T) {
+	t.Parallel()
+	srv := testutil.NATS(t)
+	ctx := testutil.Context(t, 20*time.Second)
+	ls, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", time.Minute, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.close()
+	ls.starts = connector.NewDialLimiter(10, 1)
+
+	ls.late.Store(true)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = ls.lease("c0").acquire(short, nil, nil, func(string) {})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("acquire while renewals run late: %v, want it to wait", err)
+	}
+	if _, err := ls.kv.Get(ctx, "c0"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("lease key taken while renewals ran late: %v", err)
+	}
+	ls.late.Store(false)
+
+	// 6 leases at 10 a second (burst 1): the last is taken at least 0.4 s
+	// after the first.
+	var mu sync.Mutex
+	var at []time.Time
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			if err := ls.lease(fmt.Sprintf("c%d", i+1)).acquire(ctx, nil, nil, func(string) {}); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			at = append(at, time.Now())
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(at, time.Time.Compare)
+	if len(at) == 6 {
+		if span := at[5].Sub(at[0]); span < 400*time.Millisecond {
+			t.Fatalf("6 leases taken within %v at 10 a second", span)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -229,5 +230,60 @@ func TestStreamsAllowAConsumerPerConnection(t *testing.T) {
 	}
 	if err := natsbus.EnsureStreams(ctx, s.JS, o); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Above MaxConnectionSubjects connections BRIDGE_COMMANDS captures each
+// platform's commands with one subject (the server's check of a stream's
+// subjects grows with their square); going there drops nothing, and
+// commands of other platforms are still refused.
+func TestCommandsStreamPerPlatformAboveTheLimit(t *testing.T) {
+	t.Parallel()
+	s := testutil.NATS(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	var conns []natsbus.StreamConn
+	for i := range natsbus.MaxConnectionSubjects {
+		conns = append(conns, natsbus.StreamConn{Platform: "band", Name: fmt.Sprintf("c%d", i)})
+	}
+	o := natsbus.StreamOptions{Prefix: "bridge", Connections: conns}
+	if err := natsbus.EnsureStreams(ctx, s.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.JS.Stream(ctx, "BRIDGE_COMMANDS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.CachedInfo().Config.Subjects); n != natsbus.MaxConnectionSubjects {
+		t.Fatalf("%d subjects at the limit, want one per connection", n)
+	}
+
+	o.Connections = append(o.Connections, natsbus.StreamConn{Platform: "polyai", Name: "p1"})
+	dropped, err := natsbus.DroppedCommandSubjects(ctx, s.JS, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dropped) != 0 {
+		t.Fatalf("dropped %d subjects (%v…) going per platform, want none", len(dropped), dropped[0])
+	}
+	if err := natsbus.EnsureStreams(ctx, s.JS, o); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = s.JS.Stream(ctx, "BRIDGE_COMMANDS"); err != nil {
+		t.Fatal(err)
+	}
+	got := st.CachedInfo().Config.Subjects
+	slices.Sort(got)
+	if want := []string{"bridge.cmd.band.>", "bridge.cmd.polyai.>"}; !slices.Equal(got, want) {
+		t.Fatalf("subjects %v, want %v", got, want)
+	}
+	for _, subj := range []string{"bridge.cmd.band.c7.r1.send_message", "bridge.cmd.polyai.p2.s1.send_message"} {
+		if _, err := s.JS.Publish(ctx, subj, []byte(`{}`)); err != nil {
+			t.Errorf("publish %s: %v", subj, err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := s.JS.Publish(short, "bridge.cmd.slack.x.r1.send_message", []byte(`{}`)); !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Errorf("command of a platform no connection has: %v, want %v", err, jetstream.ErrNoStreamResponse)
 	}
 }

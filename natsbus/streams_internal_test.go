@@ -15,3 +15,26 @@ func TestConsumerLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestCovers(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		k, s string
+		want bool
+	}{
+		{"bridge.cmd.band.>", "bridge.cmd.band.a.>", true},
+		{"bridge.cmd.band.>", "bridge.cmd.band.a.r.send", true},
+		{"bridge.cmd.band.>", "bridge.cmd.band.>", true},
+		{"bridge.cmd.band.a.>", "bridge.cmd.band.>", false},
+		{"bridge.cmd.band.>", "bridge.cmd.polyai.a.>", false},
+		{"bridge.cmd.band.>", "bridge.cmd.band", false},
+		{"bridge.cmd.*.a.>", "bridge.cmd.band.a.>", true},
+		{"bridge.cmd.*.a.>", "bridge.cmd.>", false},
+		{"bridge.cmd.band.a.>", "bridge.cmd.band.a.>", true},
+		{"BRIDGE_COMMANDS", "BRIDGE_COMMANDS", true},
+	} {
+		if got := covers(c.k, c.s); got != c.want {
+			t.Errorf("covers(%q, %q) = %v, want %v", c.k, c.s, got, c.want)
+		}
+	}
+}
