@@ -123,7 +123,7 @@ func (s StoreInfo) Name(prefix string) string { return StreamName(prefix, s.Base
 func Stores() []StoreInfo {
 	return []StoreInfo{
 		{StreamEvents, "stream", "P.evt… and P.sys…", "nats.events_max_age (default 168h)"},
-		{StreamCommands, "stream", "P.cmd.<platform>.<conn>.> of every configured connection, enabled or not", "nats.commands_max_age (default 24h)"},
+		{StreamCommands, "stream", "P.cmd.<platform>.<conn>.> of every configured connection, enabled or not; above 1,000 connections P.cmd.<platform>.> of each of their platforms", "nats.commands_max_age (default 24h)"},
 		{StreamDLQ, "stream", "P.dlq…", "nats.dlq_max_age (default 720h)"},
 		{"PAYLOADS_<conn>", "object store", "one connection's payloads too large for one message, named by their SHA-256", "the longer of nats.events_max_age and nats.dlq_max_age"},
 		{"EXECUTED", "KV bucket", "each executed command id with its result, and which platform record each command created", "nats.duplicate_window (default 20m)"},
