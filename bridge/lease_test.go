@@ -217,14 +217,9 @@ func TestLeaseSameOwnerTwoProcesses(t *testing.T) {
 // lost alone, its fence closed before its loss is told.
 func TestLeasesRenewedByOneLoop(t *testing.T) {
 	t.Parallel()
-	srv := testutil.NATS(t)
-	ctx := testutil.Context(t, 30*time.Second)
 	const ttl = 600 * time.Millisecond
-	ls, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", ttl, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ls.close()
+	ctx := testutil.Context(t, 30*time.Second)
+	ls := openTestLeases(t, ctx, ttl)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { ls.renew(rctx, testutil.Logger(t)); close(done) }()
@@ -294,13 +289,8 @@ func TestLeasesRenewedByOneLoop(t *testing.T) {
 // successor need not wait the key out.
 func TestReleaseAfterALostRenewalAnswer(t *testing.T) {
 	t.Parallel()
-	srv := testutil.NATS(t)
 	ctx := testutil.Context(t, 20*time.Second)
-	ls, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", time.Minute, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ls.close()
+	ls := openTestLeases(t, ctx, time.Minute)
 	l := ls.lease("c1")
 	if !l.try(ctx, func(holder) {}) {
 		t.Fatal("lease not taken")
@@ -320,14 +310,9 @@ func TestReleaseAfterALostRenewalAnswer(t *testing.T) {
 // and told before its key can expire and another process take it.
 func TestLeaseGivenUpBeforeItsKeyExpires(t *testing.T) {
 	t.Parallel()
-	srv := testutil.NATS(t)
-	ctx := testutil.Context(t, 20*time.Second)
 	const ttl = 3 * time.Second
-	ls, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", ttl, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ls.close()
+	ctx := testutil.Context(t, 20*time.Second)
+	ls := openTestLeases(t, ctx, ttl)
 	l := ls.lease("c1")
 	took := time.Now()
 	if !l.try(ctx, func(holder) {}) {
@@ -360,18 +345,13 @@ func TestLeaseGivenUpBeforeItsKeyExpires(t *testing.T) {
 // starved the renewals had leases given up and taken again in waves.
 func TestLeasesTakenAtTheStartRateNotWhileRenewalsLate(t *testing.T) {
 	t.Parallel()
-	srv := testutil.NATS(t)
 	ctx := testutil.Context(t, 20*time.Second)
-	ls, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", time.Minute, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ls.close()
+	ls := openTestLeases(t, ctx, time.Minute)
 	ls.starts = connector.NewDialLimiter(10, 1)
 
 	ls.late.Store(true)
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err = ls.lease("c0").acquire(short, nil, nil, func(string) {})
+	err := ls.lease("c0").acquire(short, nil, nil, func(string) {})
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("acquire while renewals run late: %v, want it to wait", err)
@@ -404,4 +384,17 @@ func TestLeasesTakenAtTheStartRateNotWhileRenewalsLate(t *testing.T) {
 			t.Fatalf("6 leases taken within %v at 10 a second", span)
 		}
 	}
+}
+
+// openTestLeases opens the leases of a process "a" with the given TTL on a
+// NATS server of the test's own; closed at cleanup.
+func openTestLeases(t *testing.T, ctx context.Context, ttl time.Duration) *leases {
+	t.Helper()
+	srv := testutil.NATS(t)
+	ls, err := openLeases(ctx, srv.JS, srv.NC, "bridge", "a", ttl, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ls.close)
+	return ls
 }

@@ -175,7 +175,7 @@ func (p *publisher) sys(ctx context.Context, name subjects.Lifecycle, data any) 
 // returns Receive's error. Every event received is settled (acked or nacked)
 // before run returns; drainCtx bounds that wait after ctx ends.
 func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc), c connector.Connector) error {
-	st := &settler{p: p, ctx: ctx, drainCtx: drainCtx, queue: make(chan *inflight, publishWindow)}
+	st := &settler{p: p, ctx: ctx, drainCtx: drainCtx}
 	defer st.wait()
 	for {
 		ev, ack, err := c.Receive(ctx)
@@ -245,21 +245,21 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 	}
 }
 
-// settler settles the publishes of one run in order. Its goroutine runs
-// only while publishes are outstanding: add starts it, and it ends once
-// the queue is empty, so an idle connection holds none. One runs at a
-// time (a new one starts only after the last one left), which keeps the
-// order.
+// settler settles the publishes of one run in order. Its goroutine and
+// its queue exist only while publishes are outstanding: add makes them,
+// and they go once the queue is empty, so an idle connection holds
+// neither. One runs at a time (a new one starts only after the last one
+// left), which keeps the order. add is called from one goroutine (run's).
 type settler struct {
 	p        *publisher
 	ctx      context.Context // run's
 	drainCtx func() (context.Context, context.CancelFunc)
-	// queue holds at most publishWindow outstanding, by pointer: an idle
-	// connection's empty queue is publishWindow words, not structs.
-	queue chan *inflight
-	wg    sync.WaitGroup
+	wg       sync.WaitGroup
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// queue holds at most publishWindow outstanding, by pointer; nil while
+	// none is.
+	queue   chan *inflight
 	running bool
 	// dctx bounds the settling left once ctx ended: made once per run, so
 	// the drain's bound holds across settle goroutines.
@@ -270,12 +270,21 @@ type settler struct {
 // add queues f (waiting while publishWindow are outstanding) and makes
 // sure a settle goroutine runs.
 func (s *settler) add(f inflight) {
-	s.queue <- &f
+	s.mu.Lock()
+	if s.queue == nil {
+		s.queue = make(chan *inflight, publishWindow)
+	}
+	q := s.queue
+	s.mu.Unlock()
+	q <- &f
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.running {
+		// A settle that saw q empty just before f came has left (and
+		// dropped q): this one drains it, and q is the queue again.
 		s.running = true
-		s.wg.Go(s.settle) // owned: wait
+		s.queue = q
+		s.wg.Go(func() { s.settle(q) }) // owned: wait
 	}
 }
 
@@ -289,18 +298,22 @@ func (s *settler) wait() {
 	}
 }
 
-// settle settles queued publishes until the queue is empty.
-func (s *settler) settle() {
+// settle settles the publishes queued on q until it is empty, then drops
+// it.
+func (s *settler) settle(q chan *inflight) {
 	for {
 		select {
-		case f := <-s.queue:
+		case f := <-q:
 			s.p.settleOne(s.context(), *f)
 			continue
 		default:
 		}
 		s.mu.Lock()
-		if len(s.queue) == 0 {
+		if len(q) == 0 {
 			s.running = false
+			if s.queue == q {
+				s.queue = nil
+			}
 			s.mu.Unlock()
 			return
 		}
