@@ -416,12 +416,17 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		lctx, cancel := context.WithCancel(ctx)
 		unkeep := ls.keep(func(error) { cancel() })
 		unwatch := cl.watchMove(s.name, cancel)
-		// The return path starts without a goroutine of its own while idle;
-		// the session runs on this goroutine: the supervisor and the
-		// connection's runner are one. A stopped connection shows on
-		// /status; its commands still run until lctx ends.
-		started := startReturnPath(lctx, parts, s.log)
-		_ = s.run(lctx)
+		// Connections start at the process's start pace (see leases.pace),
+		// the lease renewed meanwhile. The return path starts without a
+		// goroutine of its own while idle; the session runs on this
+		// goroutine: the supervisor and the connection's runner are one. A
+		// stopped connection shows on /status; its commands still run until
+		// lctx ends.
+		var started []returnPart
+		if ls.l.pace(lctx) == nil {
+			started = startReturnPath(lctx, parts, s.log)
+			_ = s.run(lctx)
+		}
 		<-lctx.Done()
 		drainReturnPath(started)
 		cancel()
@@ -518,7 +523,7 @@ func (b *Bridge) untilReady(ctx context.Context, what string, step func() error)
 func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream, conns []connEntry) error {
 	bo := retry.Policy{Initial: 500 * time.Millisecond, Max: 15 * time.Second}.Start()
 	for {
-		err := b.updateStreams(ctx, js, conns)
+		err := b.updateStreams(ctx, js, conns, len(b.cfg.Dispatch))
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
@@ -532,7 +537,7 @@ func (b *Bridge) ensureStreams(ctx context.Context, js jetstream.JetStream, conn
 
 // updateStreams makes one attempt at the streams for conns: the commands
 // stream captures the commands of exactly these connections.
-func (b *Bridge) updateStreams(ctx context.Context, js jetstream.JetStream, conns []connEntry) error {
+func (b *Bridge) updateStreams(ctx context.Context, js jetstream.JetStream, conns []connEntry, dispatchRules int) error {
 	n := b.cfg.NATS
 	o := natsbus.StreamOptions{
 		Prefix: n.Prefix, Replicas: n.Replicas, DuplicateWindow: n.DuplicateWindow.D(),
@@ -540,7 +545,7 @@ func (b *Bridge) updateStreams(ctx context.Context, js jetstream.JetStream, conn
 		// Every configured connection, enabled or not: commands for any
 		// other are refused at publish.
 		Connections:    make([]natsbus.StreamConn, 0, len(conns)),
-		EventConsumers: len(b.cfg.Dispatch),
+		EventConsumers: dispatchRules,
 	}
 	for _, ce := range conns {
 		o.Connections = append(o.Connections, natsbus.StreamConn{Platform: ce.factory.Platform, Name: ce.cfg.Name})

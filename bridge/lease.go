@@ -65,33 +65,56 @@ type leases struct {
 	keptMu sync.Mutex
 	kept   map[*lease]*kept // the leases held here, renewed by renew
 
-	// starts paces the leases taken here (nil: not paced); see pace.
+	// starts paces the connections started here under a lease just taken
+	// (nil: not paced); see pace.
 	starts *connector.DialLimiter
-	// late is set while a renewal round has run longer than half its
-	// interval, cleared by a round that did not: no lease is taken
-	// meanwhile (see pace).
-	late atomic.Bool
+
+	// lateMu guards lateCh: non-nil (and closed when it clears) while a
+	// renewal round has run longer than half its interval; see pace.
+	lateMu sync.Mutex
+	lateCh chan struct{}
 }
 
-// pace waits until this process may take one more lease: a token of
-// starts, then no renewal round running late. Every lease taken costs a
-// renewal per period, and a connection's start-up work follows it (its
-// consumer, its socket, its catch-up): taken at the dial rate, and never
-// while the renewals of those already held fall behind, a start of
-// thousands of connections cannot starve the renewals until leases are
-// given up, restarted, and given up again.
+// pace waits until this process may start one more connection under a
+// lease it holds: a token of starts taken while no renewal round runs
+// late. A connection's start-up work (its consumer, its socket, its
+// catch-up) competes with the renewals of every lease held here: started at
+// the dial rate, and never while those renewals fall behind, a start or a
+// take-over of thousands of connections cannot starve the renewals until
+// leases are given up, restarted, and given up again. One call per start,
+// whatever tries came before the lease was taken.
 func (l *leases) pace(ctx context.Context) error {
-	if err := l.starts.Wait(ctx); err != nil {
-		return err
-	}
-	for l.late.Load() {
+	for {
+		if err := l.starts.Wait(ctx); err != nil {
+			return err
+		}
+		l.lateMu.Lock()
+		late := l.lateCh
+		l.lateMu.Unlock()
+		if late == nil {
+			return nil
+		}
+		// Queue again for a token once the renewals caught up, so the
+		// starts held meanwhile go at the pace, not all at once.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-late:
 		}
 	}
-	return nil
+}
+
+// setLate says whether the renewals run late.
+func (l *leases) setLate(late bool) {
+	l.lateMu.Lock()
+	defer l.lateMu.Unlock()
+	switch {
+	case late && l.lateCh == nil:
+		l.lateCh = make(chan struct{})
+	case !late && l.lateCh != nil:
+		close(l.lateCh)
+		l.lateCh = nil
+	}
 }
 
 // holder names the process holding a lease.
@@ -232,7 +255,6 @@ func (ls *lease) acquire(ctx context.Context, may func() (bool, string), wake fu
 			waiting(s)
 		}
 	}
-	paced := false
 	for {
 		var w <-chan struct{}
 		if wake != nil {
@@ -241,12 +263,6 @@ func (ls *lease) acquire(ctx context.Context, may func() (bool, string), wake fu
 		try, why := true, ""
 		if may != nil {
 			try, why = may()
-		}
-		if try && !paced {
-			if err := ls.l.pace(ctx); err != nil {
-				return err
-			}
-			paced = true
 		}
 		if !try {
 			tell(why)
@@ -410,7 +426,18 @@ func (l *leases) renew(ctx context.Context, log zerolog.Logger) {
 		var wg sync.WaitGroup
 		var failed atomic.Int64
 		began := time.Now()
-		late := time.AfterFunc(every/2, func() { l.late.Store(true) })
+		// The round's lateness, told once at half its interval and at its
+		// end, in that order (the timer's callback never lands after the
+		// end's word).
+		var lateMu sync.Mutex
+		ended := false
+		late := time.AfterFunc(every/2, func() {
+			lateMu.Lock()
+			defer lateMu.Unlock()
+			if !ended {
+				l.setLate(true)
+			}
+		})
 		for _, k := range round {
 			sem <- struct{}{}
 			wg.Go(func() { // owned: waited for below
@@ -423,7 +450,10 @@ func (l *leases) renew(ctx context.Context, log zerolog.Logger) {
 		wg.Wait()
 		took := time.Since(began)
 		late.Stop()
-		l.late.Store(took > every/2)
+		lateMu.Lock()
+		ended = true
+		l.setLate(took > every/2)
+		lateMu.Unlock()
 		if took > every && ctx.Err() == nil {
 			log.Warn().Int("leases", len(round)).Int64("failed", failed.Load()).Dur("took", took).Dur("every", every).
 				Msg("lease renewals fell behind: a round took longer than its interval; leases not renewed within two intervals are given up")

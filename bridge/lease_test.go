@@ -340,35 +340,34 @@ func TestLeaseGivenUpBeforeItsKeyExpires(t *testing.T) {
 	}
 }
 
-// Leases are taken at the start rate, and none while a renewal round runs
-// late: each lease taken adds a renewal, and a start of thousands that
-// starved the renewals had leases given up and taken again in waves.
-func TestLeasesTakenAtTheStartRateNotWhileRenewalsLate(t *testing.T) {
+// Connections start under their leases at the start rate, and none while
+// a renewal round runs late: each start competes with the renewals, and a
+// start of thousands that starved them had leases given up and taken again
+// in waves. Starts held while the renewals were late go at the rate once
+// they caught up, not all at once.
+func TestStartsPacedNotWhileRenewalsLate(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, 20*time.Second)
 	ls := openTestLeases(t, ctx, time.Minute)
 	ls.starts = connector.NewDialLimiter(10, 1)
 
-	ls.late.Store(true)
+	ls.setLate(true)
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err := ls.lease("c0").acquire(short, nil, nil, func(string) {})
+	err := ls.pace(short)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("acquire while renewals run late: %v, want it to wait", err)
+		t.Fatalf("pace while renewals run late: %v, want it to wait", err)
 	}
-	if _, err := ls.kv.Get(ctx, "c0"); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Fatalf("lease key taken while renewals ran late: %v", err)
-	}
-	ls.late.Store(false)
 
-	// 6 leases at 10 a second (burst 1): the last is taken at least 0.4 s
-	// after the first.
+	// 6 starts wait while the renewals are late; once they caught up the
+	// starts take a token each at 10 a second (burst 1): the last goes at
+	// least 0.4 s after the first.
 	var mu sync.Mutex
 	var at []time.Time
 	var wg sync.WaitGroup
-	for i := range 6 {
+	for range 6 {
 		wg.Go(func() {
-			if err := ls.lease(fmt.Sprintf("c%d", i+1)).acquire(ctx, nil, nil, func(string) {}); err != nil {
+			if err := ls.pace(ctx); err != nil {
 				t.Error(err)
 				return
 			}
@@ -377,11 +376,24 @@ func TestLeasesTakenAtTheStartRateNotWhileRenewalsLate(t *testing.T) {
 			mu.Unlock()
 		})
 	}
+	// The renewals stay late until each start has taken its first token
+	// (0.6 s at 10 a second). This wait only makes the test able to fail on
+	// a pace that lets held starts go together; a correct pace passes
+	// whatever its length (each start takes a token after the renewals
+	// caught up).
+	time.Sleep(700 * time.Millisecond)
+	mu.Lock()
+	early := len(at)
+	mu.Unlock()
+	ls.setLate(false)
 	wg.Wait()
+	if early != 0 {
+		t.Fatalf("%d starts went while the renewals ran late", early)
+	}
 	slices.SortFunc(at, time.Time.Compare)
 	if len(at) == 6 {
 		if span := at[5].Sub(at[0]); span < 400*time.Millisecond {
-			t.Fatalf("6 leases taken within %v at 10 a second", span)
+			t.Fatalf("6 starts held while renewals ran late went within %v once they caught up, want the 10 a second pace", span)
 		}
 	}
 }

@@ -215,7 +215,7 @@ func (rt *running) reload(ctx context.Context, req reloadRequest) error {
 	// The commands stream captures exactly the configured connections:
 	// update it before a new one runs. A failure refuses the reload.
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := b.updateStreams(sctx, rt.js, req.conns)
+	err := b.updateStreams(sctx, rt.js, req.conns, len(next.Dispatch))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("config reload refused, the running config is kept: streams: %w", err)
