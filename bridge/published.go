@@ -80,7 +80,10 @@ func (s *publishedStore) record(id string) error {
 	// A plain publish: the KV stream stores it like any other write, and
 	// nothing reads a confirmation (asking for one costs the server a reply
 	// and the client a dispatch per event).
-	if err := s.js.Conn().Publish(s.prefix+publishedKey(id), []byte{'1'}); err != nil {
+	h := sha256.Sum256([]byte(id))
+	var buf [160]byte // on the stack for any prefix up to 90 bytes
+	subj := hex.AppendEncode(append(buf[:0], s.prefix...), h[:])
+	if err := s.js.Conn().Publish(string(subj), []byte{'1'}); err != nil {
 		return fmt.Errorf("published-events record: %w", err)
 	}
 	return nil

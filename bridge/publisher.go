@@ -146,7 +146,7 @@ func (p *publisher) message(ev connector.Event, now time.Time) (*nats.Msg, error
 	}
 	env := subjects.NewEvent(p.platform, p.conn, ev.Room, name, key, t, ev.Data)
 	env.Transient = ev.Transient
-	body := env.AppendJSON(make([]byte, 0, 320+len(ev.Data)))
+	body := env.AppendJSON(nil)
 	msg := nats.NewMsg(subj.String())
 	msg.Data = body
 	msg.Header.Set(subjects.HeaderMsgID, env.ID)

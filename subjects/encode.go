@@ -2,6 +2,7 @@ package subjects
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -10,6 +11,7 @@ import (
 // without reflection. The bridge encodes every event on its hot path with it;
 // Data must be valid JSON (platform payloads are parsed before they get here).
 func (e *Event) AppendJSON(b []byte) []byte {
+	b = slices.Grow(b, e.jsonSize())
 	b = append(b, `{"specversion":`...)
 	b = appendString(b, e.SpecVersion)
 	b = append(b, `,"id":`...)
@@ -65,6 +67,15 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = strconv.AppendInt(b, *e.Seq, 10)
 	}
 	return append(b, '}')
+}
+
+// jsonSize is AppendJSON's length for e when no string needs escaping: the
+// room it grows b by at once, so an event is encoded without a copy.
+func (e *Event) jsonSize() int {
+	const keys = 256 // every key, quote, comma and number, with room to spare
+	return keys + len(e.SpecVersion) + len(e.ID) + len(e.Source) + len(e.Type) + len(e.Subject) +
+		len(time.RFC3339Nano) + len(e.DataContentType) + len(e.Platform) + len(e.Connection) + len(e.Room) +
+		len(e.Data) + len(e.DataRef) + len(e.DataBucket) + len(e.DataObject) + len(e.DataSHA256) + len(e.CommandID)
 }
 
 // appendString appends s as a JSON string; strings that need escaping take
