@@ -49,8 +49,19 @@ type ArrivalStats struct {
 
 // Stats reports the total, the busiest windows and the time span.
 func (a *Arrivals) Stats() ArrivalStats {
+	return stats(a.sorted(), a.Total())
+}
+
+// StatsSince is Stats of the arrivals at or after since (its Total counts
+// the kept ones only).
+func (a *Arrivals) StatsSince(since time.Time) ArrivalStats {
 	times := a.sorted()
-	st := ArrivalStats{Total: a.Total()}
+	i, _ := slices.BinarySearchFunc(times, since, time.Time.Compare)
+	return stats(times[i:], len(times)-i)
+}
+
+func stats(times []time.Time, total int) ArrivalStats {
+	st := ArrivalStats{Total: total}
 	if len(times) == 0 {
 		return st
 	}

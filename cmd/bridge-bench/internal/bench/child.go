@@ -40,6 +40,10 @@ const (
 const (
 	reqMem   = "mem"   // the child's MemSnapshot
 	reqDials = "dials" // the Band emulator's bandemu.DialStats
+	// reqMark notes the time; reqDialsSinceMark is the Band emulator's
+	// bandemu.DialStats of the dials since then (a restart's).
+	reqMark           = "mark"
+	reqDialsSinceMark = "dials-since-mark"
 )
 
 // IsChild reports whether a first command-line argument selects a child
@@ -125,7 +129,8 @@ type platformInfo struct {
 }
 
 // emulatorChild serves a Band emulator with -agents agents (each owning
-// -rooms rooms), prints a platformInfo line, answers reqDials and reqMem,
+// -rooms rooms), prints a platformInfo line, answers reqDials, reqMark,
+// reqDialsSinceMark and reqMem,
 // and stops at stdin EOF.
 func emulatorChild(ctx context.Context, args []string, in *bufio.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet(childEmulator, flag.ContinueOnError)
@@ -142,9 +147,12 @@ func emulatorChild(ctx context.Context, args []string, in *bufio.Reader, stdout 
 	if err := json.NewEncoder(stdout).Encode(platformInfo{URL: emu.url, Agents: emu.agents[:*agents]}); err != nil {
 		return err
 	}
+	var mark time.Time // handlers run one at a time
 	return serveRequests(ctx, in, stdout, map[string]func() any{
-		reqDials: func() any { return emu.emu.DialStats() },
-		reqMem:   func() any { return memSnapshot() },
+		reqDials:          func() any { return emu.emu.DialStats() },
+		reqMark:           func() any { mark = time.Now(); return struct{}{} },
+		reqDialsSinceMark: func() any { return emu.emu.DialStatsSince(mark) },
+		reqMem:            func() any { return memSnapshot() },
 	})
 }
 

@@ -44,6 +44,10 @@ type Plan struct {
 	ScaleHeartbeat time.Duration
 	ScaleSettle    time.Duration
 	ScaleRooms     int // rooms per agent (each joined: chat_room and room_participants)
+	// ScaleRestart measures, for each size, a second bridge process started
+	// once the first stopped: a restart, against the same NATS server and
+	// platform.
+	ScaleRestart bool
 	// ScaleMaxRSS skips a size whose added RSS (bridge and NATS server),
 	// projected from the previous size, would pass it: the machine is shared.
 	ScaleMaxRSS int64 // bytes
@@ -75,7 +79,7 @@ func FullPlan() Plan {
 		LatencyRate: 2000, LatencyDuration: 6 * time.Second,
 		CommandsCount: 6000, CommandsRooms: 16,
 		DispatchRate: 1000, DispatchDuration: 5 * time.Second, DispatchRooms: 50,
-		ScaleSizes: []int{1000, 10000}, ScaleRuns: 2, ScaleHeartbeat: 10 * time.Second, ScaleSettle: 4 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30,
+		ScaleSizes: []int{1000, 10000}, ScaleRuns: 2, ScaleHeartbeat: 10 * time.Second, ScaleSettle: 4 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30, ScaleRestart: true,
 		PolyAIScaleSizes: []int{1000, 10000}, PolyAIHeartbeat: 10 * time.Second,
 		GapFillBacklog: 10000, GapFillRooms: 1,
 		ChatAPIChats: 320, ChatAPIAgents: 16, ChatAPIFragments: 200,

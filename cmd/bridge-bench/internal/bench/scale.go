@@ -81,6 +81,12 @@ func (e *Env) scaleFigures(zero, prev, r scaleResult) {
 	e.c.add("scale", name+": NATS server Go heap+stack per connection", "KiB", natsHeap)
 	e.c.add("scale", name+": time until all connected and caught up", "s", r.Bridge.ConnectSec)
 	e.c.add("scale", name+": busiest second of socket dials (emulator)", "dials", float64(r.Dials.MaxPerSecond))
+	if r.Restart.Conns > 0 {
+		e.logf("   %5d idle connections, restarted: connected and caught up in %.1f s (%d dials, busiest second %d)",
+			n, r.Restart.ConnectSec, r.RestartDials.Total, r.RestartDials.MaxPerSecond)
+		e.c.add("scale", name+", restart: time until all connected and caught up", "s", r.Restart.ConnectSec)
+		e.c.add("scale", name+", restart: busiest second of socket dials (emulator)", "dials", float64(r.RestartDials.MaxPerSecond))
+	}
 	if p := prev.Bridge.Conns; p > 0 {
 		d := float64(n - p)
 		span := fmt.Sprintf("%d → %d", p, n)
@@ -104,6 +110,10 @@ type scaleResult struct {
 	Bridge bridgeResult
 	NATS   MemSnapshot
 	Dials  bandemu.DialStats
+	// Restart and RestartDials are a second bridge process's start against
+	// the same NATS server and platform (with Plan.ScaleRestart).
+	Restart      bridgeResult
+	RestartDials bandemu.DialStats
 }
 
 // scaleOnce runs scaleAttempt, retrying once after a bridge child that
@@ -179,10 +189,45 @@ func (e *Env) scaleAttempt(ctx context.Context, n int) (scaleResult, error) {
 	// The bridge's connections are still open: the server holds their
 	// consumers, subscriptions and keys now.
 	err = errors.Join(nc.ask(reqMem, &res.NATS), plat.ask(reqDials, &res.Dials))
+	if err == nil && e.plan.ScaleRestart && n > 0 {
+		// A restart: the first process stops (its leases released), a new
+		// one starts with the same configuration against the same NATS
+		// server (streams and consumers there) and platform.
+		var ok struct{}
+		err = plat.ask(reqMark, &ok)
+		if cerr := br.close(); err == nil && cerr != nil {
+			err = fmt.Errorf("bridge child: %w", cerr)
+		}
+		if err == nil {
+			res.Restart, res.RestartDials, err = e.restartBridge(ctx, bs, plat)
+		}
+		return res, err
+	}
 	if cerr := br.close(); err == nil && cerr != nil {
 		err = fmt.Errorf("bridge child: %w", cerr)
 	}
 	return res, err
+}
+
+// restartBridge runs a second bridge child with spec (no profile) until it
+// reports, and returns its result and the dials the emulator saw since its
+// mark.
+func (e *Env) restartBridge(ctx context.Context, spec bridgeSpecJSON, plat *child) (bridgeResult, bandemu.DialStats, error) {
+	spec.Profile = ""
+	br, err := e.startChild(ctx, childBridge, spec)
+	if err != nil {
+		return bridgeResult{}, bandemu.DialStats{}, err
+	}
+	var res bridgeResult
+	var dials bandemu.DialStats
+	err = br.read(&res)
+	if err == nil {
+		err = plat.ask(reqDialsSinceMark, &dials)
+	}
+	if cerr := br.close(); err == nil && cerr != nil {
+		err = fmt.Errorf("restarted bridge child: %w", cerr)
+	}
+	return res, dials, err
 }
 
 // child is a running child process of the bench binary (see child.go for
