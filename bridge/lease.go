@@ -73,6 +73,8 @@ type leases struct {
 	// renewal round has run longer than half its interval; see pace.
 	lateMu sync.Mutex
 	lateCh chan struct{}
+	// held counts the starts waiting for the renewals to catch up.
+	held atomic.Int64
 }
 
 // pace waits until this process may start one more connection under a
@@ -96,10 +98,13 @@ func (l *leases) pace(ctx context.Context) error {
 		}
 		// Queue again for a token once the renewals caught up, so the
 		// starts held meanwhile go at the pace, not all at once.
+		l.held.Add(1)
 		select {
 		case <-ctx.Done():
+			l.held.Add(-1)
 			return ctx.Err()
 		case <-late:
+			l.held.Add(-1)
 		}
 	}
 }

@@ -360,8 +360,9 @@ func TestStartsPacedNotWhileRenewalsLate(t *testing.T) {
 	}
 
 	// 6 starts wait while the renewals are late; once they caught up the
-	// starts take a token each at 10 a second (burst 1): the last goes at
-	// least 0.4 s after the first.
+	// starts take a token each at 10 a second: the last goes at least
+	// 0.4 s after the first.
+	ls.starts = connector.NewDialLimiter(10, 6) // the first tokens at once
 	var mu sync.Mutex
 	var at []time.Time
 	var wg sync.WaitGroup
@@ -376,15 +377,13 @@ func TestStartsPacedNotWhileRenewalsLate(t *testing.T) {
 			mu.Unlock()
 		})
 	}
-	// The renewals stay late until each start has taken its first token
-	// (0.6 s at 10 a second). This wait only makes the test able to fail on
-	// a pace that lets held starts go together; a correct pace passes
-	// whatever its length (each start takes a token after the renewals
-	// caught up).
-	time.Sleep(700 * time.Millisecond)
+	testutil.Eventually(t, 10*time.Second, func() bool { return ls.held.Load() == 6 }, "6 starts held while the renewals run late")
 	mu.Lock()
 	early := len(at)
 	mu.Unlock()
+	// A fresh bucket (one token, then 10 a second), whatever the first
+	// refilled meanwhile; the starts read it after the renewals caught up.
+	ls.starts = connector.NewDialLimiter(10, 1)
 	ls.setLate(false)
 	wg.Wait()
 	if early != 0 {
