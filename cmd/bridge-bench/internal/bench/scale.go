@@ -54,7 +54,7 @@ func (e *Env) scale(ctx context.Context, run int) error {
 		e.scaleFigures(zero, prev, r)
 		prev = r
 	}
-	e.note("scale: each agent owns %d room(s) (chat_room and room_participants joined); heartbeat every %s; memory read after %s idle, after a GC with freed memory returned to the OS; the emulator, the NATS server and the bridge run in three processes; sockets are dialled at the bridge's [dial] rate 1000/s, burst 100.",
+	e.note("scale: each agent owns %d room(s) (chat_room and room_participants joined); heartbeat every %s; memory read after %s idle, after four GCs with freed memory returned to the OS; the emulator, the NATS server and the bridge run in three processes; sockets are dialled at the bridge's [dial] rate 1000/s, burst 100.",
 		e.plan.ScaleRooms, e.plan.ScaleHeartbeat, e.plan.ScaleSettle)
 	return nil
 }

@@ -95,7 +95,7 @@ func (e *Env) scalePolyAI(ctx context.Context, run int) error {
 		e.c.add("scale_polyai", name+": busiest second of socket dials", "count", float64(ps.Dials.MaxPerSecond))
 		e.c.add("scale_polyai", name+": busiest second of heartbeats", "count", float64(ps.Heartbeats.MaxPerSecond))
 	}
-	e.note("scale_polyai: sessions resumed from the state bucket at start (manual_join, no agent), dials paced at [dial] rate 1000, burst 100; heartbeat every %s; memory read after %s idle, after a GC with freed memory returned to the OS; the bridge runs alone in its process with NATS and the PolyAI emulator in another.",
+	e.note("scale_polyai: sessions resumed from the state bucket at start (manual_join, no agent), dials paced at [dial] rate 1000, burst 100; heartbeat every %s; memory read after %s idle, after four GCs with freed memory returned to the OS; the bridge runs alone in its process with NATS and the PolyAI emulator in another.",
 		e.plan.PolyAIHeartbeat, settle)
 	return nil
 }
