@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -14,12 +15,18 @@ import (
 // or a restart with thousands of connections never dials them all in the
 // same second. Each Wait first sleeps a random fraction of one token's
 // interval (jitter, so connections started together do not line up), then
-// takes a token; a dial made right after Wait returns therefore keeps the
-// bucket's bound: no one-second window sees more than rate + burst dials.
-// A nil *DialLimiter does not limit.
+// takes a token, then checks the dials it let through in the last second:
+// tokens are handed out at the rate, but a busy process wakes their
+// waiters late and together, so Wait also holds a dial while rate + burst
+// were let through in the second before it. No one-second window sees more
+// than rate + burst dials start. A nil *DialLimiter does not limit.
 type DialLimiter struct {
 	lim   *rate.Limiter
 	every time.Duration
+
+	mu     sync.Mutex
+	recent []time.Time // the last len(recent) dials let through, a ring; oldest at next
+	next   int
 }
 
 // NewDialLimiter returns a limiter of perSecond dials with the given
@@ -28,9 +35,15 @@ func NewDialLimiter(perSecond float64, burst int) *DialLimiter {
 	if !(perSecond > 0) {
 		return nil
 	}
-	return &DialLimiter{lim: rate.NewLimiter(rate.Limit(perSecond), max(burst, 1)),
-		every: time.Duration(float64(time.Second) / perSecond)}
+	burst = max(burst, 1)
+	window := int(min(perSecond, maxDialWindow)) + burst
+	return &DialLimiter{lim: rate.NewLimiter(rate.Limit(perSecond), burst),
+		every: time.Duration(float64(time.Second) / perSecond), recent: make([]time.Time, window)}
 }
+
+// maxDialWindow caps the dials a DialLimiter remembers (its rate, past it,
+// is kept by the token bucket alone).
+const maxDialWindow = 100000
 
 // Wait blocks until the caller may dial once, or ctx ends.
 func (d *DialLimiter) Wait(ctx context.Context) error {
@@ -46,7 +59,29 @@ func (d *DialLimiter) Wait(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	return d.lim.Wait(ctx)
+	if err := d.lim.Wait(ctx); err != nil {
+		return err
+	}
+	for {
+		d.mu.Lock()
+		now := time.Now()
+		oldest := d.recent[d.next]
+		if oldest.IsZero() || now.Sub(oldest) >= time.Second {
+			d.recent[d.next] = now
+			d.next = (d.next + 1) % len(d.recent)
+			d.mu.Unlock()
+			return nil
+		}
+		wait := time.Second - now.Sub(oldest)
+		d.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
 }
 
 // Gate bounds work that runs at once across every connection of a process

@@ -70,8 +70,8 @@ func (e *Env) scaleFigures(zero, prev, r scaleResult) {
 	gor := per(int64(b.Goroutines), int64(z.Goroutines))
 	natsRSS := per(r.NATS.RSSKiB, zero.NATS.RSSKiB)
 	natsHeap := per(r.NATS.HeapKiB+r.NATS.StackKiB, zero.NATS.HeapKiB+zero.NATS.StackKiB)
-	e.logf("   %5d idle connections: connected and caught up in %.1f s (busiest dial second %d, %d dials); bridge RSS %d KiB (%.1f KiB/conn), heap+stack %.1f KiB/conn (heap %.1f of which live objects %.1f, stack %.1f), %.2f goroutines/conn, %d fds; NATS server RSS %d KiB (%.1f KiB/conn)",
-		n, r.Bridge.ConnectSec, r.Dials.MaxPerSecond, r.Dials.Total, b.RSSKiB, rss, heap, per(b.HeapKiB, z.HeapKiB), per(b.LiveKiB, z.LiveKiB), per(b.StackKiB, z.StackKiB), gor, b.FDs, r.NATS.RSSKiB, natsRSS)
+	e.logf("   %5d idle connections: connected and caught up in %.1f s (busiest dial second %d, busiest 3 s %d, %d dials); bridge RSS %d KiB (%.1f KiB/conn), heap+stack %.1f KiB/conn (heap %.1f of which live objects %.1f, stack %.1f), %.2f goroutines/conn, %d fds; NATS server RSS %d KiB (%.1f KiB/conn)",
+		n, r.Bridge.ConnectSec, r.Dials.MaxPerSecond, r.Dials.MaxPer3Seconds, r.Dials.Total, b.RSSKiB, rss, heap, per(b.HeapKiB, z.HeapKiB), per(b.LiveKiB, z.LiveKiB), per(b.StackKiB, z.StackKiB), gor, b.FDs, r.NATS.RSSKiB, natsRSS)
 	name := fmt.Sprintf("%d idle Band agent connections", n)
 	e.c.add("scale", name+": RSS per connection", "KiB", rss)
 	e.c.add("scale", name+": Go heap+stack per connection", "KiB", heap)
@@ -81,9 +81,10 @@ func (e *Env) scaleFigures(zero, prev, r scaleResult) {
 	e.c.add("scale", name+": NATS server Go heap+stack per connection", "KiB", natsHeap)
 	e.c.add("scale", name+": time until all connected and caught up", "s", r.Bridge.ConnectSec)
 	e.c.add("scale", name+": busiest second of socket dials (emulator)", "dials", float64(r.Dials.MaxPerSecond))
+	e.c.add("scale", name+": busiest 3 seconds of socket dials (emulator)", "dials", float64(r.Dials.MaxPer3Seconds))
 	if r.Restart.Conns > 0 {
-		e.logf("   %5d idle connections, restarted: connected and caught up in %.1f s (%d dials, busiest second %d)",
-			n, r.Restart.ConnectSec, r.RestartDials.Total, r.RestartDials.MaxPerSecond)
+		e.logf("   %5d idle connections, restarted: connected and caught up in %.1f s (%d dials, busiest second %d, busiest 3 s %d)",
+			n, r.Restart.ConnectSec, r.RestartDials.Total, r.RestartDials.MaxPerSecond, r.RestartDials.MaxPer3Seconds)
 		e.c.add("scale", name+", restart: time until all connected and caught up", "s", r.Restart.ConnectSec)
 		e.c.add("scale", name+", restart: busiest second of socket dials (emulator)", "dials", float64(r.RestartDials.MaxPerSecond))
 	}
