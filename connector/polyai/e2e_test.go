@@ -3,6 +3,7 @@ package polyai_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -296,6 +297,19 @@ func TestBridgeRestartResumes(t *testing.T) {
 			t.Fatalf("send_message: %+v", r)
 		}
 	}
+	// A cursor exists once an event of the session's history is stored
+	// (the cursor moves only over stored events): wait for one each, or a
+	// session whose echo was still on its way at the stop rightly resumes
+	// from the start, and the check below could not tell.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		all := w.events()
+		for _, sid := range ids {
+			if !slices.ContainsFunc(roomEvents(all, sid), func(s stored) bool { return s.wire.Sequence != nil }) {
+				return false
+			}
+		}
+		return true
+	}, "an event of each session's history stored")
 	stop()
 	testutil.Eventually(t, 10*time.Second, func() bool { return emu.Connections() == 0 }, "sockets closed")
 	for _, sid := range ids {
