@@ -303,6 +303,9 @@ func (s *session) removeRoomIf(id string, want *room) {
 	})
 }
 
+// rejoinWait bounds drain's wait for its room's channel to be joined.
+const rejoinWait = 15 * time.Second
+
 // drain publishes the room's unprocessed messages oldest first, then the
 // live pushes held meanwhile, then lets pushes through. It returns how many
 // messages catch-up found that had not been published yet.
@@ -310,6 +313,14 @@ func (s *session) drain(ctx context.Context, r *room) int {
 	r.mu.Lock()
 	epoch := r.epoch
 	r.mu.Unlock()
+	// The list must start once the room's channel is joined again after a
+	// reconnect: a message posted after the list but before the platform
+	// had the rejoin would be neither listed nor pushed. Past rejoinWait
+	// (a rejoin that does not come) the list goes ahead; a refused rejoin
+	// drops the room elsewhere.
+	wctx, cancel := context.WithTimeout(ctx, rejoinWait)
+	_ = r.chat.WaitJoined(wctx)
+	cancel()
 	found := 0
 	emitted := map[string]bool{}
 	cursor := ""

@@ -33,6 +33,9 @@ type Channel struct {
 	tries   int             // rejoins since the last successful join, for RejoinDelays
 	unreg   chan struct{}   // closed when unregistered; one per registration
 	payload json.RawMessage // encoded params, reused by rejoins
+	// waiting is closed (and cleared) when the channel becomes joined or is
+	// unregistered; made by WaitJoined, nil while nobody waits.
+	waiting chan struct{}
 }
 
 // Channel returns a channel for topic; nothing is sent until Join. params
@@ -58,6 +61,43 @@ func (c *Channel) Joined() bool {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	return c.state == stateJoined
+}
+
+// WaitJoined waits until the channel is joined on the open connection (a
+// rejoin after a reconnect acknowledged, say). It returns ErrNotJoined if
+// the channel is not registered (never joined, left, or its rejoin
+// refused), or ctx's error.
+func (c *Channel) WaitJoined(ctx context.Context) error {
+	for {
+		c.s.mu.Lock()
+		switch {
+		case c.state == stateJoined:
+			c.s.mu.Unlock()
+			return nil
+		case c.unreg == nil:
+			c.s.mu.Unlock()
+			return ErrNotJoined
+		}
+		if c.waiting == nil {
+			c.waiting = make(chan struct{})
+		}
+		w := c.waiting
+		c.s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w:
+		}
+	}
+}
+
+// wakeLocked wakes the WaitJoined callers: the channel was joined or
+// unregistered.
+func (c *Channel) wakeLocked() {
+	if c.waiting != nil {
+		close(c.waiting)
+		c.waiting = nil
+	}
 }
 
 // JoinRef returns the join_ref of the latest join ("" before any).
@@ -132,6 +172,7 @@ func (c *Channel) Join(ctx context.Context) (_ json.RawMessage, err error) {
 			continue
 		}
 		c.state, c.manual, c.tries = stateJoined, false, 0
+		c.wakeLocked()
 		s.mu.Unlock()
 		joined = true
 		s.log.Debug().Str("topic", c.topic).Str("join_ref", ref).Msg("phoenix: joined")
@@ -231,6 +272,7 @@ func (s *Socket) unregisterLocked(c *Channel) {
 		c.unreg = nil
 	}
 	c.state, c.manual = stateClosed, false
+	c.wakeLocked()
 }
 
 // dispatch routes one inbound frame; it runs on lc's reader goroutine.
@@ -387,6 +429,7 @@ func (s *Socket) onRejoinReply(c *Channel, lc *liveConn, unreg chan struct{}, re
 	if r.status == "ok" {
 		if !lc.isClosing() {
 			c.state, c.tries = stateJoined, 0
+			c.wakeLocked()
 		}
 		s.mu.Unlock()
 		s.log.Debug().Str("topic", c.topic).Str("join_ref", ref).Msg("phoenix: rejoined")

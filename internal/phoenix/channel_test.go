@@ -339,3 +339,53 @@ func TestSendQueueFull(t *testing.T) {
 		t.Fatalf("send after fail: %v", err)
 	}
 }
+
+// WaitJoined returns once the channel is joined on the open connection:
+// after a reconnect only when the rejoin is answered. A channel never
+// joined, or whose rejoin was refused, is not waited for.
+func TestWaitJoinedAfterReconnect(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ts.joinReply = func(topic string, n int) (string, string, bool, bool) {
+		switch {
+		case topic == "room:a" && n == 1:
+			return "", "", false, true // the first rejoin goes unanswered: retried after JoinTimeout
+		case topic == "room:b" && n == 1:
+			return "error", `{"reason":"unauthorized"}`, false, false
+		}
+		return "ok", `{}`, false, false
+	}
+	opts := fastOptions(ts.url())
+	opts.JoinTimeout = 2 * time.Second
+	r := startSocket(t, opts)
+	ctx := testCtx(t)
+	a := r.s.Channel("room:a", nil, nil)
+	b := r.s.Channel("room:b", nil, nil)
+	never := r.s.Channel("room:never", nil, nil)
+	if err := never.WaitJoined(ctx); !errors.Is(err, ErrNotJoined) {
+		t.Fatalf("WaitJoined of a channel never joined: %v, want ErrNotJoined", err)
+	}
+	mustJoin(t, a)
+	mustJoin(t, b)
+	if err := a.WaitJoined(ctx); err != nil {
+		t.Fatalf("WaitJoined of a joined channel: %v", err)
+	}
+
+	r.s.Drop()
+	eventually(t, "room:a's rejoin at the server", func() bool { return len(ts.find(joinsOf("room:a"))) == 2 })
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := a.WaitJoined(short)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitJoined while the rejoin is unanswered: %v, want it to wait", err)
+	}
+	if err := b.WaitJoined(ctx); !errors.Is(err, ErrNotJoined) {
+		t.Fatalf("WaitJoined of a channel whose rejoin was refused: %v, want ErrNotJoined", err)
+	}
+	if err := a.WaitJoined(ctx); err != nil || !a.Joined() {
+		t.Fatalf("WaitJoined once a rejoin was answered: %v (joined %v)", err, a.Joined())
+	}
+	if n := len(ts.find(joinsOf("room:a"))); n != 3 {
+		t.Fatalf("room:a joined %d times, want 3 (join, unanswered rejoin, rejoin)", n)
+	}
+}
