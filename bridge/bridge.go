@@ -265,7 +265,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return fail(err)
 	}
 	defer ls.close()
-	// Leases are taken at the dial rate (see leases.pace).
+	// Connections start at the dial rate once their lease is held (see
+	// leases.pace).
 	ls.starts = connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst)
 	log.Info().Str("owner", ls.self.Owner).Str("instance", ls.self.Instance).Msg("lease identity")
 	var stored *publishedStore

@@ -376,6 +376,8 @@ func assign(conns, members []string) map[string]string {
 	return out
 }
 
+// hrw is the rendezvous weight of (conn, member): FNV-1a, then mixed
+// (splitmix64's finaliser) so short, similar names spread evenly.
 func hrw(conn, member string) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(conn))

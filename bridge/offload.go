@@ -32,7 +32,7 @@ func (p *publisher) offload(ctx context.Context, msg *nats.Msg) error {
 		ref, err := p.cc.Put(ctx, ev.Data)
 		if err == nil {
 			ev.Offload(ref)
-			msg.Data = ev.AppendJSON(make([]byte, 0, 512))
+			msg.Data = ev.AppendJSON(nil)
 			break
 		}
 		if ctx.Err() != nil {

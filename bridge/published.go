@@ -48,9 +48,12 @@ func openPublished(ctx context.Context, js jetstream.JetStream, prefix string, t
 }
 
 // publishedKey is the KV key of event id (ids hold characters keys may not).
-func publishedKey(id string) string {
+func publishedKey(id string) string { return string(appendPublishedKey(nil, id)) }
+
+// appendPublishedKey appends the KV key of event id to b.
+func appendPublishedKey(b []byte, id string) []byte {
 	h := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(h[:])
+	return hex.AppendEncode(b, h[:])
 }
 
 // has reports whether event id was stored.
@@ -80,9 +83,8 @@ func (s *publishedStore) record(id string) error {
 	// A plain publish: the KV stream stores it like any other write, and
 	// nothing reads a confirmation (asking for one costs the server a reply
 	// and the client a dispatch per event).
-	h := sha256.Sum256([]byte(id))
 	var buf [160]byte // on the stack for any prefix up to 90 bytes
-	subj := hex.AppendEncode(append(buf[:0], s.prefix...), h[:])
+	subj := appendPublishedKey(append(buf[:0], s.prefix...), id)
 	if err := s.js.Conn().Publish(string(subj), []byte{'1'}); err != nil {
 		return fmt.Errorf("published-events record: %w", err)
 	}

@@ -40,7 +40,7 @@ func (e *Executor) emitter(ctx context.Context, cmd connector.Command) func(conn
 		m := nats.NewMsg(e.conn.Subject(subjects.KindEvent, room, name).String())
 		m.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
 		m.Header.Set(subjects.HeaderMsgID, env.ID)
-		m.Data = env.AppendJSON(make([]byte, 0, len(ev.Data)+512))
+		m.Data = env.AppendJSON(nil)
 		pctx, cancel := context.WithTimeout(ctx, opTimeout)
 		defer cancel()
 		if !e.o.Payloads.Fits(m) {

@@ -2,12 +2,12 @@ package connector
 
 import (
 	"context"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/bridgeworks/bridge/internal/testutil"
 )
 
 // Tokens let through together (their waiters woken late by a busy process)
@@ -19,22 +19,7 @@ func TestDialLimiterWindowHoldsBunchedTokens(t *testing.T) {
 	d := &DialLimiter{lim: rate.NewLimiter(rate.Inf, 1), recent: make([]time.Time, 5)}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var mu sync.Mutex
-	var at []time.Time
-	var wg sync.WaitGroup
-	for range 12 {
-		wg.Go(func() {
-			if err := d.Wait(ctx); err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			at = append(at, time.Now())
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	slices.SortFunc(at, time.Time.Compare)
+	at := testutil.Finishes(t, 12, func() error { return d.Wait(ctx) })
 	// Seen here a little after the limiter let each through: a window of
 	// 0.9 s, not 1 s, keeps a late-seen first dial from counting against
 	// the next second's.

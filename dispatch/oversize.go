@@ -70,7 +70,7 @@ func (d *Dispatcher) fitRequest(ctx context.Context, msg *message, req *nats.Msg
 		return fmt.Errorf("work request over max_payload, data not offloaded: %w", err)
 	}
 	ev.Offload(ref)
-	req.Data = ev.AppendJSON(make([]byte, 0, 512))
+	req.Data = ev.AppendJSON(nil)
 	d.m.outcome("offloaded")
 	msg.log.Info().Int64("size", size).Int64("limit", limit).Str("bucket", ref.Bucket).Str("object", ref.Object).
 		Msg("work request over max_payload; the event's data goes by reference")

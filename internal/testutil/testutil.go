@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +92,28 @@ func Eventually(t testing.TB, d time.Duration, cond func() bool, msg string, arg
 		time.Sleep(wait)
 		wait = min(wait*2, 50*time.Millisecond)
 	}
+}
+
+// Finishes runs f on n goroutines at once and returns, in order, when each
+// call returned nil; a call's error fails t. For rate checks of a shared
+// limiter.
+func Finishes(t testing.TB, n int, f func() error) []time.Time {
+	t.Helper()
+	var mu sync.Mutex
+	var at []time.Time
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := f(); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			at = append(at, time.Now())
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(at, time.Time.Compare)
+	return at
 }

@@ -317,7 +317,7 @@ func (s *sseBaseline) chat(ctx context.Context, agent, id, message string) error
 		m := nats.NewMsg("bridge.evt." + chatapi.Platform + "." + chatapiConn + "." + subjects.EscapeToken(agent) + "." + name)
 		m.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
 		m.Header.Set(subjects.HeaderMsgID, env.ID)
-		m.Data = env.AppendJSON(make([]byte, 0, len(raw)+512))
+		m.Data = env.AppendJSON(nil)
 		if _, err := s.js.PublishMsg(ctx, m); err != nil {
 			return err
 		}

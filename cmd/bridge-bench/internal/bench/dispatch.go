@@ -261,7 +261,7 @@ func (e *Env) ingestBaseline(ctx context.Context, emu *emuEnv, ne *natsEnv, conn
 		out := nats.NewMsg("bridge.evt.band." + conn + "." + subjects.EscapeToken(room) + ".message_created")
 		out.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
 		out.Header.Set(subjects.HeaderMsgID, env.ID)
-		out.Data = env.AppendJSON(make([]byte, 0, 320+len(parts[4])))
+		out.Data = env.AppendJSON(nil)
 		if _, err := ne.js.PublishMsgAsync(out); err != nil {
 			fail(fmt.Errorf("dispatch baseline: publish: %w", err))
 			return
