@@ -54,11 +54,10 @@ func consumerLimit(own, acct int) int {
 	if own <= 0 {
 		return 0
 	}
-	n := own + consumerHeadroom
-	if acct > 0 && n > acct {
-		n = acct
+	if n := own + consumerHeadroom; acct <= 0 || n < acct {
+		return n
 	}
-	return n
+	return acct
 }
 
 // StreamConn names one connection served by the bridge: its platform's
@@ -156,21 +155,13 @@ func accountConsumerLimit(ctx context.Context, js jetstream.JetStream, o StreamO
 	if err != nil {
 		return 0, fmt.Errorf("nats: account info: %w", err)
 	}
-	limit := 0
-	for _, l := range append([]jetstream.AccountLimits{ai.Limits}, tierLimits(ai)...) {
-		if l.MaxConsumers > 0 && (limit == 0 || l.MaxConsumers < limit) {
-			limit = l.MaxConsumers
+	limit := max(ai.Limits.MaxConsumers, 0)
+	for _, t := range ai.Tiers {
+		if m := t.Limits.MaxConsumers; m > 0 && (limit == 0 || m < limit) {
+			limit = m
 		}
 	}
 	return limit, nil
-}
-
-func tierLimits(ai *jetstream.AccountInfo) []jetstream.AccountLimits {
-	out := make([]jetstream.AccountLimits, 0, len(ai.Tiers))
-	for _, t := range ai.Tiers {
-		out = append(out, t.Limits)
-	}
-	return out
 }
 
 // EnsureStreams creates or updates the contract's streams; it is idempotent.
@@ -179,10 +170,10 @@ func tierLimits(ai *jetstream.AccountInfo) []jetstream.AccountLimits {
 //
 // A stream whose configuration already matches is left alone: the server
 // checks a stream's subjects against each other on every create and update,
-// which grows with the square of their number (one subject per connection
-// in BRIDGE_COMMANDS: 0.1 s for 1,000 connections, 15 s for 10,000 on a
-// 2-core machine), so a restart with an unchanged configuration costs one
-// stream info per stream. A create or update is given streamUpdateTimeout.
+// which grows with the square of their number (up to MaxConnectionSubjects
+// in BRIDGE_COMMANDS: 0.1 s for 1,000), so a restart with an unchanged
+// configuration costs one stream info per stream. A create or update is
+// given streamUpdateTimeout.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	acct, err := accountConsumerLimit(ctx, js, o)
 	if err != nil {
@@ -192,7 +183,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		if st, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(st.CachedInfo().Config, cfg) {
 			continue
 		}
-		uctx, cancel := context.WithTimeout(ctx, streamUpdateTimeout(len(cfg.Subjects)))
+		uctx, cancel := context.WithTimeout(ctx, streamUpdateTimeout)
 		_, err := js.CreateOrUpdateStream(uctx, cfg)
 		cancel()
 		if err != nil {
@@ -202,14 +193,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 	return nil
 }
 
-// streamUpdateTimeout bounds one stream create or update of a stream with
-// n subjects: the 5 s of any JetStream request, and time for the server's
-// check of the subjects against each other (15 s for 10,000 on a 2-core
-// machine). A request lost while a cluster elects its leaders is retried by
-// the caller that soon.
-func streamUpdateTimeout(n int) time.Duration {
-	return 5*time.Second + time.Duration(n)*5*time.Millisecond
-}
+// streamUpdateTimeout bounds one stream create or update: the 5 s of any
+// JetStream request, and time for the server's check of at most
+// MaxConnectionSubjects subjects against each other. A request lost while a
+// cluster elects its leaders is retried by the caller that soon.
+const streamUpdateTimeout = 10 * time.Second
 
 // sameStream reports whether have (a stream's configuration as the server
 // returns it) already has everything want sets.

@@ -190,22 +190,19 @@ func (e *Env) scaleAttempt(ctx context.Context, n int) (scaleResult, error) {
 	// The bridge's connections are still open: the server holds their
 	// consumers, subscriptions and keys now.
 	err = errors.Join(nc.ask(reqMem, &res.NATS), plat.ask(reqDials, &res.Dials))
-	if err == nil && e.plan.ScaleRestart && n > 0 {
-		// A restart: the first process stops (its leases released), a new
-		// one starts with the same configuration against the same NATS
-		// server (streams and consumers there) and platform.
+	restart := err == nil && e.plan.ScaleRestart && n > 0
+	if restart { // the restart's dials are counted from here
 		var ok struct{}
 		err = plat.ask(reqMark, &ok)
-		if cerr := br.close(); err == nil && cerr != nil {
-			err = fmt.Errorf("bridge child: %w", cerr)
-		}
-		if err == nil {
-			res.Restart, res.RestartDials, err = e.restartBridge(ctx, bs, plat)
-		}
-		return res, err
 	}
 	if cerr := br.close(); err == nil && cerr != nil {
 		err = fmt.Errorf("bridge child: %w", cerr)
+	}
+	if restart && err == nil {
+		// A restart: the first process stopped (its leases released), a
+		// new one starts with the same configuration against the same NATS
+		// server (streams and consumers there) and platform.
+		res.Restart, res.RestartDials, err = e.restartBridge(ctx, bs, plat)
 	}
 	return res, err
 }
