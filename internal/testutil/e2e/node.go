@@ -13,7 +13,7 @@ import (
 
 // Node returns the node binary after making sure dir's dependencies are
 // installed: it runs npm ci when any of the packages in need is missing
-// from dir/node_modules. It skips the test when node or npm is not on PATH
+// from dir/node_modules, one install at a time per directory. It skips the test when node or npm is not on PATH
 // or npm cannot reach its registry; under CI=true a failed install fails
 // the test instead, so CI cannot pass by skipping.
 func Node(t testing.TB, dir string, need ...string) string {
@@ -23,13 +23,22 @@ func Node(t testing.TB, dir string, need ...string) string {
 	if errNode != nil || errNpm != nil {
 		t.Skip("node and npm must be on PATH to run this test (.ci/run installs them)")
 	}
-	missing := false
-	for _, pkg := range need {
-		if st, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil || !st.IsDir() {
-			missing = true
+	installed := func() bool {
+		for _, pkg := range need {
+			if st, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil || !st.IsDir() {
+				return false
+			}
 		}
+		return true
 	}
-	if !missing {
+	if installed() {
+		return node
+	}
+	// One install at a time per directory; a test that waited finds the
+	// packages another one installed.
+	unlock := lockInstall(t, dir)
+	defer unlock()
+	if installed() {
 		return node
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
