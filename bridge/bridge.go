@@ -44,6 +44,9 @@ type Options struct {
 	// TracerProvider traces events, dispatch and commands (package
 	// tracing); nil means no tracing.
 	TracerProvider trace.TracerProvider
+	// CommandsReleaseAfter is how long a connection takes no command before
+	// its command consumer is released, default 2m (see consume.Release).
+	CommandsReleaseAfter time.Duration
 }
 
 // Info tells where the running bridge can be reached.
@@ -315,6 +318,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return fail(err)
 	}
+	var commands jetstream.Stream
+	err = b.untilReady(gctx, "commands stream", func() (err error) {
+		commands, err = js.Stream(gctx, subjects.StreamName(cfg.NATS.Prefix, subjects.StreamCommands))
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
 	var dstores *dispatch.Stores
 	if len(cfg.Dispatch) > 0 {
 		err = b.untilReady(gctx, "dispatch buckets", func() (err error) {
@@ -332,7 +343,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// for g first) and before the NATS connection closes.
 	sh := startShared(mux)
 	defer sh.close()
-	sh.executed, sh.dispatch = executed, dstores
+	sh.executed, sh.dispatch, sh.commands, sh.state = executed, dstores, commands, state
 	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,
 		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls
 		dials:      connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst),

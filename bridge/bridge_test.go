@@ -95,6 +95,8 @@ type bridgeSpec struct {
 	tweak    func(*config.Config) // changes past validation (e.g. a tiny window); nil for none
 	logs     *logBuffer           // captures the log at debug level when set
 	tracer   trace.TracerProvider // traces when set
+	// releaseAfter is Options.CommandsReleaseAfter; 0: the default.
+	releaseAfter time.Duration
 }
 
 // runBridge starts a bridge and waits until it is ready; it is stopped at
@@ -125,7 +127,7 @@ func runBridge(t *testing.T, spec bridgeSpec) *harness {
 	b, err := New(c, Options{
 		Log: log, Registry: spec.registry, OnReady: func(i Info) { ready <- i },
 		LookupEnv:      func(k string) (string, bool) { v, ok := spec.env[k]; return v, ok },
-		TracerProvider: spec.tracer,
+		TracerProvider: spec.tracer, CommandsReleaseAfter: spec.releaseAfter,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -60,11 +60,15 @@ func TestIdleBandConnectionGoroutines(t *testing.T) {
 		}
 		return true
 	}, "all %d agents connected", idleConns)
-	ctx := testutil.Context(t, 60*time.Second)
-	testutil.Eventually(t, 60*time.Second, func() bool {
-		st, err := h.js.Stream(ctx, "BRIDGE_COMMANDS")
-		return err == nil && st.CachedInfo().State.Consumers == idleConns
-	}, "every connection's command consumer exists")
+	// Every executor runs: it answers RPC (its command consumer is
+	// released, so there is none to wait for).
+	nc := client(t, h)
+	for i := range idleConns {
+		testutil.Eventually(t, 60*time.Second, func() bool {
+			_, err := nc.Request(fmt.Sprintf("bridge.rpc.band.a%d.me", i), nil, 5*time.Second)
+			return err == nil
+		}, "connection a%d answers RPC", i)
+	}
 	// Idle: the same groups for a second (three Band heartbeats).
 	var groups map[string]int
 	var since time.Time

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/cmdexec"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/consume"
 	"github.com/bridgeworks/bridge/dispatch"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
@@ -47,6 +49,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
 		Log: log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(),
 		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed,
+		Release: &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, fence)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
@@ -93,9 +96,17 @@ type shared struct {
 	// nil ones are opened by each executor or rule itself.
 	executed jetstream.KeyValue
 	dispatch *dispatch.Stores
+	// The commands stream, for the check a released command consumer
+	// makes, and the state bucket, where it keeps its cursor.
+	commands jetstream.Stream
+	state    jetstream.KeyValue
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
 }
+
+// commandsReleaseAfter is how long a connection takes no command before
+// its command consumer is released (consume.Release).
+const commandsReleaseAfter = 2 * time.Minute
 
 // sharedBeat is the shared heartbeat's interval: a third of the executors'
 // and dispatchers' AckWait (their default, 10s; the bridge sets none).

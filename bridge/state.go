@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -153,4 +154,47 @@ func (s *stateStore) List(ctx context.Context, prefix string) ([]string, error) 
 		}
 	}
 	return out, nil
+}
+
+// commandCursor keeps where a connection's command consumer stood when it
+// was released while idle (consume.Release): the key "Commands.<conn>" of
+// the state bucket. Connection names have no capital letter, so no
+// connector's keys ("<conn>.<key>") can meet it. Saves are fenced like the
+// connectors' writes: a process that may no longer hold the connection
+// keeps its consumer rather than move the cursor.
+type commandCursor struct {
+	kv    jetstream.KeyValue
+	key   string
+	fence func() error
+}
+
+func newCommandCursor(kv jetstream.KeyValue, conn string, fence func() error) commandCursor {
+	return commandCursor{kv: kv, key: "Commands." + conn, fence: fence}
+}
+
+func (c commandCursor) Load(ctx context.Context) (uint64, bool, error) {
+	e, err := c.kv.Get(ctx, c.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("state get %s: %w", c.key, err)
+	}
+	seq, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("state key %s holds %.40q, not a stream sequence", c.key, e.Value())
+	}
+	return seq, true, nil
+}
+
+func (c commandCursor) Save(ctx context.Context, seq uint64) error {
+	if c.fence != nil {
+		if err := c.fence(); err != nil {
+			return err
+		}
+	}
+	if _, err := c.kv.Put(ctx, c.key, strconv.AppendUint(nil, seq, 10)); err != nil {
+		return fmt.Errorf("state put %s: %w", c.key, err)
+	}
+	return nil
 }

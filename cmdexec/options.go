@@ -15,6 +15,7 @@ import (
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/consume"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -93,6 +94,11 @@ type Options struct {
 	// executor holds no goroutine for it. The Mux must run (natsbus.Mux.Run)
 	// for as long as the executor does. Nil: Run runs a Mux of its own.
 	Mux *natsbus.Mux
+	// Release, when set, lets the executor's consumer go while the
+	// connection takes no command, and come back when one is stored (see
+	// consume.Release): an idle connection then costs the NATS server no
+	// consumer. Nil: the consumer stays for as long as the executor runs.
+	Release *consume.Release
 }
 
 func (o *Options) setDefaults() {

@@ -149,6 +149,7 @@ func (e *Executor) consumeOptions(mux *natsbus.Mux) consume.Options {
 		Heartbeat:   e.o.Heartbeat,
 		Doorbell:    []string{e.conn.Filter(subjects.KindCommand)},
 		Mux:         mux,
+		Release:     e.o.Release,
 		Setup: func(ctx context.Context) error {
 			if _, err := e.bucket(ctx); err != nil {
 				return err

@@ -27,6 +27,13 @@ type bell struct {
 	naks    *time.Timer
 	dues    []time.Time // when NakWithDelay'd messages come due, ascending
 	loops   sync.WaitGroup
+
+	// With Options.Release: the timer of the next release check, whether
+	// it is armed, and whether it rang since the loop last looked.
+	releaseAfter time.Duration
+	release      *time.Timer
+	releaseArmed bool
+	releaseRung  bool
 }
 
 // dueStep rounds due times up, so naks sent close together share a wake-up.
@@ -36,6 +43,9 @@ const dueStep = 50 * time.Millisecond
 // first ring is the caller's. On a subscribe error nothing stays open.
 func (e *engine) openBell(ctx, hard context.Context) (*bell, func(), error) {
 	b := &bell{every: e.o.IdleWake}
+	if e.o.Release != nil {
+		b.releaseAfter = e.o.Release.After
+	}
 	b.start = func() { e.fetchLoop(ctx, hard, b) }
 	var subs []*nats.Subscription
 	closeSubs := func() {
@@ -93,8 +103,10 @@ func (b *bell) pulling() {
 
 // park is called by the fetch loop after a pull came back empty: true when
 // it is to exit. A ring since the pull started keeps it running; one
-// after park returned starts a new loop.
-func (b *bell) park() bool {
+// after park returned starts a new loop. With arm (the engine holds a
+// consumer it may release) a parking loop arms the release check unless
+// it is armed already.
+func (b *bell) park(arm bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.rung {
@@ -102,7 +114,58 @@ func (b *bell) park() bool {
 		return false
 	}
 	b.running = false
+	if arm && b.releaseAfter > 0 && !b.releaseArmed {
+		b.armReleaseLocked(b.releaseAfter)
+	}
 	return true
+}
+
+// armRelease arms the release check to ring after d.
+func (b *bell) armRelease(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.armReleaseLocked(d)
+}
+
+func (b *bell) armReleaseLocked(d time.Duration) {
+	if b.stopped {
+		return
+	}
+	b.releaseArmed = true
+	if b.release == nil {
+		b.release = time.AfterFunc(d, b.releaseRing)
+		return
+	}
+	b.release.Reset(d)
+}
+
+// releaseRing runs on the release timer: the loop checks, at its next
+// empty pull, whether the consumer can go.
+func (b *bell) releaseRing() {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return
+	}
+	b.releaseArmed, b.releaseRung = false, true
+	b.mu.Unlock()
+	b.ring()
+}
+
+// takeRelease reports whether the release timer rang since the last call.
+func (b *bell) takeRelease() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.releaseRung
+	b.releaseRung = false
+	return r
+}
+
+// hasDues reports whether a handed-back message is still to come due.
+func (b *bell) hasDues() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.dues) > 0
 }
 
 // nakAt records that a message handed back with NakWithDelay comes due at
@@ -178,6 +241,9 @@ func (b *bell) stop() {
 	b.mu.Lock()
 	b.stopped = true
 	b.safety.Stop()
+	if b.release != nil {
+		b.release.Stop()
+	}
 	if b.naks != nil {
 		b.naks.Stop()
 	}

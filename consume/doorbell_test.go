@@ -123,7 +123,7 @@ func TestRingWhileParkingIsNotLost(t *testing.T) {
 				decision <- release
 				<-release
 			}
-			if b.park() {
+			if b.park(false) {
 				return
 			}
 		}

@@ -90,7 +90,12 @@ type Options struct {
 	// IdleWake is how often a parked engine pulls anyway, for anything
 	// the doorbell missed; default 30s.
 	IdleWake time.Duration
-	Log      zerolog.Logger
+	// Release, when set, lets an engine idle for Release.After give its
+	// consumer back to the server until work comes (see [Release]); it
+	// needs Doorbell. Nil: the consumer stays for as long as the engine
+	// runs.
+	Release *Release
+	Log     zerolog.Logger
 }
 
 const (
@@ -105,6 +110,16 @@ func (o *Options) setDefaults() error {
 	}
 	if len(o.Doorbell) > 0 && o.Mux == nil {
 		return errors.New("consume: Doorbell needs Mux")
+	}
+	if r := o.Release; r != nil {
+		if len(o.Doorbell) == 0 || r.Stream == nil || r.Cursor == nil {
+			return errors.New("consume: Release needs Doorbell, Release.Stream and Release.Cursor")
+		}
+		if r.After <= 0 {
+			rc := *r
+			rc.After = defaultReleaseAfter
+			o.Release = &rc
+		}
 	}
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = 1024
@@ -158,6 +173,13 @@ type engine struct {
 	// bell parks the fetch loop while idle; nil without Options.Doorbell.
 	// Set before the first message is taken.
 	bell *bell
+
+	// With Options.Release, on the fetch loop's goroutine (the starter's
+	// before the first ring): the last stream sequence settled when the
+	// consumer was released (cons is nil meanwhile), and when the loop last
+	// took a message or took the consumer back.
+	cursor  uint64
+	takenAt time.Time
 }
 
 // logger is Options.Log with the consumer's name. It is made for each
@@ -236,7 +258,8 @@ func (en *Engine) start(ctx, hard context.Context) {
 		e.o.Ready(info, created)
 	}
 	e.sched = newScheduler(e.o.MaxParallel, e.o.MaxInFlightPerRoom, e.process)
-	if e.barrier = ackflow.NewBarrier(info, 3*e.o.AckWait); e.barrier.Active() {
+	e.takenAt = time.Now()
+	if e.barrier = newBarrier(info, e.o.AckWait); e.barrier.Active() {
 		e.logger().Info().Int("pending", e.barrier.Pending()).Uint64("barrier", e.barrier.Seq()).
 			Msg("messages of a previous run still pending; newer ones wait for them")
 	}
@@ -289,12 +312,22 @@ func (e *engine) consume(ctx, hard context.Context) (closeBell func()) {
 	return closeBell
 }
 
-// setup makes sure the consumer exists, retrying with backoff; false when
-// ctx ends first.
+// newBarrier is the crash barrier for a consumer found with info.
+func newBarrier(info *jetstream.ConsumerInfo, ackWait time.Duration) *ackflow.Barrier {
+	return ackflow.NewBarrier(info, 3*ackWait)
+}
+
+// setup makes sure the consumer exists (or, with Release, that the engine
+// knows where it starts released), retrying with backoff; false when ctx
+// ends first.
 func (e *engine) setup(ctx context.Context) (*jetstream.ConsumerInfo, bool, bool) {
 	b := retry.Policy{Initial: 250 * time.Millisecond, Max: 15 * time.Second}.Start()
+	prepare := e.ensureConsumer
+	if e.o.Release != nil {
+		prepare = e.setupReleased
+	}
 	for {
-		info, created, err := e.ensureConsumer(ctx)
+		info, created, err := prepare(ctx)
 		if err == nil {
 			return info, created, true
 		}
@@ -319,12 +352,26 @@ func (e *engine) ensureConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo,
 			return nil, false, err
 		}
 	}
+	return e.bindConsumer(ctx)
+}
+
+// bindConsumer creates the consumer or updates the existing one, keeping
+// where an existing one starts; a new one starts after the cursor when the
+// engine was released.
+func (e *engine) bindConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo, created bool, err error) {
 	prev, err := e.o.JS.Consumer(ctx, e.o.Stream, e.o.Consumer.Durable)
 	created = errors.Is(err, jetstream.ErrConsumerNotFound)
 	if err != nil && !created {
 		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
 	}
 	cfg := e.o.Consumer
+	if !created {
+		// Where a consumer starts cannot change once it exists.
+		c := prev.CachedInfo().Config
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = c.DeliverPolicy, c.OptStartSeq, c.OptStartTime
+	} else if e.o.Release != nil && e.cursor > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, e.cursor+1, nil
+	}
 	if e.o.Configure != nil {
 		var info *jetstream.ConsumerInfo
 		if !created {
@@ -362,12 +409,38 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 		if !retry.Sleep(ctx, wait) {
 			return false
 		}
+		if e.released() { // the top of the loop takes it back
+			return true
+		}
 		if _, _, err := e.ensureConsumer(ctx); err != nil {
 			e.logger().Debug().Err(err).Msg("consumer not re-created")
 		}
 		return true
 	}
 	for ctx.Err() == nil {
+		if e.released() {
+			found, err := true, error(nil)
+			if bell != nil { // without one the loop never parks: take it back at once
+				bell.pulling()
+				found, err = e.storedAfter(ctx)
+			}
+			if err == nil && found {
+				err = e.reacquire(ctx)
+			}
+			if err != nil {
+				if !backoff(err, "released consumer not taken back; retrying") {
+					return
+				}
+				continue
+			}
+			if !found {
+				if ctx.Err() == nil && bell.park(false) {
+					return
+				}
+				continue
+			}
+			b.Reset()
+		}
 		fw := e.o.FetchWait
 		if e.barrier.Active() {
 			e.checkBarrier(ctx, hard)
@@ -401,8 +474,16 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 			continue
 		}
 		b.Reset()
-		if bell != nil && got == 0 && !e.barrier.Active() && ctx.Err() == nil && bell.park() {
-			return
+		if bell != nil && got == 0 && !e.barrier.Active() && ctx.Err() == nil {
+			if e.o.Release != nil && bell.takeRelease() {
+				e.releaseDue(ctx, bell)
+				if e.released() {
+					continue // parks at the top, unless something came meanwhile
+				}
+			}
+			if bell.park(e.o.Release != nil) {
+				return
+			}
 		}
 	}
 }
@@ -453,6 +534,7 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 		return
 	}
 	m := &Msg{JS: jm, Seq: meta.Sequence.Stream, Stored: meta.Timestamp, Delivered: meta.NumDelivered, Room: e.o.RoomOf(jm.Subject())}
+	e.takenAt = time.Now()
 	e.mu.Lock()
 	dup := e.inHand[m.Seq]
 	e.inHand[m.Seq] = true

@@ -132,6 +132,6 @@ func Stores() []StoreInfo {
 		{"DISPATCH_START", "KV bucket", "where each connection's dispatch rule started", "for good"},
 		{"LEASES", "KV bucket", "which bridge process runs each connection", "lease.ttl (default 15s) after the holder's last renewal"},
 		{"MEMBERS", "KV bucket", "the running bridge processes, one key each, which connections are assigned by", "lease.ttl after the process's last heartbeat"},
-		{"STATE", "KV bucket", "the connectors' own state (tokens, cursors, sessions), keys <conn>.<key>", "for good"},
+		{"STATE", "KV bucket", "the connectors' own state (tokens, cursors, sessions), keys <conn>.<key>; where each idle connection's command consumer stopped, keys Commands.<conn>", "for good"},
 	}
 }

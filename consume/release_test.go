@@ -1,0 +1,235 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/internal/testutil"
+)
+
+// memCursor is a Cursor in memory; refuse makes Save fail (a lost lease).
+type memCursor struct {
+	mu     sync.Mutex
+	seq    uint64
+	found  bool
+	saves  int
+	tries  atomic.Int32
+	refuse atomic.Bool
+}
+
+func (c *memCursor) Load(context.Context) (uint64, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seq, c.found, nil
+}
+
+func (c *memCursor) Save(_ context.Context, seq uint64) error {
+	c.tries.Add(1)
+	if c.refuse.Load() {
+		return errors.New("lease lost")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq, c.found = seq, true
+	c.saves++
+	return nil
+}
+
+func (c *memCursor) get() (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seq, c.found
+}
+
+// countingStream counts the message gets of the released engine's check.
+type countingStream struct {
+	jetstream.Stream
+	gets atomic.Int32
+}
+
+func (s *countingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
+	s.gets.Add(1)
+	return s.Stream.GetMsg(ctx, seq, opts...)
+}
+
+func consumerExists(t *testing.T, js jetstream.JetStream) bool {
+	t.Helper()
+	_, err := js.Consumer(testutil.Context(t, 5*time.Second), "S", "C")
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+func releaseOptions(t *testing.T, js jetstream.JetStream, o Options, cur Cursor) (Options, *countingStream) {
+	t.Helper()
+	st, err := js.Stream(testutil.Context(t, 5*time.Second), "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStream{Stream: st}
+	o.Doorbell, o.Mux, o.IdleWake = []string{"t.>"}, runMux(t), time.Hour
+	o.Release = &Release{After: 300 * time.Millisecond, Stream: cs, Cursor: cur}
+	return o, cs
+}
+
+// TestIdleConsumerReleasedAndTakenBack: an engine idle for Release.After
+// deletes its consumer after saving where it was; a message published
+// later rings it, the consumer comes back starting after the cursor, and
+// the message is handled once; then it is released again.
+func TestIdleConsumerReleasedAndTakenBack(t *testing.T) {
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 2, 3)
+	cur := &memCursor{}
+	o, _ := releaseOptions(t, ns.JS, baseOptions(ns.JS, ns.NC), cur)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		mu.Lock()
+		seen[string(m.JS.Data())]++
+		mu.Unlock()
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	handled := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}
+	released := func(want uint64) func() bool {
+		return func() bool {
+			seq, found := cur.get()
+			return found && seq == want && !consumerExists(t, ns.JS) && fetchLoops() == 0
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled() == 6 }, "stored messages handled: %d of 6", handled())
+	testutil.Eventually(t, 10*time.Second, released(6), "idle consumer not released at 6 (cursor %v)", cur)
+
+	ctx := testutil.Context(t, 10*time.Second)
+	if _, err := ns.JS.Publish(ctx, "t.r1", []byte("r1:late")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled() == 7 }, "message published while released not handled")
+	testutil.Eventually(t, 10*time.Second, released(7), "consumer not released again at 7")
+	mu.Lock()
+	defer mu.Unlock()
+	for body, n := range seen {
+		if n != 1 {
+			t.Errorf("%s handled %d times", body, n)
+		}
+	}
+}
+
+// TestReleasedStartCreatesNoConsumer: an engine that starts with a saved
+// cursor and nothing stored after it creates no consumer; messages
+// published while it was stopped, and after, are handled, and none from
+// before the cursor.
+func TestReleasedStartCreatesNoConsumer(t *testing.T) {
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 4)
+	cur := &memCursor{seq: 4, found: true}
+	o, cs := releaseOptions(t, ns.JS, baseOptions(ns.JS, ns.NC), cur)
+	var handled atomic.Int32
+	var old atomic.Int32
+	h := func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		if m.Seq <= 4 {
+			old.Add(1)
+		}
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	en, err := Start(ctx, o, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return cs.gets.Load() >= 1 && fetchLoops() == 0 }, "released engine never checked the stream")
+	if consumerExists(t, ns.JS) {
+		t.Error("an engine started released with nothing to do created its consumer")
+	}
+	cancel()
+	en.Drain()
+
+	pctx := testutil.Context(t, 10*time.Second)
+	if _, err := ns.JS.Publish(pctx, "t.r0", []byte("while stopped")); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(t, o, h)
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 1 }, "message stored while stopped not handled")
+	if _, err := ns.JS.Publish(pctx, "t.r0", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 2 }, "message published after start not handled")
+	if old.Load() != 0 {
+		t.Errorf("%d messages from before the cursor handled again", old.Load())
+	}
+}
+
+// TestReleaseKeepsConsumerWhenCursorRefused: a cursor that cannot be saved
+// (the lease is gone) keeps the consumer; nothing is lost.
+func TestReleaseKeepsConsumerWhenCursorRefused(t *testing.T) {
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 2)
+	cur := &memCursor{}
+	cur.refuse.Store(true)
+	o, _ := releaseOptions(t, ns.JS, baseOptions(ns.JS, ns.NC), cur)
+	var handled atomic.Int32
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 2 }, "stored messages not handled")
+	// Two release checks come and go; the consumer stays.
+	testutil.Eventually(t, 10*time.Second, func() bool { return cur.tries.Load() >= 2 && fetchLoops() == 0 }, "no release tried (%d)", cur.tries.Load())
+	if !consumerExists(t, ns.JS) {
+		t.Fatal("consumer deleted although its cursor was not saved")
+	}
+	if _, err := ns.JS.Publish(testutil.Context(t, 5*time.Second), "t.r0", []byte("more")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 3 }, "message after a refused release not handled")
+}
+
+// TestReleasedEngineTakesExistingConsumer: a consumer that exists although
+// a cursor was saved (a crash between the save and the delete, then more
+// work) is taken as it is: its unacknowledged messages come back.
+func TestReleasedEngineTakesExistingConsumer(t *testing.T) {
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 3)
+	ctx := testutil.Context(t, 10*time.Second)
+	// A predecessor took all three and acked only the first.
+	c, err := ns.JS.CreateConsumer(ctx, "S", jetstream.ConsumerConfig{Durable: "C", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.Fetch(3, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := true
+	for m := range batch.Messages() {
+		if first {
+			_ = m.DoubleAck(ctx)
+			first = false
+		}
+	}
+	cur := &memCursor{seq: 1, found: true}
+	o, _ := releaseOptions(t, ns.JS, baseOptions(ns.JS, ns.NC), cur)
+	var handled atomic.Int32
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		if m.Seq == 1 {
+			t.Error("acked message handled again")
+		}
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	testutil.Eventually(t, 15*time.Second, func() bool { return handled.Load() == 2 }, "unacknowledged messages of the existing consumer: %d of 2", handled.Load())
+	testutil.Eventually(t, 10*time.Second, func() bool { seq, _ := cur.get(); return seq == 3 && !consumerExists(t, ns.JS) },
+		"consumer not released after its messages")
+}
