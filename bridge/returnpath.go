@@ -49,7 +49,8 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
 		Log: log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(),
 		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed,
-		Release: &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, fence)},
+		InactiveThreshold: n.CommandsMaxAge.D(),
+		Release:           &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, fence)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)

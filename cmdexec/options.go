@@ -99,6 +99,13 @@ type Options struct {
 	// consume.Release): an idle connection then costs the NATS server no
 	// consumer. Nil: the consumer stays for as long as the executor runs.
 	Release *consume.Release
+	// InactiveThreshold, when set, has the server delete the consumer
+	// after that long with no pull or ack: the consumer of a connection
+	// removed from the config goes by itself. Set it to at least the
+	// COMMANDS stream's max age: a consumer created again from the start
+	// of the stream then finds only commands nobody ran (everything its
+	// predecessor took has expired). Zero: kept until deleted.
+	InactiveThreshold time.Duration
 }
 
 func (o *Options) setDefaults() {
