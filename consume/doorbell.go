@@ -22,6 +22,7 @@ type bell struct {
 	mu      sync.Mutex
 	running bool // the fetch loop's goroutine is running
 	rung    bool // a wake-up came while it ran: it must not park before another pull
+	door    bool // the doorbell rang since the last pull
 	stopped bool // shutdown: nothing starts any more
 	safety  *time.Timer
 	naks    *time.Timer
@@ -55,7 +56,7 @@ func (e *engine) openBell(ctx, hard context.Context) (*bell, func(), error) {
 	}
 	for _, subj := range e.o.Doorbell {
 		// Runs on the Mux's goroutine: only rings.
-		s, err := e.o.Mux.QueueSubscribe(e.o.NC, subj, "", func(*nats.Msg) { b.ring() })
+		s, err := e.o.Mux.QueueSubscribe(e.o.NC, subj, "", func(*nats.Msg) { b.doorRing() })
 		if err != nil {
 			closeSubs()
 			return nil, nil, err
@@ -93,12 +94,24 @@ func (b *bell) ring() {
 	}()
 }
 
-// pulling is called by the fetch loop before each pull: the rings so far
-// are answered by it.
-func (b *bell) pulling() {
+// doorRing is a ring of the doorbell itself: a message was published on
+// the consumer's subjects (and may not be stored yet).
+func (b *bell) doorRing() {
 	b.mu.Lock()
-	b.rung = false
+	b.door = true
 	b.mu.Unlock()
+	b.ring()
+}
+
+// pulling is called by the fetch loop before each pull: the rings so far
+// are answered by it. It reports whether the doorbell rang since the last
+// pull.
+func (b *bell) pulling() (door bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rung = false
+	door, b.door = b.door, false
+	return door
 }
 
 // park is called by the fetch loop after a pull came back empty: true when

@@ -69,7 +69,8 @@ type Options struct {
 	// handler picks it for a new one.
 	Configure func(ctx context.Context, cfg *jetstream.ConsumerConfig, existing *jetstream.ConsumerInfo) error
 	// Ready is called once with the consumer's info at start and whether
-	// Run had to create it (it did not exist).
+	// Run had to create it (it did not exist); with Release, info is nil
+	// when the engine starts released.
 	Ready func(info *jetstream.ConsumerInfo, created bool)
 	// Heartbeat, when set, keeps this engine's messages in hand alive: one
 	// Heartbeat shared by every engine of a process, run (and stopped after
@@ -169,6 +170,12 @@ type engine struct {
 
 	mu     sync.Mutex
 	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy
+	// taken is the highest stream sequence taken; settled the highest
+	// below which everything taken was settled (taken, whenever nothing is
+	// in hand). With Release, a consumer lost while held is created again
+	// after settled.
+	taken, settled uint64
+	comesBack      map[uint64]bool // handed back or not settled: to be taken again
 
 	// bell parks the fetch loop while idle; nil without Options.Doorbell.
 	// Set before the first message is taken.
@@ -369,8 +376,14 @@ func (e *engine) bindConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo, c
 		// Where a consumer starts cannot change once it exists.
 		c := prev.CachedInfo().Config
 		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = c.DeliverPolicy, c.OptStartSeq, c.OptStartTime
-	} else if e.o.Release != nil && e.cursor > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, e.cursor+1, nil
+	} else if e.o.Release != nil {
+		// Released, or lost while held: after what is known settled.
+		e.mu.Lock()
+		after := max(e.cursor, e.settled)
+		e.mu.Unlock()
+		if after > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, after+1, nil
+		}
 	}
 	if e.o.Configure != nil {
 		var info *jetstream.ConsumerInfo
@@ -419,9 +432,11 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 	}
 	for ctx.Err() == nil {
 		if e.released() {
+			// Without a bell the loop never parks: take it back at once. A
+			// doorbell ring is a message published, maybe not stored yet:
+			// the consumer's pull waits for it.
 			found, err := true, error(nil)
-			if bell != nil { // without one the loop never parks: take it back at once
-				bell.pulling()
+			if bell != nil && !bell.pulling() {
 				found, err = e.storedAfter(ctx)
 			}
 			if err == nil && found {
@@ -538,6 +553,8 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 	e.mu.Lock()
 	dup := e.inHand[m.Seq]
 	e.inHand[m.Seq] = true
+	e.taken = max(e.taken, m.Seq)
+	delete(e.comesBack, m.Seq)
 	e.mu.Unlock()
 	if dup {
 		// AckWait ran out (a stall longer than AckWait) and the server sent
@@ -588,21 +605,34 @@ func (e *engine) process(stop, hard context.Context, m *Msg) bool {
 		return false
 	}
 	e.hb.Release(m.JS)
-	if err := ackflow.Apply(m.JS, d); err != nil {
+	err := ackflow.Apply(m.JS, d)
+	if err != nil {
 		e.logger().Warn().Err(err).Str("subject", m.JS.Subject()).Str("action", d.Action.String()).
 			Msg("settle failed; the message may be redelivered")
 	} else if d.Action == ackflow.ActionRetry && e.bell != nil {
 		e.bell.nakAt(time.Now().Add(max(d.Delay, time.Millisecond)))
 	}
-	e.done(m) // after settling: a redelivery before it is dropped as a copy
+	// after settling: a redelivery before it is dropped as a copy
+	e.done(m, err == nil && (d.Action == ackflow.ActionAck || d.Action == ackflow.ActionTerm))
 	e.release(1)
 	return true
 }
 
-func (e *engine) done(m *Msg) {
+// done takes m out of hand; settled says it was acked or terminated, not
+// handed back to come again.
+func (e *engine) done(m *Msg, settled bool) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	delete(e.inHand, m.Seq)
-	e.mu.Unlock()
+	if !settled {
+		if e.comesBack == nil {
+			e.comesBack = map[uint64]bool{}
+		}
+		e.comesBack[m.Seq] = true
+	}
+	if len(e.inHand) == 0 && len(e.comesBack) == 0 {
+		e.settled = e.taken
+	}
 }
 
 // drain waits for running handlers up to DrainTimeout, then cancels what
@@ -638,7 +668,7 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 	}
 	for _, m := range left {
 		e.hb.Release(m.JS)
-		e.done(m)
+		e.done(m, false)
 		if err := ackflow.Apply(m.JS, ackflow.Decision{Action: ackflow.ActionRetry, Delay: delay, Reason: "shutdown"}); err != nil {
 			e.logger().Warn().Err(err).Str("subject", m.JS.Subject()).Msg("hand-back failed; redelivered after AckWait")
 		}

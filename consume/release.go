@@ -19,10 +19,12 @@ import (
 //     hand-back coming due and the server reports nothing pending or
 //     unacknowledged, it saves the last stream sequence its consumer
 //     delivered (the cursor) and deletes the consumer;
-//   - a released engine wakes as a parked one does (doorbell, NATS
-//     reconnect, safety timer); it then asks the stream for a message on
-//     its filters after the cursor (one message get) and, only if there is
-//     one, creates the consumer again starting right after the cursor;
+//   - a released engine wakes as a parked one does. A doorbell ring (a
+//     message published, perhaps not stored yet) creates the consumer again
+//     at once, starting right after the cursor, and its pull waits for the
+//     message. Other wake-ups (NATS reconnect, safety timer, start) first
+//     ask the stream for a message on its filters after the cursor (one
+//     message get) and create the consumer only if there is one;
 //   - at start, an engine with a saved cursor and an engine whose consumer
 //     does not exist start released: a restart of a process with thousands
 //     of idle engines creates no consumer.
@@ -31,7 +33,9 @@ import (
 // was settled (nothing was pending or unacknowledged when it was saved),
 // and a message stored after it is delivered by the next consumer, however
 // late it came (a message published between the check and the delete rings
-// the doorbell and is found). A consumer that still exists when the engine
+// the doorbell). A consumer lost while held (deleted by someone else) is
+// created again after the last sequence known settled. A consumer that
+// still exists when the engine
 // wakes (a crash between the save and the delete, or a run that created it
 // again and crashed) is taken as it is, with its pending messages and the
 // crash barrier.
@@ -46,6 +50,10 @@ type Release struct {
 	// caller fences it: a Save refused because another process may now
 	// consume keeps the consumer.
 	Cursor Cursor
+	// Fence, when set, is asked again right before the consumer is
+	// deleted: an error (another process may hold the consumer now) keeps
+	// it.
+	Fence func() error
 }
 
 // Cursor stores an engine's released position: the last stream sequence
@@ -165,7 +173,10 @@ func (e *engine) releaseDue(ctx context.Context, b *bell) {
 }
 
 // giveBack saves the cursor and deletes the consumer, if the server has
-// nothing pending or unacknowledged on it.
+// nothing pending or unacknowledged on it. Once the cursor is saved the
+// engine counts as released whatever the delete answers: a consumer left
+// behind is taken as it is at the next wake-up, never created again from
+// an older position.
 func (e *engine) giveBack(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
@@ -177,17 +188,25 @@ func (e *engine) giveBack(ctx context.Context) error {
 		return fmt.Errorf("%d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
 	}
 	seq := max(e.cursor, info.Delivered.Stream)
+	// Finished even when the engine stops meanwhile: the save and the
+	// delete go together.
+	ctx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), setupTimeout)
+	defer cancelSave()
 	if err := e.o.Release.Cursor.Save(ctx, seq); err != nil {
 		return fmt.Errorf("cursor: %w", err)
 	}
-	if ctx.Err() != nil { // stopping: the next run releases it
-		return ctx.Err()
+	e.cons, e.cursor = nil, seq
+	if f := e.o.Release.Fence; f != nil {
+		if err := f(); err != nil {
+			e.logger().Debug().Err(err).Msg("idle consumer kept: this process may no longer hold it")
+			return nil
+		}
 	}
 	err = e.o.JS.DeleteConsumer(ctx, e.o.Stream, e.o.Consumer.Durable)
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return err
+		e.logger().Debug().Err(err).Msg("idle consumer not deleted; taken as it is when work comes")
+		return nil
 	}
-	e.cons, e.cursor = nil, seq
 	e.logger().Debug().Uint64("cursor", seq).Msg("idle consumer released")
 	return nil
 }

@@ -233,3 +233,113 @@ func TestReleasedEngineTakesExistingConsumer(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { seq, _ := cur.get(); return seq == 3 && !consumerExists(t, ns.JS) },
 		"consumer not released after its messages")
 }
+
+// TestDoorbellTakesReleasedConsumerBack: a ring of the doorbell takes a
+// released consumer back at once, without asking the stream first: the
+// message that rang may not be stored yet when the ring arrives. Here the
+// doorbell rings on a subject of its own before the message is published,
+// so a check of the stream would find nothing.
+func TestDoorbellTakesReleasedConsumerBack(t *testing.T) {
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 1)
+	cur := &memCursor{seq: 1, found: true}
+	o, cs := releaseOptions(t, ns.JS, baseOptions(ns.JS, ns.NC), cur)
+	o.Doorbell = []string{"ring"}
+	o.FetchWait = 5 * time.Second
+	var handled atomic.Int32
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	testutil.Eventually(t, 10*time.Second, func() bool { return cs.gets.Load() >= 1 && fetchLoops() == 0 }, "released engine never checked the stream")
+	if err := ns.NC.Publish("ring", nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return consumerExists(t, ns.JS) }, "a doorbell ring did not take the consumer back")
+	if _, err := ns.JS.Publish(testutil.Context(t, 5*time.Second), "t.r0", []byte("r0:late")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 1 }, "message stored after its ring not handled")
+}
+
+// lostDeleteJS deletes consumers but answers the first delete with an
+// error, as when the answer is lost on the way.
+type lostDeleteJS struct {
+	jetstream.JetStream
+	lost atomic.Bool
+}
+
+func (j *lostDeleteJS) DeleteConsumer(ctx context.Context, stream, name string) error {
+	err := j.JetStream.DeleteConsumer(ctx, stream, name)
+	if err == nil && j.lost.CompareAndSwap(false, true) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// TestLostDeleteAnswerRunsNothingTwice: a delete that took effect though
+// its answer was lost leaves the engine released after the saved cursor;
+// the next message is handled, and none before it again.
+func TestLostDeleteAnswerRunsNothingTwice(t *testing.T) {
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 3)
+	js := &lostDeleteJS{JetStream: ns.JS}
+	cur := &memCursor{}
+	o, _ := releaseOptions(t, ns.JS, baseOptions(js, ns.NC), cur)
+	seen := map[uint64]int{}
+	var mu sync.Mutex
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		mu.Lock()
+		seen[m.Seq]++
+		mu.Unlock()
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
+	testutil.Eventually(t, 10*time.Second, func() bool { return js.lost.Load() && !consumerExists(t, ns.JS) }, "no release")
+	if _, err := ns.JS.Publish(testutil.Context(t, 5*time.Second), "t.r0", []byte("r0:late")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return count() == 4 }, "message after the lost delete not handled")
+	mu.Lock()
+	defer mu.Unlock()
+	for seq, n := range seen {
+		if n != 1 {
+			t.Errorf("seq %d handled %d times", seq, n)
+		}
+	}
+}
+
+// TestConsumerLostWhileHeldResumesAfterSettled: a consumer deleted by
+// someone else while the engine holds it is created again after the last
+// message settled, not from the saved cursor or the start of the stream.
+func TestConsumerLostWhileHeldResumesAfterSettled(t *testing.T) {
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 3)
+	cur := &memCursor{}
+	o, _ := releaseOptions(t, ns.JS, baseOptions(ns.JS, ns.NC), cur)
+	o.Release.After = time.Hour
+	seen := map[uint64]int{}
+	var mu sync.Mutex
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		mu.Lock()
+		seen[m.Seq]++
+		mu.Unlock()
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
+	testutil.Eventually(t, 10*time.Second, func() bool { return count() == 3 && fetchLoops() == 0 }, "stored messages not handled")
+	if err := ns.JS.DeleteConsumer(testutil.Context(t, 5*time.Second), "S", "C"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ns.JS.Publish(testutil.Context(t, 5*time.Second), "t.r0", []byte("r0:late")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return count() == 4 }, "message after the loss not handled")
+	mu.Lock()
+	defer mu.Unlock()
+	for seq, n := range seen {
+		if n != 1 {
+			t.Errorf("seq %d handled %d times", seq, n)
+		}
+	}
+}

@@ -20,8 +20,8 @@ import (
 // send_message commands over rooms rooms, published to BRIDGE_COMMANDS
 // while the bridge's executor consumes them; the rate runs from the first
 // publish to the last result on P.res…. One command per room first warms
-// the executor up (consumer created, rooms scheduled, REST connections
-// open).
+// the executor up (its released consumer taken back, rooms scheduled, REST
+// connections open).
 func (e *Env) bridgeCommands(ctx context.Context, n, rooms int) (rate, error) {
 	emu, err := startEmu(emuOptions(), 1, rooms)
 	if err != nil {
