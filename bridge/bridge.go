@@ -179,8 +179,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(rctx)
+	// The connections (see runner): started by running.start, ended once
+	// their context (from gctx) ended.
+	var runners sync.WaitGroup
 	fail := func(err error) error {
 		cancel()
+		runners.Wait()
 		return errors.Join(err, g.Wait())
 	}
 
@@ -344,7 +348,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	sh := startShared(mux)
 	defer sh.close()
 	sh.executed, sh.dispatch, sh.commands, sh.state = executed, dstores, commands, state
-	rt := &running{b: b, g: g, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,
+	rt := &running{b: b, runners: &runners, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,
 		httpClient: connector.NewHTTPClient(), // one pool for every connection's REST calls
 		dials:      connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst),
 		catchUp:    connector.NewGate(cfg.CatchUp.Parallel),
@@ -373,6 +377,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			done = true
 		}
 	}
+	runners.Wait()
 	err = g.Wait()
 	log.Info().Msg("bridge stopped")
 	return err
@@ -397,7 +402,6 @@ func (b *Bridge) owner() string {
 // and hands the connection over, releasing its lease, when the assignment
 // moves to another live process: one connection at a time per process.
 func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *supervisor, parts []returnPart) error {
-	ls.health = func(err error) { s.board.natsError(s.name, "lease", err) }
 	may := func() (bool, string) {
 		if cl.mayTake(s.name) {
 			return true, ""
@@ -405,6 +409,17 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		return false, cl.holderOf(s.name).String()
 	}
 	for {
+		if f := s.parked; f != nil { // a session parked (see runner): go on with it
+			s.parked = nil
+			if err := s.run(f.lctx); errors.Is(err, errParked) {
+				s.parked = f
+				return errParked
+			}
+			if !b.endSession(ctx, ls, cl, s, f) {
+				return nil
+			}
+			continue
+		}
 		err := ls.acquire(ctx, may, cl.woken, func(holder string) {
 			s.board.setHolder(s.name, holder, 0, time.Time{})
 			s.m.setLeaseHeld(s.name, false)
@@ -426,51 +441,63 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		// The connection runs until ctx ends, the process-wide renewals lose
 		// its lease, or the move check assigns it elsewhere.
 		lctx, cancel := context.WithCancel(ctx)
-		unkeep := ls.keep(func(error) { cancel() })
-		unwatch := cl.watchMove(s.name, cancel)
+		f := &parkedLease{lctx: lctx, cancel: cancel}
+		f.unkeep = ls.keep(func(error) { cancel() })
+		f.unwatch = cl.watchMove(s.name, cancel)
 		// Connections start at the process's start pace (see leases.pace),
 		// the lease renewed meanwhile. The return path starts without a
 		// goroutine of its own while idle; the session runs on this
-		// goroutine: the supervisor and the connection's runner are one. A
-		// stopped connection shows on /status; its commands still run until
-		// lctx ends.
-		var started []returnPart
+		// goroutine (the supervisor and the connection's runner are one),
+		// which ends while the connection idles (see runner). A stopped
+		// connection shows on /status; its commands still run until lctx
+		// ends.
 		if ls.l.pace(lctx) == nil {
-			started = startReturnPath(lctx, parts, s.log)
-			_ = s.run(lctx)
-		}
-		<-lctx.Done()
-		drainReturnPath(started)
-		cancel()
-		lost, moved := unkeep(), unwatch()
-		s.m.setLeaseHeld(s.name, false)
-		s.board.natsError(s.name, "publish", nil) // nothing publishes here now
-		if lost == nil {
-			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			ls.release(rctx)
-			rcancel()
-			if moved == "" {
-				s.m.handover(s.name, "released")
-				return nil
+			f.started = startReturnPath(lctx, parts, s.log)
+			if err := s.run(lctx); errors.Is(err, errParked) {
+				s.parked = f
+				return errParked
 			}
-			s.m.handover(s.name, "moved")
-			s.log.Info().Str("to", moved).Msg("connection assigned to another process; lease released")
-			s.board.set(s.name, StateStandby, nil)
-			cl.handOver(ctx, s.name)
-			if ctx.Err() != nil {
-				return nil
-			}
-			continue
 		}
-		if moved != "" {
-			<-cl.handoff
+		if !b.endSession(ctx, ls, cl, s, f) {
+			return nil
 		}
-		ls.stale()
-		s.m.handover(s.name, "lost")
-		s.log.Warn().Err(lost).Msg("lease lost; the connection stopped here")
-		s.board.set(s.name, StateStandby, lost)
-		s.pub.sys(ctx, subjects.LifecycleLeaseLost, map[string]any{"reason": lost.Error()})
 	}
+}
+
+// endSession ends a connection's run under its lease, once its context
+// ended: the return path drains, and the lease is released (handing the
+// connection over when it moved) or, lost, given up. It reports whether
+// runConnection goes on (trying for the lease again) rather than returns.
+func (b *Bridge) endSession(ctx context.Context, ls *lease, cl *cluster, s *supervisor, f *parkedLease) (again bool) {
+	<-f.lctx.Done()
+	drainReturnPath(f.started)
+	f.cancel()
+	lost, moved := f.unkeep(), f.unwatch()
+	s.m.setLeaseHeld(s.name, false)
+	s.board.natsError(s.name, "publish", nil) // nothing publishes here now
+	if lost == nil {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		ls.release(rctx)
+		rcancel()
+		if moved == "" {
+			s.m.handover(s.name, "released")
+			return false
+		}
+		s.m.handover(s.name, "moved")
+		s.log.Info().Str("to", moved).Msg("connection assigned to another process; lease released")
+		s.board.set(s.name, StateStandby, nil)
+		cl.handOver(ctx, s.name)
+		return ctx.Err() == nil
+	}
+	if moved != "" {
+		<-cl.handoff
+	}
+	ls.stale()
+	s.m.handover(s.name, "lost")
+	s.log.Warn().Err(lost).Msg("lease lost; the connection stopped here")
+	s.board.set(s.name, StateStandby, lost)
+	s.pub.sys(ctx, subjects.LifecycleLeaseLost, map[string]any{"reason": lost.Error()})
+	return true
 }
 
 // startReturnPath starts each part of a connection's return path; the

@@ -63,6 +63,10 @@ type publisher struct {
 	// retrying holds new publishes back while a failed one is published
 	// again, so an event received later is never stored before it.
 	retrying gate
+	// wake, when set, lets run park with a connector.Notifier (see
+	// runner); parked is the run it parked.
+	wake   func()
+	parked *parkedRun
 }
 
 // gate holds callers of wait while any hold is open.
@@ -174,12 +178,43 @@ func (p *publisher) sys(ctx context.Context, name subjects.Lifecycle, data any) 
 // run receives from c and publishes until ctx ends or Receive fails; it
 // returns Receive's error. Every event received is settled (acked or nacked)
 // before run returns; drainCtx bounds that wait after ctx ends.
+//
+// With p.wake set and a connector.Notifier, run parks once the connector
+// has nothing: it arms the connector's notice and ctx's end to call wake,
+// keeps its settler (publishes still outstanding settle meanwhile) and
+// returns errParked; the next call goes on with it.
 func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc), c connector.Connector) error {
-	st := &settler{p: p, ctx: ctx, drainCtx: drainCtx}
-	defer st.wait()
+	var st *settler
+	if f := p.parked; f != nil {
+		p.parked = nil
+		f.stopWake()
+		st = f.st
+	} else {
+		st = &settler{p: p, ctx: ctx, drainCtx: drainCtx}
+	}
+	n, _ := c.(connector.Notifier)
+	if p.wake == nil {
+		n = nil
+	}
 	for {
-		ev, ack, err := c.Receive(ctx)
+		var ev connector.Event
+		var ack connector.AckFunc
+		var err error
+		if n != nil {
+			var ok bool
+			// As Receive: what is queued goes out first, then ctx's end.
+			if ev, ack, ok, err = n.TryReceive(); !ok {
+				if err = ctx.Err(); err == nil {
+					p.parked = &parkedRun{st: st, stopWake: context.AfterFunc(ctx, p.wake)}
+					n.Notify(p.wake)
+					return errParked
+				}
+			}
+		} else {
+			ev, ack, err = c.Receive(ctx)
+		}
 		if err != nil {
+			st.wait()
 			return err
 		}
 		if p.fence != nil {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
@@ -23,7 +22,7 @@ import (
 // every reload after them.
 type running struct {
 	b          *Bridge
-	g          *errgroup.Group // the connections run in Run's group
+	runners    *sync.WaitGroup // the connections' goroutines (see runner); Run waits for them
 	js         jetstream.JetStream
 	nc         *nats.Conn
 	m          *metrics
@@ -87,10 +86,10 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 	cctx, cancel := context.WithCancel(ctx)
 	rc := &runningConn{entry: ce, cancel: cancel, done: make(chan struct{}), unwatch: unwatch}
 	rt.conns[name] = rc
-	rt.g.Go(func() error {
-		defer close(rc.done)
-		return b.runConnection(cctx, ls, rt.cl, s, parts)
-	})
+	ls.health = func(err error) { rt.board.natsError(name, "lease", err) }
+	r := newRunner(rt.runners, func() error { return b.runConnection(cctx, ls, rt.cl, s, parts) }, func() { close(rc.done) })
+	s.pub.wake = r.wake
+	r.wake()
 	return nil
 }
 

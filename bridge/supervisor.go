@@ -45,6 +45,11 @@ type supervisor struct {
 	drain         time.Duration // how long in-flight events may take to settle at shutdown
 	cooloff       time.Duration // supersede_cooloff
 	refusedMax    time.Duration // refused_retry_max
+
+	// While the connection is parked (see runner): runConnection's lease
+	// and run's reconnect waits, for the goroutine that goes on.
+	parked     *parkedLease
+	parkedSess *parkedSession
 }
 
 // drainCtx bounds the settling of in-flight events when a session ends. A
@@ -90,19 +95,38 @@ func (s *supervisor) transition(ctx context.Context, st State, err error, l subj
 //
 // The state, the error and the time of the next try are on /status and in
 // the metrics for the whole wait.
+//
+// It returns errParked when the session idles and its goroutine may end
+// (see runner); the next call goes on with the session.
 func (s *supervisor) run(ctx context.Context) error {
-	bo := s.reconnect.Start()
-	long := retry.Policy{Initial: s.reconnect.Max, Max: max(s.refusedMax, s.reconnect.Max)}.Start()
+	var bo, long *retry.Backoff
+	resume := s.parkedSess != nil
+	if resume {
+		bo, long = s.parkedSess.bo, s.parkedSess.long
+		s.parkedSess = nil
+	} else {
+		bo = s.reconnect.Start()
+		long = retry.Policy{Initial: s.reconnect.Max, Max: max(s.refusedMax, s.reconnect.Max)}.Start()
+	}
 	for {
-		s.setRetryAt(time.Time{})
-		s.board.set(s.name, StateConnecting, nil)
-		err := s.c.Connect(ctx)
-		if err == nil {
-			bo.Reset()
-			long.Reset()
-			s.log.Info().Msg("connected")
-			s.transition(ctx, StateConnected, nil, subjects.LifecycleConnected, map[string]any{})
+		var err error
+		if resume {
+			resume = false
 			err = s.pub.run(ctx, s.drainCtx, s.c)
+		} else {
+			s.setRetryAt(time.Time{})
+			s.board.set(s.name, StateConnecting, nil)
+			if err = s.c.Connect(ctx); err == nil {
+				bo.Reset()
+				long.Reset()
+				s.log.Info().Msg("connected")
+				s.transition(ctx, StateConnected, nil, subjects.LifecycleConnected, map[string]any{})
+				err = s.pub.run(ctx, s.drainCtx, s.c)
+			}
+		}
+		if errors.Is(err, errParked) {
+			s.parkedSess = &parkedSession{bo: bo, long: long}
+			return errParked
 		}
 		cctx, cancel := s.drainCtx()
 		if cerr := s.c.Close(cctx); cerr != nil {

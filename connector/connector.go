@@ -54,6 +54,23 @@ type Connector interface {
 	Close(ctx context.Context) error
 }
 
+// Notifier is implemented by connectors that can hand events over without
+// a goroutine of the bridge blocked in Receive: while a connection is idle
+// the bridge then holds no goroutine for it besides the connector's own.
+// The bridge calls TryReceive until it reports nothing ready, then Notify,
+// and lets its goroutine end; ready brings it back.
+type Notifier interface {
+	// TryReceive is Receive without the wait: ok is false when Receive
+	// would block (no event, and the session has not ended). With ok, ev
+	// and ack or err are as Receive's.
+	TryReceive() (ev Event, ack AckFunc, ok bool, err error)
+	// Notify calls ready once when TryReceive has something again (an
+	// event or the session's end), at once when it has something already.
+	// ready must return at once; a later Notify replaces an earlier one
+	// that has not been called.
+	Notify(ready func())
+}
+
 // Command is one worker command for the platform.
 type Command struct {
 	ID   string          // the command id (Nats-Msg-Id or generated)

@@ -192,6 +192,31 @@ func (c *Connector) Receive(ctx context.Context) (connector.Event, connector.Ack
 	return s.receive(ctx)
 }
 
+// TryReceive returns the next event of the current session if one is
+// ready (connector.Notifier).
+func (c *Connector) TryReceive() (connector.Event, connector.AckFunc, bool, error) {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil {
+		return connector.Event{}, nil, true, connector.ErrNotConnected
+	}
+	return s.tryReceive()
+}
+
+// Notify calls ready once the current session has an event or ended
+// (connector.Notifier); at once without a session.
+func (c *Connector) Notify(ready func()) {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil {
+		ready()
+		return
+	}
+	s.notifyOn(ready)
+}
+
 // Close ends the session; it is idempotent.
 func (c *Connector) Close(ctx context.Context) error {
 	c.connMu.Lock()

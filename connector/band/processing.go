@@ -19,7 +19,10 @@ const (
 	cmdMarkFailed       = "mark_failed"
 )
 
-var _ connector.ProcessingTracker = (*Connector)(nil)
+var (
+	_ connector.ProcessingTracker = (*Connector)(nil)
+	_ connector.Notifier          = (*Connector)(nil)
+)
 
 // ProcessingRef returns the message id of a message_created event.
 func (c *Connector) ProcessingRef(event string, data json.RawMessage) (string, bool) {

@@ -43,6 +43,9 @@ type session struct {
 	halt   chan struct{} // closed by stop: nothing waits on the queue after it
 	halted sync.Once
 	endErr error // Run's result, set before ended is closed
+	// notify is the bridge's callback for the next event or the end
+	// (connector.Notifier); taken by whoever calls it first.
+	notify atomic.Pointer[func()]
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	sem    chan struct{} // bounds concurrent room joins and drains
@@ -120,6 +123,7 @@ func (s *session) start(ctx context.Context) error {
 	s.wg.Go(func() {
 		s.endErr = s.sock.Run(sctx)
 		close(s.ended)
+		s.ring()
 	})
 	fail := func(err error) error {
 		_ = s.stop(context.Background())
@@ -205,6 +209,49 @@ func (s *session) receive(ctx context.Context) (connector.Event, connector.AckFu
 	}
 }
 
+// tryReceive is receive without the wait: ok is false when nothing is
+// queued and the socket has not ended.
+func (s *session) tryReceive() (connector.Event, connector.AckFunc, bool, error) {
+	select {
+	case it := <-s.out:
+		return it.ev, it.ack, true, nil
+	default:
+	}
+	select {
+	case <-s.ended:
+		select { // events received before the end still go out
+		case it := <-s.out:
+			return it.ev, it.ack, true, nil
+		default:
+		}
+		return connector.Event{}, nil, true, s.endErrOr(connector.ErrNotConnected)
+	default:
+	}
+	return connector.Event{}, nil, false, nil
+}
+
+// notifyOn arms ready for the next event or the end; when one is there
+// already (its ring came before ready was armed), ready is called now.
+func (s *session) notifyOn(ready func()) {
+	s.notify.Store(&ready)
+	select {
+	case <-s.ended:
+		s.ring()
+		return
+	default:
+	}
+	if len(s.out) > 0 {
+		s.ring()
+	}
+}
+
+// ring calls the armed notify callback, once.
+func (s *session) ring() {
+	if f := s.notify.Swap(nil); f != nil {
+		(*f)()
+	}
+}
+
 // emit hands one event to Receive, waiting while the queue is full.
 func (s *session) emit(ctx context.Context, ev connector.Event) bool {
 	ack := func(context.Context, error) {}
@@ -221,6 +268,7 @@ func (s *session) emit(ctx context.Context, ev connector.Event) bool {
 	}
 	select {
 	case s.out <- &item{ev, ack}:
+		s.ring()
 		return true
 	case <-ctx.Done():
 		return false

@@ -1,0 +1,100 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/bridgeworks/bridge/retry"
+)
+
+// errParked comes back up a connection's calls (runConnection,
+// supervisor.run, publisher.run) when its connector has nothing to hand
+// over and the goroutine running it may end: each keeps what it needs to
+// go on in its parked frame, and the next call continues from there.
+var errParked = errors.New("connection parked")
+
+// runner runs one connection on a goroutine that exists only while the
+// connection has something to do. An idle connection whose connector is a
+// connector.Notifier holds no goroutine of the bridge's: its publisher
+// parks (see publisher.run), and the connector's notice of the next event,
+// or the end of the session's context, wakes the runner, which starts a
+// goroutine that continues where the last one parked. Connectors without
+// Notifier keep their goroutine blocked in Receive, as before.
+//
+// wg counts connections, not goroutines: one Add when the runner is made
+// (newRunner), one Done once its run returned for good, so a Wait never
+// returns while a parked connection has cleaning up to do.
+type runner struct {
+	run  func() error // the connection's run; errParked when it parked
+	done func()       // called once the run returned anything else
+	wg   *sync.WaitGroup
+
+	mu      sync.Mutex
+	running bool // a goroutine runs it
+	woken   bool // a wake-up came while it ran: it must not end before running again
+}
+
+// newRunner counts the connection in wg and starts its run.
+func newRunner(wg *sync.WaitGroup, run func() error, done func()) *runner {
+	r := &runner{run: run, done: done, wg: wg}
+	wg.Add(1)
+	return r
+}
+
+// wake starts the runner's goroutine, or, while one runs, keeps it from
+// ending before it ran again.
+func (r *runner) wake() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running {
+		r.woken = true
+		return
+	}
+	r.running = true
+	go r.loop() // owned: it parks or ends the run; wg waits for the run's end
+}
+
+func (r *runner) loop() {
+	for {
+		r.mu.Lock()
+		r.woken = false
+		r.mu.Unlock()
+		if err := r.run(); !errors.Is(err, errParked) {
+			r.done()
+			r.wg.Done()
+			return
+		}
+		r.mu.Lock()
+		if !r.woken {
+			r.running = false
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+	}
+}
+
+// parkedRun is what a parked publisher run keeps: its settler, and the
+// unregistration of the wake-up on its context's end.
+type parkedRun struct {
+	st       *settler
+	stopWake func() bool
+}
+
+// parkedSession is what a parked supervisor keeps: its reconnect waits.
+type parkedSession struct {
+	bo, long *retry.Backoff
+}
+
+// parkedLease is what a parked runConnection keeps of the lease it holds.
+// The context is kept here because the goroutine that made it ended; it
+// is the connection's, cancelled by lease loss, move or shutdown, and it
+// wakes the parked runner when it ends.
+type parkedLease struct {
+	lctx    context.Context
+	cancel  context.CancelFunc
+	unkeep  func() error
+	unwatch func() string
+	started []returnPart
+}
