@@ -158,12 +158,19 @@ func NewSocket(opts Options) *Socket {
 	opts = opts.withDefaults()
 	return &Socket{
 		opts:    opts,
-		log:     opts.Logger.With().Str("url", RedactURL(opts.URL)).Logger(),
+		log:     opts.Logger.Hook(urlHook(RedactURL(opts.URL))),
 		changed: make(chan struct{}),
 		chans:   make(map[string]*Channel),
 		stopped: make(chan struct{}),
 	}
 }
+
+// urlHook adds the socket's (redacted) URL to every event it logs: a hook
+// costs the socket a few dozen bytes where a logger context (Logger.With)
+// reserves 500.
+type urlHook string
+
+func (h urlHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) { e.Str("url", string(h)) }
 
 // Run dials and keeps the socket connected until ctx is done, Stop is
 // called or a terminal error happens, and returns nil, Stop's error or that

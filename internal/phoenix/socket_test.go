@@ -271,3 +271,22 @@ func TestStopInterruptsDial(t *testing.T) {
 		t.Fatalf("Stop took %v during a dial", d)
 	}
 }
+
+// TestSocketLogsNameTheURL: every line the socket logs carries its URL,
+// redacted, after the caller's own context.
+func TestSocketLogsNameTheURL(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	s := NewSocket(Options{URL: "wss://h.example/socket/websocket?api_key=secret&vsn=2.0.0",
+		Logger: zerolog.New(&buf).With().Str("connection", "c1").Logger()})
+	s.log.Warn().Msg("one")
+	got := buf.String()
+	for _, want := range []string{`"connection":"c1"`, `"url":"wss://h.example/socket/websocket?api_key=REDACTED&vsn=REDACTED"`, `"message":"one"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log line %s lacks %s", got, want)
+		}
+	}
+	if strings.Contains(got, "secret") {
+		t.Errorf("log line %s shows the key", got)
+	}
+}
