@@ -90,9 +90,11 @@ func (s *session) start(ctx context.Context) error {
 	}
 	key := s.c.rest.currentKey()
 	s.sock = phoenix.NewSocket(phoenix.Options{
-		URL: s.c.socketURL(key), Header: header(key),
-		// Every redial reads the key again: a rotated key file heals
-		// without a restart.
+		// URL names the socket in logs; every dial (DialTarget) reads the
+		// key again, so a rotated key file heals without a restart, and
+		// brings its own headers (no Header here: a copy kept per socket
+		// that no dial would use).
+		URL: s.c.socketURL(key),
 		DialTarget: func() (string, http.Header, error) {
 			k, err := s.c.apiKey()
 			if err != nil {
