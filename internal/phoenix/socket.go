@@ -143,6 +143,7 @@ type Socket struct {
 	conn    *liveConn           // the open connection; nil while down
 	changed chan struct{}       // closed and replaced whenever conn changes
 	chans   map[string]*Channel // registered channels by topic
+	regs    uint64              // channel registrations so far (Channel.reg)
 
 	stopOnce sync.Once
 	stopped  chan struct{}
