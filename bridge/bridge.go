@@ -345,8 +345,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 	}
 	cl.setConns(enabled)
-	for _, ce := range b.conns {
-		if err := rt.start(gctx, ce); err != nil {
+	for i := range b.conns {
+		if err := rt.start(gctx, &b.conns[i]); err != nil {
 			return fail(err)
 		}
 	}

@@ -42,7 +42,7 @@ type running struct {
 
 // runningConn is one configured connection as Run runs it.
 type runningConn struct {
-	entry   connEntry
+	entry   *connEntry         // an element of Bridge.conns (not a copy: ~0.3 KiB per connection)
 	cancel  context.CancelFunc // nil for a disabled connection
 	done    chan struct{}      // closed when its goroutine ended
 	unwatch func()             // unregisters the connector's own metrics
@@ -51,7 +51,7 @@ type runningConn struct {
 
 // start runs connection ce (or shows it disabled) until ctx ends or a
 // reload stops it.
-func (rt *running) start(ctx context.Context, ce connEntry) error {
+func (rt *running) start(ctx context.Context, ce *connEntry) error {
 	b, name, platform := rt.b, ce.cfg.Name, ce.factory.Platform
 	if !ce.cfg.IsEnabled() {
 		rt.board.add(name, platform, StateDisabled)
@@ -79,7 +79,7 @@ func (rt *running) start(ctx context.Context, ce connEntry) error {
 		rt.board.watch(name, sr)
 	}
 	s.pub.fence = ls.fence
-	parts, err := b.returnPath(rt.js, rt.nc, rt.shared, rt.m, ce, c, cc, ls.fence, clog)
+	parts, err := b.returnPath(rt.js, rt.nc, rt.shared, rt.m, *ce, c, cc, ls.fence, clog)
 	if err != nil {
 		unwatch()
 		rt.m.forgetReturnPath(name)
@@ -246,10 +246,12 @@ func (rt *running) reload(ctx context.Context, req reloadRequest) error {
 	}
 	rt.cl.setConns(enabled)
 	var errs []error
-	for _, ce := range req.conns {
+	for i := range req.conns {
+		ce := &req.conns[i]
 		n := ce.cfg.Name
 		isNew, isChanged := slices.Contains(added, n), slices.Contains(changed, n)
 		if !isNew && !isChanged {
+			rt.conns[n].entry = ce // its equal in the new config: the old one is let go
 			continue
 		}
 		if isChanged {
