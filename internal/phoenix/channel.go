@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-type chanState int
+type chanState uint8
 
 const (
 	stateClosed  chanState = iota // not registered
@@ -26,18 +26,18 @@ type Channel struct {
 	params    any
 	onMessage func(event string, payload json.RawMessage)
 
-	// Guarded by s.mu.
-	state   chanState
-	joinRef string
-	manual  bool   // a Join call drives the join; automatic rejoins keep out
-	tries   int    // rejoins since the last successful join, for RejoinDelays
-	reg     uint64 // the current registration (from Socket.regs); 0 while not registered
+	// Guarded by s.mu; the small fields first (128 bytes in all).
+	state       chanState
+	manual      bool  // a Join call drives the join; automatic rejoins keep out
+	leftHolders int32 // the calls holding left
+	joinRef     string
+	tries       int    // rejoins since the last successful join, for RejoinDelays
+	reg         uint64 // the current registration, a number from Socket.refs; 0 while not registered
 	// left is closed when registration reg ends. It is made for the calls
 	// waiting on the registration (holdLeftLocked) and dropped when the
 	// last gives it back: an idle joined channel keeps none.
-	left        chan struct{}
-	leftHolders int
-	payload     json.RawMessage // encoded params, reused by rejoins
+	left    chan struct{}
+	payload json.RawMessage // encoded params, reused by rejoins
 	// waiting is closed (and cleared) when the channel becomes joined or is
 	// unregistered; made by WaitJoined, nil while nobody waits.
 	waiting chan struct{}
@@ -290,8 +290,7 @@ func (s *Socket) register(c *Channel, payload json.RawMessage) (uint64, chan str
 		return 0, nil, ErrAlreadyJoined
 	}
 	c.state, c.manual, c.tries, c.joinRef = stateJoining, true, 0, ""
-	s.regs++
-	c.reg = s.regs
+	c.reg = s.refs.Add(1)
 	c.payload = payload
 	s.chans[c.topic] = c
 	return c.reg, c.holdLeftLocked(), nil

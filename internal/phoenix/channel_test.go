@@ -392,7 +392,8 @@ func TestWaitJoinedAfterReconnect(t *testing.T) {
 
 // TestLeaveEndsAWaitingPush: a push waiting for its reply returns ErrLeft
 // once its channel is left; a joined channel nobody waits on keeps no
-// channel for that (one per idle channel was 96 bytes per topic).
+// channel for that (one per idle channel was 96 bytes per topic), and a
+// connection with no reply outstanding no reply table.
 func TestLeaveEndsAWaitingPush(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
@@ -406,6 +407,15 @@ func TestLeaveEndsAWaitingPush(t *testing.T) {
 	}
 	if left() != nil {
 		t.Fatal("a joined channel nobody waits on keeps its left channel")
+	}
+	r.s.mu.Lock()
+	lc := r.s.conn
+	r.s.mu.Unlock()
+	lc.mu.Lock()
+	pending := lc.pending
+	lc.mu.Unlock()
+	if pending != nil {
+		t.Fatal("a connection with no reply outstanding keeps its reply table")
 	}
 	pushed := make(chan error, 1)
 	go func() { _, err := c.Push(testCtx(t), "noreply", nil); pushed <- err }()

@@ -46,7 +46,7 @@ type liveConn struct {
 	wg sync.WaitGroup // writer, closer, timer callbacks (heartbeat included)
 
 	mu         sync.Mutex
-	pending    map[string]func(reply) // by ref; called once, on the reader goroutine or a timer
+	pending    map[string]func(reply) // by ref; called once, on the reader goroutine or a timer; nil while empty (an idle connection keeps no table)
 	timers     map[*time.Timer]struct{}
 	timersDone bool
 	hbRefs     []string // outstanding heartbeat refs, newest last
@@ -71,7 +71,6 @@ func newLiveConn(s *Socket, ws *websocket.Conn) *liveConn {
 		ctx:     ctx,
 		cancel:  cancel,
 		closing: make(chan struct{}),
-		pending: make(map[string]func(reply)),
 		timers:  make(map[*time.Timer]struct{}),
 	}
 }
@@ -135,7 +134,7 @@ func (lc *liveConn) shutdown() {
 		}
 	}
 	lc.timers = nil
-	lc.pending = map[string]func(reply){}
+	lc.pending = nil
 	lc.mu.Unlock()
 	lc.wg.Wait()
 }
@@ -208,6 +207,9 @@ func (lc *liveConn) expect(ref string, fn func(reply)) bool {
 	if lc.timersDone || lc.isClosing() {
 		return false
 	}
+	if lc.pending == nil {
+		lc.pending = make(map[string]func(reply), 1)
+	}
 	lc.pending[ref] = fn
 	return true
 }
@@ -218,6 +220,9 @@ func (lc *liveConn) take(ref string) func(reply) {
 	defer lc.mu.Unlock()
 	fn := lc.pending[ref]
 	delete(lc.pending, ref)
+	if len(lc.pending) == 0 {
+		lc.pending = nil
+	}
 	return fn
 }
 

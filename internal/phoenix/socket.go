@@ -135,7 +135,7 @@ type Stats struct {
 // with Channel, and drive it with Run.
 type Socket struct {
 	opts    Options
-	log     zerolog.Logger
+	log     *zerolog.Logger // &opts.Logger, which names the socket's URL (one logger per socket, not two)
 	refs    atomic.Uint64
 	running atomic.Bool
 
@@ -143,11 +143,9 @@ type Socket struct {
 	conn    *liveConn           // the open connection; nil while down
 	changed chan struct{}       // closed and replaced whenever conn changes
 	chans   map[string]*Channel // registered channels by topic
-	regs    uint64              // channel registrations so far (Channel.reg)
 
-	stopOnce sync.Once
-	stopped  chan struct{}
-	stopErr  error // set before stopped is closed
+	stopped chan struct{} // closed by the first Stop, under mu
+	stopErr error         // set before stopped is closed
 
 	runCancel context.CancelFunc // ends the running Run's context; guarded by mu
 
@@ -157,13 +155,15 @@ type Socket struct {
 // NewSocket returns an idle Socket; nothing is dialled until Run.
 func NewSocket(opts Options) *Socket {
 	opts = opts.withDefaults()
-	return &Socket{
+	opts.Logger = opts.Logger.Hook(urlHook(RedactURL(opts.URL)))
+	s := &Socket{
 		opts:    opts,
-		log:     opts.Logger.Hook(urlHook(RedactURL(opts.URL))),
 		changed: make(chan struct{}),
 		chans:   make(map[string]*Channel),
 		stopped: make(chan struct{}),
 	}
+	s.log = &s.opts.Logger
+	return s
 }
 
 // urlHook adds the socket's (redacted) URL to every event it logs: a hook
@@ -291,11 +291,11 @@ func (s *Socket) retryAfter(err error, delay time.Duration) {
 // with code 1000. Calls that wait for the socket return ErrStopped.
 // Idempotent: only the first error counts.
 func (s *Socket) Stop(err error) {
-	s.stopOnce.Do(func() {
+	s.mu.Lock()
+	if !s.isStopped() {
 		s.stopErr = err
 		close(s.stopped)
-	})
-	s.mu.Lock()
+	}
 	if s.runCancel != nil {
 		s.runCancel()
 	}
