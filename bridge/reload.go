@@ -17,6 +17,7 @@ import (
 
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/retry"
 )
 
 // running is what Run shares with the connections it starts. It is made
@@ -61,7 +62,11 @@ func (rt *running) start(ctx context.Context, ce *connEntry) error {
 	rt.board.add(name, platform, StateStarting)
 	clog := b.opts.Log.Hook(&connLogHook{name: name, platform: platform})
 	ls := rt.ls.lease(name)
-	c, err := ce.factory.New(ce.ccfg, connector.Deps{Log: clog, HTTPClient: rt.httpClient, State: newStateStore(rt.state, name, ls.fence),
+	ccfg, err := connectorSettings(ce.cfg, ce.factory, b.opts.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("connection %q: %w", name, err)
+	}
+	c, err := ce.factory.New(ccfg, connector.Deps{Log: clog, HTTPClient: rt.httpClient, State: newStateStore(rt.state, name, ls.fence),
 		Dials: rt.dials, CatchUp: rt.catchUp})
 	if err != nil {
 		return fmt.Errorf("connection %q: %w", name, err)
@@ -69,7 +74,7 @@ func (rt *running) start(ctx context.Context, ce *connEntry) error {
 	cc := b.payloads(rt.js, name)
 	s := &supervisor{
 		name: name, platform: platform, c: c, board: rt.board, m: rt.m, log: clog,
-		reconnect: ce.ccfg.Reconnect, retryAfterMax: ce.cfg.RetryAfterMax.D(), drain: b.opts.ShutdownTimeout,
+		reconnect: ccfg.Reconnect, retryAfterMax: ce.cfg.RetryAfterMax.D(), drain: b.opts.ShutdownTimeout,
 		cooloff: ce.cfg.SupersedeCooloff.D(), refusedMax: ce.cfg.RefusedRetryMax.D(),
 		pub: &publisher{js: rt.js, prefix: b.cfg.NATS.Prefix, platform: platform, conn: name, log: clog, m: rt.m, board: rt.board, stored: rt.stored, cc: cc, tracer: b.tracer()},
 	}
@@ -93,6 +98,22 @@ func (rt *running) start(ctx context.Context, ce *connEntry) error {
 		return b.runConnection(cctx, ls, rt.cl, s, parts)
 	})
 	return nil
+}
+
+// connectorSettings is connection c's connector config: its settings table
+// split into plain settings and secrets. connectorConfig checks it when the
+// config is read; start makes it again for the connector, which keeps what
+// it needs (the bridge keeping it too cost ~0.4 KiB per connection).
+func connectorSettings(c config.Connection, f connector.Factory, lookupEnv func(string) (string, bool)) (connector.Config, error) {
+	settings, secrets, err := connector.SplitSettings(c.Settings, f.Secrets, lookupEnv)
+	if err != nil {
+		return connector.Config{}, err
+	}
+	return connector.Config{
+		Name: c.Name, Platform: c.Platform, Settings: settings, Secrets: secrets,
+		RetryAfterMax: c.RetryAfterMax.D(),
+		Reconnect:     retry.Policy{Initial: c.ReconnectInitial.D(), Max: c.ReconnectMax.D()},
+	}, nil
 }
 
 // connLogHook adds a connection's name and platform to every event logged

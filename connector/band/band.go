@@ -125,6 +125,7 @@ func newConnector(cfg connector.Config, defBase string, deps connector.Deps, opt
 		dials: deps.Dials, catch: deps.CatchUp}
 	c.rest = newRESTClient(st.BaseURL, deps.HTTPClient, cfg.RetryAfterMax, deps.Log, &c.waits)
 	c.rest.refresh = func() (string, error) { return c.cfg.Secrets.Get(secretAPIKey) }
+	c.cfg.Settings = nil // decoded into st: not kept
 	c.agent.Store(st.AgentID)
 	return c, nil
 }
