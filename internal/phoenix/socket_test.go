@@ -290,3 +290,39 @@ func TestSocketLogsNameTheURL(t *testing.T) {
 		t.Errorf("log line %s shows the key", got)
 	}
 }
+
+// TestStopInterruptsDialGateAndBackoff: Stop ends a wait for a dial slot
+// and a wait between dials at once.
+func TestStopInterruptsDialGateAndBackoff(t *testing.T) {
+	t.Parallel()
+	t.Run("gate", func(t *testing.T) {
+		t.Parallel()
+		opts := fastOptions("ws://127.0.0.1:1/socket/websocket")
+		waiting := make(chan struct{})
+		opts.DialGate = func(ctx context.Context) error { close(waiting); <-ctx.Done(); return ctx.Err() }
+		r := startSocket(t, opts)
+		<-waiting
+		r.s.Stop(nil)
+		if err := r.wait(t); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+	t.Run("backoff", func(t *testing.T) {
+		t.Parallel()
+		opts := fastOptions("ws://127.0.0.1:1/socket/websocket") // refused at once
+		opts.Backoff = Backoff{Base: time.Hour, Max: time.Hour}
+		failed := make(chan struct{}, 1)
+		opts.OnClose = func(error) {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+		}
+		r := startSocket(t, opts)
+		<-failed // Run waits an hour before the next dial
+		r.s.Stop(nil)
+		if err := r.wait(t); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+}
