@@ -35,7 +35,13 @@ type liveConn struct {
 	sendq   [][]byte // bounded outbound queue (opts.SendQueue)
 	hb      []byte   // the next heartbeat; written before sendq
 	writing bool     // a writer goroutine is running
-	wdone   bool     // shutdown began: no writer starts any more
+	// wtimer bounds the write in progress (WriteTimeout). It is made by the
+	// first write and reused by the next, on the writer goroutine only; a
+	// context with a deadline per write left its stopped timer, and with
+	// it the context, on the runtime's timer heap until the deadline
+	// passed (~0.3 KiB per idle socket at every heartbeat).
+	wtimer *time.Timer
+	wdone  bool // shutdown began: no writer starts any more
 
 	failOnce sync.Once
 	closing  chan struct{} // closed by the first fail
@@ -322,17 +328,34 @@ func (lc *liveConn) writeLoop() {
 			return
 		}
 		lc.wmu.Unlock()
-		wctx, cancel := context.WithTimeout(lc.ctx, lc.s.opts.WriteTimeout)
-		err := lc.ws.Write(wctx, websocket.MessageText, b)
-		cancel()
-		if err != nil {
-			lc.fail(fmt.Errorf("phoenix: write: %w", err), websocket.StatusNormalClosure, "")
+		if err := lc.write(b); err != nil {
+			lc.fail(err, websocket.StatusNormalClosure, "")
 			lc.wmu.Lock()
 			lc.writing = false
 			lc.wmu.Unlock()
 			return
 		}
 	}
+}
+
+// write writes one frame within WriteTimeout: a write still blocked then
+// cancels the connection's context, which closes the websocket (as an
+// expired write deadline does in the websocket library).
+func (lc *liveConn) write(b []byte) error {
+	d := lc.s.opts.WriteTimeout
+	if lc.wtimer == nil {
+		lc.wtimer = time.AfterFunc(d, lc.cancel)
+	} else {
+		lc.wtimer.Reset(d)
+	}
+	err := lc.ws.Write(lc.ctx, websocket.MessageText, b)
+	if !lc.wtimer.Stop() && err != nil {
+		return fmt.Errorf("phoenix: write: not done within %v: %w", d, context.DeadlineExceeded)
+	}
+	if err != nil {
+		return fmt.Errorf("phoenix: write: %w", err)
+	}
+	return nil
 }
 
 // heartbeat runs every interval on a timer (not a goroutine of its own)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -325,4 +326,53 @@ func TestStopInterruptsDialGateAndBackoff(t *testing.T) {
 			t.Fatalf("Run = %v", err)
 		}
 	})
+}
+
+// TestWriteTimeoutClosesTheConnection: a write the peer does not take
+// within WriteTimeout ends the connection.
+func TestWriteTimeoutClosesTheConnection(t *testing.T) {
+	t.Parallel()
+	// A server that accepts the upgrade and never reads.
+	hold := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		<-hold
+	}))
+	t.Cleanup(func() { close(hold); srv.Close() })
+	opts := fastOptions("ws" + strings.TrimPrefix(srv.URL, "http") + "/socket/websocket")
+	opts.WriteTimeout = 200 * time.Millisecond
+	opts.HeartbeatInterval = time.Hour
+	opts.Backoff = Backoff{Base: time.Hour, Max: time.Hour}
+	closed := make(chan error, 1)
+	opts.OnClose = func(err error) {
+		select {
+		case closed <- err:
+		default:
+		}
+	}
+	r := startSocket(t, opts)
+	eventually(t, "connected", r.s.Connected)
+	r.s.mu.Lock()
+	lc := r.s.conn
+	r.s.mu.Unlock()
+	frame := bytes.Repeat([]byte("a"), 1<<20)
+	for range 64 { // far more than the socket buffers hold
+		if err := lc.send(frame); err != nil {
+			break
+		}
+	}
+	// The cause is the writer's deadline or the reader's read of the
+	// closed socket, whichever fails first.
+	select {
+	case err := <-closed:
+		if err == nil {
+			t.Fatal("connection ended without a cause")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a blocked write did not end the connection")
+	}
 }
