@@ -421,7 +421,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		// lctx ends.
 		var started []returnPart
 		if ls.l.pace(lctx) == nil {
-			started = startReturnPath(lctx, parts, s.log)
+			started = startReturnPath(lctx, parts, *s.log)
 			_ = s.run(lctx)
 		}
 		<-lctx.Done()

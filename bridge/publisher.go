@@ -51,7 +51,7 @@ type publisher struct {
 	prefix   string
 	platform string
 	conn     string
-	log      zerolog.Logger
+	log      *zerolog.Logger // the connection's, shared with its supervisor
 	m        *metrics
 	board    *statusBoard
 	stored   *publishedStore   // events already stored, across restarts; nil: none

@@ -73,10 +73,10 @@ func (rt *running) start(ctx context.Context, ce *connEntry) error {
 	}
 	cc := b.payloads(rt.js, name)
 	s := &supervisor{
-		name: name, platform: platform, c: c, board: rt.board, m: rt.m, log: clog,
+		name: name, platform: platform, c: c, board: rt.board, m: rt.m, log: &clog,
 		reconnect: ccfg.Reconnect, retryAfterMax: ce.cfg.RetryAfterMax.D(), drain: b.opts.ShutdownTimeout,
 		cooloff: ce.cfg.SupersedeCooloff.D(), refusedMax: ce.cfg.RefusedRetryMax.D(),
-		pub: &publisher{js: rt.js, prefix: b.cfg.NATS.Prefix, platform: platform, conn: name, log: clog, m: rt.m, board: rt.board, stored: rt.stored, cc: cc, tracer: b.tracer()},
+		pub: &publisher{js: rt.js, prefix: b.cfg.NATS.Prefix, platform: platform, conn: name, log: &clog, m: rt.m, board: rt.board, stored: rt.stored, cc: cc, tracer: b.tracer()},
 	}
 	unwatch := func() {}
 	if sr, ok := c.(connector.StatsReporter); ok {

@@ -38,7 +38,7 @@ type supervisor struct {
 	pub       *publisher
 	board     *statusBoard
 	m         *metrics
-	log       zerolog.Logger
+	log       *zerolog.Logger // the connection's, shared with its publisher (a copy is 112 bytes)
 	reconnect retry.Policy
 	// retryAfterMax caps a platform's Retry-After before a reconnect.
 	retryAfterMax time.Duration

@@ -34,13 +34,13 @@ type restClient struct {
 	// refresh reads the key again (a rotated key file); a call refused with
 	// 401 is made once more when it returns a different key.
 	refresh func() (string, error)
-	waitMax time.Duration // cap of a platform's Retry-After
-	log     zerolog.Logger
+	waitMax time.Duration   // cap of a platform's Retry-After
+	log     *zerolog.Logger // the connector's (a copy is 112 bytes)
 	waits   *connector.WaitBoard
 	hc      *http.Client // the process's pool; each call makes its small retryablehttp.Client (see client)
 }
 
-func newRESTClient(base string, hc *http.Client, waitMax time.Duration, log zerolog.Logger, waits *connector.WaitBoard) *restClient {
+func newRESTClient(base string, hc *http.Client, waitMax time.Duration, log *zerolog.Logger, waits *connector.WaitBoard) *restClient {
 	if hc == nil {
 		hc = connector.NewHTTPClient()
 	}

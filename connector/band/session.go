@@ -32,7 +32,7 @@ type item struct {
 // session is one socket's lifetime: from Connect to Close or a terminal error.
 type session struct {
 	c    *Connector
-	log  zerolog.Logger
+	log  *zerolog.Logger // the connector's (a copy is 112 bytes)
 	sock *phoenix.Socket
 
 	out    chan *item    // pointers: a buffer of QueueSize events would be ~8 KiB per idle session
@@ -68,7 +68,7 @@ type room struct {
 
 func newSession(c *Connector) *session {
 	return &session{
-		c: c, log: c.log,
+		c: c, log: &c.log,
 		out:    make(chan *item, c.opts.QueueSize),
 		opened: make(chan struct{}),
 		dialed: make(chan error, 1),
@@ -108,7 +108,7 @@ func (s *session) start(ctx context.Context) error {
 		DialGate:          s.c.dials.Wait,
 		HeartbeatInterval: s.c.opts.HeartbeatInterval,
 		Backoff:           s.c.opts.Backoff,
-		Logger:            s.log,
+		Logger:            *s.log,
 		OnOpen:            s.onOpen,
 		OnClose:           s.onClose,
 		OnJoinError:       s.onJoinError,
