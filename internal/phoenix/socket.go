@@ -157,7 +157,11 @@ type Socket struct {
 // NewSocket returns an idle Socket; nothing is dialled until Run.
 func NewSocket(opts Options) *Socket {
 	opts = opts.withDefaults()
-	opts.Logger = opts.Logger.Hook(urlHook(RedactURL(opts.URL)))
+	redacted := RedactURL(opts.URL)
+	opts.Logger = opts.Logger.Hook(urlHook(redacted))
+	if opts.DialTarget != nil {
+		opts.URL = redacted // only names the socket: not kept with its credentials
+	}
 	s := &Socket{
 		opts:    opts,
 		changed: make(chan struct{}),

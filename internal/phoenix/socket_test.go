@@ -290,6 +290,13 @@ func TestSocketLogsNameTheURL(t *testing.T) {
 	if strings.Contains(got, "secret") {
 		t.Errorf("log line %s shows the key", got)
 	}
+	// With DialTarget the URL only names the socket: it is not kept with
+	// its credentials.
+	s = NewSocket(Options{URL: "wss://h.example/socket/websocket?api_key=secret",
+		DialTarget: func() (string, http.Header, error) { return "", nil, errors.New("unused") }})
+	if strings.Contains(s.opts.URL, "secret") {
+		t.Errorf("the socket keeps its URL %s", s.opts.URL)
+	}
 }
 
 // TestStopInterruptsDialGateAndBackoff: Stop ends a wait for a dial slot
