@@ -70,10 +70,11 @@ type Bridge struct {
 	reloads chan reloadRequest // taken by Run's loop
 }
 
+// connEntry is a checked connection; its connector's config is made again
+// when it starts (see connectorSettings), not kept beside it.
 type connEntry struct {
 	cfg     config.Connection
 	factory connector.Factory
-	ccfg    connector.Config
 }
 
 // New checks the configuration against the known platforms: each
@@ -112,28 +113,23 @@ func connEntries(cfg *config.Config, opts Options) ([]connEntry, error) {
 			errs = append(errs, fmt.Errorf("config: connection %q: platform %q is not one of %s", c.Name, c.Platform, strings.Join(knownPlatforms(opts.Registry), ", ")))
 			continue
 		}
-		ccfg, err := connectorConfig(c, f, opts.LookupEnv)
-		if err != nil {
+		if _, err := connectorConfig(c, f, opts.LookupEnv); err != nil {
 			errs = append(errs, config.Lines(fmt.Sprintf("config: connection %q: ", c.Name), err))
 			continue
 		}
-		conns = append(conns, connEntry{cfg: c, factory: f, ccfg: ccfg})
+		conns = append(conns, connEntry{cfg: c, factory: f})
 	}
 	return conns, errors.Join(errs...)
 }
 
-// connectorConfig is what connection c's connector gets: its settings
-// table split into plain settings and secrets, checked by the platform.
+// connectorConfig is what connection c's connector gets (connectorSettings),
+// checked by the platform and with every secret resolved once.
 func connectorConfig(c config.Connection, f connector.Factory, lookupEnv func(string) (string, bool)) (connector.Config, error) {
-	settings, secrets, err := connector.SplitSettings(c.Settings, f.Secrets, lookupEnv)
+	ccfg, err := connectorSettings(c, f, lookupEnv)
 	if err != nil {
 		return connector.Config{}, err
 	}
-	ccfg := connector.Config{
-		Name: c.Name, Platform: c.Platform, Settings: settings, Secrets: secrets,
-		RetryAfterMax: c.RetryAfterMax.D(),
-		Reconnect:     retry.Policy{Initial: c.ReconnectInitial.D(), Max: c.ReconnectMax.D()},
-	}
+	secrets := ccfg.Secrets
 	var errs []error
 	if f.Check != nil {
 		errs = append(errs, f.Check(ccfg))
@@ -360,8 +356,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 	}
 	cl.setConns(enabled)
-	for _, ce := range b.conns {
-		if err := rt.start(gctx, ce); err != nil {
+	for i := range b.conns {
+		if err := rt.start(gctx, &b.conns[i]); err != nil {
 			return fail(err)
 		}
 	}
@@ -452,7 +448,7 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 		// connection shows on /status; its commands still run until lctx
 		// ends.
 		if ls.l.pace(lctx) == nil {
-			f.started = startReturnPath(lctx, parts, s.log)
+			f.started = startReturnPath(lctx, parts, *s.log)
 			if err := s.run(lctx); errors.Is(err, errParked) {
 				s.parked = f
 				return errParked

@@ -14,21 +14,11 @@ import (
 
 // metrics are the bridge's Prometheus metrics, on a registry of its own.
 type metrics struct {
-	reg            *prometheus.Registry
-	state          *prometheus.GaugeVec
-	reconnects     *prometheus.CounterVec
-	published      *prometheus.CounterVec
-	gapFilled      *prometheus.CounterVec
-	alreadyStored  *prometheus.CounterVec
-	publishErrors  *prometheus.CounterVec
-	publishLatency *prometheus.HistogramVec
-	offloaded      *prometheus.CounterVec
-	retryAt        *prometheus.GaugeVec
-	leaseHeld      *prometheus.GaugeVec
-	handovers      *prometheus.CounterVec
-	cmd            *cmdexec.Metrics  // every connection's executor
-	dispatch       *dispatch.Metrics // every connection's dispatch rule
-	sockets        *socketStats      // every connector's own counters
+	reg      *prometheus.Registry
+	conns    *connSeries       // every connection's own series
+	cmd      *cmdexec.Metrics  // every connection's executor
+	dispatch *dispatch.Metrics // every connection's dispatch rule
+	sockets  *socketStats      // every connector's own counters
 }
 
 // forgetReturnPath deletes the command and dispatch series of connection
@@ -42,46 +32,7 @@ func (m *metrics) forgetReturnPath(name string) {
 // newMetrics registers the bridge's metrics; natsConnected is read at
 // every scrape (false until the first connect).
 func newMetrics(version string, natsConnected func() bool) *metrics {
-	m := &metrics{
-		reg:     prometheus.NewRegistry(),
-		sockets: newSocketStats(),
-		retryAt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "bridge_connection_retry_timestamp_seconds",
-			Help: "When the connection tries to connect again (Unix time) while it waits after a loss, a supersede or a refusal; 0 when not waiting.",
-		}, []string{"connection"}),
-		handovers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_lease_handovers_total",
-			Help: "Lease changes of this process by connection and event: acquired, released (stopped here), moved (handed to the process it is assigned to), lost.",
-		}, []string{"connection", "event"}),
-		leaseHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "bridge_lease_held", Help: "1 while this process holds the connection's lease (and runs it), 0 while another does or none.",
-		}, []string{"connection"}),
-		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "bridge_connection_state", Help: "1 for the connection's current state; the series of its other states are absent.",
-		}, []string{"connection", "platform", "state"}),
-		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_connection_reconnects_total", Help: "Sessions the supervisor restarted after a loss.",
-		}, []string{"connection"}),
-		published: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_events_published_total", Help: "Events stored in JetStream (kind evt or sys).",
-		}, []string{"connection", "kind"}),
-		gapFilled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_events_gap_filled_total", Help: "Events found by catch-up after a (re)connect and published.",
-		}, []string{"connection"}),
-		alreadyStored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_events_already_stored_total", Help: "Events found by catch-up that an earlier run had stored: acknowledged, not stored again.",
-		}, []string{"connection"}),
-		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_publish_errors_total", Help: "JetStream publish attempts that failed and were retried.",
-		}, []string{"connection"}),
-		publishLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "bridge_publish_latency_seconds", Help: "From an event's receipt from the connector to its JetStream PubAck.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}, []string{"connection"}),
-		offloaded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bridge_events_offloaded_total", Help: "Events larger than NATS max_payload whose data went to the payload bucket (published with a reference).",
-		}, []string{"connection"}),
-	}
+	m := &metrics{reg: prometheus.NewRegistry(), conns: newConnSeries(), sockets: newSocketStats()}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "bridge_build_info", Help: "Always 1; the labels say which build runs.",
 		ConstLabels: prometheus.Labels{"version": version, "go": runtime.Version()},
@@ -90,8 +41,7 @@ func newMetrics(version string, natsConnected func() bool) *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.state, m.reconnects, m.published, m.gapFilled, m.alreadyStored, m.publishErrors, m.publishLatency, m.offloaded,
-		m.retryAt, m.leaseHeld, m.handovers, m.sockets, build,
+		m.conns, m.sockets, build,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "bridge_nats_connected", Help: "1 while the bridge's NATS connection is up, 0 while it is down or not yet made.",
 		}, func() float64 { return b2f(natsConnected()) }),
@@ -120,38 +70,31 @@ func (m *metrics) setRetryAt(name string, at time.Time) {
 	if !at.IsZero() {
 		v = float64(at.UnixMilli()) / 1000
 	}
-	m.retryAt.WithLabelValues(name).Set(v)
+	m.conns.set(name, hasRetryAt, v)
 }
 
 func (m *metrics) setLeaseHeld(name string, held bool) {
-	m.leaseHeld.WithLabelValues(name).Set(b2f(held))
+	m.conns.set(name, hasLeaseHeld, b2f(held))
 }
 
 // handover counts a lease event (acquired, released, moved, lost) of name.
 func (m *metrics) handover(name, event string) {
-	m.handovers.WithLabelValues(name, event).Inc()
+	m.conns.handover(name, event)
 }
 
 // forget drops the series of a connection a reload removed.
-func (m *metrics) forget(name string) {
-	for _, v := range []interface {
-		DeletePartialMatch(prometheus.Labels) int
-	}{m.state, m.reconnects, m.published, m.gapFilled, m.alreadyStored, m.publishErrors, m.publishLatency, m.offloaded, m.retryAt, m.leaseHeld, m.handovers} {
-		v.DeletePartialMatch(prometheus.Labels{"connection": name})
-	}
-}
+func (m *metrics) forget(name string) { m.conns.forget(name) }
 
 // setState exports st as the one series of name: the series of its other
-// states are deleted, not set to 0 (ten series per connection were about
-// 5 KiB of memory each, for series that only ever read 0).
-func (m *metrics) setState(name, platform string, st State) {
-	m.state.WithLabelValues(name, platform, string(st)).Set(1)
-	for _, s := range allStates {
-		if s != st {
-			m.state.DeleteLabelValues(name, platform, string(s))
-		}
-	}
-}
+// states do not exist (ten series per connection were about 5 KiB of
+// memory each, for series that only ever read 0).
+func (m *metrics) setState(name, platform string, st State) { m.conns.setState(name, platform, st) }
+
+// count adds one to counter c (cReconnects, cPublishedEvt, ...) of name.
+func (m *metrics) count(name string, c int) { m.conns.inc(name, c) }
+
+// publishLatency records a publish of name that took seconds.
+func (m *metrics) publishLatency(name string, seconds float64) { m.conns.observeLatency(name, seconds) }
 
 // watchStats exports a connector's own counters at scrape time, until the
 // returned func forgets them (the connector stopped for good).

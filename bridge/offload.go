@@ -46,7 +46,7 @@ func (p *publisher) offload(ctx context.Context, msg *nats.Msg) error {
 	}
 	ref, _ := ev.Ref()
 	limit := p.cc.Limit()
-	p.m.offloaded.WithLabelValues(p.conn).Inc()
+	p.m.count(p.conn, cOffloaded)
 	p.log.Warn().Str("subject", msg.Subject).Str("event_id", ev.ID).Int("size", size).Int64("limit", limit).
 		Str("bucket", ref.Bucket).Str("object", ref.Object).Msg("event larger than NATS max_payload; its data is offloaded and the event carries a reference")
 	p.sys(ctx, subjects.LifecyclePayloadOffloaded, map[string]any{

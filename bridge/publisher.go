@@ -51,7 +51,7 @@ type publisher struct {
 	prefix   string
 	platform string
 	conn     string
-	log      zerolog.Logger
+	log      *zerolog.Logger // the connection's, shared with its supervisor
 	m        *metrics
 	board    *statusBoard
 	stored   *publishedStore   // events already stored, across restarts; nil: none
@@ -172,7 +172,7 @@ func (p *publisher) sys(ctx context.Context, name subjects.Lifecycle, data any) 
 		p.log.Warn().Err(err).Str("event", string(name)).Msg("lifecycle event not published")
 		return
 	}
-	p.m.published.WithLabelValues(p.conn, "sys").Inc()
+	p.m.count(p.conn, cPublishedSys)
 }
 
 // run receives from c and publishes until ctx ends or Receive fails; it
@@ -380,7 +380,7 @@ func (p *publisher) settleOne(c context.Context, f inflight) {
 		return
 	}
 	if f.skip {
-		p.m.alreadyStored.WithLabelValues(p.conn).Inc()
+		p.m.count(p.conn, cAlreadyStored)
 		return
 	}
 	if f.id != "" {
@@ -388,14 +388,14 @@ func (p *publisher) settleOne(c context.Context, f inflight) {
 			p.log.Debug().Err(err).Msg("stored event not recorded")
 		}
 	}
-	kind := "evt"
+	kind := cPublishedEvt
 	if f.sys {
-		kind = "sys"
+		kind = cPublishedSys
 	}
-	p.m.published.WithLabelValues(p.conn, kind).Inc()
-	p.m.publishLatency.WithLabelValues(p.conn).Observe(time.Since(f.start).Seconds())
+	p.m.count(p.conn, kind)
+	p.m.publishLatency(p.conn, time.Since(f.start).Seconds())
 	if f.gap {
-		p.m.gapFilled.WithLabelValues(p.conn).Inc()
+		p.m.count(p.conn, cGapFilled)
 	}
 	p.board.published(p.conn, 1)
 }
@@ -417,7 +417,7 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 			case err := <-f.fut.Err():
 				defer p.retrying.hold()()
 				p.board.natsError(p.conn, "publish", err)
-				p.m.publishErrors.WithLabelValues(p.conn).Inc()
+				p.m.count(p.conn, cPublishErrors)
 				p.log.Warn().Err(err).Str("subject", f.msg.Subject).Msg("publish failed; retrying")
 				break wait
 			case <-slow.C:
@@ -451,7 +451,7 @@ func (p *publisher) await(ctx context.Context, f inflight) error {
 			continue
 		}
 		p.board.natsError(p.conn, "publish", err)
-		p.m.publishErrors.WithLabelValues(p.conn).Inc()
+		p.m.count(p.conn, cPublishErrors)
 		wait := bo.Next()
 		p.log.Warn().Err(err).Str("subject", f.msg.Subject).Int64("retry_in_ms", wait.Milliseconds()).Msg("publish failed; retrying")
 		if !retry.Sleep(ctx, wait) {

@@ -1,13 +1,17 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
@@ -190,5 +194,30 @@ func TestReloadBandConnectionWithDispatch(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, func() bool { return len(connStates(t, h.info.HTTPAddr)) == 0 }, "agent removed")
 	if m := get(t, "http://"+h.info.HTTPAddr+"/metrics"); strings.Contains(m, `connection="agent"`) {
 		t.Errorf("series of the removed connection remain:\n%s", grep(m, `connection="agent"`))
+	}
+}
+
+// TestConnLogHook: a connection's logger names the connection and its
+// platform on every line, its own sub-loggers' included.
+func TestConnLogHook(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := zerolog.New(&buf).Hook(&connLogHook{name: "c1", platform: "band"})
+	log.Info().Str("k", "v").Msg("one")
+	sub := log.With().Str("component", "x").Logger()
+	sub.Warn().Msg("two")
+	log.Debug().Msg("three")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d lines, want 3:\n%s", len(lines), buf.String())
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		if m["connection"] != "c1" || m["platform"] != "band" {
+			t.Errorf("line %s does not name connection c1 on band", l)
+		}
 	}
 }

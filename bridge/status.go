@@ -26,8 +26,6 @@ const (
 	StateStandby      State = "standby" // another replica holds the connection's lease
 )
 
-var allStates = []State{StateStarting, StateConnecting, StateConnected, StateReconnecting, StateSuperseded, StateRefused, StateFailed, StateStopped, StateDisabled, StateStandby}
-
 // ConnStatus is one connection's entry on /status.
 type ConnStatus struct {
 	Name        string    `json:"name"`

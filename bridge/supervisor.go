@@ -38,7 +38,7 @@ type supervisor struct {
 	pub       *publisher
 	board     *statusBoard
 	m         *metrics
-	log       zerolog.Logger
+	log       *zerolog.Logger // the connection's, shared with its publisher (a copy is 112 bytes)
 	reconnect retry.Policy
 	// retryAfterMax caps a platform's Retry-After before a reconnect.
 	retryAfterMax time.Duration
@@ -169,7 +169,7 @@ func (s *supervisor) run(ctx context.Context) error {
 			if asked > 0 {
 				s.platformWait(err, asked, wait)
 			}
-			s.m.reconnects.WithLabelValues(s.name).Inc()
+			s.m.count(s.name, cReconnects)
 			s.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("connection lost; reconnecting")
 			s.setRetryAt(time.Now().Add(wait))
 			s.transition(ctx, StateReconnecting, err, subjects.LifecycleDisconnected, map[string]any{"reason": errString(err)})

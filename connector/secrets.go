@@ -21,8 +21,15 @@ type SecretRef struct {
 // them from the settings table: every <name>_env and <name>_file key
 // becomes the secret <name>. The zero value holds none.
 type Secrets struct {
-	refs      map[string]SecretRef
+	// refs are sorted by name: a connection has one or two secrets, and a
+	// map would cost it half a KiB for as long as it runs.
+	refs      []namedRef
 	lookupEnv func(string) (string, bool)
+}
+
+type namedRef struct {
+	name string
+	SecretRef
 }
 
 // NewSecrets returns secrets resolved through lookupEnv (nil means
@@ -31,22 +38,35 @@ func NewSecrets(refs map[string]SecretRef, lookupEnv func(string) (string, bool)
 	if lookupEnv == nil {
 		lookupEnv = os.LookupEnv
 	}
-	return Secrets{refs: refs, lookupEnv: lookupEnv}
+	s := Secrets{refs: make([]namedRef, 0, len(refs)), lookupEnv: lookupEnv}
+	for n, r := range refs {
+		s.refs = append(s.refs, namedRef{name: n, SecretRef: r})
+	}
+	slices.SortFunc(s.refs, func(a, b namedRef) int { return strings.Compare(a.name, b.name) })
+	return s
+}
+
+// ref returns secret name's source.
+func (s Secrets) ref(name string) (SecretRef, bool) {
+	i, ok := slices.BinarySearchFunc(s.refs, name, func(r namedRef, n string) int { return strings.Compare(r.name, n) })
+	if !ok {
+		return SecretRef{}, false
+	}
+	return s.refs[i].SecretRef, true
 }
 
 // Has reports whether secret name is configured.
 func (s Secrets) Has(name string) bool {
-	_, ok := s.refs[name]
+	_, ok := s.ref(name)
 	return ok
 }
 
 // Names lists the configured secrets, sorted.
 func (s Secrets) Names() []string {
 	out := make([]string, 0, len(s.refs))
-	for n := range s.refs {
-		out = append(out, n)
+	for _, r := range s.refs {
+		out = append(out, r.name)
 	}
-	slices.Sort(out)
 	return out
 }
 
@@ -54,7 +74,7 @@ func (s Secrets) Names() []string {
 // connector that calls Get at each (re)connect picks up a rotated key
 // without a restart. The error names the key, never the value.
 func (s Secrets) Get(name string) (string, error) {
-	r, ok := s.refs[name]
+	r, ok := s.ref(name)
 	switch {
 	case !ok:
 		return "", fmt.Errorf("settings.%[1]s_env or settings.%[1]s_file is not set", name)

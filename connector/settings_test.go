@@ -67,6 +67,9 @@ func TestSplitSettingsAndSecrets(t *testing.T) {
 	if got := strings.Join(sec.Names(), ","); got != "api_key,token" {
 		t.Errorf("secrets %s", got)
 	}
+	if !sec.Has("api_key") || !sec.Has("token") || sec.Has("unused") || sec.Has("other") {
+		t.Errorf("Has: api_key %v, token %v, unused %v, other %v", sec.Has("api_key"), sec.Has("token"), sec.Has("unused"), sec.Has("other"))
+	}
 	if v, err := sec.Get("api_key"); err != nil || v != "k3y" {
 		t.Errorf("api_key: %q %v", v, err)
 	}

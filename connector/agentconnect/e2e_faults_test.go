@@ -45,6 +45,10 @@ func TestBridgeTokenExpiryMidRun(t *testing.T) {
 	}
 	second := w.createSession() // REST with a refused token: 401, login, again
 	emu.DropSockets(room)       // the redial's token is refused: 403, login, again
+	// A command sent while the connector has not yet seen the drop goes out
+	// on the dying socket and is rightly answered unknown_outcome: wait for
+	// the redial (its gap_possible) first.
+	testutil.Eventually(t, 20*time.Second, func() bool { return w.lifecycles(subjects.LifecycleGapPossible, room) == 1 }, "redial of %s", room)
 	sendAll(t, w, room, "after", 3)
 	testutil.Eventually(t, 20*time.Second, func() bool { return emu.Sockets(second) == 1 }, "socket of %s", second)
 	sendAll(t, w, second, "second", 2)

@@ -123,8 +123,9 @@ func newConnector(cfg connector.Config, defBase string, deps connector.Deps, opt
 	}
 	c := &Connector{cfg: cfg, st: st, opts: opts.withDefaults(), log: deps.Log, wsURL: st.WSURL, seen: newSeenSet(50000),
 		dials: deps.Dials, catch: deps.CatchUp}
-	c.rest = newRESTClient(st.BaseURL, deps.HTTPClient, cfg.RetryAfterMax, deps.Log, &c.waits)
+	c.rest = newRESTClient(st.BaseURL, deps.HTTPClient, cfg.RetryAfterMax, &c.log, &c.waits)
 	c.rest.refresh = func() (string, error) { return c.cfg.Secrets.Get(secretAPIKey) }
+	c.cfg.Settings = nil // decoded into st: not kept
 	c.agent.Store(st.AgentID)
 	return c, nil
 }

@@ -34,31 +34,32 @@ type restClient struct {
 	// refresh reads the key again (a rotated key file); a call refused with
 	// 401 is made once more when it returns a different key.
 	refresh func() (string, error)
-	waitMax time.Duration // cap of a platform's Retry-After
-	log     zerolog.Logger
+	waitMax time.Duration   // cap of a platform's Retry-After
+	log     *zerolog.Logger // the connector's (a copy is 112 bytes)
 	waits   *connector.WaitBoard
-	retry   *retryablehttp.Client
-	once    *retryablehttp.Client
+	hc      *http.Client // the process's pool; each call makes its small retryablehttp.Client (see client)
 }
 
-func newRESTClient(base string, hc *http.Client, waitMax time.Duration, log zerolog.Logger, waits *connector.WaitBoard) *restClient {
+func newRESTClient(base string, hc *http.Client, waitMax time.Duration, log *zerolog.Logger, waits *connector.WaitBoard) *restClient {
 	if hc == nil {
 		hc = connector.NewHTTPClient()
 	}
-	r := &restClient{base: strings.TrimRight(base, "/"), waitMax: waitMax, log: log, waits: waits}
-	mk := func(retries int) *retryablehttp.Client {
-		return &retryablehttp.Client{
-			HTTPClient:   hc,
-			RetryWaitMin: 200 * time.Millisecond,
-			RetryWaitMax: 30 * time.Second,
-			RetryMax:     retries,
-			CheckRetry:   retryPolicy,
-			Backoff:      r.backoff,
-			ErrorHandler: retryablehttp.PassthroughErrorHandler,
-		}
+	return &restClient{base: strings.TrimRight(base, "/"), waitMax: waitMax, log: log, waits: waits, hc: hc}
+}
+
+// client is a call's retrying client: made per call, since two kept per
+// connector cost an idle connection ~0.25 KiB and a call is rare next to
+// that (the HTTP connections are the process's pool's).
+func (r *restClient) client(retries int) *retryablehttp.Client {
+	return &retryablehttp.Client{
+		HTTPClient:   r.hc,
+		RetryWaitMin: 200 * time.Millisecond,
+		RetryWaitMax: 30 * time.Second,
+		RetryMax:     retries,
+		CheckRetry:   retryPolicy,
+		Backoff:      r.backoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
-	r.retry, r.once = mk(6), mk(0)
-	return r
 }
 
 // setKey sets the key the next calls send.
@@ -204,11 +205,11 @@ func (r *restClient) doKey(ctx context.Context, retry bool, method, path string,
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	c := r.once
+	retries := 0
 	if retry {
-		c = r.retry
+		retries = 6
 	}
-	resp, err := c.Do(req)
+	resp, err := r.client(retries).Do(req)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: %w", method, path, scrubURLError(err))
 	}

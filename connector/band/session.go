@@ -32,7 +32,7 @@ type item struct {
 // session is one socket's lifetime: from Connect to Close or a terminal error.
 type session struct {
 	c    *Connector
-	log  zerolog.Logger
+	log  *zerolog.Logger // the connector's (a copy is 112 bytes)
 	sock *phoenix.Socket
 
 	out    chan *item    // pointers: a buffer of QueueSize events would be ~8 KiB per idle session
@@ -71,7 +71,7 @@ type room struct {
 
 func newSession(c *Connector) *session {
 	return &session{
-		c: c, log: c.log,
+		c: c, log: &c.log,
 		out:    make(chan *item, c.opts.QueueSize),
 		opened: make(chan struct{}),
 		dialed: make(chan error, 1),
@@ -93,9 +93,11 @@ func (s *session) start(ctx context.Context) error {
 	}
 	key := s.c.rest.currentKey()
 	s.sock = phoenix.NewSocket(phoenix.Options{
-		URL: s.c.socketURL(key), Header: header(key),
-		// Every redial reads the key again: a rotated key file heals
-		// without a restart.
+		// URL names the socket in logs; every dial (DialTarget) reads the
+		// key again, so a rotated key file heals without a restart, and
+		// brings its own headers (no Header here: a copy kept per socket
+		// that no dial would use).
+		URL: s.c.socketURL(key),
 		DialTarget: func() (string, http.Header, error) {
 			k, err := s.c.apiKey()
 			if err != nil {
@@ -109,7 +111,7 @@ func (s *session) start(ctx context.Context) error {
 		DialGate:          s.c.dials.Wait,
 		HeartbeatInterval: s.c.opts.HeartbeatInterval,
 		Backoff:           s.c.opts.Backoff,
-		Logger:            s.log,
+		Logger:            *s.log,
 		OnOpen:            s.onOpen,
 		OnClose:           s.onClose,
 		OnJoinError:       s.onJoinError,

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-type chanState int
+type chanState uint8
 
 const (
 	stateClosed  chanState = iota // not registered
@@ -26,12 +26,17 @@ type Channel struct {
 	params    any
 	onMessage func(event string, payload json.RawMessage)
 
-	// Guarded by s.mu.
-	state   chanState
-	joinRef string
-	manual  bool            // a Join call drives the join; automatic rejoins keep out
-	tries   int             // rejoins since the last successful join, for RejoinDelays
-	unreg   chan struct{}   // closed when unregistered; one per registration
+	// Guarded by s.mu; the small fields first (128 bytes in all).
+	state       chanState
+	manual      bool  // a Join call drives the join; automatic rejoins keep out
+	leftHolders int32 // the calls holding left
+	joinRef     string
+	tries       int    // rejoins since the last successful join, for RejoinDelays
+	reg         uint64 // the current registration, a number from Socket.refs; 0 while not registered
+	// left is closed when registration reg ends. It is made for the calls
+	// waiting on the registration (holdLeftLocked) and dropped when the
+	// last gives it back: an idle joined channel keeps none.
+	left    chan struct{}
 	payload json.RawMessage // encoded params, reused by rejoins
 	// waiting is closed (and cleared) when the channel becomes joined or is
 	// unregistered; made by WaitJoined, nil while nobody waits.
@@ -74,7 +79,7 @@ func (c *Channel) WaitJoined(ctx context.Context) error {
 		case c.state == stateJoined:
 			c.s.mu.Unlock()
 			return nil
-		case c.unreg == nil:
+		case c.reg == 0:
 			c.s.mu.Unlock()
 			return ErrNotJoined
 		}
@@ -100,6 +105,30 @@ func (c *Channel) wakeLocked() {
 	}
 }
 
+// holdLeftLocked returns a channel closed when c's current registration
+// ends, for a call that waits on it; the call gives it back with
+// releaseLeft. s.mu is held.
+func (c *Channel) holdLeftLocked() chan struct{} {
+	if c.left == nil {
+		c.left = make(chan struct{})
+	}
+	c.leftHolders++
+	return c.left
+}
+
+// releaseLeft gives back a channel from holdLeftLocked; the last holder
+// drops it (one the registration's end closed is already dropped).
+func (c *Channel) releaseLeft(left chan struct{}) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if left != c.left {
+		return
+	}
+	if c.leftHolders--; c.leftHolders == 0 {
+		c.left = nil
+	}
+}
+
 // JoinRef returns the join_ref of the latest join ("" before any).
 func (c *Channel) JoinRef() string {
 	c.s.mu.Lock()
@@ -120,15 +149,16 @@ func (c *Channel) Join(ctx context.Context) (_ json.RawMessage, err error) {
 		return nil, err
 	}
 	s := c.s
-	unreg, err := s.register(c, params)
+	reg, unreg, err := s.register(c, params)
 	if err != nil {
 		return nil, err
 	}
+	defer c.releaseLeft(unreg)
 	joined := false
 	defer func() {
 		if !joined {
 			s.mu.Lock()
-			if c.unreg == unreg {
+			if c.reg == reg {
 				s.unregisterLocked(c)
 			}
 			s.mu.Unlock()
@@ -141,7 +171,7 @@ func (c *Channel) Join(ctx context.Context) (_ json.RawMessage, err error) {
 		}
 		ref := s.nextRef()
 		s.mu.Lock()
-		if c.unreg != unreg {
+		if c.reg != reg {
 			s.mu.Unlock()
 			return nil, ErrLeft
 		}
@@ -163,7 +193,7 @@ func (c *Channel) Join(ctx context.Context) (_ json.RawMessage, err error) {
 		}
 
 		s.mu.Lock()
-		if c.unreg != unreg {
+		if c.reg != reg {
 			s.mu.Unlock()
 			return nil, ErrLeft
 		}
@@ -233,8 +263,9 @@ func (c *Channel) Push(ctx context.Context, event string, payload any) (_ json.R
 		s.mu.Unlock()
 		return nil, ErrNotJoined
 	}
-	lc, joinRef, unreg := s.conn, c.joinRef, c.unreg
+	lc, joinRef, unreg := s.conn, c.joinRef, c.holdLeftLocked()
 	s.mu.Unlock()
+	defer c.releaseLeft(unreg)
 	ref := s.nextRef()
 	r, err := lc.request(ctx, Frame{JoinRef: &joinRef, Ref: &ref, Topic: c.topic, Event: event, Payload: p}, unreg)
 	if err != nil {
@@ -246,30 +277,33 @@ func (c *Channel) Push(ctx context.Context, event string, payload any) (_ json.R
 	return r.response, nil
 }
 
-// register adds c for a Join call.
-func (s *Socket) register(c *Channel, payload json.RawMessage) (chan struct{}, error) {
+// register adds c for a Join call: it returns the registration and a
+// channel closed when it ends, which the caller gives back with
+// releaseLeft.
+func (s *Socket) register(c *Channel, payload json.RawMessage) (uint64, chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.isStopped() {
-		return nil, ErrStopped
+		return 0, nil, ErrStopped
 	}
 	if s.chans[c.topic] != nil {
-		return nil, ErrAlreadyJoined
+		return 0, nil, ErrAlreadyJoined
 	}
 	c.state, c.manual, c.tries, c.joinRef = stateJoining, true, 0, ""
-	c.unreg = make(chan struct{})
+	c.reg = s.refs.Add(1)
 	c.payload = payload
 	s.chans[c.topic] = c
-	return c.unreg, nil
+	return c.reg, c.holdLeftLocked(), nil
 }
 
 func (s *Socket) unregisterLocked(c *Channel) {
 	if s.chans[c.topic] == c {
 		delete(s.chans, c.topic)
 	}
-	if c.unreg != nil {
-		close(c.unreg)
-		c.unreg = nil
+	c.reg = 0
+	if c.left != nil {
+		close(c.left)
+		c.left, c.leftHolders = nil, 0
 	}
 	c.state, c.manual = stateClosed, false
 	c.wakeLocked()
@@ -373,11 +407,11 @@ func (s *Socket) rejoinAllLocked(lc *liveConn) int {
 func (s *Socket) scheduleRejoinLocked(c *Channel, lc *liveConn) {
 	d := s.opts.RejoinDelays[min(c.tries, len(s.opts.RejoinDelays)-1)]
 	c.tries++
-	unreg := c.unreg
+	reg := c.reg
 	lc.afterFunc(d, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if c.unreg != unreg || c.manual || c.state != stateErrored || s.conn != lc || lc.isClosing() {
+		if c.reg != reg || c.manual || c.state != stateErrored || s.conn != lc || lc.isClosing() {
 			return
 		}
 		s.rejoinLocked(c, lc)
@@ -389,8 +423,8 @@ func (s *Socket) scheduleRejoinLocked(c *Channel, lc *liveConn) {
 func (s *Socket) rejoinLocked(c *Channel, lc *liveConn) {
 	ref := s.nextRef()
 	c.joinRef, c.state = ref, stateJoining
-	unreg := c.unreg
-	if !lc.expect(ref, func(r reply) { s.onRejoinReply(c, lc, unreg, ref, r) }) {
+	reg := c.reg
+	if !lc.expect(ref, func(r reply) { s.onRejoinReply(c, lc, reg, ref, r) }) {
 		c.state = stateErrored
 		return
 	}
@@ -409,7 +443,7 @@ func (s *Socket) rejoinLocked(c *Channel, lc *liveConn) {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if c.unreg != unreg || c.joinRef != ref || lc.isClosing() {
+		if c.reg != reg || c.joinRef != ref || lc.isClosing() {
 			return
 		}
 		s.log.Warn().Str("topic", c.topic).Msg("phoenix: rejoin timed out")
@@ -420,9 +454,9 @@ func (s *Socket) rejoinLocked(c *Channel, lc *liveConn) {
 }
 
 // onRejoinReply runs on the reader goroutine without locks held.
-func (s *Socket) onRejoinReply(c *Channel, lc *liveConn, unreg chan struct{}, ref string, r reply) {
+func (s *Socket) onRejoinReply(c *Channel, lc *liveConn, reg uint64, ref string, r reply) {
 	s.mu.Lock()
-	if c.unreg != unreg || c.joinRef != ref {
+	if c.reg != reg || c.joinRef != ref {
 		s.mu.Unlock()
 		return
 	}

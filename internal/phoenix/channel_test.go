@@ -389,3 +389,49 @@ func TestWaitJoinedAfterReconnect(t *testing.T) {
 		t.Fatalf("room:a joined %d times, want 3 (join, unanswered rejoin, rejoin)", n)
 	}
 }
+
+// TestLeaveEndsAWaitingPush: a push waiting for its reply returns ErrLeft
+// once its channel is left; a joined channel nobody waits on keeps no
+// channel for that (one per idle channel was 96 bytes per topic), and a
+// connection with no reply outstanding no reply table.
+func TestLeaveEndsAWaitingPush(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	r := startSocket(t, fastOptions(ts.url()))
+	c := r.s.Channel("room:a", nil, nil)
+	mustJoin(t, c)
+	left := func() chan struct{} {
+		r.s.mu.Lock()
+		defer r.s.mu.Unlock()
+		return c.left
+	}
+	if left() != nil {
+		t.Fatal("a joined channel nobody waits on keeps its left channel")
+	}
+	r.s.mu.Lock()
+	lc := r.s.conn
+	r.s.mu.Unlock()
+	lc.mu.Lock()
+	pending := lc.pending
+	lc.mu.Unlock()
+	if pending != nil {
+		t.Fatal("a connection with no reply outstanding keeps its reply table")
+	}
+	pushed := make(chan error, 1)
+	go func() { _, err := c.Push(testCtx(t), "noreply", nil); pushed <- err }()
+	eventually(t, "the push at the server", func() bool {
+		return len(ts.find(func(f srvFrame) bool { return f.event == "noreply" })) > 0
+	})
+	if left() == nil {
+		t.Fatal("a push waiting for its reply has no left channel to wait on")
+	}
+	if err := c.Leave(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-pushed; !errors.Is(err, ErrLeft) {
+		t.Fatalf("push after leave: %v, want ErrLeft", err)
+	}
+	if left() != nil {
+		t.Fatal("a left channel keeps its left channel")
+	}
+}

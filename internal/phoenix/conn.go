@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,13 @@ type liveConn struct {
 	sendq   [][]byte // bounded outbound queue (opts.SendQueue)
 	hb      []byte   // the next heartbeat; written before sendq
 	writing bool     // a writer goroutine is running
-	wdone   bool     // shutdown began: no writer starts any more
+	// wtimer bounds the write in progress (WriteTimeout). It is made by the
+	// first write and reused by the next, on the writer goroutine only; a
+	// context with a deadline per write left its stopped timer, and with
+	// it the context, on the runtime's timer heap until the deadline
+	// passed (~0.3 KiB per idle socket at every heartbeat).
+	wtimer *time.Timer
+	wdone  bool // shutdown began: no writer starts any more
 
 	failOnce sync.Once
 	closing  chan struct{} // closed by the first fail
@@ -46,8 +53,8 @@ type liveConn struct {
 	wg sync.WaitGroup // writer, closer, timer callbacks (heartbeat included)
 
 	mu         sync.Mutex
-	pending    map[string]func(reply) // by ref; called once, on the reader goroutine or a timer
-	timers     map[*time.Timer]struct{}
+	pending    map[string]func(reply) // by ref; called once, on the reader goroutine or a timer; nil while empty (an idle connection keeps no table)
+	timers     []*time.Timer          // armed: the heartbeat's, and a few reply and rejoin timers (a map cost ~0.1 KiB more)
 	timersDone bool
 	hbRefs     []string // outstanding heartbeat refs, newest last
 	hbFramesAt uint64   // framesRead when the oldest outstanding heartbeat was sent
@@ -71,8 +78,6 @@ func newLiveConn(s *Socket, ws *websocket.Conn) *liveConn {
 		ctx:     ctx,
 		cancel:  cancel,
 		closing: make(chan struct{}),
-		pending: make(map[string]func(reply)),
-		timers:  make(map[*time.Timer]struct{}),
 	}
 }
 
@@ -129,13 +134,13 @@ func (lc *liveConn) shutdown() {
 
 	lc.mu.Lock()
 	lc.timersDone = true
-	for tm := range lc.timers {
+	for _, tm := range lc.timers {
 		if tm.Stop() {
 			lc.wg.Done()
 		}
 	}
 	lc.timers = nil
-	lc.pending = map[string]func(reply){}
+	lc.pending = nil
 	lc.mu.Unlock()
 	lc.wg.Wait()
 }
@@ -153,13 +158,13 @@ func (lc *liveConn) afterFunc(d time.Duration, f func()) {
 	tm = time.AfterFunc(d, func() {
 		defer lc.wg.Done()
 		lc.mu.Lock()
-		if lc.timers != nil {
-			delete(lc.timers, tm)
+		if i := slices.Index(lc.timers, tm); i >= 0 {
+			lc.timers = slices.Delete(lc.timers, i, i+1)
 		}
 		lc.mu.Unlock()
 		f()
 	})
-	lc.timers[tm] = struct{}{}
+	lc.timers = append(lc.timers, tm)
 }
 
 // send queues an encoded frame without blocking.
@@ -208,6 +213,9 @@ func (lc *liveConn) expect(ref string, fn func(reply)) bool {
 	if lc.timersDone || lc.isClosing() {
 		return false
 	}
+	if lc.pending == nil {
+		lc.pending = make(map[string]func(reply), 1)
+	}
 	lc.pending[ref] = fn
 	return true
 }
@@ -218,6 +226,9 @@ func (lc *liveConn) take(ref string) func(reply) {
 	defer lc.mu.Unlock()
 	fn := lc.pending[ref]
 	delete(lc.pending, ref)
+	if len(lc.pending) == 0 {
+		lc.pending = nil
+	}
 	return fn
 }
 
@@ -317,17 +328,34 @@ func (lc *liveConn) writeLoop() {
 			return
 		}
 		lc.wmu.Unlock()
-		wctx, cancel := context.WithTimeout(lc.ctx, lc.s.opts.WriteTimeout)
-		err := lc.ws.Write(wctx, websocket.MessageText, b)
-		cancel()
-		if err != nil {
-			lc.fail(fmt.Errorf("phoenix: write: %w", err), websocket.StatusNormalClosure, "")
+		if err := lc.write(b); err != nil {
+			lc.fail(err, websocket.StatusNormalClosure, "")
 			lc.wmu.Lock()
 			lc.writing = false
 			lc.wmu.Unlock()
 			return
 		}
 	}
+}
+
+// write writes one frame within WriteTimeout: a write still blocked then
+// cancels the connection's context, which closes the websocket (as an
+// expired write deadline does in the websocket library).
+func (lc *liveConn) write(b []byte) error {
+	d := lc.s.opts.WriteTimeout
+	if lc.wtimer == nil {
+		lc.wtimer = time.AfterFunc(d, lc.cancel)
+	} else {
+		lc.wtimer.Reset(d)
+	}
+	err := lc.ws.Write(lc.ctx, websocket.MessageText, b)
+	if !lc.wtimer.Stop() && err != nil {
+		return fmt.Errorf("phoenix: write: not done within %v: %w", d, context.DeadlineExceeded)
+	}
+	if err != nil {
+		return fmt.Errorf("phoenix: write: %w", err)
+	}
+	return nil
 }
 
 // heartbeat runs every interval on a timer (not a goroutine of its own)

@@ -135,7 +135,7 @@ type Stats struct {
 // with Channel, and drive it with Run.
 type Socket struct {
 	opts    Options
-	log     zerolog.Logger
+	log     *zerolog.Logger // &opts.Logger, which names the socket's URL (one logger per socket, not two)
 	refs    atomic.Uint64
 	running atomic.Bool
 
@@ -144,11 +144,12 @@ type Socket struct {
 	changed chan struct{}       // closed and replaced whenever conn changes
 	chans   map[string]*Channel // registered channels by topic
 
-	stopOnce sync.Once
-	stopped  chan struct{}
-	stopErr  error // set before stopped is closed
+	stopped chan struct{} // closed by the first Stop, under mu
+	stopErr error         // set before stopped is closed
 
-	runCancel context.CancelFunc // ends the running Run's context; guarded by mu
+	// dialCancel ends the dial in progress, its wait for a dial slot
+	// included (Stop); guarded by mu.
+	dialCancel context.CancelFunc
 
 	connects, reconnects, missedHB, framesIn, dropped, queueFull atomic.Uint64
 }
@@ -156,14 +157,27 @@ type Socket struct {
 // NewSocket returns an idle Socket; nothing is dialled until Run.
 func NewSocket(opts Options) *Socket {
 	opts = opts.withDefaults()
-	return &Socket{
+	redacted := RedactURL(opts.URL)
+	opts.Logger = opts.Logger.Hook(urlHook(redacted))
+	if opts.DialTarget != nil {
+		opts.URL = redacted // only names the socket: not kept with its credentials
+	}
+	s := &Socket{
 		opts:    opts,
-		log:     opts.Logger.With().Str("url", RedactURL(opts.URL)).Logger(),
 		changed: make(chan struct{}),
 		chans:   make(map[string]*Channel),
 		stopped: make(chan struct{}),
 	}
+	s.log = &s.opts.Logger
+	return s
 }
+
+// urlHook adds the socket's (redacted) URL to every event it logs: a hook
+// costs the socket a few dozen bytes where a logger context (Logger.With)
+// reserves 500.
+type urlHook string
+
+func (h urlHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) { e.Str("url", string(h)) }
 
 // Run dials and keeps the socket connected until ctx is done, Stop is
 // called or a terminal error happens, and returns nil, Stop's error or that
@@ -179,22 +193,10 @@ func (s *Socket) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 
-	// runCtx also ends on Stop (Stop calls runCancel), so a dial or a
-	// backoff wait in progress is cut short, without a watcher goroutine.
-	runCtx, cancel := context.WithCancel(ctx)
-	s.mu.Lock()
-	s.runCancel = cancel
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.runCancel = nil
-		s.mu.Unlock()
-		cancel()
-	}()
-	if s.isStopped() { // a Stop before runCancel was set
-		cancel()
-	}
-
+	// Stop cuts short a dial in progress (dialCancel), closes the open
+	// connection and ends a backoff wait (stopped): Run needs no context of
+	// its own, which an idle socket would keep (with the children it
+	// registers) for its whole life.
 	rc := newReconnector(s.opts.Backoff)
 	opens := 0
 	for {
@@ -205,12 +207,12 @@ func (s *Socket) Run(ctx context.Context) error {
 			return nil
 		}
 
-		lc, err := s.dial(runCtx)
+		lc, err := s.dial(ctx)
 		connected, lived := false, time.Duration(0)
 		if err == nil {
 			opens++
 			connected = true
-			err = s.serve(runCtx, lc, opens)
+			err = s.serve(ctx, lc, opens)
 			lived = time.Since(lc.opened)
 		}
 		if s.isStopped() || ctx.Err() != nil {
@@ -256,7 +258,9 @@ func (s *Socket) Run(ctx context.Context) error {
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
-		case <-runCtx.Done(): // ctx or Stop; the loop's top decides
+		case <-ctx.Done(): // the loop's top decides
+			t.Stop()
+		case <-s.stopped:
 			t.Stop()
 		}
 	}
@@ -283,15 +287,18 @@ func (s *Socket) retryAfter(err error, delay time.Duration) {
 // with code 1000. Calls that wait for the socket return ErrStopped.
 // Idempotent: only the first error counts.
 func (s *Socket) Stop(err error) {
-	s.stopOnce.Do(func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.isStopped() {
 		s.stopErr = err
 		close(s.stopped)
-	})
-	s.mu.Lock()
-	if s.runCancel != nil {
-		s.runCancel()
 	}
-	s.mu.Unlock()
+	if s.dialCancel != nil {
+		s.dialCancel()
+	}
+	if s.conn != nil {
+		s.conn.fail(nil, websocket.StatusNormalClosure, "client shutdown")
+	}
 }
 
 // Stopped reports whether the socket stopped for good (Stop, or a terminal
@@ -355,6 +362,19 @@ func (s *Socket) nextRef() string { return strconv.FormatUint(s.refs.Add(1), 10)
 
 // dial performs the upgrade. A refused upgrade becomes *UpgradeError.
 func (s *Socket) dial(ctx context.Context) (*liveConn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	if s.isStopped() {
+		cancel()
+	}
+	s.dialCancel = cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.dialCancel = nil
+		s.mu.Unlock()
+	}()
 	if s.opts.DialGate != nil {
 		if err := s.opts.DialGate(ctx); err != nil {
 			return nil, fmt.Errorf("phoenix: dial: waiting for a dial slot: %w", err)
@@ -400,6 +420,9 @@ func (s *Socket) serve(ctx context.Context, lc *liveConn, attempt int) error {
 
 	s.mu.Lock()
 	s.conn = lc
+	if s.isStopped() { // a Stop that came before the connection was set
+		lc.fail(nil, websocket.StatusNormalClosure, "client shutdown")
+	}
 	rejoins := s.rejoinAllLocked(lc)
 	s.broadcastLocked()
 	s.mu.Unlock()
@@ -412,7 +435,7 @@ func (s *Socket) serve(ctx context.Context, lc *liveConn, attempt int) error {
 		lc.readerBusy.Store(false)
 	}
 
-	// Run's ctx or Stop end the connection: the callback runs on a
+	// Run's ctx ends the connection (so does Stop): the callback runs on a
 	// goroutine of its own, only then.
 	stop := context.AfterFunc(ctx, func() { lc.fail(nil, websocket.StatusNormalClosure, "client shutdown") })
 	lc.readLoop()

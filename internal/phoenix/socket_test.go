@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -269,5 +270,116 @@ func TestStopInterruptsDial(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Stop took %v during a dial", d)
+	}
+}
+
+// TestSocketLogsNameTheURL: every line the socket logs carries its URL,
+// redacted, after the caller's own context.
+func TestSocketLogsNameTheURL(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	s := NewSocket(Options{URL: "wss://h.example/socket/websocket?api_key=secret&vsn=2.0.0",
+		Logger: zerolog.New(&buf).With().Str("connection", "c1").Logger()})
+	s.log.Warn().Msg("one")
+	got := buf.String()
+	for _, want := range []string{`"connection":"c1"`, `"url":"wss://h.example/socket/websocket?api_key=REDACTED&vsn=REDACTED"`, `"message":"one"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log line %s lacks %s", got, want)
+		}
+	}
+	if strings.Contains(got, "secret") {
+		t.Errorf("log line %s shows the key", got)
+	}
+	// With DialTarget the URL only names the socket: it is not kept with
+	// its credentials.
+	s = NewSocket(Options{URL: "wss://h.example/socket/websocket?api_key=secret",
+		DialTarget: func() (string, http.Header, error) { return "", nil, errors.New("unused") }})
+	if strings.Contains(s.opts.URL, "secret") {
+		t.Errorf("the socket keeps its URL %s", s.opts.URL)
+	}
+}
+
+// TestStopInterruptsDialGateAndBackoff: Stop ends a wait for a dial slot
+// and a wait between dials at once.
+func TestStopInterruptsDialGateAndBackoff(t *testing.T) {
+	t.Parallel()
+	t.Run("gate", func(t *testing.T) {
+		t.Parallel()
+		opts := fastOptions("ws://127.0.0.1:1/socket/websocket")
+		waiting := make(chan struct{})
+		opts.DialGate = func(ctx context.Context) error { close(waiting); <-ctx.Done(); return ctx.Err() }
+		r := startSocket(t, opts)
+		<-waiting
+		r.s.Stop(nil)
+		if err := r.wait(t); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+	t.Run("backoff", func(t *testing.T) {
+		t.Parallel()
+		opts := fastOptions("ws://127.0.0.1:1/socket/websocket") // refused at once
+		opts.Backoff = Backoff{Base: time.Hour, Max: time.Hour}
+		failed := make(chan struct{}, 1)
+		opts.OnClose = func(error) {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+		}
+		r := startSocket(t, opts)
+		<-failed // Run waits an hour before the next dial
+		r.s.Stop(nil)
+		if err := r.wait(t); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+}
+
+// TestWriteTimeoutClosesTheConnection: a write the peer does not take
+// within WriteTimeout ends the connection.
+func TestWriteTimeoutClosesTheConnection(t *testing.T) {
+	t.Parallel()
+	// A server that accepts the upgrade and never reads.
+	hold := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		<-hold
+	}))
+	t.Cleanup(func() { close(hold); srv.Close() })
+	opts := fastOptions("ws" + strings.TrimPrefix(srv.URL, "http") + "/socket/websocket")
+	opts.WriteTimeout = 200 * time.Millisecond
+	opts.HeartbeatInterval = time.Hour
+	opts.Backoff = Backoff{Base: time.Hour, Max: time.Hour}
+	closed := make(chan error, 1)
+	opts.OnClose = func(err error) {
+		select {
+		case closed <- err:
+		default:
+		}
+	}
+	r := startSocket(t, opts)
+	eventually(t, "connected", r.s.Connected)
+	r.s.mu.Lock()
+	lc := r.s.conn
+	r.s.mu.Unlock()
+	frame := bytes.Repeat([]byte("a"), 1<<20)
+	for range 64 { // far more than the socket buffers hold
+		if err := lc.send(frame); err != nil {
+			break
+		}
+	}
+	// The cause is the writer's deadline or the reader's read of the
+	// closed socket, whichever fails first.
+	select {
+	case err := <-closed:
+		if err == nil {
+			t.Fatal("connection ended without a cause")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a blocked write did not end the connection")
 	}
 }
