@@ -59,6 +59,42 @@ func (s *countingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstre
 	return s.Stream.GetMsg(ctx, seq, opts...)
 }
 
+// seqCounter acks every message and counts how often each stream
+// sequence was handled.
+type seqCounter struct {
+	mu sync.Mutex
+	n  map[uint64]int
+}
+
+func (c *seqCounter) handle(_, _ context.Context, m *Msg) (ackflow.Decision, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[uint64]int{}
+	}
+	c.n[m.Seq]++
+	return ackflow.Decision{Action: ackflow.ActionAck}, true
+}
+
+// distinct is how many sequences were handled.
+func (c *seqCounter) distinct() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.n)
+}
+
+// once fails t for every sequence handled more than once.
+func (c *seqCounter) once(t *testing.T) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for seq, n := range c.n {
+		if n != 1 {
+			t.Errorf("seq %d handled %d times", seq, n)
+		}
+	}
+}
+
 func consumerExists(t *testing.T, js jetstream.JetStream) bool {
 	t.Helper()
 	_, err := js.Consumer(testutil.Context(t, 5*time.Second), "S", "C")
@@ -89,41 +125,24 @@ func TestIdleConsumerReleasedAndTakenBack(t *testing.T) {
 	stream(t, ns.JS, 2, 3)
 	cur := &memCursor{}
 	o, _ := releaseOptions(t, ns.JS, baseOptions(ns.JS, ns.NC), cur)
-	var mu sync.Mutex
-	seen := map[string]int{}
-	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
-		mu.Lock()
-		seen[string(m.JS.Data())]++
-		mu.Unlock()
-		return ackflow.Decision{Action: ackflow.ActionAck}, true
-	})
-	handled := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen)
-	}
+	var c seqCounter
+	runEngine(t, o, c.handle)
 	released := func(want uint64) func() bool {
 		return func() bool {
 			seq, found := cur.get()
 			return found && seq == want && !consumerExists(t, ns.JS) && fetchLoops() == 0
 		}
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return handled() == 6 }, "stored messages handled: %d of 6", handled())
+	testutil.Eventually(t, 10*time.Second, func() bool { return c.distinct() == 6 }, "stored messages handled: %d of 6", c.distinct())
 	testutil.Eventually(t, 10*time.Second, released(6), "idle consumer not released at 6 (cursor %v)", cur)
 
 	ctx := testutil.Context(t, 10*time.Second)
 	if _, err := ns.JS.Publish(ctx, "t.r1", []byte("r1:late")); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return handled() == 7 }, "message published while released not handled")
+	testutil.Eventually(t, 10*time.Second, func() bool { return c.distinct() == 7 }, "message published while released not handled")
 	testutil.Eventually(t, 10*time.Second, released(7), "consumer not released again at 7")
-	mu.Lock()
-	defer mu.Unlock()
-	for body, n := range seen {
-		if n != 1 {
-			t.Errorf("%s handled %d times", body, n)
-		}
-	}
+	c.once(t)
 }
 
 // TestReleasedStartCreatesNoConsumer: an engine that starts with a saved
@@ -286,27 +305,14 @@ func TestLostDeleteAnswerRunsNothingTwice(t *testing.T) {
 	js := &lostDeleteJS{JetStream: ns.JS}
 	cur := &memCursor{}
 	o, _ := releaseOptions(t, ns.JS, baseOptions(js, ns.NC), cur)
-	seen := map[uint64]int{}
-	var mu sync.Mutex
-	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
-		mu.Lock()
-		seen[m.Seq]++
-		mu.Unlock()
-		return ackflow.Decision{Action: ackflow.ActionAck}, true
-	})
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
+	var c seqCounter
+	runEngine(t, o, c.handle)
 	testutil.Eventually(t, 10*time.Second, func() bool { return js.lost.Load() && !consumerExists(t, ns.JS) }, "no release")
 	if _, err := ns.JS.Publish(testutil.Context(t, 5*time.Second), "t.r0", []byte("r0:late")); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return count() == 4 }, "message after the lost delete not handled")
-	mu.Lock()
-	defer mu.Unlock()
-	for seq, n := range seen {
-		if n != 1 {
-			t.Errorf("seq %d handled %d times", seq, n)
-		}
-	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return c.distinct() == 4 }, "message after the lost delete not handled")
+	c.once(t)
 }
 
 // TestConsumerLostWhileHeldResumesAfterSettled: a consumer deleted by
@@ -318,28 +324,15 @@ func TestConsumerLostWhileHeldResumesAfterSettled(t *testing.T) {
 	cur := &memCursor{}
 	o, _ := releaseOptions(t, ns.JS, baseOptions(ns.JS, ns.NC), cur)
 	o.Release.After = time.Hour
-	seen := map[uint64]int{}
-	var mu sync.Mutex
-	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
-		mu.Lock()
-		seen[m.Seq]++
-		mu.Unlock()
-		return ackflow.Decision{Action: ackflow.ActionAck}, true
-	})
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
-	testutil.Eventually(t, 10*time.Second, func() bool { return count() == 3 && fetchLoops() == 0 }, "stored messages not handled")
+	var c seqCounter
+	runEngine(t, o, c.handle)
+	testutil.Eventually(t, 10*time.Second, func() bool { return c.distinct() == 3 && fetchLoops() == 0 }, "stored messages not handled")
 	if err := ns.JS.DeleteConsumer(testutil.Context(t, 5*time.Second), "S", "C"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ns.JS.Publish(testutil.Context(t, 5*time.Second), "t.r0", []byte("r0:late")); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 15*time.Second, func() bool { return count() == 4 }, "message after the loss not handled")
-	mu.Lock()
-	defer mu.Unlock()
-	for seq, n := range seen {
-		if n != 1 {
-			t.Errorf("seq %d handled %d times", seq, n)
-		}
-	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return c.distinct() == 4 }, "message after the loss not handled")
+	c.once(t)
 }
