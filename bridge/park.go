@@ -15,8 +15,10 @@ import (
 var errParked = errors.New("connection parked")
 
 // runner runs one connection on a goroutine that exists only while the
-// connection has something to do. An idle connection whose connector is a
-// connector.Notifier holds no goroutine of the bridge's: its publisher
+// connection has something to do. A connected, idle session whose
+// connector is a connector.Notifier holds no goroutine of the bridge's
+// (standing by for the lease, waiting to reconnect and waiting for the
+// start pace still do): its publisher
 // parks (see publisher.run), and the connector's notice of the next event,
 // or the end of the session's context, wakes the runner, which starts a
 // goroutine that continues where the last one parked. Connectors without

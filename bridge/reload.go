@@ -24,7 +24,7 @@ import (
 // every reload after them.
 type running struct {
 	b          *Bridge
-	runners    *sync.WaitGroup // the connections' goroutines (see runner); Run waits for them
+	runners    *sync.WaitGroup // one count per running connection (see runner); Run waits for them
 	js         jetstream.JetStream
 	nc         *nats.Conn
 	m          *metrics
@@ -44,7 +44,7 @@ type running struct {
 type runningConn struct {
 	entry   *connEntry         // an element of Bridge.conns (not a copy: ~0.3 KiB per connection)
 	cancel  context.CancelFunc // nil for a disabled connection
-	done    chan struct{}      // closed when its goroutine ended
+	done    chan struct{}      // closed when its run ended for good (see runner)
 	unwatch func()             // unregisters the connector's own metrics
 	failed  bool               // a reload could not start it: the next one tries again
 }

@@ -66,8 +66,9 @@ type Notifier interface {
 	TryReceive() (ev Event, ack AckFunc, ok bool, err error)
 	// Notify calls ready once when TryReceive has something again (an
 	// event or the session's end), at once when it has something already.
-	// ready must return at once; a later Notify replaces an earlier one
-	// that has not been called.
+	// ready may be called on any of the connector's goroutines, its socket
+	// reader included, and returns at once; a later Notify replaces an
+	// earlier one that has not been called.
 	Notify(ready func())
 }
 

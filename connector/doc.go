@@ -2,8 +2,8 @@
 // platform. Start with [Connector]: Connect dials, Receive hands over the next
 // inbound [Event] with an [AckFunc], Close ends the session. Platforms that
 // turn worker commands into platform calls also implement [Executor]; those
-// that can say when an event is ready implement [Notifier], and an idle
-// connection then holds no goroutine of the bridge's.
+// that can say when an event is ready implement [Notifier], and a connected,
+// idle session then holds no goroutine of the bridge's.
 //
 // A platform is registered as a [Factory]. It gets a [Config]: its own
 // settings table, decoded strictly with [Settings.Decode] into the

@@ -46,6 +46,10 @@ type session struct {
 	// notify is the bridge's callback for the next event or the end
 	// (connector.Notifier); taken by whoever calls it first.
 	notify atomic.Pointer[func()]
+	// queued counts the events sent on out and not yet received; with
+	// notify, both atomic, an event sent while the callback is armed is
+	// never missed by both emit's ring and notifyOn's check.
+	queued atomic.Int32
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	sem    chan struct{} // bounds concurrent room joins and drains
@@ -193,15 +197,18 @@ func (s *session) stop(ctx context.Context) error {
 func (s *session) receive(ctx context.Context) (connector.Event, connector.AckFunc, error) {
 	select {
 	case it := <-s.out:
+		s.queued.Add(-1)
 		return it.ev, it.ack, nil
 	default:
 	}
 	select {
 	case it := <-s.out:
+		s.queued.Add(-1)
 		return it.ev, it.ack, nil
 	case <-s.ended:
 		select { // events received before the end still go out
 		case it := <-s.out:
+			s.queued.Add(-1)
 			return it.ev, it.ack, nil
 		default:
 		}
@@ -216,6 +223,7 @@ func (s *session) receive(ctx context.Context) (connector.Event, connector.AckFu
 func (s *session) tryReceive() (connector.Event, connector.AckFunc, bool, error) {
 	select {
 	case it := <-s.out:
+		s.queued.Add(-1)
 		return it.ev, it.ack, true, nil
 	default:
 	}
@@ -223,6 +231,7 @@ func (s *session) tryReceive() (connector.Event, connector.AckFunc, bool, error)
 	case <-s.ended:
 		select { // events received before the end still go out
 		case it := <-s.out:
+			s.queued.Add(-1)
 			return it.ev, it.ack, true, nil
 		default:
 		}
@@ -242,7 +251,7 @@ func (s *session) notifyOn(ready func()) {
 		return
 	default:
 	}
-	if len(s.out) > 0 {
+	if s.queued.Load() > 0 {
 		s.ring()
 	}
 }
@@ -270,6 +279,7 @@ func (s *session) emit(ctx context.Context, ev connector.Event) bool {
 	}
 	select {
 	case s.out <- &item{ev, ack}:
+		s.queued.Add(1)
 		s.ring()
 		return true
 	case <-ctx.Done():
