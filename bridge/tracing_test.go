@@ -58,6 +58,17 @@ func TestOneTraceFromEventToRESTCall(t *testing.T) {
 		return st == bandemu.StatusProcessed
 	}, "message processed")
 
+	// The dispatch span ends once its handler returns, a moment after the
+	// platform shows the message processed.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		n := 0
+		for _, s := range exp.GetSpans().Snapshots() {
+			if s.Name() == "dispatch message_created" {
+				n++
+			}
+		}
+		return n > 0
+	}, "dispatch span ended")
 	spans := exp.GetSpans()
 	var event sdktrace.ReadOnlySpan
 	byName := map[string]int{}
