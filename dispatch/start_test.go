@@ -109,6 +109,12 @@ func TestNewRuleAndLostConsumerDispatchOnce(t *testing.T) {
 	if n, _ := sentCount("h"); n != 0 {
 		t.Fatalf("the recreated consumer replayed %d events of the history", n)
 	}
+	// The last work request's reply command runs a moment after it was sent.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		doer.mu.Lock()
+		defer doer.mu.Unlock()
+		return len(doer.n) >= 35
+	}, "reply commands not all run")
 	doer.mu.Lock()
 	defer doer.mu.Unlock()
 	for id, n := range doer.n {
