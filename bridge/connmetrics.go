@@ -76,23 +76,26 @@ type latencyHist struct {
 
 func newConnSeries() *connSeries {
 	conn := []string{"connection"}
-	d := prometheus.NewDesc
+	// A histogram's options, for its name and help: the deploy checks read
+	// the kind of every exported name from a prometheus *Opts literal or a
+	// prometheus.NewDesc call.
+	latency := prometheus.HistogramOpts{Name: "bridge_publish_latency_seconds", Help: "From an event's receipt from the connector to its JetStream PubAck."}
 	return &connSeries{
 		conns: map[string]*connRecord{},
-		retryAt: d("bridge_connection_retry_timestamp_seconds",
+		retryAt: prometheus.NewDesc("bridge_connection_retry_timestamp_seconds",
 			"When the connection tries to connect again (Unix time) while it waits after a loss, a supersede or a refusal; 0 when not waiting.", conn, nil),
-		handovers: d("bridge_lease_handovers_total",
+		handovers: prometheus.NewDesc("bridge_lease_handovers_total",
 			"Lease changes of this process by connection and event: acquired, released (stopped here), moved (handed to the process it is assigned to), lost.", []string{"connection", "event"}, nil),
-		leaseHeld:  d("bridge_lease_held", "1 while this process holds the connection's lease (and runs it), 0 while another does or none.", conn, nil),
-		state:      d("bridge_connection_state", "1 for the connection's current state; the series of its other states are absent.", []string{"connection", "platform", "state"}, nil),
-		reconnects: d("bridge_connection_reconnects_total", "Sessions the supervisor restarted after a loss.", conn, nil),
-		published:  d("bridge_events_published_total", "Events stored in JetStream (kind evt or sys).", []string{"connection", "kind"}, nil),
-		gapFilled:  d("bridge_events_gap_filled_total", "Events found by catch-up after a (re)connect and published.", conn, nil),
-		alreadyStored: d("bridge_events_already_stored_total",
+		leaseHeld:  prometheus.NewDesc("bridge_lease_held", "1 while this process holds the connection's lease (and runs it), 0 while another does or none.", conn, nil),
+		state:      prometheus.NewDesc("bridge_connection_state", "1 for the connection's current state; the series of its other states are absent.", []string{"connection", "platform", "state"}, nil),
+		reconnects: prometheus.NewDesc("bridge_connection_reconnects_total", "Sessions the supervisor restarted after a loss.", conn, nil),
+		published:  prometheus.NewDesc("bridge_events_published_total", "Events stored in JetStream (kind evt or sys).", []string{"connection", "kind"}, nil),
+		gapFilled:  prometheus.NewDesc("bridge_events_gap_filled_total", "Events found by catch-up after a (re)connect and published.", conn, nil),
+		alreadyStored: prometheus.NewDesc("bridge_events_already_stored_total",
 			"Events found by catch-up that an earlier run had stored: acknowledged, not stored again.", conn, nil),
-		publishErrors: d("bridge_publish_errors_total", "JetStream publish attempts that failed and were retried.", conn, nil),
-		latency:       d("bridge_publish_latency_seconds", "From an event's receipt from the connector to its JetStream PubAck.", conn, nil),
-		offloaded: d("bridge_events_offloaded_total",
+		publishErrors: prometheus.NewDesc("bridge_publish_errors_total", "JetStream publish attempts that failed and were retried.", conn, nil),
+		latency:       prometheus.NewDesc(latency.Name, latency.Help, conn, nil),
+		offloaded: prometheus.NewDesc("bridge_events_offloaded_total",
 			"Events larger than NATS max_payload whose data went to the payload bucket (published with a reference).", conn, nil),
 	}
 }
