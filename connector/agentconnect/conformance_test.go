@@ -48,6 +48,15 @@ func newACPlatform(t *testing.T) (connector.Connector, conntest.Platform) {
 	return c, p
 }
 
+// Closed waits until the emulator has forgotten every socket of the
+// closed connector (conntest.Closer): a frame sent to a socket on its way
+// out is lost, and attached would take that socket for the next session's.
+func (p *acPlatform) Closed(t *testing.T) {
+	for _, id := range p.sessions {
+		testutil.Eventually(t, 20*time.Second, func() bool { return p.emu.Sockets(id) == 0 }, "the closed connector's socket of %s is gone", id)
+	}
+}
+
 // attached waits until the connector's socket of session id is open.
 func (p *acPlatform) attached(t *testing.T, id string) {
 	testutil.Eventually(t, 20*time.Second, func() bool { return p.emu.Sockets(id) == 1 }, "the connector's socket of %s is open", id)

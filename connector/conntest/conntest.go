@@ -61,6 +61,15 @@ type ProcessingStates interface {
 	ProcessingState(t *testing.T, room, id string) (connector.ProcessingState, bool)
 }
 
+// Closer is implemented by the [Platform] of a platform whose emulator
+// sees a connector's Close a moment after Close returned (a socket's close
+// handshake ends before the server forgets the socket): Closed waits until
+// it has, so an event produced for the next session never goes to a
+// socket on its way out.
+type Closer interface {
+	Closed(t *testing.T)
+}
+
 // Produced is one inbound event an emulator produced.
 type Produced struct {
 	Room string // the platform's room id
@@ -172,6 +181,9 @@ func (e *env) close(t *testing.T) {
 	t.Helper()
 	if err := e.c.Close(e.ctx(t)); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	if c, ok := e.p.(Closer); ok {
+		c.Closed(t)
 	}
 }
 
