@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +47,8 @@ func TestIdleCommandConsumerReleased(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			seq, err := strconv.ParseUint(string(e.Value()), 10, 64)
+			seqText, _, _ := strings.Cut(string(e.Value()), " ")
+			seq, err := strconv.ParseUint(seqText, 10, 64)
 			return err == nil && seq > 0
 		}
 	}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/subjects"
@@ -158,18 +160,25 @@ func (s *stateStore) List(ctx context.Context, prefix string) ([]string, error) 
 
 // commandCursor keeps where a connection's command consumer stood when it
 // was released while idle (consume.Release): the key "Commands.<conn>" of
-// the state bucket. Connection names have no capital letter, so no
-// connector's keys ("<conn>.<key>") can meet it. Saves are fenced like the
-// connectors' writes: a process that may no longer hold the connection
-// keeps its consumer rather than move the cursor.
+// the state bucket, holding the stream sequence and the creation time of
+// the commands stream it counts in. Connection names have no capital
+// letter, so no connector's keys ("<conn>.<key>") can meet it. Saves are
+// fenced like the connectors' writes: a process that may no longer hold
+// the connection keeps its consumer rather than move the cursor.
+//
+// A cursor of another commands stream (deleted and made again, its
+// sequences starting over) counts as none: after it, the new stream's
+// commands would never be found.
 type commandCursor struct {
-	kv    jetstream.KeyValue
-	key   string
-	fence func() error
+	kv     jetstream.KeyValue
+	key    string
+	stream int64 // the commands stream's creation time, Unix nanoseconds
+	fence  func() error
+	log    *zerolog.Logger
 }
 
-func newCommandCursor(kv jetstream.KeyValue, conn string, fence func() error) commandCursor {
-	return commandCursor{kv: kv, key: "Commands." + conn, fence: fence}
+func newCommandCursor(kv jetstream.KeyValue, conn string, stream time.Time, fence func() error, log *zerolog.Logger) commandCursor {
+	return commandCursor{kv: kv, key: "Commands." + conn, stream: stream.UnixNano(), fence: fence, log: log}
 }
 
 func (c commandCursor) Load(ctx context.Context) (uint64, bool, error) {
@@ -180,9 +189,16 @@ func (c commandCursor) Load(ctx context.Context) (uint64, bool, error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("state get %s: %w", c.key, err)
 	}
-	seq, err := strconv.ParseUint(string(e.Value()), 10, 64)
-	if err != nil {
-		return 0, false, fmt.Errorf("state key %s holds %.40q, not a stream sequence", c.key, e.Value())
+	seqText, streamText, _ := strings.Cut(string(e.Value()), " ")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	stream, serr := strconv.ParseInt(streamText, 10, 64)
+	if err != nil || serr != nil {
+		return 0, false, fmt.Errorf("state key %s holds %.40q, not \"<stream sequence> <stream creation>\"", c.key, e.Value())
+	}
+	if stream != c.stream {
+		c.log.Warn().Str("key", c.key).Uint64("cursor", seq).
+			Msg("command cursor of an earlier commands stream (it was made again); starting from the new stream's first command")
+		return 0, false, nil
 	}
 	return seq, true, nil
 }
@@ -193,7 +209,8 @@ func (c commandCursor) Save(ctx context.Context, seq uint64) error {
 			return err
 		}
 	}
-	if _, err := c.kv.Put(ctx, c.key, strconv.AppendUint(nil, seq, 10)); err != nil {
+	v := strconv.AppendInt(append(strconv.AppendUint(nil, seq, 10), ' '), c.stream, 10)
+	if _, err := c.kv.Put(ctx, c.key, v); err != nil {
 		return fmt.Errorf("state put %s: %w", c.key, err)
 	}
 	return nil

@@ -160,3 +160,44 @@ func TestStateWritesFenced(t *testing.T) {
 		t.Errorf("state after fenced writes: %q %v, want the holder's last write", v, err)
 	}
 }
+
+// A command cursor is found again only against the commands stream it
+// was saved for: a stream made again starts its sequences over, and a
+// cursor of the earlier one would skip its commands. A cursor the bridge
+// cannot read is an error that names the key; a refused fence saves
+// nothing.
+func TestCommandCursorKeepsItsStream(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	ctx := testutil.Context(t, 30*time.Second)
+	kv, err := openStateBucket(ctx, ns.JS, "bridge", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := testutil.Logger(t)
+	made := time.Now()
+	c := newCommandCursor(kv, "c1", made, nil, &log)
+	if _, found, err := c.Load(ctx); found || err != nil {
+		t.Fatalf("a cursor before any save: found %v, %v", found, err)
+	}
+	if err := c.Save(ctx, 42); err != nil {
+		t.Fatal(err)
+	}
+	if seq, found, err := c.Load(ctx); seq != 42 || !found || err != nil {
+		t.Fatalf("Load after Save(42): %d %v %v", seq, found, err)
+	}
+	again := newCommandCursor(kv, "c1", made.Add(time.Hour), nil, &log)
+	if seq, found, err := again.Load(ctx); found || err != nil {
+		t.Fatalf("the cursor of an earlier stream was found: %d %v %v", seq, found, err)
+	}
+	if _, err := kv.Put(ctx, "Commands.c1", []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Load(ctx); err == nil || !strings.Contains(err.Error(), "Commands.c1") {
+		t.Fatalf("an unreadable cursor: %v", err)
+	}
+	fenced := newCommandCursor(kv, "c1", made, func() error { return errors.New("lease lost") }, &log)
+	if err := fenced.Save(ctx, 50); err == nil {
+		t.Fatal("a fenced save went through")
+	}
+}
