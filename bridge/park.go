@@ -18,11 +18,11 @@ var errParked = errors.New("connection parked")
 // connection has something to do. A connected, idle session whose
 // connector is a connector.Notifier holds no goroutine of the bridge's
 // (standing by for the lease, waiting to reconnect and waiting for the
-// start pace still do): its publisher
-// parks (see publisher.run), and the connector's notice of the next event,
-// or the end of the session's context, wakes the runner, which starts a
-// goroutine that continues where the last one parked. Connectors without
-// Notifier keep their goroutine blocked in Receive, as before.
+// start pace still do): its publisher parks (see publisher.run), and the
+// connector's notice of the next event, or the end of the session's
+// context, wakes the runner, which starts a goroutine that continues where
+// the last one parked. Connectors without Notifier keep their goroutine
+// blocked in Receive, as before.
 //
 // wg counts connections, not goroutines: one Add when the runner is made
 // (newRunner), one Done once its run returned for good, so a Wait never
@@ -37,7 +37,7 @@ type runner struct {
 	woken   bool // a wake-up came while it ran: it must not end before running again
 }
 
-// newRunner counts the connection in wg and starts its run.
+// newRunner counts the connection in wg; the first wake starts its run.
 func newRunner(wg *sync.WaitGroup, run func() error, done func()) *runner {
 	r := &runner{run: run, done: done, wg: wg}
 	wg.Add(1)
