@@ -244,3 +244,86 @@ func testStats(t *testing.T, e *env) {
 		t.Errorf("Stats went back at Close: %+v, then %+v", mid, end)
 	}
 }
+
+// testNotifier checks the Notifier ability the way the bridge's runner
+// uses it: receive with TryReceive until it reports nothing, arm Notify,
+// and go on only when the callback comes. Every produced event arrives
+// once; nothing is handed over while nothing is there; after Close,
+// TryReceive reports the end instead of nothing, and Notify calls back at
+// once.
+func testNotifier(t *testing.T, e *env) {
+	n, ok := e.c.(connector.Notifier)
+	if !ok {
+		t.Skip("the connector is not a connector.Notifier")
+	}
+	e.d.connect(e.ctx(t))
+	ctx := e.ctx(t)
+	ready := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
+	}
+	var all []Produced
+	// The second batch is produced only once the first is received and
+	// Notify armed: only the callback can say it came.
+	for batch := range 2 {
+		want := e.p.Produce(t, 3)
+		all = append(all, want...)
+		missing := func() int {
+			m := 0
+			for _, p := range want {
+				if e.d.count[p.Key] == 0 {
+					m++
+				}
+			}
+			return m
+		}
+		for missing() > 0 {
+			ev, ack, ok, err := n.TryReceive()
+			switch {
+			case !ok:
+				n.Notify(notify)
+				select {
+				case <-ready:
+				case <-ctx.Done():
+					t.Fatalf("batch %d: %d of %d produced events never notified within %s", batch, missing(), len(want), e.h.Timeout)
+				}
+				continue
+			case err != nil:
+				t.Fatalf("TryReceive with no fault injected: %v", err)
+			case ack == nil:
+				t.Fatalf("TryReceive returned event %q (%s) with a nil AckFunc", ev.Key, ev.Name)
+			}
+			e.d.record(t, ev)
+			ack(ctx, nil)
+		}
+		// Drain what else is there (lifecycle events), then arm the
+		// callback before the next batch.
+		for {
+			ev, ack, ok, err := n.TryReceive()
+			if !ok {
+				break
+			}
+			if err != nil {
+				t.Fatalf("TryReceive with no fault injected: %v", err)
+			}
+			e.d.record(t, ev)
+			ack(ctx, nil)
+		}
+		n.Notify(notify)
+	}
+	e.d.checkOnce(t, all)
+	e.close(t)
+	if _, _, ok, err := n.TryReceive(); !ok || err == nil {
+		t.Errorf("TryReceive after Close: ok %v, err %v; want the end reported", ok, err)
+	}
+	called := make(chan struct{})
+	n.Notify(func() { close(called) })
+	select {
+	case <-called:
+	case <-ctx.Done():
+		t.Error("Notify after Close never called back")
+	}
+}

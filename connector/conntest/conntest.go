@@ -123,6 +123,7 @@ func Run(t *testing.T, h Harness) {
 		{"ProcessingTracker", testProcessing},
 		{"Reconciler", testReconciler},
 		{"Stats", testStats},
+		{"Notifier", testNotifier},
 	} {
 		t.Run(st.name, func(t *testing.T) {
 			e := newEnv(t, h)

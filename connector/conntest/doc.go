@@ -25,8 +25,9 @@
 //     Retry-After); a transport failure neither permanent nor a request
 //     error (or, if the connector retried it safely, executed once); the
 //     next command works again.
-//   - ProcessingTracker, Reconciler, Stats: the optional abilities, when the
-//     connector has them.
+//   - ProcessingTracker, Reconciler, Stats, Notifier: the optional
+//     abilities, when the connector has them (Notifier driven as the
+//     bridge's runner drives it: TryReceive until nothing, then Notify).
 //
 // Every subtest ends with a goroutine check: once Close returned, no
 // goroutine runs code of the connector's package (or of
