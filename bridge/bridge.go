@@ -398,58 +398,16 @@ func (b *Bridge) owner() string {
 // and hands the connection over, releasing its lease, when the assignment
 // moves to another live process: one connection at a time per process.
 func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *supervisor, parts []returnPart) error {
-	may := func() (bool, string) {
-		if cl.mayTake(s.name) {
-			return true, ""
-		}
-		return false, cl.holderOf(s.name).String()
-	}
 	for {
-		if f := s.parked; f != nil { // a session parked (see runner): go on with it
-			s.parked = nil
+		f := s.parked // a session parked (see runner): go on with it
+		s.parked = nil
+		if f == nil {
+			if f = b.startTerm(ctx, ls, cl, s, parts); f == nil {
+				return nil // ctx ended
+			}
+		}
+		if f.paced {
 			if err := s.run(f.lctx); errors.Is(err, errParked) {
-				s.parked = f
-				return errParked
-			}
-			if !b.endSession(ctx, ls, cl, s, f) {
-				return nil
-			}
-			continue
-		}
-		err := ls.acquire(ctx, may, cl.woken, func(holder string) {
-			s.board.setHolder(s.name, holder, 0, time.Time{})
-			s.m.setLeaseHeld(s.name, false)
-			s.board.set(s.name, StateStandby, nil)
-			if holder == "" {
-				s.log.Info().Str("assigned", cl.assignee(s.name)).Msg("connection assigned to another process; standing by")
-			} else {
-				s.log.Info().Str("holder", holder).Msg("another process holds this connection; standing by")
-			}
-		})
-		if err != nil {
-			return nil // ctx ended
-		}
-		s.board.setHolder(s.name, ls.l.self.String(), ls.revision(), ls.since)
-		s.m.setLeaseHeld(s.name, true)
-		s.m.handover(s.name, "acquired")
-		s.log.Info().Uint64("revision", ls.revision()).Msg("lease acquired")
-		s.pub.sys(ctx, subjects.LifecycleLeaseAcquired, map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
-		// The connection runs until ctx ends, the process-wide renewals lose
-		// its lease, or the move check assigns it elsewhere.
-		lctx, cancel := context.WithCancel(ctx)
-		f := &parkedLease{lctx: lctx, cancel: cancel}
-		f.unkeep = ls.keep(func(error) { cancel() })
-		f.unwatch = cl.watchMove(s.name, cancel)
-		// Connections start at the process's start pace (see leases.pace),
-		// the lease renewed meanwhile. The return path starts without a
-		// goroutine of its own while idle; the session runs on this
-		// goroutine (the supervisor and the connection's runner are one),
-		// which ends while the connection idles (see runner). A stopped
-		// connection shows on /status; its commands still run until lctx
-		// ends.
-		if ls.l.pace(lctx) == nil {
-			f.started = startReturnPath(lctx, parts, *s.log)
-			if err := s.run(lctx); errors.Is(err, errParked) {
 				s.parked = f
 				return errParked
 			}
@@ -460,11 +418,57 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 	}
 }
 
+// startTerm waits for the connection's lease, then for its start pace, and
+// starts its return path; nil when ctx ends first.
+func (b *Bridge) startTerm(ctx context.Context, ls *lease, cl *cluster, s *supervisor, parts []returnPart) *leaseTerm {
+	may := func() (bool, string) {
+		if cl.mayTake(s.name) {
+			return true, ""
+		}
+		return false, cl.holderOf(s.name).String()
+	}
+	err := ls.acquire(ctx, may, cl.woken, func(holder string) {
+		s.board.setHolder(s.name, holder, 0, time.Time{})
+		s.m.setLeaseHeld(s.name, false)
+		s.board.set(s.name, StateStandby, nil)
+		if holder == "" {
+			s.log.Info().Str("assigned", cl.assignee(s.name)).Msg("connection assigned to another process; standing by")
+		} else {
+			s.log.Info().Str("holder", holder).Msg("another process holds this connection; standing by")
+		}
+	})
+	if err != nil {
+		return nil
+	}
+	s.board.setHolder(s.name, ls.l.self.String(), ls.revision(), ls.since)
+	s.m.setLeaseHeld(s.name, true)
+	s.m.handover(s.name, "acquired")
+	s.log.Info().Uint64("revision", ls.revision()).Msg("lease acquired")
+	s.pub.sys(ctx, subjects.LifecycleLeaseAcquired, map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
+	// The connection runs until ctx ends, the process-wide renewals lose
+	// its lease, or the move check assigns it elsewhere.
+	lctx, cancel := context.WithCancel(ctx)
+	f := &leaseTerm{lctx: lctx, cancel: cancel}
+	f.unkeep = ls.keep(func(error) { cancel() })
+	f.unwatch = cl.watchMove(s.name, cancel)
+	// Connections start at the process's start pace (see leases.pace),
+	// the lease renewed meanwhile. The return path starts without a
+	// goroutine of its own while idle; the session runs on the runner's
+	// goroutine (the supervisor and the connection's runner are one),
+	// which ends while the connection idles (see runner). A stopped
+	// connection shows on /status; its commands still run until lctx ends.
+	if ls.l.pace(lctx) == nil {
+		f.paced = true
+		f.started = startReturnPath(lctx, parts, *s.log)
+	}
+	return f
+}
+
 // endSession ends a connection's run under its lease, once its context
 // ended: the return path drains, and the lease is released (handing the
 // connection over when it moved) or, lost, given up. It reports whether
 // runConnection goes on (trying for the lease again) rather than returns.
-func (b *Bridge) endSession(ctx context.Context, ls *lease, cl *cluster, s *supervisor, f *parkedLease) (again bool) {
+func (b *Bridge) endSession(ctx context.Context, ls *lease, cl *cluster, s *supervisor, f *leaseTerm) (again bool) {
 	<-f.lctx.Done()
 	drainReturnPath(f.started)
 	f.cancel()

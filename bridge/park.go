@@ -89,14 +89,15 @@ type parkedSession struct {
 	bo, long *retry.Backoff
 }
 
-// parkedLease is what a parked runConnection keeps of the lease it holds.
-// The context is kept here because the goroutine that made it ended; it
-// is the connection's, cancelled by lease loss, move or shutdown, and it
-// wakes the parked runner when it ends.
-type parkedLease struct {
+// leaseTerm is one term of a connection's lease: what runConnection keeps
+// while it holds it, parked or not. The context is kept here because the
+// goroutine that made it may have ended (parked); it is cancelled by lease
+// loss, move or shutdown, and its end wakes a parked runner.
+type leaseTerm struct {
 	lctx    context.Context
 	cancel  context.CancelFunc
 	unkeep  func() error
 	unwatch func() string
-	started []returnPart
+	paced   bool         // the start pace let it start: its session runs
+	started []returnPart // the parts of the return path that started
 }

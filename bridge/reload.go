@@ -83,7 +83,7 @@ func (rt *running) start(ctx context.Context, ce *connEntry) error {
 		rt.board.watch(name, sr)
 	}
 	s.pub.fence = ls.fence
-	parts, err := b.returnPath(rt.js, rt.nc, rt.shared, rt.m, *ce, c, cc, ls.fence, clog)
+	parts, err := b.returnPath(rt.js, rt.nc, rt.shared, rt.m, *ce, c, cc, ls.fence, &clog)
 	if err != nil {
 		unwatch()
 		rt.m.forgetReturnPath(name)

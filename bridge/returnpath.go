@@ -35,7 +35,7 @@ type returnPart interface {
 // RPC) and its managed-dispatch rule, if any. They share the process's
 // heartbeat and subscription mux (see shared), so an idle one holds no
 // goroutine.
-func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, fence func() error, log zerolog.Logger) ([]returnPart, error) {
+func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m *metrics, ce connEntry, c connector.Connector, cc *claimcheck.Store, fence func() error, log *zerolog.Logger) ([]returnPart, error) {
 	ex, ok := c.(connector.Executor)
 	if !ok {
 		log.Info().Msg("platform takes no commands")
@@ -47,10 +47,10 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		MaxParallelRooms: ce.cfg.MaxParallelRooms,
 		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
 		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
-		Log: log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(),
+		Log: *log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(),
 		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed,
 		InactiveThreshold: n.CommandsMaxAge.D(),
-		Release:           &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, sh.commands.CachedInfo().Created, fence, &log), Fence: fence},
+		Release:           &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, sh.commands.CachedInfo().Created, fence, log), Fence: fence},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
@@ -66,7 +66,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 			Events: r.Events, Tracker: tracker, Timeout: r.Timeout.D(), MaxAttempts: r.MaxAttempts, MaxInFlightPerRoom: r.MaxInFlightPerRoom,
 			BackoffInitial: r.BackoffInitial.D(), BackoffMax: r.BackoffMax.D(), DrainTimeout: b.opts.ShutdownTimeout,
 			Start: r.Start, DoneTTL: n.EventsMaxAge.D(), Replicas: n.Replicas, Stores: sh.dispatch,
-			Log: log, Metrics: m.dispatch, Payloads: cc, Tracer: b.tracer(),
+			Log: *log, Metrics: m.dispatch, Payloads: cc, Tracer: b.tracer(),
 			Heartbeat: sh.heartbeat, Mux: sh.mux,
 		})
 		if err != nil {

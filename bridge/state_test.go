@@ -1,27 +1,37 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/internal/testutil"
 )
 
-// The state store on a real JetStream KV bucket: each connection sees only
-// its own keys, revisions detect a concurrent change, and bad keys are
-// refused with a clear error.
-func TestStateStore(t *testing.T) {
-	t.Parallel()
+// stateBucket is the state bucket on a NATS server of the test's own.
+func stateBucket(t *testing.T) (context.Context, jetstream.KeyValue) {
+	t.Helper()
 	ns := testutil.NATS(t)
 	ctx := testutil.Context(t, 30*time.Second)
 	kv, err := openStateBucket(ctx, ns.JS, "bridge", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, kv
+}
+
+// The state store on a real JetStream KV bucket: each connection sees only
+// its own keys, revisions detect a concurrent change, and bad keys are
+// refused with a clear error.
+func TestStateStore(t *testing.T) {
+	t.Parallel()
+	ctx, kv := stateBucket(t)
 	a, b := newStateStore(kv, "conn-a", nil), newStateStore(kv, "conn-b", nil)
 
 	rev, err := a.Create(ctx, "token", []byte("t1"))
@@ -168,12 +178,7 @@ func TestStateWritesFenced(t *testing.T) {
 // nothing.
 func TestCommandCursorKeepsItsStream(t *testing.T) {
 	t.Parallel()
-	ns := testutil.NATS(t)
-	ctx := testutil.Context(t, 30*time.Second)
-	kv, err := openStateBucket(ctx, ns.JS, "bridge", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, kv := stateBucket(t)
 	log := testutil.Logger(t)
 	made := time.Now()
 	c := newCommandCursor(kv, "c1", made, nil, &log)

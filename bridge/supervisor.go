@@ -48,7 +48,7 @@ type supervisor struct {
 
 	// While the connection is parked (see runner): runConnection's lease
 	// and run's reconnect waits, for the goroutine that goes on.
-	parked     *parkedLease
+	parked     *leaseTerm
 	parkedSess *parkedSession
 }
 
@@ -110,10 +110,7 @@ func (s *supervisor) run(ctx context.Context) error {
 	}
 	for {
 		var err error
-		if resume {
-			resume = false
-			err = s.pub.run(ctx, s.drainCtx, s.c)
-		} else {
+		if !resume { // a parked session goes on; otherwise connect first
 			s.setRetryAt(time.Time{})
 			s.board.set(s.name, StateConnecting, nil)
 			if err = s.c.Connect(ctx); err == nil {
@@ -121,8 +118,11 @@ func (s *supervisor) run(ctx context.Context) error {
 				long.Reset()
 				s.log.Info().Msg("connected")
 				s.transition(ctx, StateConnected, nil, subjects.LifecycleConnected, map[string]any{})
-				err = s.pub.run(ctx, s.drainCtx, s.c)
 			}
+		}
+		resume = false
+		if err == nil {
+			err = s.pub.run(ctx, s.drainCtx, s.c)
 		}
 		if errors.Is(err, errParked) {
 			s.parkedSess = &parkedSession{bo: bo, long: long}

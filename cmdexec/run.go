@@ -135,7 +135,7 @@ func (e *Executor) consumeOptions(mux *natsbus.Mux) consume.Options {
 			Description:   "bridge: commands of connection " + e.o.Conn,
 			FilterSubject: e.conn.Filter(subjects.KindCommand),
 			DeliverPolicy: jetstream.DeliverAllPolicy,
-			// An idle parked engine pulls every IdleWake (30s) at least.
+			// A consumer held is pulled every IdleWake (30s) at least.
 			InactiveThreshold: e.o.InactiveThreshold,
 		},
 		RoomOf:        func(subject string) string { return e.conn.RoomToken(subjects.KindCommand, subject) },

@@ -329,12 +329,12 @@ func newBarrier(info *jetstream.ConsumerInfo, ackWait time.Duration) *ackflow.Ba
 // ends first.
 func (e *engine) setup(ctx context.Context) (*jetstream.ConsumerInfo, bool, bool) {
 	b := retry.Policy{Initial: 250 * time.Millisecond, Max: 15 * time.Second}.Start()
-	prepare := e.ensureConsumer
+	prepare := e.bindConsumer
 	if e.o.Release != nil {
-		prepare = e.setupReleased
+		prepare = e.releasedStart
 	}
 	for {
-		info, created, err := prepare(ctx)
+		info, created, err := e.prepared(ctx, prepare)
 		if err == nil {
 			return info, created, true
 		}
@@ -352,6 +352,11 @@ func (e *engine) setup(ctx context.Context) (*jetstream.ConsumerInfo, bool, bool
 // ensureConsumer creates or updates the consumer, and says whether it had
 // to create it.
 func (e *engine) ensureConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo, created bool, err error) {
+	return e.prepared(ctx, e.bindConsumer)
+}
+
+// prepared runs the handler's Setup, then next, within setupTimeout.
+func (e *engine) prepared(ctx context.Context, next func(context.Context) (*jetstream.ConsumerInfo, bool, error)) (*jetstream.ConsumerInfo, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	if e.o.Setup != nil {
@@ -359,18 +364,34 @@ func (e *engine) ensureConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo,
 			return nil, false, err
 		}
 	}
-	return e.bindConsumer(ctx)
+	return next(ctx)
 }
 
 // bindConsumer creates the consumer or updates the existing one, keeping
 // where an existing one starts; a new one starts after the cursor when the
 // engine was released.
-func (e *engine) bindConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo, created bool, err error) {
+func (e *engine) bindConsumer(ctx context.Context) (*jetstream.ConsumerInfo, bool, error) {
+	prev, missing, err := e.lookupConsumer(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return e.bind(ctx, prev, missing)
+}
+
+// lookupConsumer finds the consumer; missing when it does not exist.
+func (e *engine) lookupConsumer(ctx context.Context) (_ jetstream.Consumer, missing bool, _ error) {
 	prev, err := e.o.JS.Consumer(ctx, e.o.Stream, e.o.Consumer.Durable)
-	created = errors.Is(err, jetstream.ErrConsumerNotFound)
-	if err != nil && !created {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, true, nil
+	}
+	if err != nil {
 		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
 	}
+	return prev, false, nil
+}
+
+// bind creates the consumer (created) or updates prev, the existing one.
+func (e *engine) bind(ctx context.Context, prev jetstream.Consumer, created bool) (_ *jetstream.ConsumerInfo, _ bool, err error) {
 	cfg := e.o.Consumer
 	if !created {
 		// Where a consumer starts cannot change once it exists.
@@ -379,9 +400,9 @@ func (e *engine) bindConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo, c
 	} else if e.o.Release != nil {
 		// Released, or lost while held: after what is known settled.
 		e.mu.Lock()
-		after := max(e.cursor, e.settled)
+		settled := e.settled
 		e.mu.Unlock()
-		if after > 0 {
+		if after := max(e.cursor, settled); after > 0 {
 			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, after+1, nil
 		}
 	}

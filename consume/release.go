@@ -35,10 +35,9 @@ import (
 // late it came (a message published between the check and the delete rings
 // the doorbell). A consumer lost while held (deleted by someone else) is
 // created again after the last sequence known settled. A consumer that
-// still exists when the engine
-// wakes (a crash between the save and the delete, or a run that created it
-// again and crashed) is taken as it is, with its pending messages and the
-// crash barrier.
+// still exists when the engine wakes (a crash between the save and the
+// delete, or a run that created it again and crashed) is taken as it is,
+// with its pending messages and the crash barrier.
 type Release struct {
 	// After is how long an engine must have taken no message before its
 	// consumer is released; default 2m.
@@ -71,18 +70,11 @@ const defaultReleaseAfter = 2 * time.Minute
 // first ring and on the fetch loop's afterwards, never both at once.
 func (e *engine) released() bool { return e.cons == nil }
 
-// setupReleased is the engine's setup with Release: the handler's Setup,
-// then the saved cursor; without one, the existing consumer (created by an
-// earlier version, or a first run that never released), else a start
+// releasedStart is the engine's setup with Release (after the handler's
+// Setup): the saved cursor; without one, the existing consumer (created by
+// an earlier version, or a first run that never released), else a start
 // released from the beginning of the stream.
-func (e *engine) setupReleased(ctx context.Context) (*jetstream.ConsumerInfo, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	if e.o.Setup != nil {
-		if err := e.o.Setup(ctx); err != nil {
-			return nil, false, err
-		}
-	}
+func (e *engine) releasedStart(ctx context.Context) (*jetstream.ConsumerInfo, bool, error) {
 	seq, found, err := e.o.Release.Cursor.Load(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("consumer %s: cursor: %w", e.o.Consumer.Durable, err)
@@ -91,14 +83,11 @@ func (e *engine) setupReleased(ctx context.Context) (*jetstream.ConsumerInfo, bo
 		e.cursor = seq
 		return nil, false, nil
 	}
-	_, err = e.o.JS.Consumer(ctx, e.o.Stream, e.o.Consumer.Durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, false, nil // nothing consumed yet: released at the stream's start
+	prev, missing, err := e.lookupConsumer(ctx)
+	if err != nil || missing {
+		return nil, false, err // missing: nothing consumed yet, released at the stream's start
 	}
-	if err != nil {
-		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
-	}
-	return e.bindConsumer(ctx)
+	return e.bind(ctx, prev, false)
 }
 
 // storedAfter says whether the stream holds a message on the consumer's
