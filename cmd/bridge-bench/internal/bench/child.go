@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -288,6 +289,12 @@ func bridgeChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log ze
 		return rctx.Err()
 	}
 	res.After = memSnapshot()
+	if p := os.Getenv("BENCH_HEAPDUMP"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			debug.WriteHeapDump(f.Fd())
+			f.Close()
+		}
+	}
 	if spec.Profile != "" {
 		if err := writeProfiles(spec.Profile); err != nil {
 			return err
