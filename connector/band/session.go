@@ -126,11 +126,19 @@ func (s *session) start(ctx context.Context) error {
 	control := s.sock.Channel("agent_control:"+agent, nil, s.onControl)
 	rooms := s.sock.Channel("agent_rooms:"+agent, nil, func(ev string, p json.RawMessage) { s.onAgentRooms(sctx, ev, p) })
 	contacts := s.sock.Channel("agent_contacts:"+agent, nil, s.onContacts)
-	s.wg.Go(func() {
-		s.endErr = s.sock.Run(sctx)
+	s.wg.Add(1)
+	// The socket runs on goroutines of its own (an idle one holds a single
+	// small goroutine); done comes once they all ended.
+	if err := s.sock.Start(sctx, func(err error) {
+		s.endErr = err
 		close(s.ended)
 		s.ring()
-	})
+		s.wg.Done()
+	}); err != nil {
+		s.wg.Done()
+		cancel()
+		return fmt.Errorf("band: socket: %w", err)
+	}
 	fail := func(err error) error {
 		_ = s.stop(context.Background())
 		return err

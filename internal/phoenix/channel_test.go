@@ -323,7 +323,7 @@ func TestBackPressureKeepsHeartbeats(t *testing.T) {
 func TestSendQueueFull(t *testing.T) {
 	t.Parallel()
 	s := NewSocket(Options{SendQueue: 1})
-	lc := newLiveConn(s, nil)
+	lc := newLiveConn(s, nil, nil)
 	lc.wdone = true // no writer starts: nothing drains the queue
 	if err := lc.send([]byte("1")); err != nil {
 		t.Fatal(err)

@@ -13,24 +13,28 @@ import (
 	"github.com/coder/websocket"
 )
 
-// liveConn is one open websocket. Only its reader (decodes and dispatches
-// frames, may block in onMessage) runs for the connection's whole life, and
-// it runs on Run's own goroutine (Socket.serve calls readLoop). The writer
-// (heartbeat first, then the bounded send queue) runs only while frames
-// wait, the closer only from the first failure until the websocket is
-// closed, and the heartbeat is a timer on the runtime's timer heap, shared
-// by every socket of the process, that runs a short callback each
-// interval: an idle socket costs one goroutine. It also owns the timers for
-// reply timeouts and delayed rejoins. The first failure closes closing and
-// starts the closer, whose close ends the reader's read; shutdown then
-// stops and waits for everything else.
+// liveConn is one open websocket. Its reader (decodes and dispatches
+// frames, may block in onMessage) runs on the run's goroutine (run.loop
+// calls readLoop) while bytes come, and parks when the library has read
+// all of them: the stream's waiter, one small goroutine, then waits for
+// the peer and goes on with the reader (wake). The writer (heartbeat
+// first, then the bounded send queue) runs only while frames wait, the
+// closer only from the first failure until the websocket is closed, and
+// the heartbeat is a timer on the runtime's timer heap, shared by every
+// socket of the process, that runs a short callback each interval: an
+// idle socket costs one goroutine with the smallest stack. It also owns
+// the timers for reply timeouts and delayed rejoins. The first failure
+// closes closing and starts the closer, whose close ends the reader's
+// read; shutdown then stops and waits for everything else.
 type liveConn struct {
 	s      *Socket
 	ws     *websocket.Conn
+	st     *stream // ws's byte stream; closing it ends every read and write
 	opened time.Time
-
-	ctx    context.Context // cancelled at the end of shutdown; bounds reads and writes
-	cancel context.CancelFunc
+	// wake goes on with the reader after it parked; unwatch stops the
+	// watch on the run's ctx (both set by Socket.open).
+	wake    func()
+	unwatch func() bool
 
 	wmu     sync.Mutex
 	sendq   [][]byte // bounded outbound queue (opts.SendQueue)
@@ -69,14 +73,12 @@ type reply struct {
 	err      error // set instead of status when the channel errored
 }
 
-func newLiveConn(s *Socket, ws *websocket.Conn) *liveConn {
-	ctx, cancel := context.WithCancel(context.Background())
+func newLiveConn(s *Socket, ws *websocket.Conn, st *stream) *liveConn {
 	return &liveConn{
 		s:       s,
 		ws:      ws,
+		st:      st,
 		opened:  time.Now(),
-		ctx:     ctx,
-		cancel:  cancel,
 		closing: make(chan struct{}),
 	}
 }
@@ -105,15 +107,17 @@ func (lc *liveConn) fail(cause error, code websocket.StatusCode, reason string) 
 }
 
 // close closes the websocket with the failure's code and reason; a close
-// handshake still unfinished after CloseTimeout is cut short by cancelling
-// the connection's context, which aborts the reader's read and so closes
-// the connection.
+// handshake still unfinished after CloseTimeout is cut short by closing the
+// stream, which ends every read and write.
 func (lc *liveConn) close() {
-	t := time.AfterFunc(lc.s.opts.CloseTimeout, lc.cancel)
+	t := time.AfterFunc(lc.s.opts.CloseTimeout, lc.abort)
 	_ = lc.ws.Close(lc.code, lc.reason)
 	t.Stop()
-	lc.cancel()
 }
+
+// abort closes the connection under the websocket library: its reads and
+// writes in progress fail, and so does the stream's waiter.
+func (lc *liveConn) abort() { _ = lc.st.Close() }
 
 func (lc *liveConn) isClosing() bool {
 	select {
@@ -260,16 +264,23 @@ func (lc *liveConn) request(ctx context.Context, f Frame, unreg <-chan struct{})
 	}
 }
 
-// readLoop reads and dispatches frames until a read fails: the peer closed
-// or the link broke, or the closer closed the websocket after a failure.
-// It runs on Run's goroutine.
-func (lc *liveConn) readLoop() {
+// readLoop reads and dispatches frames until a read fails (the peer
+// closed or the link broke, or the closer closed the websocket after a
+// failure), and returns false; or until the library has read every byte
+// that came, and returns true: it parked, the caller's goroutine ends, and
+// the stream's waiter calls wake once the peer sends again (or the
+// connection fails). Reads need no context: the closer, and the write and
+// close timeouts, end them by closing the stream.
+func (lc *liveConn) readLoop() (parked bool) {
 	s := lc.s
 	for {
-		typ, data, err := lc.ws.Read(lc.ctx)
+		if lc.st.idle(lc.wake) {
+			return true
+		}
+		typ, data, err := lc.ws.Read(context.Background())
 		if err != nil {
 			lc.fail(readError(err), websocket.StatusNormalClosure, "")
-			return
+			return false
 		}
 		lc.framesRead.Add(1)
 		if lc.isClosing() {
@@ -339,16 +350,16 @@ func (lc *liveConn) writeLoop() {
 }
 
 // write writes one frame within WriteTimeout: a write still blocked then
-// cancels the connection's context, which closes the websocket (as an
-// expired write deadline does in the websocket library).
+// closes the stream, and so the connection (as an expired write deadline
+// does in the websocket library).
 func (lc *liveConn) write(b []byte) error {
 	d := lc.s.opts.WriteTimeout
 	if lc.wtimer == nil {
-		lc.wtimer = time.AfterFunc(d, lc.cancel)
+		lc.wtimer = time.AfterFunc(d, lc.abort)
 	} else {
 		lc.wtimer.Reset(d)
 	}
-	err := lc.ws.Write(lc.ctx, websocket.MessageText, b)
+	err := lc.ws.Write(context.Background(), websocket.MessageText, b)
 	if !lc.wtimer.Stop() && err != nil {
 		return fmt.Errorf("phoenix: write: not done within %v: %w", d, context.DeadlineExceeded)
 	}

@@ -1,7 +1,9 @@
 package phoenix
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -30,6 +32,8 @@ var ownFrames = []string{
 	"phoenix.(*liveConn).shutdown",
 	"phoenix.(*liveConn).close",
 	"phoenix.(*Socket).Run",
+	"phoenix.(*run).loop",
+	"phoenix.(*stream).wait",
 }
 
 func waitNoLeaks(d time.Duration) string {
@@ -83,34 +87,48 @@ func TestNoGoroutineLeak(t *testing.T) {
 }
 
 // TestIdleSocketHoldsOneGoroutine: an open socket with a joined channel and
-// nothing to send holds one goroutine of its own, Run's, which is the
-// reader; the heartbeat and the writer come and go. Not parallel, so the
-// goroutines counted are this socket's.
+// nothing to send holds one goroutine of its own, the stream's waiter in
+// its one-byte read; the reader, the heartbeat and the writer come and go.
+// Not parallel, so the goroutines counted are this socket's.
 func TestIdleSocketHoldsOneGoroutine(t *testing.T) {
 	ts := newTestServer(t)
 	opts := fastOptions(ts.url())
 	opts.HeartbeatInterval = 50 * time.Millisecond
-	r := startSocket(t, opts)
-	mustJoin(t, r.s.Channel("room:a", nil, nil))
+	opts.HTTPClient = &http.Client{Transport: &http.Transport{}}
+	s := NewSocket(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan error, 1)
+	if err := s.Start(ctx, func(err error) { ended <- err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			t.Errorf("the run did not end after cancel")
+		}
+	})
+	mustJoin(t, s.Channel("room:a", nil, nil))
 	var got int
 	var dump string
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		got, dump = socketGoroutines()
-		if got == 1 || time.Now().After(deadline) {
+		if (got == 1 && strings.Contains(dump, "phoenix.(*stream).wait")) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got != 1 {
-		t.Fatalf("an idle socket holds %d goroutines, want 1 (the reader):\n%s", got, dump)
+	if got != 1 || !strings.Contains(dump, "phoenix.(*stream).wait") {
+		t.Fatalf("an idle socket holds %d goroutines, want 1 (the stream's waiter):\n%s", got, dump)
 	}
 	// Heartbeats keep flowing without a goroutine of their own.
 	n := len(ts.find(func(f srvFrame) bool { return f.event == EventHeartbeat }))
 	eventually(t, "heartbeats", func() bool {
 		return len(ts.find(func(f srvFrame) bool { return f.event == EventHeartbeat })) >= n+3
 	})
-	if !r.s.Connected() {
+	if !s.Connected() {
 		t.Fatalf("socket not connected")
 	}
 }
@@ -122,7 +140,8 @@ func socketGoroutines() (int, string) {
 	buf = buf[:runtime.Stack(buf, true)]
 	var own []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "phoenix.(*liveConn)") || strings.Contains(g, "phoenix.(*Socket)") {
+		if strings.Contains(g, "phoenix.(*liveConn)") || strings.Contains(g, "phoenix.(*Socket)") ||
+			strings.Contains(g, "phoenix.(*run)") || strings.Contains(g, "phoenix.(*stream)") {
 			own = append(own, g)
 		}
 	}

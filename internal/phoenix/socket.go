@@ -186,34 +186,74 @@ func (h urlHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) { e.Str("url",
 // was joined, each with a new join_ref. Run returns only once every
 // goroutine it started has exited (which includes waiting for a running
 // onMessage callback). A Socket runs at most once at a time; after Stop it
-// cannot run again.
+// cannot run again. Run is Start and a wait for its end.
 func (s *Socket) Run(ctx context.Context) error {
+	res := make(chan error, 1)
+	if err := s.Start(ctx, func(err error) { res <- err }); err != nil {
+		return err
+	}
+	return <-res
+}
+
+// Start is Run on goroutines of the socket's own: it returns at once (or
+// ErrRunning), and done is called with what Run would return, once, on the
+// run's last goroutine, after every other one ended. While the connection
+// is open and idle, the run holds one goroutine with the runtime's
+// smallest stack, waiting for the peer's next byte; the reader that decodes
+// and dispatches frames runs only once bytes came.
+func (s *Socket) Start(ctx context.Context, done func(error)) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	defer s.running.Store(false)
+	r := &run{s: s, ctx: ctx, done: done, rc: newReconnector(s.opts.Backoff)}
+	go r.loop(nil) // owned: the run's goroutines hand it on until it ends; done reports the end
+	return nil
+}
 
-	// Stop cuts short a dial in progress (dialCancel), closes the open
-	// connection and ends a backoff wait (stopped): Run needs no context of
-	// its own, which an idle socket would keep (with the children it
-	// registers) for its whole life.
-	rc := newReconnector(s.opts.Backoff)
-	opens := 0
+// run is one Start's state, handed between the goroutines that carry it:
+// the reader parks while its connection idles and the stream's waiter goes
+// on with it. It keeps the run's ctx, as a goroutine's closure would.
+//
+// Stop cuts short a dial in progress (dialCancel), closes the open
+// connection and ends a backoff wait (stopped): a run needs no context of
+// its own, which an idle socket would keep (with the children it
+// registers) for its whole life.
+type run struct {
+	s     *Socket
+	ctx   context.Context
+	done  func(error)
+	rc    *reconnector
+	opens int
+}
+
+// loop serves lc (nil: dials first) and redials until the run ends, or
+// returns early when lc's reader parked.
+func (r *run) loop(lc *liveConn) {
+	s, ctx := r.s, r.ctx
 	for {
-		if s.isStopped() {
-			return s.stopErr
+		var err error
+		if lc == nil {
+			if s.isStopped() {
+				r.end(s.stopErr)
+				return
+			}
+			if ctx.Err() != nil {
+				r.end(nil)
+				return
+			}
+			if lc, err = s.dial(ctx); err == nil {
+				r.opens++
+				s.open(ctx, lc, r.opens, r.loop)
+			}
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-
-		lc, err := s.dial(ctx)
 		connected, lived := false, time.Duration(0)
-		if err == nil {
-			opens++
-			connected = true
-			err = s.serve(ctx, lc, opens)
-			lived = time.Since(lc.opened)
+		if lc != nil {
+			if lc.readLoop() {
+				return // parked: the stream's waiter goes on with lc
+			}
+			err = s.closed(lc)
+			connected, lived = true, time.Since(lc.opened)
+			lc = nil
 		}
 		if s.isStopped() || ctx.Err() != nil {
 			if connected {
@@ -225,9 +265,11 @@ func (s *Socket) Run(ctx context.Context) error {
 				s.notifyClose(err)
 			}
 			if s.isStopped() {
-				return s.stopErr
+				r.end(s.stopErr)
+			} else {
+				r.end(nil)
 			}
-			return nil
+			return
 		}
 		terminal, lo, hi := s.opts.Backoff.classify(err)
 		if s.opts.Terminal != nil {
@@ -237,15 +279,16 @@ func (s *Socket) Run(ctx context.Context) error {
 			s.log.Error().Err(err).Msg("phoenix: terminal error, not reconnecting")
 			s.Stop(err) // before OnClose, so it sees Stopped
 			s.notifyClose(err)
-			return s.stopErr
+			r.end(s.stopErr)
+			return
 		}
 		s.notifyClose(err)
-		delay := rc.next(connected, lived)
+		delay := r.rc.next(connected, lived)
 		if hi > 0 {
 			delay = max(delay, s.opts.Backoff.between(lo, hi))
 		}
 		s.retryAfter(err, delay)
-		n := rc.rapidCount()
+		n := r.rc.rapidCount()
 		lvl := zerolog.WarnLevel
 		if n >= 10 {
 			// The Python client gives up here; a gateway keeps trying, but
@@ -264,6 +307,12 @@ func (s *Socket) Run(ctx context.Context) error {
 			t.Stop()
 		}
 	}
+}
+
+// end reports the run's result; the socket may run again (unless stopped).
+func (r *run) end(err error) {
+	r.s.running.Store(false)
+	r.done(err)
 }
 
 // retryAfter reports and logs the wait after an upgrade refused with a
@@ -389,8 +438,18 @@ func (s *Socket) dial(ctx context.Context) (*liveConn, error) {
 			return nil, fmt.Errorf("phoenix: dial: %w", err)
 		}
 	}
+	// The upgrade's connection is read through a stream (see stream).
+	hc := http.Client{}
+	if s.opts.HTTPClient != nil {
+		hc = *s.opts.HTTPClient
+	}
+	tr := &streamTransport{base: hc.Transport}
+	if tr.base == nil {
+		tr.base = http.DefaultTransport
+	}
+	hc.Transport = tr
 	ws, resp, err := websocket.Dial(dctx, target, &websocket.DialOptions{
-		HTTPClient: s.opts.HTTPClient,
+		HTTPClient: &hc,
 		HTTPHeader: header,
 	})
 	if err != nil {
@@ -403,19 +462,24 @@ func (s *Socket) dial(ctx context.Context) (*liveConn, error) {
 		}
 		return nil, dialError(target, err)
 	}
+	if tr.st == nil { // the transport's response body was not the connection: nothing to read through
+		_ = ws.CloseNow()
+		return nil, fmt.Errorf("phoenix: dial: the upgrade's response body is not a connection")
+	}
 	ws.SetReadLimit(s.opts.ReadLimit)
-	return newLiveConn(s, ws), nil
+	return newLiveConn(s, ws, tr.st), nil
 }
 
-// serve runs one open connection until it ends and returns the cause
-// (nil when ctx or Stop ended it). The connection's reader runs here, on
-// Run's goroutine: an idle socket has no other goroutine. All the
-// connection's goroutines have exited when it returns.
-func (s *Socket) serve(ctx context.Context, lc *liveConn, attempt int) error {
+// open makes lc the socket's connection: it arms the heartbeat, queues
+// the rejoins and calls OnOpen; the caller then runs lc.readLoop, and
+// closed once it failed. resume goes on with lc after its reader parked
+// (on the stream's waiter goroutine).
+func (s *Socket) open(ctx context.Context, lc *liveConn, attempt int, resume func(*liveConn)) {
 	s.connects.Add(1)
 	if attempt > 1 {
 		s.reconnects.Add(1)
 	}
+	lc.wake = func() { resume(lc) }
 	lc.start()
 
 	s.mu.Lock()
@@ -435,12 +499,16 @@ func (s *Socket) serve(ctx context.Context, lc *liveConn, attempt int) error {
 		lc.readerBusy.Store(false)
 	}
 
-	// Run's ctx ends the connection (so does Stop): the callback runs on a
-	// goroutine of its own, only then.
-	stop := context.AfterFunc(ctx, func() { lc.fail(nil, websocket.StatusNormalClosure, "client shutdown") })
-	lc.readLoop()
-	stop()
+	// The run's ctx ends the connection (so does Stop): the callback runs
+	// on a goroutine of its own, only then.
+	lc.unwatch = context.AfterFunc(ctx, func() { lc.fail(nil, websocket.StatusNormalClosure, "client shutdown") })
+}
 
+// closed runs once lc's reader failed: it forgets the connection, waits
+// for all of lc's goroutines, and returns the cause (nil when ctx or Stop
+// ended it).
+func (s *Socket) closed(lc *liveConn) error {
+	lc.unwatch()
 	s.mu.Lock()
 	if s.conn == lc {
 		s.conn = nil

@@ -79,7 +79,7 @@ func FullPlan() Plan {
 		LatencyRate: 2000, LatencyDuration: 6 * time.Second,
 		CommandsCount: 6000, CommandsRooms: 16,
 		DispatchRate: 1000, DispatchDuration: 5 * time.Second, DispatchRooms: 50,
-		ScaleSizes: []int{1000, 10000}, ScaleRuns: 2, ScaleHeartbeat: 10 * time.Second, ScaleSettle: 4 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30, ScaleRestart: true,
+		ScaleSizes: []int{1000, 10000}, ScaleRuns: 2, ScaleHeartbeat: 10 * time.Second, ScaleSettle: 12 * time.Second, ScaleRooms: 1, ScaleMaxRSS: 4 << 30, ScaleRestart: true,
 		PolyAIScaleSizes: []int{1000, 10000}, PolyAIHeartbeat: 10 * time.Second,
 		GapFillBacklog: 10000, GapFillRooms: 1,
 		ChatAPIChats: 320, ChatAPIAgents: 16, ChatAPIFragments: 200,
