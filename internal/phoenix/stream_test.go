@@ -195,3 +195,30 @@ func TestFramesInOneWriteAllArrive(t *testing.T) {
 	rs.later <- f[3:]
 	frames(6)
 }
+
+// TestUnansweredCloseEndsAfterCloseTimeout: Stop on an idle connection
+// whose peer never answers the close frame ends the run once CloseTimeout
+// passed (closing the stream under the parked reader), well before the
+// websocket library's own 5 s bound.
+func TestUnansweredCloseEndsAfterCloseTimeout(t *testing.T) {
+	t.Parallel()
+	rs := newRawServer(t, nil)
+	opts := fastOptions(rs.url())
+	opts.HeartbeatInterval = time.Hour
+	opts.CloseTimeout = 100 * time.Millisecond
+	s := NewSocket(opts)
+	ended := make(chan error, 1)
+	if err := s.Start(context.Background(), func(err error) { ended <- err }); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "connected", s.Connected)
+	s.Stop(nil)
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("run ended with %v, want nil (Stop(nil))", err)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatalf("the run did not end within 4 s of Stop with a 100 ms CloseTimeout")
+	}
+}
