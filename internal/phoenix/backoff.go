@@ -106,15 +106,18 @@ func (b Backoff) between(lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(b.Rand()*float64(hi-lo))
 }
 
-// reconnector is one Socket's backoff state. It is used only by Run's
-// goroutine.
+// reconnector is one run's backoff state, used by the goroutine carrying
+// the run. b is the socket's policy (defaults applied), not a copy.
 type reconnector struct {
-	b       Backoff
+	b       *Backoff
 	attempt int
 	rapid   []time.Time // times of rapid disconnects inside the window
 }
 
-func newReconnector(b Backoff) *reconnector { return &reconnector{b: b.withDefaults()} }
+func newReconnector(b Backoff) *reconnector {
+	b = b.withDefaults()
+	return &reconnector{b: &b}
+}
 
 // next returns the wait before the next dial. connected says whether the
 // attempt that just ended opened a connection, and lived how long it did.

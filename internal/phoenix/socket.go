@@ -205,7 +205,7 @@ func (s *Socket) Start(ctx context.Context, done func(error)) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	r := &run{s: s, ctx: ctx, done: done, rc: newReconnector(s.opts.Backoff)}
+	r := &run{s: s, ctx: ctx, done: done, rc: reconnector{b: &s.opts.Backoff}}
 	go r.loop(nil) // owned: the run's goroutines hand it on until it ends; done reports the end
 	return nil
 }
@@ -222,7 +222,7 @@ type run struct {
 	s     *Socket
 	ctx   context.Context
 	done  func(error)
-	rc    *reconnector
+	rc    reconnector
 	opens int
 }
 
