@@ -183,9 +183,10 @@ func (h urlHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) { e.Str("url",
 // called or a terminal error happens, and returns nil, Stop's error or that
 // terminal error respectively. After any other loss it waits per
 // Options.Backoff (and Classify) and redials, rejoining every channel that
-// was joined, each with a new join_ref. Run returns only once every
-// goroutine it started has exited (which includes waiting for a running
-// onMessage callback). A Socket runs at most once at a time; after Stop it
+// was joined, each with a new join_ref. Run returns only once the
+// goroutines it started have done their work (which includes waiting for
+// a running onMessage callback): every one has exited but the last, which
+// exits as it reports the end. A Socket runs at most once at a time; after Stop it
 // cannot run again. Run is Start and a wait for its end.
 func (s *Socket) Run(ctx context.Context) error {
 	res := make(chan error, 1)
@@ -197,7 +198,8 @@ func (s *Socket) Run(ctx context.Context) error {
 
 // Start is Run on goroutines of the socket's own: it returns at once (or
 // ErrRunning), and done is called with what Run would return, once, on the
-// run's last goroutine, after every other one ended. While the connection
+// run's last goroutine, after every other one ended; the socket may run
+// again from within done. While the connection
 // is open and idle, the run holds one goroutine with the runtime's
 // smallest stack, waiting for the peer's next byte; the reader that decodes
 // and dispatches frames runs only once bytes came.

@@ -23,6 +23,12 @@ import (
 // handshake's); the waiter is the only other reader, and a library read
 // that comes while it waits takes the waiter's byte instead of reading
 // beside it.
+//
+// Limits: the library answers pings and takes pongs inside a read, so a
+// burst that ends with a control frame leaves the reader in the library
+// until the next message (at most a heartbeat interval: the heartbeat's
+// reply is one). The waiter's stack is the runtime's smallest over plain
+// TCP; over TLS the record layer's frames take it to the next size.
 type stream struct {
 	rwc io.ReadWriteCloser
 

@@ -1,15 +1,11 @@
 package phoenix
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/base64"
 	"encoding/binary"
 	"io"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 )
@@ -103,42 +99,20 @@ func TestStreamNeverReadsPastAFrame(t *testing.T) {
 	}
 }
 
-// rawServer accepts websocket upgrades by hand and writes, in the same
-// write as the 101 response, the bytes first gives it: frames the client's
-// HTTP transport has already buffered when the upgrade completes. later
-// bytes are written in one write each as the test sends them.
+// rawServer accepts one websocket upgrade by hand and writes the bytes
+// first gives it right behind the 101 response (frames the client's HTTP
+// transport has already buffered when the upgrade completes); later bytes
+// are written in one write each as the test sends them.
 type rawServer struct {
-	ln    net.Listener
+	url   string
 	later chan []byte
 }
 
 func newRawServer(t *testing.T, first []byte) *rawServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := &rawServer{ln: ln, later: make(chan []byte, 8)}
-	stop, done := make(chan struct{}), make(chan struct{})
-	t.Cleanup(func() { close(stop); ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		req, err := http.ReadRequest(bufio.NewReader(c))
-		if err != nil {
-			t.Errorf("server: %v", err)
-			return
-		}
-		h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-			base64.StdEncoding.EncodeToString(h[:]) + "\r\n\r\n"
-		if _, err := c.Write(append([]byte(resp), first...)); err != nil {
-			return
-		}
+	rs := &rawServer{later: make(chan []byte, 8)}
+	stop := make(chan struct{})
+	rs.url = scriptServer(t, first, func(c net.Conn) {
 		go func() { _, _ = io.Copy(io.Discard, c) }() // the client's frames; ends when c closes
 		for {
 			select {
@@ -150,11 +124,10 @@ func newRawServer(t *testing.T, first []byte) *rawServer {
 				return
 			}
 		}
-	}()
+	})
+	t.Cleanup(func() { close(stop) }) // runs before scriptServer's clean-up
 	return rs
 }
-
-func (rs *rawServer) url() string { return "ws://" + rs.ln.Addr().String() + "/socket/websocket?vsn=2.0.0" }
 
 // TestFramesInOneWriteAllArrive: frames that reach the client together
 // (with the upgrade's response, then several in one write, then one split
@@ -167,7 +140,7 @@ func TestFramesInOneWriteAllArrive(t *testing.T) {
 		return wsFrame(0x1, true, false, []byte(`[null,"`+ref+`","phoenix","phx_reply",{"status":"ok","response":{}}]`))
 	}
 	rs := newRawServer(t, append(push("a"), push("b")...))
-	opts := fastOptions(rs.url())
+	opts := fastOptions(rs.url)
 	opts.HeartbeatInterval = time.Hour
 	s := NewSocket(opts)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -203,7 +176,7 @@ func TestFramesInOneWriteAllArrive(t *testing.T) {
 func TestUnansweredCloseEndsAfterCloseTimeout(t *testing.T) {
 	t.Parallel()
 	rs := newRawServer(t, nil)
-	opts := fastOptions(rs.url())
+	opts := fastOptions(rs.url)
 	opts.HeartbeatInterval = time.Hour
 	opts.CloseTimeout = 100 * time.Millisecond
 	s := NewSocket(opts)
