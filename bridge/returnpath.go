@@ -42,15 +42,22 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		return nil, nil
 	}
 	n := b.cfg.NATS
-	exec, err := cmdexec.New(cmdexec.Options{
-		JS: js, NC: nc, Prefix: n.Prefix, Platform: ce.factory.Platform, Conn: ce.cfg.Name, Exec: ex,
-		MaxParallelRooms: ce.cfg.MaxParallelRooms,
-		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
-		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
-		Log: *log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(),
-		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed,
-		InactiveThreshold: n.CommandsMaxAge.D(),
-		Release:           &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, sh.commands.CachedInfo().Created, fence, log), Fence: fence},
+	fam, err := sh.family(familyKey{ce.factory.Platform, ce.cfg.MaxParallelRooms, ce.cfg.CommandMaxAttempts, ce.cfg.CommandBackoffMax.D()}, func(k familyKey) cmdexec.Options {
+		return cmdexec.Options{
+			JS: js, NC: nc, Prefix: n.Prefix, Platform: k.platform,
+			MaxParallelRooms: k.maxParallelRooms,
+			Policy:           ackflow.Policy{MaxAttempts: k.maxAttempts, Retry: retry.Policy{Max: k.backoffMax}},
+			ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
+			Metrics: m.cmd, Tracer: b.tracer(),
+			Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed,
+			InactiveThreshold: n.CommandsMaxAge.D(),
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
+	}
+	exec, err := fam.New(cmdexec.Conn{Name: ce.cfg.Name, Exec: ex, Log: *log, Payloads: cc, Fence: fence,
+		Release: &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, sh.commands.CachedInfo().Created, fence, log), Fence: fence},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
@@ -103,6 +110,40 @@ type shared struct {
 	state    jetstream.KeyValue
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
+
+	// The command executors' options, one copy per platform and per
+	// connection setting they depend on (see family).
+	famMu    sync.Mutex
+	families map[familyKey]*cmdexec.Family
+}
+
+// familyKey is what tells the command executors' options of two
+// connections apart: their platform and their command settings.
+type familyKey struct {
+	platform         string
+	maxParallelRooms int
+	maxAttempts      int
+	backoffMax       time.Duration
+}
+
+// family returns the executors' options for k, made with opts the first
+// time: every connection with the same platform and command settings
+// shares one copy (a copy per connection cost ~1 KiB with its engine's).
+func (sh *shared) family(k familyKey, opts func(familyKey) cmdexec.Options) (*cmdexec.Family, error) {
+	sh.famMu.Lock()
+	defer sh.famMu.Unlock()
+	if f := sh.families[k]; f != nil {
+		return f, nil
+	}
+	f, err := cmdexec.NewFamily(opts(k))
+	if err != nil {
+		return nil, err
+	}
+	if sh.families == nil {
+		sh.families = map[familyKey]*cmdexec.Family{}
+	}
+	sh.families[k] = f
+	return f, nil
 }
 
 // commandsReleaseAfter is how long a connection takes no command before

@@ -48,7 +48,7 @@ type active struct {
 // workers start on demand. When ctx ends no new command starts; the
 // caller then calls [Executor.Drain], which drains both.
 func (e *Executor) Start(ctx context.Context) (err error) {
-	defer wrapErr(&err, "cmdexec: %s", e.o.Conn)
+	defer wrapErr(&err, "cmdexec: %s", e.conn.Name)
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("already running")
 	}
@@ -87,7 +87,14 @@ func (e *Executor) Start(ctx context.Context) (err error) {
 		e.drainRPC(rpc, cancelRPC)
 		cancelRPC()
 	}
-	eng, err := consume.Start(ctx, e.consumeOptions(mux), e.process)
+	tmpl := e.f.tmpl
+	if mux != e.o.Mux { // a Mux of its own: engine options of its own
+		if tmpl, err = consume.NewTemplate(e.f.engineOptions(mux)); err != nil {
+			a.drainRPC()
+			return err
+		}
+	}
+	eng, err := tmpl.Start(ctx, e.engineSpec(), e.process)
 	if err != nil {
 		a.drainRPC()
 		return err
@@ -122,42 +129,50 @@ func (e *Executor) Drain() {
 	e.running.Store(false)
 }
 
-// consumeOptions is the engine's configuration for the connection's
-// durable commands. The engine parks while no command comes: a command
-// published on the connection's subjects rings it through mux.
-func (e *Executor) consumeOptions(mux *natsbus.Mux) consume.Options {
-	stream := subjects.StreamName(e.o.Prefix, subjects.StreamCommands)
+// engineOptions is the engine configuration every executor of the family
+// shares: all but its Spec (engineSpec). The engine parks while no command
+// comes: a command published on the connection's subjects rings it
+// through mux.
+func (f *Family) engineOptions(mux *natsbus.Mux) consume.Options {
+	o := &f.o
 	return consume.Options{
-		JS: e.o.JS, NC: e.o.NC, Stream: stream,
+		JS: o.JS, NC: o.NC, Stream: subjects.StreamName(o.Prefix, subjects.StreamCommands),
 		Consumer: jetstream.ConsumerConfig{
-			Durable:       ConsumerName(e.o.Conn),
-			Description:   "bridge: commands of connection " + e.o.Conn,
-			FilterSubject: e.conn.Filter(subjects.KindCommand),
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			// A consumer held is pulled every IdleWake (30s) at least.
-			InactiveThreshold: e.o.InactiveThreshold,
+			InactiveThreshold: o.InactiveThreshold,
 		},
-		RoomOf:        func(subject string) string { return e.conn.RoomToken(subjects.KindCommand, subject) },
-		MaxParallel:   e.o.MaxParallelRooms,
-		MaxAckPending: e.o.MaxAckPending,
-		AckWait:       e.o.AckWait,
-		FetchWait:     e.o.FetchWait,
-		DrainTimeout:  e.o.DrainTimeout,
+		MaxParallel:   o.MaxParallelRooms,
+		MaxAckPending: o.MaxAckPending,
+		AckWait:       o.AckWait,
+		FetchWait:     o.FetchWait,
+		DrainTimeout:  o.DrainTimeout,
 		MinHandBack:   drainNakDelay,
 		// One room's long Retry-After must not hold every room back after
 		// a restart.
-		MaxHandBack: e.o.Policy.Retry.Max,
-		Heartbeat:   e.o.Heartbeat,
-		Doorbell:    []string{e.conn.Filter(subjects.KindCommand)},
+		MaxHandBack: o.Policy.Retry.Max,
+		Heartbeat:   o.Heartbeat,
 		Mux:         mux,
-		Release:     e.o.Release,
+	}
+}
+
+// engineSpec is the connection's part of its engine's configuration.
+func (e *Executor) engineSpec() consume.Spec {
+	filter := e.conn.Filter(subjects.KindCommand)
+	return consume.Spec{
+		Durable:       ConsumerName(e.conn.Name),
+		Description:   "bridge: commands of connection " + e.conn.Name,
+		FilterSubject: filter,
+		RoomOf:        func(subject string) string { return e.conn.RoomToken(subjects.KindCommand, subject) },
+		Doorbell:      []string{filter},
+		Release:       e.release,
 		Setup: func(ctx context.Context) error {
 			if _, err := e.bucket(ctx); err != nil {
 				return err
 			}
 			dup := e.o.StreamDuplicates
 			if dup <= 0 {
-				st, err := e.o.JS.Stream(ctx, stream)
+				st, err := e.o.JS.Stream(ctx, subjects.StreamName(e.o.Prefix, subjects.StreamCommands))
 				if err != nil {
 					return err
 				}
@@ -167,9 +182,9 @@ func (e *Executor) consumeOptions(mux *natsbus.Mux) consume.Options {
 			return nil
 		},
 		Ready: func(*jetstream.ConsumerInfo, bool) {
-			e.log.Info().Str("consumer", ConsumerName(e.o.Conn)).Msg("command executor running")
+			e.log.Info().Str("consumer", ConsumerName(e.conn.Name)).Msg("command executor running")
 		},
-		Log: e.log,
+		Log: &e.log,
 	}
 }
 

@@ -44,8 +44,8 @@ const dueStep = 50 * time.Millisecond
 // first ring is the caller's. On a subscribe error nothing stays open.
 func (e *engine) openBell(ctx, hard context.Context) (*bell, func(), error) {
 	b := &bell{every: e.o.IdleWake}
-	if e.o.Release != nil {
-		b.releaseAfter = e.o.Release.After
+	if e.sp.Release != nil {
+		b.releaseAfter = e.sp.Release.After
 	}
 	b.start = func() { e.fetchLoop(ctx, hard, b) }
 	var subs []*nats.Subscription
@@ -54,7 +54,7 @@ func (e *engine) openBell(ctx, hard context.Context) (*bell, func(), error) {
 			_ = e.o.Mux.Unsubscribe(s)
 		}
 	}
-	for _, subj := range e.o.Doorbell {
+	for _, subj := range e.sp.Doorbell {
 		// Runs on the Mux's goroutine: only rings.
 		s, err := e.o.Mux.QueueSubscribe(e.o.NC, subj, "", func(*nats.Msg) { b.doorRing() })
 		if err != nil {

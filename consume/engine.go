@@ -105,22 +105,21 @@ const (
 	setupTimeout = 10 * time.Second
 )
 
+// setDefaults checks o and fills in its defaults, those of the engine's
+// own part (Spec) included.
 func (o *Options) setDefaults() error {
-	if o.JS == nil || o.NC == nil || o.Stream == "" || o.Consumer.Durable == "" || o.RoomOf == nil {
-		return errors.New("consume: JS, NC, Stream, Consumer.Durable and RoomOf are required")
+	sp := o.spec()
+	if err := sp.check(o.Mux); err != nil {
+		return err
 	}
-	if len(o.Doorbell) > 0 && o.Mux == nil {
-		return errors.New("consume: Doorbell needs Mux")
-	}
-	if r := o.Release; r != nil {
-		if len(o.Doorbell) == 0 || r.Stream == nil || r.Cursor == nil {
-			return errors.New("consume: Release needs Doorbell, Release.Stream and Release.Cursor")
-		}
-		if r.After <= 0 {
-			rc := *r
-			rc.After = defaultReleaseAfter
-			o.Release = &rc
-		}
+	return o.setShared()
+}
+
+// setShared checks and fills in the part of o every engine of a Template
+// shares: all but its Spec.
+func (o *Options) setShared() error {
+	if o.JS == nil || o.NC == nil || o.Stream == "" {
+		return errors.New("consume: JS, NC and Stream are required")
 	}
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = 1024
@@ -157,7 +156,8 @@ func (o *Options) setDefaults() error {
 // engine is the state of one run of the engine; nothing in it outlives
 // its Drain.
 type engine struct {
-	o     Options
+	o     *Options // the engine's own, or its Template's (shared)
+	sp    Spec     // what tells it apart: with Start, taken from o
 	h     Handler
 	cons  jetstream.Consumer
 	hb    *ackflow.Heartbeat
@@ -194,7 +194,7 @@ type engine struct {
 // drain), and a logger kept per engine would cost every idle connection
 // its context buffer.
 func (e *engine) logger() *zerolog.Logger {
-	l := e.o.Log.With().Str("consumer", e.o.Consumer.Durable).Logger()
+	l := e.sp.Log.With().Str("consumer", e.sp.Durable).Logger()
 	return &l
 }
 
@@ -237,7 +237,17 @@ func Start(ctx context.Context, o Options, h Handler) (*Engine, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	e := &engine{o: o, h: h, hb: o.Heartbeat,
+	return start(ctx, &o, o.spec(), h), nil
+}
+
+// start starts an engine of o and sp, both checked.
+func start(ctx context.Context, o *Options, sp Spec, h Handler) *Engine {
+	if r := sp.Release; r != nil && r.After <= 0 {
+		rc := *r
+		rc.After = defaultReleaseAfter
+		sp.Release = &rc
+	}
+	e := &engine{o: o, sp: sp, h: h, hb: o.Heartbeat,
 		slots: make(chan struct{}, o.MaxAckPending), inHand: map[uint64]bool{}}
 	en := &Engine{e: e, stopped: ctx.Done()}
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
@@ -249,7 +259,7 @@ func Start(ctx context.Context, o Options, h Handler) (*Engine, error) {
 		en.bg.Go(func() { e.hb.Run(beat) }) // owned: stopped and waited for by Drain, once the drain is done
 	}
 	en.starter.Go(func() { en.start(ctx, hard) }) // owned: Drain waits for it
-	return en, nil
+	return en
 }
 
 // start runs on the starter goroutine: the consumer's setup, retried until
@@ -261,8 +271,8 @@ func (en *Engine) start(ctx, hard context.Context) {
 	if !ok {
 		return // ctx ended first
 	}
-	if e.o.Ready != nil {
-		e.o.Ready(info, created)
+	if e.sp.Ready != nil {
+		e.sp.Ready(info, created)
 	}
 	e.sched = newScheduler(e.o.MaxParallel, e.o.MaxInFlightPerRoom, e.process)
 	e.takenAt = time.Now()
@@ -304,13 +314,13 @@ func (en *Engine) Drain() {
 // none, and it returns at once with the func that closes the bell; without
 // one (or when its subscription fails), on this goroutine until ctx ends.
 func (e *engine) consume(ctx, hard context.Context) (closeBell func()) {
-	if len(e.o.Doorbell) == 0 {
+	if len(e.sp.Doorbell) == 0 {
 		e.fetchLoop(ctx, hard, nil)
 		return nil
 	}
 	b, closeBell, err := e.openBell(ctx, hard)
 	if err != nil {
-		e.logger().Warn().Err(err).Strs("doorbell", e.o.Doorbell).Msg("doorbell subscription failed; pulling without parking")
+		e.logger().Warn().Err(err).Strs("doorbell", e.sp.Doorbell).Msg("doorbell subscription failed; pulling without parking")
 		e.fetchLoop(ctx, hard, nil)
 		return nil
 	}
@@ -330,7 +340,7 @@ func newBarrier(info *jetstream.ConsumerInfo, ackWait time.Duration) *ackflow.Ba
 func (e *engine) setup(ctx context.Context) (*jetstream.ConsumerInfo, bool, bool) {
 	b := retry.Policy{Initial: 250 * time.Millisecond, Max: 15 * time.Second}.Start()
 	prepare := e.bindConsumer
-	if e.o.Release != nil {
+	if e.sp.Release != nil {
 		prepare = e.releasedStart
 	}
 	for {
@@ -359,8 +369,8 @@ func (e *engine) ensureConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo,
 func (e *engine) prepared(ctx context.Context, next func(context.Context) (*jetstream.ConsumerInfo, bool, error)) (*jetstream.ConsumerInfo, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	if e.o.Setup != nil {
-		if err := e.o.Setup(ctx); err != nil {
+	if e.sp.Setup != nil {
+		if err := e.sp.Setup(ctx); err != nil {
 			return nil, false, err
 		}
 	}
@@ -380,12 +390,12 @@ func (e *engine) bindConsumer(ctx context.Context) (*jetstream.ConsumerInfo, boo
 
 // lookupConsumer finds the consumer; missing when it does not exist.
 func (e *engine) lookupConsumer(ctx context.Context) (_ jetstream.Consumer, missing bool, _ error) {
-	prev, err := e.o.JS.Consumer(ctx, e.o.Stream, e.o.Consumer.Durable)
+	prev, err := e.o.JS.Consumer(ctx, e.o.Stream, e.sp.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, true, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
+		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.sp.Durable, e.o.Stream, err)
 	}
 	return prev, false, nil
 }
@@ -393,11 +403,13 @@ func (e *engine) lookupConsumer(ctx context.Context) (_ jetstream.Consumer, miss
 // bind creates the consumer (created) or updates prev, the existing one.
 func (e *engine) bind(ctx context.Context, prev jetstream.Consumer, created bool) (_ *jetstream.ConsumerInfo, _ bool, err error) {
 	cfg := e.o.Consumer
+	cfg.Durable, cfg.Description = e.sp.Durable, e.sp.Description
+	cfg.FilterSubject, cfg.FilterSubjects = e.sp.FilterSubject, e.sp.FilterSubjects
 	if !created {
 		// Where a consumer starts cannot change once it exists.
 		c := prev.CachedInfo().Config
 		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = c.DeliverPolicy, c.OptStartSeq, c.OptStartTime
-	} else if e.o.Release != nil {
+	} else if e.sp.Release != nil {
 		// Released, or lost while held: after what is known settled.
 		e.mu.Lock()
 		settled := e.settled
@@ -412,7 +424,7 @@ func (e *engine) bind(ctx context.Context, prev jetstream.Consumer, created bool
 			info = prev.CachedInfo()
 		}
 		if err := e.o.Configure(ctx, &cfg, info); err != nil {
-			return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
+			return nil, false, fmt.Errorf("consumer %s on %s: %w", e.sp.Durable, e.o.Stream, err)
 		}
 	}
 	var cons jetstream.Consumer
@@ -424,7 +436,7 @@ func (e *engine) bind(ctx context.Context, prev jetstream.Consumer, created bool
 		cons, err = e.o.JS.CreateOrUpdateConsumer(ctx, e.o.Stream, cfg)
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
+		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.sp.Durable, e.o.Stream, err)
 	}
 	e.cons = cons
 	return cons.CachedInfo(), created, nil
@@ -511,13 +523,13 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 		}
 		b.Reset()
 		if bell != nil && got == 0 && !e.barrier.Active() && ctx.Err() == nil {
-			if e.o.Release != nil && bell.takeRelease() {
+			if e.sp.Release != nil && bell.takeRelease() {
 				e.releaseDue(ctx, bell)
 				if e.released() {
 					continue // parks at the top, unless something came meanwhile
 				}
 			}
-			if bell.park(e.o.Release != nil) {
+			if bell.park(e.sp.Release != nil) {
 				return
 			}
 		}
@@ -569,7 +581,7 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 		e.release(1)
 		return
 	}
-	m := &Msg{JS: jm, Seq: meta.Sequence.Stream, Stored: meta.Timestamp, Delivered: meta.NumDelivered, Room: e.o.RoomOf(jm.Subject())}
+	m := &Msg{JS: jm, Seq: meta.Sequence.Stream, Stored: meta.Timestamp, Delivered: meta.NumDelivered, Room: e.sp.RoomOf(jm.Subject())}
 	e.takenAt = time.Now()
 	e.mu.Lock()
 	dup := e.inHand[m.Seq]
