@@ -1,0 +1,67 @@
+package band
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/bridgeworks/bridge/connector"
+)
+
+// TestQueueBoundedFIFO: the session's queue hands events over in the
+// order they came, holds at most QueueSize (a sender then waits for a
+// receive, or gives up when its context, the socket or the session ends),
+// a waiting Receive is woken by the next event, and an empty queue keeps
+// no array.
+func TestQueueBoundedFIFO(t *testing.T) {
+	t.Parallel()
+	s := &session{c: &Connector{opts: Options{QueueSize: 3}}, ended: make(chan struct{}), halt: make(chan struct{})}
+	ctx := context.Background()
+	for i := range 3 {
+		if !s.emit(ctx, connector.Event{Key: itoa(i)}) {
+			t.Fatalf("event %d refused", i)
+		}
+	}
+	full, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if s.emit(full, connector.Event{Key: "late"}) {
+		t.Fatal("a fourth event went into a queue of three")
+	}
+	sent := make(chan bool)
+	go func() { sent <- s.emit(ctx, connector.Event{Key: "3"}) }()
+	select {
+	case <-sent:
+		t.Fatal("a sender on a full queue did not wait")
+	case <-time.After(20 * time.Millisecond):
+	}
+	for i := range 4 {
+		ev, _, err := s.receive(ctx)
+		if err != nil || ev.Key != itoa(i) {
+			t.Fatalf("receive %d: %q, %v", i, ev.Key, err)
+		}
+		if i == 0 && !<-sent {
+			t.Fatal("the waiting sender gave up")
+		}
+	}
+	if s.q.items != nil || s.queued.Load() != 0 {
+		t.Fatalf("empty queue keeps %d items (cap %d), counter %d", len(s.q.items), cap(s.q.items), s.queued.Load())
+	}
+	got := make(chan string)
+	go func() {
+		ev, _, _ := s.receive(ctx)
+		got <- ev.Key
+	}()
+	time.Sleep(10 * time.Millisecond)
+	s.emit(ctx, connector.Event{Key: "woken"})
+	if k := <-got; k != "woken" {
+		t.Fatalf("waiting receive got %q", k)
+	}
+	s.emit(ctx, connector.Event{Key: "before the end"})
+	close(s.ended)
+	if ev, _, err := s.receive(ctx); err != nil || ev.Key != "before the end" {
+		t.Fatalf("an event queued before the end: %q, %v", ev.Key, err)
+	}
+	if _, _, err := s.receive(ctx); err == nil {
+		t.Fatal("the end not reported")
+	}
+}
