@@ -18,6 +18,7 @@ import (
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/consume"
 	"github.com/bridgeworks/bridge/dispatch"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/tracing"
@@ -49,7 +50,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 			Policy:           ackflow.Policy{MaxAttempts: k.maxAttempts, Retry: retry.Policy{Max: k.backoffMax}},
 			ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
 			Metrics: m.cmd, Tracer: b.tracer(),
-			Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed,
+			Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed, IdleWheel: sh.idle,
 			InactiveThreshold: n.CommandsMaxAge.D(),
 		}
 	})
@@ -99,6 +100,9 @@ func (b *Bridge) tracer() trace.Tracer {
 type shared struct {
 	heartbeat *ackflow.Heartbeat
 	mux       *natsbus.Mux
+	// idle is the parked command engines' safety wake-up, every 30s
+	// (consume.Options.IdleWake's default): one runtime timer for all.
+	idle *tick.Wheel
 	// The buckets every return path uses, opened once per process (each
 	// open is a stream update the server checks against every stream):
 	// nil ones are opened by each executor or rule itself.
@@ -154,11 +158,15 @@ const commandsReleaseAfter = 2 * time.Minute
 // and dispatchers' AckWait (their default, 10s; the bridge sets none).
 const sharedBeat = 10 * time.Second / 3
 
+// idleWake is how often a parked command engine pulls anyway, for
+// anything its doorbell missed.
+const idleWake = 30 * time.Second
+
 // startShared starts the shared goroutines, mux's delivery among them;
 // close stops them, once every connection has ended.
 func startShared(mux *natsbus.Mux) *shared {
 	ctx, stop := context.WithCancel(context.Background())
-	sh := &shared{heartbeat: ackflow.NewHeartbeat(sharedBeat), mux: mux, stop: stop}
+	sh := &shared{heartbeat: ackflow.NewHeartbeat(sharedBeat), mux: mux, idle: tick.New(idleWake), stop: stop}
 	sh.wg.Go(func() { sh.heartbeat.Run(ctx) }) // owned: close
 	sh.wg.Go(func() { sh.mux.Run(ctx) })       // owned: close
 	return sh

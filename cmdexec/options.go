@@ -16,6 +16,7 @@ import (
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/consume"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -94,6 +95,10 @@ type Options struct {
 	// executor holds no goroutine for it. The Mux must run (natsbus.Mux.Run)
 	// for as long as the executor does. Nil: Run runs a Mux of its own.
 	Mux *natsbus.Mux
+	// IdleWheel, when set, is the process's wheel for the parked
+	// engines' safety wake-ups (consume.Options.IdleWheel); nil: a timer
+	// per executor.
+	IdleWheel *tick.Wheel
 	// Release, when set, lets the executor's consumer go while the
 	// connection takes no command, and come back when one is stored (see
 	// consume.Release): an idle connection then costs the NATS server no

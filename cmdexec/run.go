@@ -153,6 +153,7 @@ func (f *Family) engineOptions(mux *natsbus.Mux) consume.Options {
 		MaxHandBack: o.Policy.Retry.Max,
 		Heartbeat:   o.Heartbeat,
 		Mux:         mux,
+		IdleWheel:   o.IdleWheel,
 	}
 }
 

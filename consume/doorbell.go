@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/bridgeworks/bridge/internal/tick"
 )
 
 // bell parks an engine's fetch loop while there is no work and starts it
@@ -20,11 +22,12 @@ type bell struct {
 	every time.Duration // the safety timer's period
 
 	mu      sync.Mutex
-	running bool // the fetch loop's goroutine is running
-	rung    bool // a wake-up came while it ran: it must not park before another pull
-	door    bool // the doorbell rang since the last pull
-	stopped bool // shutdown: nothing starts any more
-	safety  *time.Timer
+	running bool        // the fetch loop's goroutine is running
+	rung    bool        // a wake-up came while it ran: it must not park before another pull
+	door    bool        // the doorbell rang since the last pull
+	stopped bool        // shutdown: nothing starts any more
+	safety  *time.Timer // the safety wake-up; nil with Options.IdleWheel
+	idle    tick.Entry  // the safety wake-up on Options.IdleWheel
 	naks    *time.Timer
 	dues    []time.Time // when NakWithDelay'd messages come due, ascending
 	loops   sync.WaitGroup
@@ -65,7 +68,11 @@ func (e *engine) openBell(ctx, hard context.Context) (*bell, func(), error) {
 	}
 	unrec := e.o.Mux.OnReconnect(b.ring)
 	b.mu.Lock()
-	b.safety = time.AfterFunc(b.every, b.safetyRing)
+	if w := e.o.IdleWheel; w != nil {
+		w.Add(&b.idle, b)
+	} else {
+		b.safety = time.AfterFunc(b.every, b.safetyRing)
+	}
 	b.mu.Unlock()
 	return b, func() {
 		unrec()
@@ -249,11 +256,17 @@ func (b *bell) safetyRing() {
 	b.ring()
 }
 
+// Tick is the safety wake-up on Options.IdleWheel, every IdleWake.
+func (b *bell) Tick() { b.ring() }
+
 // stop ends the wake-ups and waits for a running loop to finish its pull.
 func (b *bell) stop() {
 	b.mu.Lock()
 	b.stopped = true
-	b.safety.Stop()
+	if b.safety != nil {
+		b.safety.Stop()
+	}
+	b.idle.Stop()
 	if b.release != nil {
 		b.release.Stop()
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
 )
@@ -89,8 +90,12 @@ type Options struct {
 	// Reconnected wakes a parked engine.
 	Mux *natsbus.Mux
 	// IdleWake is how often a parked engine pulls anyway, for anything
-	// the doorbell missed; default 30s.
+	// the doorbell missed; default 30s, or IdleWheel's period.
 	IdleWake time.Duration
+	// IdleWheel, when set, is the process's wheel the parked engines'
+	// IdleWake wake-ups share (its period is IdleWake): one runtime timer
+	// for all of them instead of one each. Nil: a timer per engine.
+	IdleWheel *tick.Wheel
 	// Release, when set, lets an engine idle for Release.After give its
 	// consumer back to the server until work comes (see [Release]); it
 	// needs Doorbell. Nil: the consumer stays for as long as the engine
@@ -140,6 +145,9 @@ func (o *Options) setShared() error {
 	def(&o.DrainTimeout, 10*time.Second)
 	def(&o.MinHandBack, time.Second)
 	def(&o.MaxHandBack, 30*time.Second)
+	if o.IdleWheel != nil {
+		o.IdleWake = o.IdleWheel.Period()
+	}
 	def(&o.IdleWake, 30*time.Second)
 	if o.Heartbeat != nil && o.Heartbeat.Interval() > o.AckWait/3 {
 		return fmt.Errorf("consume: the shared heartbeat beats every %s, more than a third of AckWait %s: messages in hand would be redelivered",
