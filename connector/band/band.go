@@ -14,6 +14,7 @@ import (
 
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/internal/phoenix"
+	"github.com/bridgeworks/bridge/internal/tick"
 )
 
 // Default hosts.
@@ -71,6 +72,7 @@ type Connector struct {
 	seen  *seenSet               // message ids stored in JetStream, across sessions
 	dials *connector.DialLimiter // shared by the process; nil: unpaced
 	catch *connector.Gate        // shared by the process; nil: unbounded
+	idle  *tick.Wheel            // the rooms' idle tick, shared by the Factory's connectors; nil: a timer per session
 	waits connector.WaitBoard
 
 	connMu sync.Mutex // serialises Connect and Close (held across network calls)
@@ -87,10 +89,17 @@ func Factory(thenvoi bool, opts Options) connector.Factory {
 	if thenvoi {
 		def = ThenvoiBaseURL
 	}
+	// One runtime timer ticks every connection's idle safety net.
+	idle := tick.New(idlePeriod(opts.withDefaults()))
 	return connector.Factory{Platform: "band", Secrets: []string{secretAPIKey},
 		Check: func(cfg connector.Config) error { _, err := settings(cfg, def); return err },
 		New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
-			return newConnector(cfg, def, deps, opts)
+			c, err := newConnector(cfg, def, deps, opts)
+			if err != nil {
+				return nil, err
+			}
+			c.idle = idle
+			return c, nil
 		},
 		CommandSchemas: CommandSchemas}
 }
