@@ -57,7 +57,7 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
 	}
-	exec, err := fam.New(cmdexec.Conn{Name: ce.cfg.Name, Exec: ex, Log: *log, Payloads: cc, Fence: fence,
+	exec, err := fam.New(cmdexec.Conn{Name: ce.cfg.Name, Exec: ex, Log: log, Payloads: cc, Fence: fence,
 		Release: &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, sh.commands.CachedInfo().Created, fence, log), Fence: fence},
 	})
 	if err != nil {

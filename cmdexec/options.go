@@ -172,7 +172,7 @@ type Executor struct {
 	conn subjects.Conn // the connection's subjects; conn.Name is Options.Conn
 	// The connection's own options (Options fields of the same name).
 	exec     connector.Executor
-	log      zerolog.Logger
+	log      *zerolog.Logger // the caller's (Conn.Log): a copy is 112 bytes
 	fence    func() error
 	release  *consume.Release
 	payloads *claimcheck.Store
@@ -225,12 +225,12 @@ func newFamily(o Options) (_ *Family, err error) {
 }
 
 // Conn is one connection's part of an executor's options: each field is
-// the [Options] field of the same name (Name is Conn). Name and Exec are
-// required.
+// the [Options] field of the same name (Name is Conn; Log is shared with
+// the caller, not copied: nil logs nothing). Name and Exec are required.
 type Conn struct {
 	Name     string
 	Exec     connector.Executor
-	Log      zerolog.Logger
+	Log      *zerolog.Logger
 	Fence    func() error
 	Release  *consume.Release
 	Payloads *claimcheck.Store
@@ -262,6 +262,9 @@ func (f *Family) newExecutor(c Conn) *Executor {
 	if c.Payloads == nil {
 		c.Payloads = claimcheck.New(claimcheck.Options{JS: o.JS, Prefix: o.Prefix, Conn: c.Name, Replicas: o.Replicas})
 	}
+	if c.Log == nil {
+		c.Log = new(zerolog.Nop())
+	}
 	e := &Executor{f: f, o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: c.Name},
 		exec: c.Exec, log: c.Log, fence: c.Fence, release: c.Release, payloads: c.Payloads}
 	if o.Metrics != nil {
@@ -276,7 +279,7 @@ func (f *Family) newExecutor(c Conn) *Executor {
 // memory built from one [Family].
 func New(o Options) (_ *Executor, err error) {
 	defer wrapErr(&err, "cmdexec: %s", o.Conn)
-	c := Conn{Name: o.Conn, Exec: o.Exec, Log: o.Log, Fence: o.Fence, Release: o.Release, Payloads: o.Payloads}
+	c := Conn{Name: o.Conn, Exec: o.Exec, Log: &o.Log, Fence: o.Fence, Release: o.Release, Payloads: o.Payloads}
 	f, ferr := newFamily(o)
 	if err := errors.Join(ferr, c.check()); err != nil {
 		return nil, err

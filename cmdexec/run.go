@@ -185,7 +185,7 @@ func (e *Executor) engineSpec() consume.Spec {
 		Ready: func(*jetstream.ConsumerInfo, bool) {
 			e.log.Info().Str("consumer", ConsumerName(e.conn.Name)).Msg("command executor running")
 		},
-		Log: &e.log,
+		Log: e.log,
 	}
 }
 
