@@ -15,7 +15,7 @@ import (
 // no array.
 func TestQueueBoundedFIFO(t *testing.T) {
 	t.Parallel()
-	s := &session{c: &Connector{opts: Options{QueueSize: 3}}, ended: make(chan struct{}), halt: make(chan struct{})}
+	s := &session{c: &Connector{opts: &Options{QueueSize: 3}}, ended: make(chan struct{}), halt: make(chan struct{})}
 	ctx := context.Background()
 	for i := range 3 {
 		if !s.emit(ctx, connector.Event{Key: itoa(i)}) {
@@ -63,5 +63,31 @@ func TestQueueBoundedFIFO(t *testing.T) {
 	}
 	if _, _, err := s.receive(ctx); err == nil {
 		t.Fatal("the end not reported")
+	}
+}
+
+// TestFactorySharesOptions: the connectors of one Factory share one copy
+// of their options while their settings agree, and one with its own
+// heartbeat interval gets a copy of its own.
+func TestFactorySharesOptions(t *testing.T) {
+	t.Parallel()
+	f := Factory(false, Options{})
+	build := func(hb string) *Connector {
+		cfg := ConfigFor("http://127.0.0.1:1", "agent", "key")
+		if hb != "" {
+			cfg.Settings["heartbeat_interval"] = hb
+		}
+		c, err := f.New(cfg, connector.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*Connector)
+	}
+	a, b, c := build(""), build(""), build("5s")
+	if a.opts != b.opts {
+		t.Fatal("two connectors with the same settings have two copies of their options")
+	}
+	if c.opts == a.opts || c.opts.HeartbeatInterval != 5*time.Second || a.opts.HeartbeatInterval != 30*time.Second {
+		t.Fatalf("heartbeat intervals %s and %s, shared %v", a.opts.HeartbeatInterval, c.opts.HeartbeatInterval, c.opts == a.opts)
 	}
 }

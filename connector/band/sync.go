@@ -45,7 +45,7 @@ func idlePeriod(o Options) time.Duration { return max(o.IdleResync/4, 10*time.Mi
 // asked for before (by the first open) runs now.
 func (s *session) startSync(ctx context.Context) {
 	y := &s.syncs
-	period := idlePeriod(s.c.opts)
+	period := idlePeriod(*s.c.opts)
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	if y.stopped {
