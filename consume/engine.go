@@ -164,12 +164,15 @@ func (o *Options) setShared() error {
 // engine is the state of one run of the engine; nothing in it outlives
 // its Drain.
 type engine struct {
-	o     *Options // the engine's own, or its Template's (shared)
-	sp    Spec     // what tells it apart: with Start, taken from o
-	h     Handler
-	cons  jetstream.Consumer
-	hb    *ackflow.Heartbeat
-	slots chan struct{} // one token per message in hand
+	o    *Options // the engine's own, or its Template's (shared)
+	sp   Spec     // what tells it apart: with Start, taken from o
+	h    Handler
+	cons jetstream.Consumer
+	hb   *ackflow.Heartbeat
+	// slots has one token per message in hand; made by the first acquire
+	// (on the fetch loop's goroutine, before any message is in hand): an
+	// engine that never takes one keeps none.
+	slots chan struct{}
 	sched *scheduler
 	// barrier holds every message while a predecessor's unsettled ones
 	// come back; held are the messages it holds.
@@ -177,7 +180,7 @@ type engine struct {
 	held    []*Msg
 
 	mu     sync.Mutex
-	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy
+	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy; made by the first take
 	// taken is the highest stream sequence taken; settled the highest
 	// below which everything taken was settled (taken, whenever nothing is
 	// in hand). With Release, a consumer lost while held is created again
@@ -255,8 +258,7 @@ func start(ctx context.Context, o *Options, sp Spec, h Handler) *Engine {
 		rc.After = defaultReleaseAfter
 		sp.Release = &rc
 	}
-	e := &engine{o: o, sp: sp, h: h, hb: o.Heartbeat,
-		slots: make(chan struct{}, o.MaxAckPending), inHand: map[uint64]bool{}}
+	e := &engine{o: o, sp: sp, h: h, hb: o.Heartbeat}
 	en := &Engine{e: e, stopped: ctx.Done()}
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	en.cancelHard = cancelHard
@@ -548,6 +550,9 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 // when ctx ends, or, when recheck is set (the barrier holds messages that
 // may fill every slot), after barrierWait.
 func (e *engine) acquire(ctx context.Context, recheck bool) int {
+	if e.slots == nil {
+		e.slots = make(chan struct{}, e.o.MaxAckPending)
+	}
 	var tick <-chan time.Time
 	if recheck {
 		t := time.NewTimer(barrierWait)
@@ -593,6 +598,9 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 	e.takenAt = time.Now()
 	e.mu.Lock()
 	dup := e.inHand[m.Seq]
+	if e.inHand == nil {
+		e.inHand = map[uint64]bool{}
+	}
 	e.inHand[m.Seq] = true
 	e.taken = max(e.taken, m.Seq)
 	delete(e.comesBack, m.Seq)
