@@ -358,6 +358,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	cl.setConns(enabled)
 	for i := range b.conns {
 		if err := rt.start(gctx, &b.conns[i]); err != nil {
+			cancel()
+			rt.wakeAll() // parked connections see gctx's end
 			return fail(err)
 		}
 	}
@@ -373,6 +375,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			done = true
 		}
 	}
+	rt.wakeAll() // parked connections see gctx's end
 	runners.Wait()
 	err = g.Wait()
 	log.Info().Msg("bridge stopped")
@@ -452,8 +455,14 @@ func (b *Bridge) startTerm(ctl *connCtl, ls *lease, cl *cluster, s *supervisor, 
 	s.log.Info().Uint64("revision", ls.revision()).Msg("lease acquired")
 	s.pub.sys(lctx, subjects.LifecycleLeaseAcquired, map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
 	f := &leaseTerm{lctx: lctx, cancel: cancel}
-	f.unkeep = ls.keep(func(error) { cancel() })
-	f.unwatch = cl.watchMove(s.name, cancel)
+	// A parked connection (see runner) has no goroutine or watch on lctx:
+	// whoever ends the term wakes it, after the end.
+	end := func() {
+		cancel()
+		ctl.wake()
+	}
+	f.unkeep = ls.keep(func(error) { end() })
+	f.unwatch = cl.watchMove(s.name, end)
 	// Connections start at the process's start pace (see leases.pace),
 	// the lease renewed meanwhile. The return path starts without a
 	// goroutine of its own while idle; the session runs on the runner's
@@ -505,36 +514,6 @@ func (b *Bridge) endSession(ctl *connCtl, ls *lease, cl *cluster, s *supervisor,
 	s.pub.sys(ectx, subjects.LifecycleLeaseLost, map[string]any{"reason": lost.Error()})
 	ecancel()
 	return true
-}
-
-// startReturnPath starts each part of a connection's return path; the
-// ones that started are returned, for drainReturnPath. A part that cannot
-// start is logged and left out: the session runs without it.
-func startReturnPath(ctx context.Context, parts []returnPart, log zerolog.Logger) []returnPart {
-	started := make([]returnPart, 0, len(parts))
-	for _, p := range parts {
-		if err := p.Start(ctx); err != nil {
-			log.Error().Err(err).Msg("return path stopped")
-			continue
-		}
-		started = append(started, p)
-	}
-	return started
-}
-
-// drainReturnPath drains the parts side by side, each within its
-// DrainTimeout, and returns when all are drained; the last drains on the
-// caller's goroutine.
-func drainReturnPath(parts []returnPart) {
-	if len(parts) == 0 {
-		return
-	}
-	var wg sync.WaitGroup
-	for _, p := range parts[:len(parts)-1] {
-		wg.Go(p.Drain) // owned: waited for below
-	}
-	parts[len(parts)-1].Drain()
-	wg.Wait()
 }
 
 // payloads is the claim-check store of a connection: messages too large

@@ -77,13 +77,6 @@ func (r *runner) loop() {
 	}
 }
 
-// parkedRun is what a parked publisher run keeps: its settler, and the
-// unregistration of the wake-up on its context's end.
-type parkedRun struct {
-	st       *settler
-	stopWake func() bool
-}
-
 // parkedSession is what a parked supervisor keeps: its reconnect waits.
 type parkedSession struct {
 	bo, long *retry.Backoff
@@ -110,6 +103,10 @@ type leaseTerm struct {
 // Done channel and the children map holding the term's.
 type connCtl struct {
 	parent context.Context // the bridge's
+	// wake wakes the connection's runner: stop calls it once the phase is
+	// cancelled, so that a parked connection sees its end (see
+	// publisher.run). Set once, before the runner first runs.
+	wake func()
 
 	mu      sync.Mutex
 	stopped bool
@@ -132,7 +129,7 @@ func (c *connCtl) phase() (context.Context, context.CancelFunc) {
 }
 
 // stop ends the connection: its current phase's context and every later
-// one.
+// one; then it wakes the runner.
 func (c *connCtl) stop() {
 	c.mu.Lock()
 	c.stopped = true
@@ -141,6 +138,9 @@ func (c *connCtl) stop() {
 	c.mu.Unlock()
 	if cancel != nil {
 		cancel()
+	}
+	if c.wake != nil {
+		c.wake()
 	}
 }
 

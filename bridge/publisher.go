@@ -64,9 +64,9 @@ type publisher struct {
 	// again, so an event received later is never stored before it.
 	retrying gate
 	// wake, when set, lets run park with a connector.Notifier (see
-	// runner); parked is the run it parked.
+	// runner); parked is the settler of the run it parked.
 	wake   func()
-	parked *parkedRun
+	parked *settler
 }
 
 // gate holds callers of wait while any hold is open.
@@ -180,16 +180,17 @@ func (p *publisher) sys(ctx context.Context, name subjects.Lifecycle, data any) 
 // before run returns; drainCtx bounds that wait after ctx ends.
 //
 // With p.wake set and a connector.Notifier, run parks once the connector
-// has nothing: it arms the connector's notice and ctx's end to call wake,
-// keeps its settler (publishes still outstanding settle meanwhile) and
-// returns errParked; the next call goes on with it.
+// has nothing: it arms the connector's notice to call wake, keeps its
+// settler (publishes still outstanding settle meanwhile) and returns
+// errParked; the next call goes on with it. The end of ctx wakes a parked
+// run through whoever ends it, not a watch of its own (a
+// context.AfterFunc per parked connection, with the children map it puts
+// in ctx, cost ~0.4 KiB): ctx is a lease term's, and every end of one
+// calls wake after it (see startTerm, connCtl and Run).
 func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc), c connector.Connector) error {
-	var st *settler
-	if f := p.parked; f != nil {
-		p.parked = nil
-		f.stopWake()
-		st = f.st
-	} else {
+	st := p.parked
+	p.parked = nil
+	if st == nil {
 		st = &settler{p: p, ctx: ctx, drainCtx: drainCtx}
 	}
 	n, _ := c.(connector.Notifier)
@@ -205,7 +206,7 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 			// As Receive: what is queued goes out first, then ctx's end.
 			if ev, ack, ok, err = n.TryReceive(); !ok {
 				if err = ctx.Err(); err == nil {
-					p.parked = &parkedRun{st: st, stopWake: context.AfterFunc(ctx, p.wake)}
+					p.parked = st
 					n.Notify(p.wake)
 					return errParked
 				}

@@ -95,7 +95,8 @@ func (rt *running) start(ctx context.Context, ce *connEntry) error {
 	rt.conns[name] = rc
 	ls.health = func(err error) { rt.board.natsError(name, "lease", err) }
 	r := newRunner(rt.runners, func() error { return b.runConnection(ctl, ls, rt.cl, s, parts) }, rc.done.Done)
-	s.pub.wake = r.wake
+	wake := r.wake
+	ctl.wake, s.pub.wake = wake, wake
 	r.wake()
 	return nil
 }
@@ -123,6 +124,16 @@ type connLogHook struct{ name, platform string }
 
 func (h *connLogHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
 	e.Str("connection", h.name).Str("platform", h.platform)
+}
+
+// wakeAll wakes every connection's runner, once the bridge's context
+// ended: a parked connection has no watch on it (see publisher.run).
+func (rt *running) wakeAll() {
+	for _, rc := range rt.conns {
+		if rc.ctl != nil {
+			rc.ctl.wake()
+		}
+	}
 }
 
 // stop ends the named connections, all at once, and waits for each to

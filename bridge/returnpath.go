@@ -85,6 +85,36 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 	return parts, nil
 }
 
+// startReturnPath starts each part of a connection's return path; the
+// ones that started are returned, for drainReturnPath. A part that cannot
+// start is logged and left out: the session runs without it.
+func startReturnPath(ctx context.Context, parts []returnPart, log zerolog.Logger) []returnPart {
+	started := make([]returnPart, 0, len(parts))
+	for _, p := range parts {
+		if err := p.Start(ctx); err != nil {
+			log.Error().Err(err).Msg("return path stopped")
+			continue
+		}
+		started = append(started, p)
+	}
+	return started
+}
+
+// drainReturnPath drains the parts side by side, each within its
+// DrainTimeout, and returns when all are drained; the last drains on the
+// caller's goroutine.
+func drainReturnPath(parts []returnPart) {
+	if len(parts) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, p := range parts[:len(parts)-1] {
+		wg.Go(p.Drain) // owned: waited for below
+	}
+	parts[len(parts)-1].Drain()
+	wg.Wait()
+}
+
 // tracer is the bridge's tracer, or nil without a TracerProvider.
 func (b *Bridge) tracer() trace.Tracer {
 	if b.opts.TracerProvider == nil {
