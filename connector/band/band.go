@@ -219,6 +219,9 @@ func (c *Connector) Connect(ctx context.Context) error {
 	if err := s.start(ctx); err != nil {
 		return err
 	}
+	// Closed by the first open, which start waited for; nothing reads it
+	// again (a channel kept per idle session is 112 bytes).
+	s.opened = nil
 	c.mu.Lock()
 	c.sess = s
 	c.mu.Unlock()
