@@ -35,7 +35,7 @@ type syncer struct {
 	tick    *time.Timer    // the idle tick; nil on the connector's wheel
 	wheel   tick.Entry     // the idle tick on the connector's wheel (Connector.idle)
 	retry   *time.Timer    // the pending retry of a failed resync
-	bo      *retry.Backoff // used by the worker only
+	bo      *retry.Backoff // used by the worker only; made by a failed resync, dropped by the next success
 }
 
 // idlePeriod is how often the idle safety net looks for quiet rooms.
@@ -51,7 +51,6 @@ func (s *session) startSync(ctx context.Context) {
 	if y.stopped {
 		return
 	}
-	y.bo = retry.Policy{Initial: time.Second, Max: time.Minute}.Start()
 	y.work = func() { s.syncWork(ctx) }
 	if w := s.c.idle; w != nil {
 		w.Add(&y.wheel, s)
@@ -139,8 +138,11 @@ func (s *session) syncWork(ctx context.Context) {
 		y.mu.Unlock()
 		err := s.reconcile(ctx)
 		if err == nil || ctx.Err() != nil {
-			y.bo.Reset()
+			y.bo = nil
 			continue
+		}
+		if y.bo == nil {
+			y.bo = retry.Policy{Initial: time.Second, Max: time.Minute}.Start()
 		}
 		wait := y.bo.Next()
 		s.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("room sync failed; retrying")
