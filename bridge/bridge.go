@@ -23,6 +23,7 @@ import (
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/dispatch"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
@@ -222,7 +223,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// The shared Mux hears of reconnects: parked consumers catch up on what
 	// was published meanwhile (see shared).
 	mux := natsbus.NewMux(0)
-	nopts.Reconnected = mux.Reconnected
+	idle := tick.New(idleWake) // and so do the command engines on the wheel (see shared)
+	nopts.Reconnected = func() {
+		mux.Reconnected()
+		idle.TickAll()
+	}
 	nc, err := natsbus.Connect(gctx, nopts, log)
 	if err != nil {
 		return fail(err)
@@ -341,7 +346,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 	// Stopped after every connection ended (fail and the end of Run wait
 	// for g first) and before the NATS connection closes.
-	sh := startShared(mux)
+	sh := startShared(mux, idle)
 	defer sh.close()
 	sh.executed, sh.dispatch, sh.commands, sh.state = executed, dstores, commands, state
 	rt := &running{b: b, runners: &runners, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,

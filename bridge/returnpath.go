@@ -132,6 +132,7 @@ type shared struct {
 	mux       *natsbus.Mux
 	// idle is the parked command engines' safety wake-up, every 30s
 	// (consume.Options.IdleWake's default): one runtime timer for all.
+	// Run's NATS reconnect handler ticks it all at once.
 	idle *tick.Wheel
 	// The buckets every return path uses, opened once per process (each
 	// open is a stream update the server checks against every stream):
@@ -194,9 +195,9 @@ const idleWake = 30 * time.Second
 
 // startShared starts the shared goroutines, mux's delivery among them;
 // close stops them, once every connection has ended.
-func startShared(mux *natsbus.Mux) *shared {
+func startShared(mux *natsbus.Mux, idle *tick.Wheel) *shared {
 	ctx, stop := context.WithCancel(context.Background())
-	sh := &shared{heartbeat: ackflow.NewHeartbeat(sharedBeat), mux: mux, idle: tick.New(idleWake), stop: stop}
+	sh := &shared{heartbeat: ackflow.NewHeartbeat(sharedBeat), mux: mux, idle: idle, stop: stop}
 	sh.wg.Go(func() { sh.heartbeat.Run(ctx) }) // owned: close
 	sh.wg.Go(func() { sh.mux.Run(ctx) })       // owned: close
 	return sh

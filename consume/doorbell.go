@@ -66,11 +66,12 @@ func (e *engine) openBell(ctx, hard context.Context) (*bell, func(), error) {
 		}
 		subs = append(subs, s)
 	}
-	unrec := e.o.Mux.OnReconnect(b.ring)
+	unrec := func() {}
 	b.mu.Lock()
 	if w := e.o.IdleWheel; w != nil {
-		w.Add(&b.idle, b)
+		w.Add(&b.idle, b) // its owner's TickAll is the reconnect's ring
 	} else {
+		unrec = e.o.Mux.OnReconnect(b.ring)
 		b.safety = time.AfterFunc(b.every, b.safetyRing)
 	}
 	b.mu.Unlock()

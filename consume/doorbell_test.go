@@ -242,6 +242,36 @@ func TestIdleWheelWakesParkedEngine(t *testing.T) {
 	}
 }
 
+// TestIdleWheelTickAllWakesParkedEngine: an engine on an IdleWheel is
+// woken after a NATS reconnect by its owner's TickAll (not the Mux's
+// Reconnected, which it does not register with).
+func TestIdleWheelTickAllWakesParkedEngine(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 1)
+	o := baseOptions(ns.JS, ns.NC)
+	mux := runMux(t)
+	wheel := tick.New(time.Hour)
+	o.Doorbell, o.Mux, o.IdleWheel = []string{"nothing.here"}, mux, wheel
+	var handled atomic.Int32
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 1 && parked(t, ns.JS) }, "engine did not park")
+	ctx := testutil.Context(t, 10*time.Second)
+	if _, err := ns.JS.Publish(ctx, "t.r0", []byte("r0:1")); err != nil {
+		t.Fatal(err)
+	}
+	mux.Reconnected() // registered nothing: wakes nobody
+	time.Sleep(200 * time.Millisecond)
+	if handled.Load() != 1 {
+		t.Fatal("an engine on the wheel registered with the Mux's reconnects")
+	}
+	wheel.TickAll()
+	testutil.Eventually(t, 5*time.Second, func() bool { return handled.Load() == 2 }, "TickAll did not wake the parked engine")
+}
+
 // engineGoroutines counts the goroutines with a frame of this package in
 // their stack (the test's own are not: they wait in testutil or the test).
 func engineGoroutines() int {

@@ -94,7 +94,10 @@ type Options struct {
 	IdleWake time.Duration
 	// IdleWheel, when set, is the process's wheel the parked engines'
 	// IdleWake wake-ups share (its period is IdleWake): one runtime timer
-	// for all of them instead of one each. Nil: a timer per engine.
+	// for all of them instead of one each. Its owner also calls its
+	// TickAll after every NATS reconnect, in place of a Mux.OnReconnect
+	// registration per engine. Nil: a timer per engine, and Mux's
+	// Reconnected wakes it.
 	IdleWheel *tick.Wheel
 	// Release, when set, lets an engine idle for Release.After give its
 	// consumer back to the server until work comes (see [Release]); it

@@ -103,6 +103,23 @@ func (e *Entry) Stop() bool {
 	return true
 }
 
+// TickAll calls every registered entry now, on the caller's goroutine,
+// besides their turns (a NATS reconnect, say, after which every owner has
+// a look).
+func (w *Wheel) TickAll() {
+	w.mu.Lock()
+	ts := make([]Ticker, 0, w.n)
+	for _, b := range w.buckets {
+		for _, e := range b {
+			ts = append(ts, e.t)
+		}
+	}
+	w.mu.Unlock()
+	for _, t := range ts {
+		t.Tick()
+	}
+}
+
 // tick calls the current slot's entries and arms the next tick, or stops
 // while no entry is registered.
 func (w *Wheel) tick() {

@@ -67,3 +67,25 @@ func TestWheel(t *testing.T) {
 		t.Fatalf("entry added to a stopped wheel called %d times in 1.5 periods", c.n.Load())
 	}
 }
+
+// TestTickAll: TickAll calls every registered entry at once, and no
+// stopped one.
+func TestTickAll(t *testing.T) {
+	t.Parallel()
+	w := New(time.Hour)
+	cs := make([]*counter, 10)
+	for i := range cs {
+		cs[i] = &counter{}
+		w.Add(&cs[i].Entry, cs[i])
+	}
+	cs[3].Stop()
+	w.TickAll()
+	for i, c := range cs {
+		if want := int32(1); i == 3 && c.n.Load() != 0 || i != 3 && c.n.Load() != want {
+			t.Fatalf("entry %d called %d times", i, c.n.Load())
+		}
+	}
+	for _, c := range cs {
+		c.Stop()
+	}
+}
