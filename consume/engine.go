@@ -176,7 +176,7 @@ type engine struct {
 	// (on the fetch loop's goroutine, before any message is in hand): an
 	// engine that never takes one keeps none.
 	slots chan struct{}
-	sched *scheduler
+	sched *scheduler // made by the first message taken (scheduler): an idle engine keeps none
 	// barrier holds every message while a predecessor's unsettled ones
 	// come back; held are the messages it holds.
 	barrier *ackflow.Barrier
@@ -287,7 +287,6 @@ func (en *Engine) start(ctx, hard context.Context) {
 	if e.sp.Ready != nil {
 		e.sp.Ready(info, created)
 	}
-	e.sched = newScheduler(e.o.MaxParallel, e.o.MaxInFlightPerRoom, e.process)
 	e.takenAt = time.Now()
 	if e.barrier = newBarrier(info, e.o.AckWait); e.barrier.Active() {
 		e.logger().Info().Int("pending", e.barrier.Pending()).Uint64("barrier", e.barrier.Seq()).
@@ -622,7 +621,16 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 		e.barrier.Hold(m.Seq)
 		return
 	}
-	e.sched.add(ctx, hard, m)
+	e.scheduler().add(ctx, hard, m)
+}
+
+// scheduler returns the engine's scheduler, made on first use; called on
+// the fetch loop's goroutine only (drain reads it after the loop ended).
+func (e *engine) scheduler() *scheduler {
+	if e.sched == nil {
+		e.sched = newScheduler(e.o.MaxParallel, e.o.MaxInFlightPerRoom, e.process)
+	}
+	return e.sched
 }
 
 // checkBarrier lifts the barrier when ackflow.Barrier allows, and queues
@@ -645,7 +653,7 @@ func (e *engine) checkBarrier(ctx, hard context.Context) {
 	e.logger().Info().Int("held", len(e.held)).Msg("previous run's messages done; resuming in order")
 	slices.SortFunc(e.held, func(a, b *Msg) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, m := range e.held {
-		e.sched.add(ctx, hard, m)
+		e.scheduler().add(ctx, hard, m)
 	}
 	e.held = nil
 }

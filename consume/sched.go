@@ -134,12 +134,20 @@ func (r *roomQueue) insert(m *Msg) {
 	r.q[i] = m
 }
 
-// wait blocks until every goroutine has returned.
-func (s *scheduler) wait() { s.wg.Wait() }
+// wait blocks until every goroutine has returned; at once on a nil
+// scheduler (an engine that took no message).
+func (s *scheduler) wait() {
+	if s != nil {
+		s.wg.Wait()
+	}
+}
 
 // leftovers returns, after wait, every message not settled: cut short or
 // still queued.
 func (s *scheduler) leftovers() []*Msg {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.left
