@@ -45,12 +45,12 @@ const dueStep = 50 * time.Millisecond
 
 // open subscribes to the doorbell subjects and arms the safety timer; the
 // first ring is the caller's. On a subscribe error nothing stays open.
-func (e *engine) openBell(ctx, hard context.Context) (*bell, func(), error) {
+func (e *engine) openBell(ctx context.Context) (*bell, func(), error) {
 	b := &bell{every: e.o.IdleWake}
 	if e.sp.Release != nil {
 		b.releaseAfter = e.sp.Release.After
 	}
-	b.start = func() { e.fetchLoop(ctx, hard, b) }
+	b.start = func() { e.fetchLoop(ctx, b) }
 	var subs []*nats.Subscription
 	closeSubs := func() {
 		for _, s := range subs {

@@ -177,6 +177,12 @@ type engine struct {
 	// engine that never takes one keeps none.
 	slots chan struct{}
 	sched *scheduler // made by the first message taken (scheduler): an idle engine keeps none
+	// hard is the handlers' hard context (see Handler), made from the
+	// fetch loop's ctx by the first message taken (hardCtx) and cancelled
+	// by the drain: an engine that never takes one makes none (a context
+	// per idle engine is 0.1 KiB). Guarded by mu.
+	hard       context.Context
+	cancelHard context.CancelFunc
 	// barrier holds every message while a predecessor's unsettled ones
 	// come back; held are the messages it holds.
 	barrier *ackflow.Barrier
@@ -215,12 +221,11 @@ func (e *engine) logger() *zerolog.Logger {
 // Engine is a started consumer engine: [Start] returns one, and its
 // [Engine.Drain] ends it once the context given to Start has ended.
 type Engine struct {
-	e          *engine
-	stopped    <-chan struct{} // Start's ctx.Done()
-	cancelHard context.CancelFunc
-	stopBeat   context.CancelFunc // nil with a shared Heartbeat
-	starter    sync.WaitGroup     // the consumer's setup, then (without a doorbell) the fetch loop
-	bg         sync.WaitGroup     // the engine's own heartbeat, without a shared one
+	e        *engine
+	stopped  <-chan struct{}    // Start's ctx.Done()
+	stopBeat context.CancelFunc // nil with a shared Heartbeat
+	starter  sync.WaitGroup     // the consumer's setup, then (without a doorbell) the fetch loop
+	bg       sync.WaitGroup     // the engine's own heartbeat, without a shared one
 	// Set on the starter's goroutine once the consumer is ready; read by
 	// Drain after starter.Wait.
 	ready     bool
@@ -263,22 +268,20 @@ func start(ctx context.Context, o *Options, sp Spec, h Handler) *Engine {
 	}
 	e := &engine{o: o, sp: sp, h: h, hb: o.Heartbeat}
 	en := &Engine{e: e, stopped: ctx.Done()}
-	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
-	en.cancelHard = cancelHard
 	if e.hb == nil {
 		e.hb = ackflow.NewHeartbeat(o.AckWait / 3)
 		beat, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
 		en.stopBeat = stopBeat
 		en.bg.Go(func() { e.hb.Run(beat) }) // owned: stopped and waited for by Drain, once the drain is done
 	}
-	en.starter.Go(func() { en.start(ctx, hard) }) // owned: Drain waits for it
+	en.starter.Go(func() { en.start(ctx) }) // owned: Drain waits for it
 	return en
 }
 
 // start runs on the starter goroutine: the consumer's setup, retried until
 // it succeeds or ctx ends, then the first ring of the doorbell (or, without
 // one, the fetch loop until ctx ends).
-func (en *Engine) start(ctx, hard context.Context) {
+func (en *Engine) start(ctx context.Context) {
 	e := en.e
 	info, created, ok := e.setup(ctx)
 	if !ok {
@@ -293,7 +296,7 @@ func (en *Engine) start(ctx, hard context.Context) {
 			Msg("messages of a previous run still pending; newer ones wait for them")
 	}
 	en.ready = true
-	en.closeBell = e.consume(ctx, hard)
+	en.closeBell = e.consume(ctx)
 }
 
 // Drain waits until the context given to Start has ended, then for the
@@ -312,9 +315,9 @@ func (en *Engine) Drain() {
 		en.closeBell() // waits for a running loop to finish its pull
 	}
 	if en.ready {
-		en.e.drain(en.cancelHard)
+		en.e.drain()
 	}
-	en.cancelHard()
+	en.e.stopHard()
 	if en.stopBeat != nil {
 		en.stopBeat()
 		en.bg.Wait()
@@ -325,15 +328,15 @@ func (en *Engine) Drain() {
 // a fetch loop started when there may be work and parked when there is
 // none, and it returns at once with the func that closes the bell; without
 // one (or when its subscription fails), on this goroutine until ctx ends.
-func (e *engine) consume(ctx, hard context.Context) (closeBell func()) {
+func (e *engine) consume(ctx context.Context) (closeBell func()) {
 	if len(e.sp.Doorbell) == 0 {
-		e.fetchLoop(ctx, hard, nil)
+		e.fetchLoop(ctx, nil)
 		return nil
 	}
-	b, closeBell, err := e.openBell(ctx, hard)
+	b, closeBell, err := e.openBell(ctx)
 	if err != nil {
 		e.logger().Warn().Err(err).Strs("doorbell", e.sp.Doorbell).Msg("doorbell subscription failed; pulling without parking")
-		e.fetchLoop(ctx, hard, nil)
+		e.fetchLoop(ctx, nil)
 		return nil
 	}
 	e.bell = b
@@ -459,7 +462,7 @@ func (e *engine) bind(ctx context.Context, prev jetstream.Consumer, created bool
 // server delivered is left to time out, and returns. With a bell it also
 // returns (parks) once a pull comes back empty while the barrier is down
 // and no ring came meanwhile.
-func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
+func (e *engine) fetchLoop(ctx context.Context, bell *bell) {
 	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	backoff := func(err error, what string) bool {
 		wait := b.Next()
@@ -503,7 +506,7 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 		}
 		fw := e.o.FetchWait
 		if e.barrier.Active() {
-			e.checkBarrier(ctx, hard)
+			e.checkBarrier(ctx)
 			fw = min(fw, barrierWait)
 		}
 		n := e.acquire(ctx, e.barrier.Active())
@@ -524,7 +527,7 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 		got := 0
 		for m := range batch.Messages() {
 			got++
-			e.take(ctx, hard, m)
+			e.take(ctx, e.hardCtx(ctx), m)
 		}
 		e.release(n - got)
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
@@ -624,6 +627,27 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 	e.scheduler().add(ctx, hard, m)
 }
 
+// hardCtx returns the handlers' hard context, made from ctx (Start's) on
+// first use.
+func (e *engine) hardCtx(ctx context.Context) context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.hard == nil {
+		e.hard, e.cancelHard = context.WithCancel(context.WithoutCancel(ctx))
+	}
+	return e.hard
+}
+
+// stopHard cancels the hard context, if one was made.
+func (e *engine) stopHard() {
+	e.mu.Lock()
+	cancel := e.cancelHard
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
 // scheduler returns the engine's scheduler, made on first use; called on
 // the fetch loop's goroutine only (drain reads it after the loop ended).
 func (e *engine) scheduler() *scheduler {
@@ -635,7 +659,7 @@ func (e *engine) scheduler() *scheduler {
 
 // checkBarrier lifts the barrier when ackflow.Barrier allows, and queues
 // the held messages in stream order.
-func (e *engine) checkBarrier(ctx, hard context.Context) {
+func (e *engine) checkBarrier(ctx context.Context) {
 	ictx, cancel := context.WithTimeout(ctx, setupTimeout)
 	info, err := e.cons.Info(ictx)
 	cancel()
@@ -652,6 +676,7 @@ func (e *engine) checkBarrier(ctx, hard context.Context) {
 	}
 	e.logger().Info().Int("held", len(e.held)).Msg("previous run's messages done; resuming in order")
 	slices.SortFunc(e.held, func(a, b *Msg) int { return cmp.Compare(a.Seq, b.Seq) })
+	hard := e.hardCtx(ctx)
 	for _, m := range e.held {
 		e.scheduler().add(ctx, hard, m)
 	}
@@ -701,7 +726,7 @@ func (e *engine) done(m *Msg, settled bool) {
 // order they were handed back: MinHandBack, or the longest retry wait cut
 // short, capped at MaxHandBack so one room's long wait does not hold every
 // room back after a restart.
-func (e *engine) drain(cancelHard context.CancelFunc) {
+func (e *engine) drain() {
 	done := make(chan struct{})
 	go func() { // owned: drain waits for done below
 		e.sched.wait()
@@ -712,7 +737,7 @@ func (e *engine) drain(cancelHard context.CancelFunc) {
 	case <-done:
 	case <-t.C:
 		e.logger().Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("messages still in hand at the drain deadline; cancelling them")
-		cancelHard()
+		e.stopHard()
 		<-done
 	}
 	t.Stop()
