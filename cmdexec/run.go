@@ -65,7 +65,6 @@ func (e *Executor) Start(ctx context.Context) (err error) {
 	// RPC serves as soon as Start is called: it needs no consumer. Its
 	// requests get DrainTimeout to finish once ctx ends, like durable
 	// commands.
-	rpcCtx, cancelRPC := context.WithCancel(context.WithoutCancel(ctx))
 	mux := e.o.Mux
 	if mux == nil {
 		mux = natsbus.NewMux(0)
@@ -77,15 +76,14 @@ func (e *Executor) Start(ctx context.Context) (err error) {
 			bg.Wait()
 		}
 	}
-	rpc, err := e.startRPC(rpcCtx, mux)
+	rpc, err := e.startRPC(ctx, mux)
 	if err != nil {
-		cancelRPC()
 		return err
 	}
 	a.drainRPC = func() {
 		rpc.stop()
-		e.drainRPC(rpc, cancelRPC)
-		cancelRPC()
+		e.drainRPC(rpc)
+		rpc.cancelHard()
 	}
 	tmpl := e.f.tmpl
 	if mux != e.o.Mux { // a Mux of its own: engine options of its own
@@ -191,7 +189,7 @@ func (e *Executor) engineSpec() consume.Spec {
 
 // drainRPC waits for the RPC requests still queued or running, up to
 // DrainTimeout, then cancels their calls.
-func (e *Executor) drainRPC(rpc *rpcServer, cancel context.CancelFunc) {
+func (e *Executor) drainRPC(rpc *rpcServer) {
 	done := make(chan struct{})
 	go func() { // owned: waited for below
 		rpc.wait()
@@ -203,7 +201,7 @@ func (e *Executor) drainRPC(rpc *rpcServer, cancel context.CancelFunc) {
 	case <-done:
 	case <-t.C:
 		e.log.Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("rpc requests still running at the drain deadline; cancelling them")
-		cancel()
+		rpc.cancelHard()
 		<-done
 	}
 }
