@@ -91,3 +91,21 @@ func TestFactorySharesOptions(t *testing.T) {
 		t.Fatalf("heartbeat intervals %s and %s, shared %v", a.opts.HeartbeatInterval, c.opts.HeartbeatInterval, c.opts == a.opts)
 	}
 }
+
+// TestSeenSetBounded: the seen set starts empty with nothing made, keeps
+// at most max ids, forgets the least recently added first, and a repeated
+// id counts as recent again.
+func TestSeenSetBounded(t *testing.T) {
+	t.Parallel()
+	s := newSeenSet(2)
+	if s.has("a") || s.ids != nil {
+		t.Fatal("a new set is not empty")
+	}
+	s.add("a")
+	s.add("b")
+	s.add("a") // recent again
+	s.add("c") // forgets b
+	if !s.has("a") || s.has("b") || !s.has("c") || s.order.Len() != 2 {
+		t.Fatalf("a %v, b %v, c %v, %d kept", s.has("a"), s.has("b"), s.has("c"), s.order.Len())
+	}
+}
