@@ -23,6 +23,7 @@ import (
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/dispatch"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
@@ -222,7 +223,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// The shared Mux hears of reconnects: parked consumers catch up on what
 	// was published meanwhile (see shared).
 	mux := natsbus.NewMux(0)
-	nopts.Reconnected = mux.Reconnected
+	idle := tick.New(idleWake) // and so do the command engines on the wheel (see shared)
+	nopts.Reconnected = func() {
+		mux.Reconnected()
+		idle.TickAll()
+	}
 	nc, err := natsbus.Connect(gctx, nopts, log)
 	if err != nil {
 		return fail(err)
@@ -341,7 +346,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 	// Stopped after every connection ended (fail and the end of Run wait
 	// for g first) and before the NATS connection closes.
-	sh := startShared(mux)
+	sh := startShared(mux, idle)
 	defer sh.close()
 	sh.executed, sh.dispatch, sh.commands, sh.state = executed, dstores, commands, state
 	rt := &running{b: b, runners: &runners, js: js, nc: nc, m: m, board: board, ls: ls, cl: cl, stored: stored, state: state, shared: sh,
@@ -358,6 +363,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	cl.setConns(enabled)
 	for i := range b.conns {
 		if err := rt.start(gctx, &b.conns[i]); err != nil {
+			cancel()
+			rt.wakeAll() // parked connections see gctx's end
 			return fail(err)
 		}
 	}
@@ -373,6 +380,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			done = true
 		}
 	}
+	rt.wakeAll() // parked connections see gctx's end
 	runners.Wait()
 	err = g.Wait()
 	log.Info().Msg("bridge stopped")
@@ -397,13 +405,13 @@ func (b *Bridge) owner() string {
 // for the lease only while the connection is assigned here (see cluster),
 // and hands the connection over, releasing its lease, when the assignment
 // moves to another live process: one connection at a time per process.
-func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *supervisor, parts []returnPart) error {
+func (b *Bridge) runConnection(ctl *connCtl, ls *lease, cl *cluster, s *supervisor, parts []returnPart) error {
 	for {
 		f := s.parked // a session parked (see runner): go on with it
 		s.parked = nil
 		if f == nil {
-			if f = b.startTerm(ctx, ls, cl, s, parts); f == nil {
-				return nil // ctx ended
+			if f = b.startTerm(ctl, ls, cl, s, parts); f == nil {
+				return nil // stopped
 			}
 		}
 		if f.paced {
@@ -412,22 +420,27 @@ func (b *Bridge) runConnection(ctx context.Context, ls *lease, cl *cluster, s *s
 				return errParked
 			}
 		}
-		if !b.endSession(ctx, ls, cl, s, f) {
+		if !b.endSession(ctl, ls, cl, s, f) {
 			return nil
 		}
 	}
 }
 
 // startTerm waits for the connection's lease, then for its start pace, and
-// starts its return path; nil when ctx ends first.
-func (b *Bridge) startTerm(ctx context.Context, ls *lease, cl *cluster, s *supervisor, parts []returnPart) *leaseTerm {
+// starts its return path; nil when the connection stops first.
+func (b *Bridge) startTerm(ctl *connCtl, ls *lease, cl *cluster, s *supervisor, parts []returnPart) *leaseTerm {
+	// The term's context, made first: a stop ends the wait for the lease
+	// too. The connection runs until it ends: the connection stops, the
+	// process-wide renewals lose its lease, or the move check assigns it
+	// elsewhere.
+	lctx, cancel := ctl.phase()
 	may := func() (bool, string) {
 		if cl.mayTake(s.name) {
 			return true, ""
 		}
 		return false, cl.holderOf(s.name).String()
 	}
-	err := ls.acquire(ctx, may, cl.woken, func(holder string) {
+	err := ls.acquire(lctx, may, cl.woken, func(holder string) {
 		s.board.setHolder(s.name, holder, 0, time.Time{})
 		s.m.setLeaseHeld(s.name, false)
 		s.board.set(s.name, StateStandby, nil)
@@ -438,19 +451,23 @@ func (b *Bridge) startTerm(ctx context.Context, ls *lease, cl *cluster, s *super
 		}
 	})
 	if err != nil {
+		cancel()
 		return nil
 	}
 	s.board.setHolder(s.name, ls.l.self.String(), ls.revision(), ls.since)
 	s.m.setLeaseHeld(s.name, true)
 	s.m.handover(s.name, "acquired")
 	s.log.Info().Uint64("revision", ls.revision()).Msg("lease acquired")
-	s.pub.sys(ctx, subjects.LifecycleLeaseAcquired, map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
-	// The connection runs until ctx ends, the process-wide renewals lose
-	// its lease, or the move check assigns it elsewhere.
-	lctx, cancel := context.WithCancel(ctx)
+	s.pub.sys(lctx, subjects.LifecycleLeaseAcquired, map[string]any{"owner": ls.l.self.Owner, "instance": ls.l.self.Instance})
 	f := &leaseTerm{lctx: lctx, cancel: cancel}
-	f.unkeep = ls.keep(func(error) { cancel() })
-	f.unwatch = cl.watchMove(s.name, cancel)
+	// A parked connection (see runner) has no goroutine or watch on lctx:
+	// whoever ends the term wakes it, after the end.
+	end := func() {
+		cancel()
+		ctl.wake()
+	}
+	f.unkeep = ls.keep(func(error) { end() })
+	f.unwatch = cl.watchMove(s.name, end)
 	// Connections start at the process's start pace (see leases.pace),
 	// the lease renewed meanwhile. The return path starts without a
 	// goroutine of its own while idle; the session runs on the runner's
@@ -468,7 +485,7 @@ func (b *Bridge) startTerm(ctx context.Context, ls *lease, cl *cluster, s *super
 // ended: the return path drains, and the lease is released (handing the
 // connection over when it moved) or, lost, given up. It reports whether
 // runConnection goes on (trying for the lease again) rather than returns.
-func (b *Bridge) endSession(ctx context.Context, ls *lease, cl *cluster, s *supervisor, f *leaseTerm) (again bool) {
+func (b *Bridge) endSession(ctl *connCtl, ls *lease, cl *cluster, s *supervisor, f *leaseTerm) (again bool) {
 	<-f.lctx.Done()
 	drainReturnPath(f.started)
 	f.cancel()
@@ -476,7 +493,7 @@ func (b *Bridge) endSession(ctx context.Context, ls *lease, cl *cluster, s *supe
 	s.m.setLeaseHeld(s.name, false)
 	s.board.natsError(s.name, "publish", nil) // nothing publishes here now
 	if lost == nil {
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctl.parent), 2*time.Second)
 		ls.release(rctx)
 		rcancel()
 		if moved == "" {
@@ -486,8 +503,10 @@ func (b *Bridge) endSession(ctx context.Context, ls *lease, cl *cluster, s *supe
 		s.m.handover(s.name, "moved")
 		s.log.Info().Str("to", moved).Msg("connection assigned to another process; lease released")
 		s.board.set(s.name, StateStandby, nil)
-		cl.handOver(ctx, s.name)
-		return ctx.Err() == nil
+		hctx, hcancel := ctl.phase()
+		cl.handOver(hctx, s.name)
+		hcancel()
+		return ctl.err() == nil
 	}
 	if moved != "" {
 		<-cl.handoff
@@ -496,38 +515,10 @@ func (b *Bridge) endSession(ctx context.Context, ls *lease, cl *cluster, s *supe
 	s.m.handover(s.name, "lost")
 	s.log.Warn().Err(lost).Msg("lease lost; the connection stopped here")
 	s.board.set(s.name, StateStandby, lost)
-	s.pub.sys(ctx, subjects.LifecycleLeaseLost, map[string]any{"reason": lost.Error()})
+	ectx, ecancel := ctl.phase()
+	s.pub.sys(ectx, subjects.LifecycleLeaseLost, map[string]any{"reason": lost.Error()})
+	ecancel()
 	return true
-}
-
-// startReturnPath starts each part of a connection's return path; the
-// ones that started are returned, for drainReturnPath. A part that cannot
-// start is logged and left out: the session runs without it.
-func startReturnPath(ctx context.Context, parts []returnPart, log zerolog.Logger) []returnPart {
-	started := make([]returnPart, 0, len(parts))
-	for _, p := range parts {
-		if err := p.Start(ctx); err != nil {
-			log.Error().Err(err).Msg("return path stopped")
-			continue
-		}
-		started = append(started, p)
-	}
-	return started
-}
-
-// drainReturnPath drains the parts side by side, each within its
-// DrainTimeout, and returns when all are drained; the last drains on the
-// caller's goroutine.
-func drainReturnPath(parts []returnPart) {
-	if len(parts) == 0 {
-		return
-	}
-	var wg sync.WaitGroup
-	for _, p := range parts[:len(parts)-1] {
-		wg.Go(p.Drain) // owned: waited for below
-	}
-	parts[len(parts)-1].Drain()
-	wg.Wait()
 }
 
 // payloads is the claim-check store of a connection: messages too large

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -73,5 +74,41 @@ func TestRunnerRunsOnceAtATimeAndLosesNoWake(t *testing.T) {
 	r.mu.Unlock()
 	if again {
 		t.Error("a wake-up after the end started the connection again")
+	}
+}
+
+// TestConnCtlStop: a connection's stop cancels the phase under way and
+// every later phase at once, and only the bridge's end or the stop ends a
+// phase.
+func TestConnCtlStop(t *testing.T) {
+	t.Parallel()
+	parent, cancelParent := context.WithCancel(context.Background())
+	defer cancelParent()
+	ctl := &connCtl{parent: parent}
+	first, done := ctl.phase()
+	done()
+	if ctl.err() != nil {
+		t.Fatal("a phase's end stopped the connection")
+	}
+	term, cancelTerm := ctl.phase()
+	defer cancelTerm()
+	if first.Err() == nil || term.Err() != nil {
+		t.Fatalf("phases: ended %v, current %v", first.Err(), term.Err())
+	}
+	ctl.stop()
+	if term.Err() == nil || ctl.err() == nil {
+		t.Fatal("stop did not end the current phase")
+	}
+	later, cancelLater := ctl.phase()
+	defer cancelLater()
+	if later.Err() == nil {
+		t.Fatal("a phase after the stop is not cancelled")
+	}
+	other := &connCtl{parent: parent}
+	p, cancelP := other.phase()
+	defer cancelP()
+	cancelParent()
+	if p.Err() == nil || other.err() == nil {
+		t.Fatal("the bridge's end did not end the phase")
 	}
 }

@@ -64,9 +64,10 @@ type publisher struct {
 	// again, so an event received later is never stored before it.
 	retrying gate
 	// wake, when set, lets run park with a connector.Notifier (see
-	// runner); parked is the run it parked.
+	// runner); parked is the settler of the run it parked, nil when that
+	// had nothing outstanding.
 	wake   func()
-	parked *parkedRun
+	parked *settler
 }
 
 // gate holds callers of wait while any hold is open.
@@ -180,16 +181,17 @@ func (p *publisher) sys(ctx context.Context, name subjects.Lifecycle, data any) 
 // before run returns; drainCtx bounds that wait after ctx ends.
 //
 // With p.wake set and a connector.Notifier, run parks once the connector
-// has nothing: it arms the connector's notice and ctx's end to call wake,
-// keeps its settler (publishes still outstanding settle meanwhile) and
-// returns errParked; the next call goes on with it.
+// has nothing: it arms the connector's notice to call wake, keeps its
+// settler while publishes are outstanding (they settle meanwhile) and
+// returns errParked; the next call goes on with it. The end of ctx wakes a parked
+// run through whoever ends it, not a watch of its own (a
+// context.AfterFunc per parked connection, with the children map it puts
+// in ctx, cost ~0.4 KiB): ctx is a lease term's, and every end of one
+// calls wake after it (see startTerm, connCtl and Run).
 func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, context.CancelFunc), c connector.Connector) error {
-	var st *settler
-	if f := p.parked; f != nil {
-		p.parked = nil
-		f.stopWake()
-		st = f.st
-	} else {
+	st := p.parked
+	p.parked = nil
+	if st == nil {
 		st = &settler{p: p, ctx: ctx, drainCtx: drainCtx}
 	}
 	n, _ := c.(connector.Notifier)
@@ -205,7 +207,13 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 			// As Receive: what is queued goes out first, then ctx's end.
 			if ev, ack, ok, err = n.TryReceive(); !ok {
 				if err = ctx.Err(); err == nil {
-					p.parked = &parkedRun{st: st, stopWake: context.AfterFunc(ctx, p.wake)}
+					if st.idle() {
+						// Nothing outstanding: the next run makes another
+						// (one kept per parked connection is 0.1 KiB).
+						st.wg.Wait() // its last settle goroutine is on its way out
+						st = nil
+					}
+					p.parked = st
 					n.Notify(p.wake)
 					return errParked
 				}
@@ -321,6 +329,14 @@ func (s *settler) add(f inflight) {
 		s.queue = q
 		s.wg.Go(func() { s.settle(q) }) // owned: wait
 	}
+}
+
+// idle reports that nothing is outstanding and no settle goroutine works:
+// only add, on run's goroutine, would start one.
+func (s *settler) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.running && s.queue == nil && s.dctx == nil
 }
 
 // wait returns once everything added is settled.

@@ -42,11 +42,11 @@ type running struct {
 
 // runningConn is one configured connection as Run runs it.
 type runningConn struct {
-	entry   *connEntry         // an element of Bridge.conns (not a copy: ~0.3 KiB per connection)
-	cancel  context.CancelFunc // nil for a disabled connection
-	done    chan struct{}      // closed when its run ended for good (see runner)
-	unwatch func()             // unregisters the connector's own metrics
-	failed  bool               // a reload could not start it: the next one tries again
+	entry   *connEntry // an element of Bridge.conns (not a copy: ~0.3 KiB per connection)
+	ctl     *connCtl   // stops it; nil for a disabled connection
+	done    sync.WaitGroup
+	unwatch func() // unregisters the connector's own metrics
+	failed  bool   // a reload could not start it: the next one tries again
 }
 
 // start runs connection ce (or shows it disabled) until ctx ends or a
@@ -89,12 +89,14 @@ func (rt *running) start(ctx context.Context, ce *connEntry) error {
 		rt.m.forgetReturnPath(name)
 		return err
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	rc := &runningConn{entry: ce, cancel: cancel, done: make(chan struct{}), unwatch: unwatch}
+	ctl := &connCtl{parent: ctx}
+	rc := &runningConn{entry: ce, ctl: ctl, unwatch: unwatch}
+	rc.done.Add(1) // done once its run ended for good (see runner)
 	rt.conns[name] = rc
 	ls.health = func(err error) { rt.board.natsError(name, "lease", err) }
-	r := newRunner(rt.runners, func() error { return b.runConnection(cctx, ls, rt.cl, s, parts) }, func() { close(rc.done) })
-	s.pub.wake = r.wake
+	r := newRunner(rt.runners, func() error { return b.runConnection(ctl, ls, rt.cl, s, parts) }, rc.done.Done)
+	wake := r.wake
+	ctl.wake, s.pub.wake = wake, wake
 	r.wake()
 	return nil
 }
@@ -124,6 +126,16 @@ func (h *connLogHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
 	e.Str("connection", h.name).Str("platform", h.platform)
 }
 
+// wakeAll wakes every connection's runner, once the bridge's context
+// ended: a parked connection has no watch on it (see publisher.run).
+func (rt *running) wakeAll() {
+	for _, rc := range rt.conns {
+		if rc.ctl != nil {
+			rc.ctl.wake()
+		}
+	}
+}
+
 // stop ends the named connections, all at once, and waits for each to
 // drain and release its lease.
 func (rt *running) stop(names []string) {
@@ -131,12 +143,12 @@ func (rt *running) stop(names []string) {
 	for _, n := range names {
 		rc := rt.conns[n]
 		delete(rt.conns, n)
-		if rc == nil || rc.cancel == nil {
+		if rc == nil || rc.ctl == nil {
 			continue
 		}
-		rc.cancel()
+		rc.ctl.stop()
 		wg.Go(func() {
-			<-rc.done
+			rc.done.Wait()
 			rc.unwatch()
 			rt.m.forgetReturnPath(n)
 		})

@@ -18,6 +18,7 @@ import (
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/consume"
 	"github.com/bridgeworks/bridge/dispatch"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/tracing"
@@ -42,15 +43,22 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 		return nil, nil
 	}
 	n := b.cfg.NATS
-	exec, err := cmdexec.New(cmdexec.Options{
-		JS: js, NC: nc, Prefix: n.Prefix, Platform: ce.factory.Platform, Conn: ce.cfg.Name, Exec: ex,
-		MaxParallelRooms: ce.cfg.MaxParallelRooms,
-		Policy:           ackflow.Policy{MaxAttempts: ce.cfg.CommandMaxAttempts, Retry: retry.Policy{Max: ce.cfg.CommandBackoffMax.D()}},
-		ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
-		Log: *log, Metrics: m.cmd, Payloads: cc, Tracer: b.tracer(),
-		Fence: fence, Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed,
-		InactiveThreshold: n.CommandsMaxAge.D(),
-		Release:           &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, sh.commands.CachedInfo().Created, fence, log), Fence: fence},
+	fam, err := sh.family(familyKey{ce.factory.Platform, ce.cfg.MaxParallelRooms, ce.cfg.CommandMaxAttempts, ce.cfg.CommandBackoffMax.D()}, func(k familyKey) cmdexec.Options {
+		return cmdexec.Options{
+			JS: js, NC: nc, Prefix: n.Prefix, Platform: k.platform,
+			MaxParallelRooms: k.maxParallelRooms,
+			Policy:           ackflow.Policy{MaxAttempts: k.maxAttempts, Retry: retry.Policy{Max: k.backoffMax}},
+			ExecutedTTL:      n.DuplicateWindow.D(), StreamDuplicates: n.DuplicateWindow.D(), Replicas: n.Replicas, DrainTimeout: b.opts.ShutdownTimeout,
+			Metrics: m.cmd, Tracer: b.tracer(),
+			Heartbeat: sh.heartbeat, Mux: sh.mux, Executed: sh.executed, IdleWheel: sh.idle,
+			InactiveThreshold: n.CommandsMaxAge.D(),
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
+	}
+	exec, err := fam.New(cmdexec.Conn{Name: ce.cfg.Name, Exec: ex, Log: log, Payloads: cc, Fence: fence,
+		Release: &consume.Release{After: cmp.Or(b.opts.CommandsReleaseAfter, commandsReleaseAfter), Stream: sh.commands, Cursor: newCommandCursor(sh.state, ce.cfg.Name, sh.commands.CachedInfo().Created, fence, log), Fence: fence},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", ce.cfg.Name, err)
@@ -77,6 +85,36 @@ func (b *Bridge) returnPath(js jetstream.JetStream, nc *nats.Conn, sh *shared, m
 	return parts, nil
 }
 
+// startReturnPath starts each part of a connection's return path; the
+// ones that started are returned, for drainReturnPath. A part that cannot
+// start is logged and left out: the session runs without it.
+func startReturnPath(ctx context.Context, parts []returnPart, log zerolog.Logger) []returnPart {
+	started := make([]returnPart, 0, len(parts))
+	for _, p := range parts {
+		if err := p.Start(ctx); err != nil {
+			log.Error().Err(err).Msg("return path stopped")
+			continue
+		}
+		started = append(started, p)
+	}
+	return started
+}
+
+// drainReturnPath drains the parts side by side, each within its
+// DrainTimeout, and returns when all are drained; the last drains on the
+// caller's goroutine.
+func drainReturnPath(parts []returnPart) {
+	if len(parts) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, p := range parts[:len(parts)-1] {
+		wg.Go(p.Drain) // owned: waited for below
+	}
+	parts[len(parts)-1].Drain()
+	wg.Wait()
+}
+
 // tracer is the bridge's tracer, or nil without a TracerProvider.
 func (b *Bridge) tracer() trace.Tracer {
 	if b.opts.TracerProvider == nil {
@@ -92,6 +130,10 @@ func (b *Bridge) tracer() trace.Tracer {
 type shared struct {
 	heartbeat *ackflow.Heartbeat
 	mux       *natsbus.Mux
+	// idle is the parked command engines' safety wake-up, every 30s
+	// (consume.Options.IdleWake's default): one runtime timer for all.
+	// Run's NATS reconnect handler ticks it all at once.
+	idle *tick.Wheel
 	// The buckets every return path uses, opened once per process (each
 	// open is a stream update the server checks against every stream):
 	// nil ones are opened by each executor or rule itself.
@@ -103,6 +145,40 @@ type shared struct {
 	state    jetstream.KeyValue
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
+
+	// The command executors' options, one copy per platform and per
+	// connection setting they depend on (see family).
+	famMu    sync.Mutex
+	families map[familyKey]*cmdexec.Family
+}
+
+// familyKey is what tells the command executors' options of two
+// connections apart: their platform and their command settings.
+type familyKey struct {
+	platform         string
+	maxParallelRooms int
+	maxAttempts      int
+	backoffMax       time.Duration
+}
+
+// family returns the executors' options for k, made with opts the first
+// time: every connection with the same platform and command settings
+// shares one copy (a copy per connection cost ~1 KiB with its engine's).
+func (sh *shared) family(k familyKey, opts func(familyKey) cmdexec.Options) (*cmdexec.Family, error) {
+	sh.famMu.Lock()
+	defer sh.famMu.Unlock()
+	if f := sh.families[k]; f != nil {
+		return f, nil
+	}
+	f, err := cmdexec.NewFamily(opts(k))
+	if err != nil {
+		return nil, err
+	}
+	if sh.families == nil {
+		sh.families = map[familyKey]*cmdexec.Family{}
+	}
+	sh.families[k] = f
+	return f, nil
 }
 
 // commandsReleaseAfter is how long a connection takes no command before
@@ -113,11 +189,15 @@ const commandsReleaseAfter = 2 * time.Minute
 // and dispatchers' AckWait (their default, 10s; the bridge sets none).
 const sharedBeat = 10 * time.Second / 3
 
+// idleWake is how often a parked command engine pulls anyway, for
+// anything its doorbell missed.
+const idleWake = 30 * time.Second
+
 // startShared starts the shared goroutines, mux's delivery among them;
 // close stops them, once every connection has ended.
-func startShared(mux *natsbus.Mux) *shared {
+func startShared(mux *natsbus.Mux, idle *tick.Wheel) *shared {
 	ctx, stop := context.WithCancel(context.Background())
-	sh := &shared{heartbeat: ackflow.NewHeartbeat(sharedBeat), mux: mux, stop: stop}
+	sh := &shared{heartbeat: ackflow.NewHeartbeat(sharedBeat), mux: mux, idle: idle, stop: stop}
 	sh.wg.Go(func() { sh.heartbeat.Run(ctx) }) // owned: close
 	sh.wg.Go(func() { sh.mux.Run(ctx) })       // owned: close
 	return sh

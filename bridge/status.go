@@ -57,11 +57,38 @@ type ConnStatus struct {
 	NATSErrors map[string]string `json:"nats_errors,omitempty"`
 }
 
+// statusEntry is what the board keeps of a connection: its ConnStatus
+// but the name (the board's key) and the platform wait (added by
+// snapshot). A ConnStatus kept per connection took 288 bytes, this 192.
+type statusEntry struct {
+	Platform        string
+	State           State
+	Since           time.Time
+	LastError       string
+	LastErrorAt     time.Time
+	RetryAt         time.Time
+	Reconnects      uint64
+	EventsPublished uint64
+	LeaseHolder     string
+	LeaseRevision   uint64
+	LeaseSince      time.Time
+	NATSErrors      map[string]string
+}
+
+// status is e as /status shows it, for connection name.
+func (e *statusEntry) status(name string) ConnStatus {
+	return ConnStatus{Name: name, Platform: e.Platform, State: e.State, Since: e.Since,
+		LastError: e.LastError, LastErrorAt: e.LastErrorAt, RetryAt: e.RetryAt,
+		Reconnects: e.Reconnects, EventsPublished: e.EventsPublished,
+		LeaseHolder: e.LeaseHolder, LeaseRevision: e.LeaseRevision, LeaseSince: e.LeaseSince,
+		NATSErrors: e.NATSErrors}
+}
+
 // statusBoard holds every connection's status; the supervisors write it and
 // the HTTP handlers and metrics read it.
 type statusBoard struct {
 	mu    sync.Mutex
-	conns map[string]*ConnStatus
+	conns map[string]*statusEntry
 	order []string
 	onSet func(name, platform string, to State)
 	waits map[string]connector.Wait          // the supervisors' own platform waits
@@ -69,7 +96,7 @@ type statusBoard struct {
 }
 
 func newStatusBoard(onSet func(name, platform string, to State)) *statusBoard {
-	return &statusBoard{conns: map[string]*ConnStatus{}, onSet: onSet,
+	return &statusBoard{conns: map[string]*statusEntry{}, onSet: onSet,
 		waits: map[string]connector.Wait{}, stats: map[string]connector.StatsReporter{}}
 }
 
@@ -81,7 +108,7 @@ func (b *statusBoard) add(name, platform string, st State) {
 	if b.conns[name] == nil {
 		b.order = append(b.order, name)
 	}
-	b.conns[name] = &ConnStatus{Name: name, Platform: platform, State: st, Since: time.Now().UTC()}
+	b.conns[name] = &statusEntry{Platform: platform, State: st, Since: time.Now().UTC()}
 	delete(b.waits, name)
 	delete(b.stats, name)
 	if b.onSet != nil {
@@ -192,7 +219,7 @@ func (b *statusBoard) snapshot() []ConnStatus {
 	waits := make([]connector.Wait, 0, len(b.order))
 	var srs []connector.StatsReporter
 	for _, n := range b.order {
-		c := *b.conns[n]
+		c := b.conns[n].status(n)
 		c.NATSErrors = maps.Clone(c.NATSErrors)
 		if len(c.NATSErrors) == 0 {
 			c.NATSErrors = nil

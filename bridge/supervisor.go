@@ -47,9 +47,12 @@ type supervisor struct {
 	refusedMax    time.Duration // refused_retry_max
 
 	// While the connection is parked (see runner): runConnection's lease
-	// and run's reconnect waits, for the goroutine that goes on.
-	parked     *leaseTerm
-	parkedSess *parkedSession
+	// and run's session, for the goroutine that goes on: its reconnect
+	// waits, or parkedFresh when both had no failure (the usual idle
+	// session, which then keeps no backoffs).
+	parked      *leaseTerm
+	parkedSess  *parkedSession
+	parkedFresh bool
 }
 
 // drainCtx bounds the settling of in-flight events when a session ends. A
@@ -100,14 +103,14 @@ func (s *supervisor) transition(ctx context.Context, st State, err error, l subj
 // (see runner); the next call goes on with the session.
 func (s *supervisor) run(ctx context.Context) error {
 	var bo, long *retry.Backoff
-	resume := s.parkedSess != nil
-	if resume {
+	resume := s.parkedSess != nil || s.parkedFresh
+	if s.parkedSess != nil {
 		bo, long = s.parkedSess.bo, s.parkedSess.long
-		s.parkedSess = nil
 	} else {
 		bo = s.reconnect.Start()
 		long = retry.Policy{Initial: s.reconnect.Max, Max: max(s.refusedMax, s.reconnect.Max)}.Start()
 	}
+	s.parkedSess, s.parkedFresh = nil, false
 	for {
 		var err error
 		if !resume { // a parked session goes on; otherwise connect first
@@ -125,7 +128,11 @@ func (s *supervisor) run(ctx context.Context) error {
 			err = s.pub.run(ctx, s.drainCtx, s.c)
 		}
 		if errors.Is(err, errParked) {
-			s.parkedSess = &parkedSession{bo: bo, long: long}
+			if bo.Failures() == 0 && long.Failures() == 0 {
+				s.parkedFresh = true // as new: the next run starts them again
+			} else {
+				s.parkedSess = &parkedSession{bo: bo, long: long}
+			}
 			return errParked
 		}
 		cctx, cancel := s.drainCtx()

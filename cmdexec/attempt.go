@@ -36,7 +36,7 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 	if left, ok := e.holds.wait(stop, cmd.Room); !ok {
 		return outcome{retryIn: left}
 	}
-	if rc, ok := e.o.Exec.(connector.Reconciler); ok && cmd.MaybeExecuted {
+	if rc, ok := e.exec.(connector.Reconciler); ok && cmd.MaybeExecuted {
 		resp, found, err := e.reconcile(hard, rc, cmd)
 		switch {
 		case err != nil:
@@ -47,8 +47,8 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 		}
 	}
 	for attempt := 1; ; attempt++ {
-		if e.o.Fence != nil {
-			if err := e.o.Fence(); err != nil {
+		if e.fence != nil {
+			if err := e.fence(); err != nil {
 				// Another process may hold the connection now: hand it
 				// back unexecuted, as at a drain.
 				errLog(log.Warn(), err).Msg("command not executed here: lease no longer valid")
@@ -94,10 +94,10 @@ func (e *Executor) execute(stop, hard context.Context, cmd connector.Command, lo
 // call makes one attempt: ExecuteStream when the platform streams (its
 // events published before the result, see stream.go), else Execute.
 func (e *Executor) call(ctx context.Context, cmd connector.Command) (connector.Response, error) {
-	if se, ok := e.o.Exec.(connector.StreamExecutor); ok {
+	if se, ok := e.exec.(connector.StreamExecutor); ok {
 		return se.ExecuteStream(ctx, cmd, e.emitter(ctx, cmd))
 	}
-	return e.o.Exec.Execute(ctx, cmd)
+	return e.exec.Execute(ctx, cmd)
 }
 
 // Do executes cmd now, outside the durable stream, with the same in-process

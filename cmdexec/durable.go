@@ -174,7 +174,7 @@ func (e *Executor) deadLetter(stop, hard context.Context, src subjects.Subject, 
 	b := opRetry().Start()
 	for {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), opTimeout)
-		err := ackflow.DeadLetter(ctx, e.o.JS, e.o.Payloads, e.o.Prefix, src, m.JS.Data(), hdr, reason, res.Status, res.Attempts)
+		err := ackflow.DeadLetter(ctx, e.o.JS, e.payloads, e.o.Prefix, src, m.JS.Data(), hdr, reason, res.Status, res.Attempts)
 		cancel()
 		if err == nil {
 			log.Debug().Int("status", res.Status).Msg("dead-lettered")

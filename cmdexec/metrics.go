@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +39,7 @@ const otherCommand = "other"
 type Metrics struct {
 	commands *prometheus.CounterVec   // connection, platform, command, outcome
 	latency  *prometheus.HistogramVec // connection, platform, command
-	inFlight *prometheus.GaugeVec     // connection, platform
+	inFlight *inFlightGauges          // connection, platform
 	refused  *prometheus.CounterVec   // connection, platform, path
 
 	// nameSets are the command-name sets of the platforms' executors
@@ -86,10 +87,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Duration of one attempt at a command against the platform.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, append(conn, "command")),
-		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "bridge_commands_in_flight",
-			Help: "Command attempts running against the platform now.",
-		}, conn),
+		inFlight: &inFlightGauges{desc: prometheus.NewDesc("bridge_commands_in_flight",
+			"Command attempts running against the platform now.", conn, nil)},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bridge_reply_refused_total",
 			Help: "Reply destinations refused (a Bridge-Reply-To or RPC reply subject outside the connection's result namespace and inboxes), by path (result, rpc).",
@@ -109,8 +108,60 @@ func (m *Metrics) Forget(conn string) {
 	l := prometheus.Labels{"connection": conn}
 	m.commands.DeletePartialMatch(l)
 	m.latency.DeletePartialMatch(l)
-	m.inFlight.DeletePartialMatch(l)
+	m.inFlight.forget(conn)
 	m.refused.DeletePartialMatch(l)
+}
+
+// inFlightGauges is bridge_commands_in_flight: one counter per connection,
+// read at scrape time. A GaugeVec child per connection (the gauge, its
+// label pairs and its entry) cost every idle connection ~0.35 KiB.
+type inFlightGauges struct {
+	desc  *prometheus.Desc
+	mu    sync.Mutex
+	conns map[inFlightKey]*inFlightGauge
+}
+
+type inFlightKey struct{ conn, platform string }
+
+// inFlightGauge is one connection's series.
+type inFlightGauge struct{ n atomic.Int64 }
+
+// gauge returns conn's series, made (at 0) on first use.
+func (g *inFlightGauges) gauge(conn, platform string) *inFlightGauge {
+	k := inFlightKey{conn, platform}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c := g.conns[k]; c != nil {
+		return c
+	}
+	if g.conns == nil {
+		g.conns = map[inFlightKey]*inFlightGauge{}
+	}
+	c := &inFlightGauge{}
+	g.conns[k] = c
+	return c
+}
+
+func (g *inFlightGauges) forget(conn string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k := range g.conns {
+		if k.conn == conn {
+			delete(g.conns, k)
+		}
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (g *inFlightGauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+// Collect implements prometheus.Collector.
+func (g *inFlightGauges) Collect(ch chan<- prometheus.Metric) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k, c := range g.conns {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(c.n.Load()), k.conn, k.platform)
+	}
 }
 
 // register registers c, or returns the collector already registered under
@@ -136,7 +187,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *erro
 type metrics struct {
 	*Metrics
 	conn, platform string
-	inFlight       prometheus.Gauge // this connection's series, 0 from the start
+	inFlight       *inFlightGauge // this connection's series, 0 from the start
 
 	// known are the platform's command names (connector.CommandNamer),
 	// shared with the other executors naming the same: the only label
@@ -149,7 +200,7 @@ type metrics struct {
 
 func newMetrics(shared *Metrics, platform, conn string, x connector.Executor) *metrics {
 	return &metrics{Metrics: shared, conn: conn, platform: platform, known: shared.knownNames(x),
-		inFlight: shared.inFlight.WithLabelValues(conn, platform)}
+		inFlight: shared.inFlight.gauge(conn, platform)}
 }
 
 func (m *metrics) label(command string) string {
@@ -194,9 +245,9 @@ func (m *metrics) attempt(command string) func() {
 		return func() {}
 	}
 	start := time.Now()
-	m.inFlight.Inc()
+	m.inFlight.n.Add(1)
 	return func() {
-		m.inFlight.Dec()
+		m.inFlight.n.Add(-1)
 		m.latency.WithLabelValues(m.conn, m.platform, m.label(command)).Observe(time.Since(start).Seconds())
 	}
 }

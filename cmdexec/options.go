@@ -16,6 +16,7 @@ import (
 	"github.com/bridgeworks/bridge/claimcheck"
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/consume"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -94,6 +95,10 @@ type Options struct {
 	// executor holds no goroutine for it. The Mux must run (natsbus.Mux.Run)
 	// for as long as the executor does. Nil: Run runs a Mux of its own.
 	Mux *natsbus.Mux
+	// IdleWheel, when set, is the process's wheel for the parked
+	// engines' safety wake-ups (consume.Options.IdleWheel); nil: a timer
+	// per executor.
+	IdleWheel *tick.Wheel
 	// Release, when set, lets the executor's consumer go while the
 	// connection takes no command, and come back when one is stored (see
 	// consume.Release): an idle connection then costs the NATS server no
@@ -137,11 +142,9 @@ func (o *Options) setDefaults() {
 	if o.FetchWait <= 0 {
 		o.FetchWait = 500 * time.Millisecond
 	}
-	if o.Payloads == nil && o.JS != nil {
-		o.Payloads = claimcheck.New(claimcheck.Options{JS: o.JS, Prefix: o.Prefix, Conn: o.Conn, Replicas: o.Replicas})
-	}
 }
 
+// validate checks the fields a Family shares.
 func (o *Options) validate() error {
 	var errs []error
 	if o.JS == nil {
@@ -150,36 +153,37 @@ func (o *Options) validate() error {
 	if o.NC == nil {
 		errs = append(errs, errors.New("NC is nil"))
 	}
-	if o.Exec == nil {
-		errs = append(errs, errors.New("Exec is nil"))
-	}
 	if err := subjects.ValidatePrefix(o.Prefix); err != nil {
 		errs = append(errs, err)
 	}
 	if !subjects.IsPlatformName(o.Platform) {
 		errs = append(errs, fmt.Errorf("platform %q is not a lower-case name", o.Platform))
 	}
-	if !subjects.IsConnName(o.Conn) {
-		errs = append(errs, fmt.Errorf("connection %q does not match [a-z0-9_-]{1,64}", o.Conn))
-	}
 	return errors.Join(errs...)
 }
 
-// Executor executes the commands of one connection. Build it with [New];
-// run it with [Executor.Start] and [Executor.Drain], or [Executor.Run];
-// [Executor.Do] may be called at any time, also without Run.
+// Executor executes the commands of one connection. Build it with [New]
+// or [Family.New]; run it with [Executor.Start] and [Executor.Drain], or
+// [Executor.Run]; [Executor.Do] may be called at any time, also without
+// Run.
 type Executor struct {
-	o       Options
-	conn    subjects.Conn // the connection's subjects
-	holds   holds         // rooms resting after a cooldown
-	log     zerolog.Logger
+	f    *Family       // the options it shares
+	o    *Options      // &f.o
+	conn subjects.Conn // the connection's subjects; conn.Name is Options.Conn
+	// The connection's own options (Options fields of the same name).
+	exec     connector.Executor
+	log      *zerolog.Logger // the caller's (Conn.Log): a copy is 112 bytes
+	fence    func() error
+	release  *consume.Release
+	payloads *claimcheck.Store
+
+	holds   holds    // rooms resting after a cooldown
 	m       *metrics // nil without Options.Metrics
 	running atomic.Bool
 	act     *active // set by Start, taken by Drain
 
-	kvMu       sync.Mutex
-	kv         jetstream.KeyValue // set once the bucket exists
-	bucketName string             // BucketName(o.Prefix)
+	kvMu sync.Mutex
+	kv   jetstream.KeyValue // set once the bucket exists
 
 	// firstLookup: a first delivery may repeat an executed id, because the
 	// store remembers ids longer than the stream's duplicate window drops
@@ -187,21 +191,100 @@ type Executor struct {
 	firstLookup atomic.Bool
 }
 
-// New checks o and fills in defaults. It does no I/O: the consumer and the
-// KV bucket are created (or updated) by Run, and the bucket on first use by
-// Do.
-func New(o Options) (_ *Executor, err error) {
-	defer wrapErr(&err, "cmdexec: %s", o.Conn)
+// Family is the options the executors of many connections share: all of
+// [Options] but a connection's own ([Conn]). Each executor built by
+// [Family.New] keeps a pointer to them (and to one consumer engine
+// template, with Options.Mux), where [New] copies them per executor
+// (about 1 KiB per connection, with the engine's).
+type Family struct {
+	o          Options
+	tmpl       *consume.Template // the engines' shared options; nil without Options.Mux
+	bucketName string            // BucketName(o.Prefix)
+}
+
+// NewFamily checks o and fills in defaults; o's per-connection fields (see
+// [Conn]) are ignored. It does no I/O.
+func NewFamily(o Options) (_ *Family, err error) {
+	defer wrapErr(&err, "cmdexec: %s", o.Platform)
+	return newFamily(o)
+}
+
+func newFamily(o Options) (_ *Family, err error) {
+	o.Conn, o.Exec, o.Log, o.Fence, o.Release, o.Payloads = "", nil, zerolog.Logger{}, nil, nil, nil
 	o.setDefaults()
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	e := &Executor{o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: o.Conn}, log: o.Log,
-		bucketName: BucketName(o.Prefix)}
-	if o.Metrics != nil {
-		e.m = newMetrics(o.Metrics, o.Platform, o.Conn, o.Exec)
+	f := &Family{o: o, bucketName: BucketName(o.Prefix)}
+	if o.Mux != nil {
+		if f.tmpl, err = consume.NewTemplate(f.engineOptions(o.Mux)); err != nil {
+			return nil, err
+		}
 	}
-	return e, nil
+	return f, nil
+}
+
+// Conn is one connection's part of an executor's options: each field is
+// the [Options] field of the same name (Name is Conn; Log is shared with
+// the caller, not copied: nil logs nothing). Name and Exec are required.
+type Conn struct {
+	Name     string
+	Exec     connector.Executor
+	Log      *zerolog.Logger
+	Fence    func() error
+	Release  *consume.Release
+	Payloads *claimcheck.Store
+}
+
+func (c *Conn) check() error {
+	var errs []error
+	if c.Exec == nil {
+		errs = append(errs, errors.New("Exec is nil"))
+	}
+	if !subjects.IsConnName(c.Name) {
+		errs = append(errs, fmt.Errorf("connection %q does not match [a-z0-9_-]{1,64}", c.Name))
+	}
+	return errors.Join(errs...)
+}
+
+// New builds the executor of connection c with the family's options. It
+// does no I/O, as [New].
+func (f *Family) New(c Conn) (_ *Executor, err error) {
+	defer wrapErr(&err, "cmdexec: %s", c.Name)
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return f.newExecutor(c), nil
+}
+
+func (f *Family) newExecutor(c Conn) *Executor {
+	o := &f.o
+	if c.Payloads == nil {
+		c.Payloads = claimcheck.New(claimcheck.Options{JS: o.JS, Prefix: o.Prefix, Conn: c.Name, Replicas: o.Replicas})
+	}
+	if c.Log == nil {
+		c.Log = new(zerolog.Nop())
+	}
+	e := &Executor{f: f, o: o, conn: subjects.Conn{Prefix: o.Prefix, Platform: o.Platform, Name: c.Name},
+		exec: c.Exec, log: c.Log, fence: c.Fence, release: c.Release, payloads: c.Payloads}
+	if o.Metrics != nil {
+		e.m = newMetrics(o.Metrics, o.Platform, c.Name, c.Exec)
+	}
+	return e
+}
+
+// New checks o and fills in defaults. It does no I/O: the consumer and the
+// KV bucket are created (or updated) by Run, and the bucket on first use by
+// Do. Executors of many connections sharing their options take less
+// memory built from one [Family].
+func New(o Options) (_ *Executor, err error) {
+	defer wrapErr(&err, "cmdexec: %s", o.Conn)
+	c := Conn{Name: o.Conn, Exec: o.Exec, Log: &o.Log, Fence: o.Fence, Release: o.Release, Payloads: o.Payloads}
+	f, ferr := newFamily(o)
+	if err := errors.Join(ferr, c.check()); err != nil {
+		return nil, err
+	}
+	return f.newExecutor(c), nil
 }
 
 // ConsumerName is the durable consumer of conn's commands.

@@ -17,7 +17,7 @@ const (
 // chose. A refusal is logged (the subject cut short, never the payload) and
 // counted in bridge_reply_refused_total.
 func (e *Executor) replyAllowed(subject, path string, log zerolog.Logger) bool {
-	err := subjects.CheckReplyTo(e.o.Prefix, e.o.Platform, e.o.Conn, subject)
+	err := subjects.CheckReplyTo(e.o.Prefix, e.o.Platform, e.conn.Name, subject)
 	if err == nil {
 		return true
 	}

@@ -30,18 +30,24 @@ type rpcServer struct {
 	sub *nats.Subscription
 	wg  sync.WaitGroup
 	max int
+	// parent is Start's ctx, kept for the requests' hard context, which
+	// the first request makes from it (an idle connection's would be
+	// 0.1 KiB); drainRPC cancels it at the drain deadline.
+	parent context.Context
 
 	mu     sync.Mutex
 	closed bool
 	active int            // workers running
 	q      chan *nats.Msg // made by the first request: an idle connection's would be half a KiB
+	hard   context.Context
+	cancel context.CancelFunc
 }
 
-func (e *Executor) startRPC(hard context.Context, mux *natsbus.Mux) (_ *rpcServer, err error) {
+func (e *Executor) startRPC(ctx context.Context, mux *natsbus.Mux) (_ *rpcServer, err error) {
 	subj := e.conn.Filter(subjects.KindRPC)
 	defer wrapErr(&err, "rpc subscribe %s", subj)
-	s := &rpcServer{mux: mux, max: e.o.RPCWorkers}
-	s.sub, err = mux.QueueSubscribe(e.o.NC, subj, rpcQueue, func(m *nats.Msg) { e.offerRPC(hard, s, m) })
+	s := &rpcServer{mux: mux, max: e.o.RPCWorkers, parent: ctx}
+	s.sub, err = mux.QueueSubscribe(e.o.NC, subj, rpcQueue, func(m *nats.Msg) { e.offerRPC(s, m) })
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +78,7 @@ func (e *Executor) work(hard context.Context, s *rpcServer) {
 
 // offerRPC runs on the Mux's goroutine, shared by every connection, and
 // must not block.
-func (e *Executor) offerRPC(hard context.Context, s *rpcServer, m *nats.Msg) {
+func (e *Executor) offerRPC(s *rpcServer, m *nats.Msg) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -88,6 +94,10 @@ func (e *Executor) offerRPC(hard context.Context, s *rpcServer, m *nats.Msg) {
 	case s.q <- m:
 		if s.active < s.max {
 			s.active++
+			if s.hard == nil {
+				s.hard, s.cancel = context.WithCancel(context.WithoutCancel(s.parent))
+			}
+			hard := s.hard
 			s.wg.Go(func() { e.work(hard, s) })
 		}
 	default:
@@ -109,6 +119,16 @@ func (s *rpcServer) stop() {
 		close(s.q)
 	}
 	s.mu.Unlock()
+}
+
+// cancelHard cancels the requests' calls, if any request came.
+func (s *rpcServer) cancelHard() {
+	s.mu.Lock()
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // wait blocks until every queued request has been answered.

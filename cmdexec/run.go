@@ -36,8 +36,8 @@ func (e *Executor) Run(ctx context.Context) error {
 // active is what a started executor keeps until its Drain.
 type active struct {
 	eng      *consume.Engine
-	drained  chan struct{} // closed once the RPC drain is done
-	stopMux  func()        // stops a Mux of the executor's own; nil with Options.Mux
+	stopped  <-chan struct{} // Start's ctx.Done()
+	stopMux  func()          // stops a Mux of the executor's own; nil with Options.Mux
 	drainRPC func()
 }
 
@@ -45,15 +45,14 @@ type active struct {
 // and returns at once (an error only for bad options or a failed RPC
 // subscription). While idle a started executor holds no goroutine of its
 // own (with Options.Mux and Options.Heartbeat): the engine parks, RPC
-// workers start on demand. When ctx ends no new command starts and RPC's
-// drain begins (on a goroutine started then); the caller then calls
-// [Executor.Drain], which finishes both drains.
+// workers start on demand. When ctx ends no new command starts; the
+// caller then calls [Executor.Drain], which drains both.
 func (e *Executor) Start(ctx context.Context) (err error) {
-	defer wrapErr(&err, "cmdexec: %s", e.o.Conn)
+	defer wrapErr(&err, "cmdexec: %s", e.conn.Name)
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("already running")
 	}
-	a := &active{drained: make(chan struct{})}
+	a := &active{stopped: ctx.Done()}
 	defer func() {
 		if err != nil {
 			if a.stopMux != nil {
@@ -66,7 +65,6 @@ func (e *Executor) Start(ctx context.Context) (err error) {
 	// RPC serves as soon as Start is called: it needs no consumer. Its
 	// requests get DrainTimeout to finish once ctx ends, like durable
 	// commands.
-	rpcCtx, cancelRPC := context.WithCancel(context.WithoutCancel(ctx))
 	mux := e.o.Mux
 	if mux == nil {
 		mux = natsbus.NewMux(0)
@@ -78,44 +76,50 @@ func (e *Executor) Start(ctx context.Context) (err error) {
 			bg.Wait()
 		}
 	}
-	rpc, err := e.startRPC(rpcCtx, mux)
+	rpc, err := e.startRPC(ctx, mux)
 	if err != nil {
-		cancelRPC()
 		return err
 	}
 	a.drainRPC = func() {
 		rpc.stop()
-		e.drainRPC(rpc, cancelRPC)
-		cancelRPC()
+		e.drainRPC(rpc)
+		rpc.cancelHard()
 	}
-	eng, err := consume.Start(ctx, e.consumeOptions(mux), e.process)
+	tmpl := e.f.tmpl
+	if mux != e.o.Mux { // a Mux of its own: engine options of its own
+		if tmpl, err = consume.NewTemplate(e.f.engineOptions(mux)); err != nil {
+			a.drainRPC()
+			return err
+		}
+	}
+	eng, err := tmpl.Start(ctx, e.engineSpec(), e.process)
 	if err != nil {
 		a.drainRPC()
 		return err
 	}
 	a.eng = eng
-	// The RPC drain starts when ctx ends, beside the durable commands'; no
-	// goroutine waits for it meanwhile.
-	context.AfterFunc(ctx, func() { // owned: Drain waits on drained
-		defer close(a.drained)
-		a.drainRPC()
-	})
 	e.act = a
 	return nil
 }
 
 // Drain waits until the context given to Start has ended, then drains the
-// durable commands (the engine's drain) and RPC (started when ctx ended),
-// each within DrainTimeout, and returns once both are done. Call it once
-// after each successful Start, from the goroutine that called Start.
+// durable commands (the engine's drain) and RPC side by side, each within
+// DrainTimeout, and returns once both are done. Call it once after each
+// successful Start, from the goroutine that called Start, at once: RPC
+// requests are taken until Drain begins. (The RPC drain starts here, not
+// from a context.AfterFunc on Start's ctx: one costs every idle
+// connection about 0.2 KiB.)
 func (e *Executor) Drain() {
 	a := e.act
 	if a == nil {
 		return
 	}
 	e.act = nil
+	<-a.stopped
+	var rpcDrain sync.WaitGroup
+	rpcDrain.Go(a.drainRPC) // owned: waited for below
 	a.eng.Drain()
-	<-a.drained
+	rpcDrain.Wait()
 	if a.stopMux != nil {
 		a.stopMux()
 	}
@@ -123,42 +127,51 @@ func (e *Executor) Drain() {
 	e.running.Store(false)
 }
 
-// consumeOptions is the engine's configuration for the connection's
-// durable commands. The engine parks while no command comes: a command
-// published on the connection's subjects rings it through mux.
-func (e *Executor) consumeOptions(mux *natsbus.Mux) consume.Options {
-	stream := subjects.StreamName(e.o.Prefix, subjects.StreamCommands)
+// engineOptions is the engine configuration every executor of the family
+// shares: all but its Spec (engineSpec). The engine parks while no command
+// comes: a command published on the connection's subjects rings it
+// through mux.
+func (f *Family) engineOptions(mux *natsbus.Mux) consume.Options {
+	o := &f.o
 	return consume.Options{
-		JS: e.o.JS, NC: e.o.NC, Stream: stream,
+		JS: o.JS, NC: o.NC, Stream: subjects.StreamName(o.Prefix, subjects.StreamCommands),
 		Consumer: jetstream.ConsumerConfig{
-			Durable:       ConsumerName(e.o.Conn),
-			Description:   "bridge: commands of connection " + e.o.Conn,
-			FilterSubject: e.conn.Filter(subjects.KindCommand),
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			// A consumer held is pulled every IdleWake (30s) at least.
-			InactiveThreshold: e.o.InactiveThreshold,
+			InactiveThreshold: o.InactiveThreshold,
 		},
-		RoomOf:        func(subject string) string { return e.conn.RoomToken(subjects.KindCommand, subject) },
-		MaxParallel:   e.o.MaxParallelRooms,
-		MaxAckPending: e.o.MaxAckPending,
-		AckWait:       e.o.AckWait,
-		FetchWait:     e.o.FetchWait,
-		DrainTimeout:  e.o.DrainTimeout,
+		MaxParallel:   o.MaxParallelRooms,
+		MaxAckPending: o.MaxAckPending,
+		AckWait:       o.AckWait,
+		FetchWait:     o.FetchWait,
+		DrainTimeout:  o.DrainTimeout,
 		MinHandBack:   drainNakDelay,
 		// One room's long Retry-After must not hold every room back after
 		// a restart.
-		MaxHandBack: e.o.Policy.Retry.Max,
-		Heartbeat:   e.o.Heartbeat,
-		Doorbell:    []string{e.conn.Filter(subjects.KindCommand)},
+		MaxHandBack: o.Policy.Retry.Max,
+		Heartbeat:   o.Heartbeat,
 		Mux:         mux,
-		Release:     e.o.Release,
+		IdleWheel:   o.IdleWheel,
+	}
+}
+
+// engineSpec is the connection's part of its engine's configuration.
+func (e *Executor) engineSpec() consume.Spec {
+	filter := e.conn.Filter(subjects.KindCommand)
+	return consume.Spec{
+		Durable:       ConsumerName(e.conn.Name),
+		Description:   "bridge: commands of connection " + e.conn.Name,
+		FilterSubject: filter,
+		RoomOf:        func(subject string) string { return e.conn.RoomToken(subjects.KindCommand, subject) },
+		Doorbell:      []string{filter},
+		Release:       e.release,
 		Setup: func(ctx context.Context) error {
 			if _, err := e.bucket(ctx); err != nil {
 				return err
 			}
 			dup := e.o.StreamDuplicates
 			if dup <= 0 {
-				st, err := e.o.JS.Stream(ctx, stream)
+				st, err := e.o.JS.Stream(ctx, subjects.StreamName(e.o.Prefix, subjects.StreamCommands))
 				if err != nil {
 					return err
 				}
@@ -168,7 +181,7 @@ func (e *Executor) consumeOptions(mux *natsbus.Mux) consume.Options {
 			return nil
 		},
 		Ready: func(*jetstream.ConsumerInfo, bool) {
-			e.log.Info().Str("consumer", ConsumerName(e.o.Conn)).Msg("command executor running")
+			e.log.Info().Str("consumer", ConsumerName(e.conn.Name)).Msg("command executor running")
 		},
 		Log: e.log,
 	}
@@ -176,7 +189,7 @@ func (e *Executor) consumeOptions(mux *natsbus.Mux) consume.Options {
 
 // drainRPC waits for the RPC requests still queued or running, up to
 // DrainTimeout, then cancels their calls.
-func (e *Executor) drainRPC(rpc *rpcServer, cancel context.CancelFunc) {
+func (e *Executor) drainRPC(rpc *rpcServer) {
 	done := make(chan struct{})
 	go func() { // owned: waited for below
 		rpc.wait()
@@ -188,7 +201,7 @@ func (e *Executor) drainRPC(rpc *rpcServer, cancel context.CancelFunc) {
 	case <-done:
 	case <-t.C:
 		e.log.Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("rpc requests still running at the drain deadline; cancelling them")
-		cancel()
+		rpc.cancelHard()
 		<-done
 	}
 }

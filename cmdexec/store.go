@@ -73,7 +73,7 @@ func (e *Executor) lookup(ctx context.Context, id string) (_ subjects.Result, _ 
 	if err != nil {
 		return subjects.Result{}, false, err
 	}
-	ent, err := kv.Get(ctx, idKey(e.o.Conn, id))
+	ent, err := kv.Get(ctx, idKey(e.conn.Name, id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return subjects.Result{}, false, nil
 	}
@@ -106,11 +106,11 @@ func (e *Executor) remember(ctx context.Context, id, ref string, res subjects.Re
 		return err
 	}
 	if ref != "" {
-		if _, err = kv.Put(ctx, refKey(e.o.Conn, ref), []byte(id)); err != nil {
+		if _, err = kv.Put(ctx, refKey(e.conn.Name, ref), []byte(id)); err != nil {
 			return err
 		}
 	}
-	_, err = kv.Put(ctx, idKey(e.o.Conn, id), b)
+	_, err = kv.Put(ctx, idKey(e.conn.Name, id), b)
 	return err
 }
 
@@ -141,16 +141,16 @@ func (e *Executor) record(hard context.Context, id, ref string, res []byte) (err
 	}
 	nc := e.o.JS.Conn()
 	if ref != "" {
-		if err := nc.Publish(e.kvSubject(refKey(e.o.Conn, ref)), []byte(id)); err != nil {
+		if err := nc.Publish(e.kvSubject(refKey(e.conn.Name, ref)), []byte(id)); err != nil {
 			return err
 		}
 	}
-	return nc.Publish(e.kvSubject(idKey(e.o.Conn, id)), res)
+	return nc.Publish(e.kvSubject(idKey(e.conn.Name, id)), res)
 }
 
 // kvSubject is the subject a write of key to the bucket is published on.
 func (e *Executor) kvSubject(key string) string {
-	return "$KV." + e.bucketName + "." + key
+	return "$KV." + e.f.bucketName + "." + key
 }
 
 // reconcile asks the connector for records that could be an earlier
@@ -178,7 +178,7 @@ func (e *Executor) reconcile(ctx context.Context, rc connector.Reconciler, cmd c
 		if r.Ref == "" {
 			continue
 		}
-		key := refKey(e.o.Conn, r.Ref)
+		key := refKey(e.conn.Name, r.Ref)
 		_, err := kv.Create(ctx, key, []byte(cmd.ID))
 		if err == nil {
 			return r, true, nil
@@ -209,7 +209,7 @@ func (e *Executor) Executed(ctx context.Context, cmd connector.Command) (bool, e
 	if res, found, err := e.lookup(ctx, cmd.ID); err != nil || (found && res.OK) {
 		return err == nil, err
 	}
-	rc, ok := e.o.Exec.(connector.Reconciler)
+	rc, ok := e.exec.(connector.Reconciler)
 	if !ok || !cmd.MaybeExecuted {
 		return false, nil
 	}

@@ -35,7 +35,7 @@ func (e *Executor) emitter(ctx context.Context, cmd connector.Command) func(conn
 			t = time.Now()
 		}
 		name := subjects.EventName(ev.Name)
-		env := subjects.NewEvent(e.o.Platform, e.o.Conn, room, name, "cmd:"+cmd.ID+":"+strconv.FormatInt(i, 10), t, ev.Data)
+		env := subjects.NewEvent(e.o.Platform, e.conn.Name, room, name, "cmd:"+cmd.ID+":"+strconv.FormatInt(i, 10), t, ev.Data)
 		env.CommandID, env.Seq = cmd.ID, &i
 		m := nats.NewMsg(e.conn.Subject(subjects.KindEvent, room, name).String())
 		m.Header.Set(subjects.HeaderContentType, subjects.ContentTypeCloudEvents)
@@ -43,8 +43,8 @@ func (e *Executor) emitter(ctx context.Context, cmd connector.Command) func(conn
 		m.Data = env.AppendJSON(nil)
 		pctx, cancel := context.WithTimeout(ctx, opTimeout)
 		defer cancel()
-		if !e.o.Payloads.Fits(m) {
-			ref, err := e.o.Payloads.Put(pctx, ev.Data)
+		if !e.payloads.Fits(m) {
+			ref, err := e.payloads.Put(pctx, ev.Data)
 			if err != nil {
 				return fmt.Errorf("over max_payload, data not offloaded: %w", err)
 			}

@@ -26,7 +26,7 @@ func (e *Executor) startSpan(parent context.Context, hdr nats.Header, cmd connec
 		parent = tracing.Extract(parent, hdr)
 	}
 	ctx, span := e.o.Tracer.Start(parent, "command "+cmd.Name, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("bridge.platform", e.o.Platform), attribute.String("bridge.connection", e.o.Conn),
+		trace.WithAttributes(attribute.String("bridge.platform", e.o.Platform), attribute.String("bridge.connection", e.conn.Name),
 			attribute.String("bridge.room", cmd.Room), attribute.String("bridge.command_id", cmd.ID)))
 	return ctx, func(res subjects.Result) {
 		if !res.OK && res.Error != nil {

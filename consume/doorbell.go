@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/bridgeworks/bridge/internal/tick"
 )
 
 // bell parks an engine's fetch loop while there is no work and starts it
@@ -20,11 +22,12 @@ type bell struct {
 	every time.Duration // the safety timer's period
 
 	mu      sync.Mutex
-	running bool // the fetch loop's goroutine is running
-	rung    bool // a wake-up came while it ran: it must not park before another pull
-	door    bool // the doorbell rang since the last pull
-	stopped bool // shutdown: nothing starts any more
-	safety  *time.Timer
+	running bool        // the fetch loop's goroutine is running
+	rung    bool        // a wake-up came while it ran: it must not park before another pull
+	door    bool        // the doorbell rang since the last pull
+	stopped bool        // shutdown: nothing starts any more
+	safety  *time.Timer // the safety wake-up; nil with Options.IdleWheel
+	idle    tick.Entry  // the safety wake-up on Options.IdleWheel
 	naks    *time.Timer
 	dues    []time.Time // when NakWithDelay'd messages come due, ascending
 	loops   sync.WaitGroup
@@ -42,19 +45,19 @@ const dueStep = 50 * time.Millisecond
 
 // open subscribes to the doorbell subjects and arms the safety timer; the
 // first ring is the caller's. On a subscribe error nothing stays open.
-func (e *engine) openBell(ctx, hard context.Context) (*bell, func(), error) {
+func (e *engine) openBell(ctx context.Context) (*bell, func(), error) {
 	b := &bell{every: e.o.IdleWake}
-	if e.o.Release != nil {
-		b.releaseAfter = e.o.Release.After
+	if e.sp.Release != nil {
+		b.releaseAfter = e.sp.Release.After
 	}
-	b.start = func() { e.fetchLoop(ctx, hard, b) }
+	b.start = func() { e.fetchLoop(ctx, b) }
 	var subs []*nats.Subscription
 	closeSubs := func() {
 		for _, s := range subs {
 			_ = e.o.Mux.Unsubscribe(s)
 		}
 	}
-	for _, subj := range e.o.Doorbell {
+	for _, subj := range e.sp.Doorbell {
 		// Runs on the Mux's goroutine: only rings.
 		s, err := e.o.Mux.QueueSubscribe(e.o.NC, subj, "", func(*nats.Msg) { b.doorRing() })
 		if err != nil {
@@ -63,9 +66,14 @@ func (e *engine) openBell(ctx, hard context.Context) (*bell, func(), error) {
 		}
 		subs = append(subs, s)
 	}
-	unrec := e.o.Mux.OnReconnect(b.ring)
+	unrec := func() {}
 	b.mu.Lock()
-	b.safety = time.AfterFunc(b.every, b.safetyRing)
+	if w := e.o.IdleWheel; w != nil {
+		w.Add(&b.idle, b) // its owner's TickAll is the reconnect's ring
+	} else {
+		unrec = e.o.Mux.OnReconnect(b.ring)
+		b.safety = time.AfterFunc(b.every, b.safetyRing)
+	}
 	b.mu.Unlock()
 	return b, func() {
 		unrec()
@@ -249,11 +257,17 @@ func (b *bell) safetyRing() {
 	b.ring()
 }
 
+// Tick is the safety wake-up on Options.IdleWheel, every IdleWake.
+func (b *bell) Tick() { b.ring() }
+
 // stop ends the wake-ups and waits for a running loop to finish its pull.
 func (b *bell) stop() {
 	b.mu.Lock()
 	b.stopped = true
-	b.safety.Stop()
+	if b.safety != nil {
+		b.safety.Stop()
+	}
+	b.idle.Stop()
 	if b.release != nil {
 		b.release.Stop()
 	}

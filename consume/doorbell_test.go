@@ -13,6 +13,7 @@ import (
 
 	"github.com/bridgeworks/bridge/ackflow"
 	"github.com/bridgeworks/bridge/internal/testutil"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/natsbus"
 )
 
@@ -206,6 +207,69 @@ func TestReconnectWakesParkedEngine(t *testing.T) {
 	}
 	mux.Reconnected()
 	testutil.Eventually(t, 5*time.Second, func() bool { return handled.Load() == 2 }, "reconnect did not wake the parked engine")
+}
+
+// TestIdleWheelWakesParkedEngine: with Options.IdleWheel the safety
+// wake-up is the wheel's: a parked engine whose doorbell hears nothing
+// finds a stored message within about one of the wheel's periods, and a
+// drained engine leaves the wheel.
+func TestIdleWheelWakesParkedEngine(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 1)
+	o := baseOptions(ns.JS, ns.NC)
+	wheel := tick.New(time.Second)
+	o.Doorbell, o.Mux, o.IdleWake, o.IdleWheel = []string{"nothing.here"}, runMux(t), time.Hour, wheel
+	var handled atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	en, err := Start(ctx, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 1 && parked(t, ns.JS) }, "engine did not park")
+	pctx := testutil.Context(t, 10*time.Second)
+	if _, err := ns.JS.Publish(pctx, "t.r0", []byte("r0:1")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 3*time.Second, func() bool { return handled.Load() == 2 }, "the wheel did not wake the parked engine")
+	cancel()
+	en.Drain()
+	if en.e.bell.idle.Stop() {
+		t.Fatal("a drained engine is still on the wheel")
+	}
+}
+
+// TestIdleWheelTickAllWakesParkedEngine: an engine on an IdleWheel is
+// woken after a NATS reconnect by its owner's TickAll (not the Mux's
+// Reconnected, which it does not register with).
+func TestIdleWheelTickAllWakesParkedEngine(t *testing.T) {
+	t.Parallel()
+	ns := testutil.NATS(t)
+	stream(t, ns.JS, 1, 1)
+	o := baseOptions(ns.JS, ns.NC)
+	mux := runMux(t)
+	wheel := tick.New(time.Hour)
+	o.Doorbell, o.Mux, o.IdleWheel = []string{"nothing.here"}, mux, wheel
+	var handled atomic.Int32
+	runEngine(t, o, func(stop, hard context.Context, m *Msg) (ackflow.Decision, bool) {
+		handled.Add(1)
+		return ackflow.Decision{Action: ackflow.ActionAck}, true
+	})
+	testutil.Eventually(t, 10*time.Second, func() bool { return handled.Load() == 1 && parked(t, ns.JS) }, "engine did not park")
+	ctx := testutil.Context(t, 10*time.Second)
+	if _, err := ns.JS.Publish(ctx, "t.r0", []byte("r0:1")); err != nil {
+		t.Fatal(err)
+	}
+	mux.Reconnected() // registered nothing: wakes nobody
+	time.Sleep(200 * time.Millisecond)
+	if handled.Load() != 1 {
+		t.Fatal("an engine on the wheel registered with the Mux's reconnects")
+	}
+	wheel.TickAll()
+	testutil.Eventually(t, 5*time.Second, func() bool { return handled.Load() == 2 }, "TickAll did not wake the parked engine")
 }
 
 // engineGoroutines counts the goroutines with a frame of this package in

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bridgeworks/bridge/ackflow"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/natsbus"
 	"github.com/bridgeworks/bridge/retry"
 )
@@ -89,8 +90,15 @@ type Options struct {
 	// Reconnected wakes a parked engine.
 	Mux *natsbus.Mux
 	// IdleWake is how often a parked engine pulls anyway, for anything
-	// the doorbell missed; default 30s.
+	// the doorbell missed; default 30s, or IdleWheel's period.
 	IdleWake time.Duration
+	// IdleWheel, when set, is the process's wheel the parked engines'
+	// IdleWake wake-ups share (its period is IdleWake): one runtime timer
+	// for all of them instead of one each. Its owner also calls its
+	// TickAll after every NATS reconnect, in place of a Mux.OnReconnect
+	// registration per engine. Nil: a timer per engine, and Mux's
+	// Reconnected wakes it.
+	IdleWheel *tick.Wheel
 	// Release, when set, lets an engine idle for Release.After give its
 	// consumer back to the server until work comes (see [Release]); it
 	// needs Doorbell. Nil: the consumer stays for as long as the engine
@@ -105,22 +113,21 @@ const (
 	setupTimeout = 10 * time.Second
 )
 
+// setDefaults checks o and fills in its defaults, those of the engine's
+// own part (Spec) included.
 func (o *Options) setDefaults() error {
-	if o.JS == nil || o.NC == nil || o.Stream == "" || o.Consumer.Durable == "" || o.RoomOf == nil {
-		return errors.New("consume: JS, NC, Stream, Consumer.Durable and RoomOf are required")
+	sp := o.spec()
+	if err := sp.check(o.Mux); err != nil {
+		return err
 	}
-	if len(o.Doorbell) > 0 && o.Mux == nil {
-		return errors.New("consume: Doorbell needs Mux")
-	}
-	if r := o.Release; r != nil {
-		if len(o.Doorbell) == 0 || r.Stream == nil || r.Cursor == nil {
-			return errors.New("consume: Release needs Doorbell, Release.Stream and Release.Cursor")
-		}
-		if r.After <= 0 {
-			rc := *r
-			rc.After = defaultReleaseAfter
-			o.Release = &rc
-		}
+	return o.setShared()
+}
+
+// setShared checks and fills in the part of o every engine of a Template
+// shares: all but its Spec.
+func (o *Options) setShared() error {
+	if o.JS == nil || o.NC == nil || o.Stream == "" {
+		return errors.New("consume: JS, NC and Stream are required")
 	}
 	if o.MaxAckPending <= 0 {
 		o.MaxAckPending = 1024
@@ -141,6 +148,9 @@ func (o *Options) setDefaults() error {
 	def(&o.DrainTimeout, 10*time.Second)
 	def(&o.MinHandBack, time.Second)
 	def(&o.MaxHandBack, 30*time.Second)
+	if o.IdleWheel != nil {
+		o.IdleWake = o.IdleWheel.Period()
+	}
 	def(&o.IdleWake, 30*time.Second)
 	if o.Heartbeat != nil && o.Heartbeat.Interval() > o.AckWait/3 {
 		return fmt.Errorf("consume: the shared heartbeat beats every %s, more than a third of AckWait %s: messages in hand would be redelivered",
@@ -157,19 +167,29 @@ func (o *Options) setDefaults() error {
 // engine is the state of one run of the engine; nothing in it outlives
 // its Drain.
 type engine struct {
-	o     Options
-	h     Handler
-	cons  jetstream.Consumer
-	hb    *ackflow.Heartbeat
-	slots chan struct{} // one token per message in hand
-	sched *scheduler
+	o    *Options // the engine's own, or its Template's (shared)
+	sp   Spec     // what tells it apart: with Start, taken from o
+	h    Handler
+	cons jetstream.Consumer
+	hb   *ackflow.Heartbeat
+	// slots has one token per message in hand; made by the first acquire
+	// (on the fetch loop's goroutine, before any message is in hand): an
+	// engine that never takes one keeps none.
+	slots chan struct{}
+	sched *scheduler // made by the first message taken (scheduler): an idle engine keeps none
+	// hard is the handlers' hard context (see Handler), made from the
+	// fetch loop's ctx by the first message taken (hardCtx) and cancelled
+	// by the drain: an engine that never takes one makes none (a context
+	// per idle engine is 0.1 KiB). Guarded by mu.
+	hard       context.Context
+	cancelHard context.CancelFunc
 	// barrier holds every message while a predecessor's unsettled ones
 	// come back; held are the messages it holds.
 	barrier *ackflow.Barrier
 	held    []*Msg
 
 	mu     sync.Mutex
-	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy
+	inHand map[uint64]bool // stream sequences in hand, to drop a redelivered copy; made by the first take
 	// taken is the highest stream sequence taken; settled the highest
 	// below which everything taken was settled (taken, whenever nothing is
 	// in hand). With Release, a consumer lost while held is created again
@@ -194,19 +214,18 @@ type engine struct {
 // drain), and a logger kept per engine would cost every idle connection
 // its context buffer.
 func (e *engine) logger() *zerolog.Logger {
-	l := e.o.Log.With().Str("consumer", e.o.Consumer.Durable).Logger()
+	l := e.sp.Log.With().Str("consumer", e.sp.Durable).Logger()
 	return &l
 }
 
 // Engine is a started consumer engine: [Start] returns one, and its
 // [Engine.Drain] ends it once the context given to Start has ended.
 type Engine struct {
-	e          *engine
-	stopped    <-chan struct{} // Start's ctx.Done()
-	cancelHard context.CancelFunc
-	stopBeat   context.CancelFunc // nil with a shared Heartbeat
-	starter    sync.WaitGroup     // the consumer's setup, then (without a doorbell) the fetch loop
-	bg         sync.WaitGroup     // the engine's own heartbeat, without a shared one
+	e        *engine
+	stopped  <-chan struct{}    // Start's ctx.Done()
+	stopBeat context.CancelFunc // nil with a shared Heartbeat
+	starter  sync.WaitGroup     // the consumer's setup, then (without a doorbell) the fetch loop
+	bg       sync.WaitGroup     // the engine's own heartbeat, without a shared one
 	// Set on the starter's goroutine once the consumer is ready; read by
 	// Drain after starter.Wait.
 	ready     bool
@@ -237,41 +256,47 @@ func Start(ctx context.Context, o Options, h Handler) (*Engine, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	e := &engine{o: o, h: h, hb: o.Heartbeat,
-		slots: make(chan struct{}, o.MaxAckPending), inHand: map[uint64]bool{}}
+	return start(ctx, &o, o.spec(), h), nil
+}
+
+// start starts an engine of o and sp, both checked.
+func start(ctx context.Context, o *Options, sp Spec, h Handler) *Engine {
+	if r := sp.Release; r != nil && r.After <= 0 {
+		rc := *r
+		rc.After = defaultReleaseAfter
+		sp.Release = &rc
+	}
+	e := &engine{o: o, sp: sp, h: h, hb: o.Heartbeat}
 	en := &Engine{e: e, stopped: ctx.Done()}
-	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
-	en.cancelHard = cancelHard
 	if e.hb == nil {
 		e.hb = ackflow.NewHeartbeat(o.AckWait / 3)
 		beat, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
 		en.stopBeat = stopBeat
 		en.bg.Go(func() { e.hb.Run(beat) }) // owned: stopped and waited for by Drain, once the drain is done
 	}
-	en.starter.Go(func() { en.start(ctx, hard) }) // owned: Drain waits for it
-	return en, nil
+	en.starter.Go(func() { en.start(ctx) }) // owned: Drain waits for it
+	return en
 }
 
 // start runs on the starter goroutine: the consumer's setup, retried until
 // it succeeds or ctx ends, then the first ring of the doorbell (or, without
 // one, the fetch loop until ctx ends).
-func (en *Engine) start(ctx, hard context.Context) {
+func (en *Engine) start(ctx context.Context) {
 	e := en.e
 	info, created, ok := e.setup(ctx)
 	if !ok {
 		return // ctx ended first
 	}
-	if e.o.Ready != nil {
-		e.o.Ready(info, created)
+	if e.sp.Ready != nil {
+		e.sp.Ready(info, created)
 	}
-	e.sched = newScheduler(e.o.MaxParallel, e.o.MaxInFlightPerRoom, e.process)
 	e.takenAt = time.Now()
 	if e.barrier = newBarrier(info, e.o.AckWait); e.barrier.Active() {
 		e.logger().Info().Int("pending", e.barrier.Pending()).Uint64("barrier", e.barrier.Seq()).
 			Msg("messages of a previous run still pending; newer ones wait for them")
 	}
 	en.ready = true
-	en.closeBell = e.consume(ctx, hard)
+	en.closeBell = e.consume(ctx)
 }
 
 // Drain waits until the context given to Start has ended, then for the
@@ -290,9 +315,9 @@ func (en *Engine) Drain() {
 		en.closeBell() // waits for a running loop to finish its pull
 	}
 	if en.ready {
-		en.e.drain(en.cancelHard)
+		en.e.drain()
 	}
-	en.cancelHard()
+	en.e.stopHard()
 	if en.stopBeat != nil {
 		en.stopBeat()
 		en.bg.Wait()
@@ -303,15 +328,15 @@ func (en *Engine) Drain() {
 // a fetch loop started when there may be work and parked when there is
 // none, and it returns at once with the func that closes the bell; without
 // one (or when its subscription fails), on this goroutine until ctx ends.
-func (e *engine) consume(ctx, hard context.Context) (closeBell func()) {
-	if len(e.o.Doorbell) == 0 {
-		e.fetchLoop(ctx, hard, nil)
+func (e *engine) consume(ctx context.Context) (closeBell func()) {
+	if len(e.sp.Doorbell) == 0 {
+		e.fetchLoop(ctx, nil)
 		return nil
 	}
-	b, closeBell, err := e.openBell(ctx, hard)
+	b, closeBell, err := e.openBell(ctx)
 	if err != nil {
-		e.logger().Warn().Err(err).Strs("doorbell", e.o.Doorbell).Msg("doorbell subscription failed; pulling without parking")
-		e.fetchLoop(ctx, hard, nil)
+		e.logger().Warn().Err(err).Strs("doorbell", e.sp.Doorbell).Msg("doorbell subscription failed; pulling without parking")
+		e.fetchLoop(ctx, nil)
 		return nil
 	}
 	e.bell = b
@@ -319,123 +344,12 @@ func (e *engine) consume(ctx, hard context.Context) (closeBell func()) {
 	return closeBell
 }
 
-// newBarrier is the crash barrier for a consumer found with info.
-func newBarrier(info *jetstream.ConsumerInfo, ackWait time.Duration) *ackflow.Barrier {
-	return ackflow.NewBarrier(info, 3*ackWait)
-}
-
-// setup makes sure the consumer exists (or, with Release, that the engine
-// knows where it starts released), retrying with backoff; false when ctx
-// ends first.
-func (e *engine) setup(ctx context.Context) (*jetstream.ConsumerInfo, bool, bool) {
-	b := retry.Policy{Initial: 250 * time.Millisecond, Max: 15 * time.Second}.Start()
-	prepare := e.bindConsumer
-	if e.o.Release != nil {
-		prepare = e.releasedStart
-	}
-	for {
-		info, created, err := e.prepared(ctx, prepare)
-		if err == nil {
-			return info, created, true
-		}
-		if ctx.Err() != nil {
-			return nil, false, false
-		}
-		wait := b.Next()
-		e.logger().Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("consumer not ready; retrying")
-		if !retry.Sleep(ctx, wait) {
-			return nil, false, false
-		}
-	}
-}
-
-// ensureConsumer creates or updates the consumer, and says whether it had
-// to create it.
-func (e *engine) ensureConsumer(ctx context.Context) (_ *jetstream.ConsumerInfo, created bool, err error) {
-	return e.prepared(ctx, e.bindConsumer)
-}
-
-// prepared runs the handler's Setup, then next, within setupTimeout.
-func (e *engine) prepared(ctx context.Context, next func(context.Context) (*jetstream.ConsumerInfo, bool, error)) (*jetstream.ConsumerInfo, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	if e.o.Setup != nil {
-		if err := e.o.Setup(ctx); err != nil {
-			return nil, false, err
-		}
-	}
-	return next(ctx)
-}
-
-// bindConsumer creates the consumer or updates the existing one, keeping
-// where an existing one starts; a new one starts after the cursor when the
-// engine was released.
-func (e *engine) bindConsumer(ctx context.Context) (*jetstream.ConsumerInfo, bool, error) {
-	prev, missing, err := e.lookupConsumer(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	return e.bind(ctx, prev, missing)
-}
-
-// lookupConsumer finds the consumer; missing when it does not exist.
-func (e *engine) lookupConsumer(ctx context.Context) (_ jetstream.Consumer, missing bool, _ error) {
-	prev, err := e.o.JS.Consumer(ctx, e.o.Stream, e.o.Consumer.Durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, true, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
-	}
-	return prev, false, nil
-}
-
-// bind creates the consumer (created) or updates prev, the existing one.
-func (e *engine) bind(ctx context.Context, prev jetstream.Consumer, created bool) (_ *jetstream.ConsumerInfo, _ bool, err error) {
-	cfg := e.o.Consumer
-	if !created {
-		// Where a consumer starts cannot change once it exists.
-		c := prev.CachedInfo().Config
-		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = c.DeliverPolicy, c.OptStartSeq, c.OptStartTime
-	} else if e.o.Release != nil {
-		// Released, or lost while held: after what is known settled.
-		e.mu.Lock()
-		settled := e.settled
-		e.mu.Unlock()
-		if after := max(e.cursor, settled); after > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, after+1, nil
-		}
-	}
-	if e.o.Configure != nil {
-		var info *jetstream.ConsumerInfo
-		if !created {
-			info = prev.CachedInfo()
-		}
-		if err := e.o.Configure(ctx, &cfg, info); err != nil {
-			return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
-		}
-	}
-	var cons jetstream.Consumer
-	if created {
-		// Not CreateOrUpdate: a consumer another process created meanwhile
-		// with another start is not overwritten; the next try takes it.
-		cons, err = e.o.JS.CreateConsumer(ctx, e.o.Stream, cfg)
-	} else {
-		cons, err = e.o.JS.CreateOrUpdateConsumer(ctx, e.o.Stream, cfg)
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("consumer %s on %s: %w", e.o.Consumer.Durable, e.o.Stream, err)
-	}
-	e.cons = cons
-	return cons.CachedInfo(), created, nil
-}
-
 // fetchLoop pulls messages while ctx lasts, never more in hand than there
 // are slots. After ctx ends it finishes the open pull, so nothing the
 // server delivered is left to time out, and returns. With a bell it also
 // returns (parks) once a pull comes back empty while the barrier is down
 // and no ring came meanwhile.
-func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
+func (e *engine) fetchLoop(ctx context.Context, bell *bell) {
 	b := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}.Start()
 	backoff := func(err error, what string) bool {
 		wait := b.Next()
@@ -479,7 +393,7 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 		}
 		fw := e.o.FetchWait
 		if e.barrier.Active() {
-			e.checkBarrier(ctx, hard)
+			e.checkBarrier(ctx)
 			fw = min(fw, barrierWait)
 		}
 		n := e.acquire(ctx, e.barrier.Active())
@@ -500,7 +414,7 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 		got := 0
 		for m := range batch.Messages() {
 			got++
-			e.take(ctx, hard, m)
+			e.take(ctx, e.hardCtx(ctx), m)
 		}
 		e.release(n - got)
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
@@ -511,13 +425,13 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 		}
 		b.Reset()
 		if bell != nil && got == 0 && !e.barrier.Active() && ctx.Err() == nil {
-			if e.o.Release != nil && bell.takeRelease() {
+			if e.sp.Release != nil && bell.takeRelease() {
 				e.releaseDue(ctx, bell)
 				if e.released() {
 					continue // parks at the top, unless something came meanwhile
 				}
 			}
-			if bell.park(e.o.Release != nil) {
+			if bell.park(e.sp.Release != nil) {
 				return
 			}
 		}
@@ -528,6 +442,9 @@ func (e *engine) fetchLoop(ctx, hard context.Context, bell *bell) {
 // when ctx ends, or, when recheck is set (the barrier holds messages that
 // may fill every slot), after barrierWait.
 func (e *engine) acquire(ctx context.Context, recheck bool) int {
+	if e.slots == nil {
+		e.slots = make(chan struct{}, e.o.MaxAckPending)
+	}
 	var tick <-chan time.Time
 	if recheck {
 		t := time.NewTimer(barrierWait)
@@ -569,10 +486,13 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 		e.release(1)
 		return
 	}
-	m := &Msg{JS: jm, Seq: meta.Sequence.Stream, Stored: meta.Timestamp, Delivered: meta.NumDelivered, Room: e.o.RoomOf(jm.Subject())}
+	m := &Msg{JS: jm, Seq: meta.Sequence.Stream, Stored: meta.Timestamp, Delivered: meta.NumDelivered, Room: e.sp.RoomOf(jm.Subject())}
 	e.takenAt = time.Now()
 	e.mu.Lock()
 	dup := e.inHand[m.Seq]
+	if e.inHand == nil {
+		e.inHand = map[uint64]bool{}
+	}
 	e.inHand[m.Seq] = true
 	e.taken = max(e.taken, m.Seq)
 	delete(e.comesBack, m.Seq)
@@ -591,12 +511,12 @@ func (e *engine) take(ctx, hard context.Context, jm jetstream.Msg) {
 		e.barrier.Hold(m.Seq)
 		return
 	}
-	e.sched.add(ctx, hard, m)
+	e.scheduler().add(ctx, hard, m)
 }
 
 // checkBarrier lifts the barrier when ackflow.Barrier allows, and queues
 // the held messages in stream order.
-func (e *engine) checkBarrier(ctx, hard context.Context) {
+func (e *engine) checkBarrier(ctx context.Context) {
 	ictx, cancel := context.WithTimeout(ctx, setupTimeout)
 	info, err := e.cons.Info(ictx)
 	cancel()
@@ -613,8 +533,9 @@ func (e *engine) checkBarrier(ctx, hard context.Context) {
 	}
 	e.logger().Info().Int("held", len(e.held)).Msg("previous run's messages done; resuming in order")
 	slices.SortFunc(e.held, func(a, b *Msg) int { return cmp.Compare(a.Seq, b.Seq) })
+	hard := e.hardCtx(ctx)
 	for _, m := range e.held {
-		e.sched.add(ctx, hard, m)
+		e.scheduler().add(ctx, hard, m)
 	}
 	e.held = nil
 }
@@ -654,52 +575,4 @@ func (e *engine) done(m *Msg, settled bool) {
 	if len(e.inHand) == 0 && len(e.comesBack) == 0 {
 		e.settled = e.taken
 	}
-}
-
-// drain waits for running handlers up to DrainTimeout, then cancels what
-// still runs, and hands every unsettled message back with NakWithDelay in
-// stream order. All get the same delay, so they become due again in the
-// order they were handed back: MinHandBack, or the longest retry wait cut
-// short, capped at MaxHandBack so one room's long wait does not hold every
-// room back after a restart.
-func (e *engine) drain(cancelHard context.CancelFunc) {
-	done := make(chan struct{})
-	go func() { // owned: drain waits for done below
-		e.sched.wait()
-		close(done)
-	}()
-	t := time.NewTimer(e.o.DrainTimeout)
-	select {
-	case <-done:
-	case <-t.C:
-		e.logger().Warn().Int64("drain_timeout_ms", e.o.DrainTimeout.Milliseconds()).Msg("messages still in hand at the drain deadline; cancelling them")
-		cancelHard()
-		<-done
-	}
-	t.Stop()
-	left := append(e.sched.leftovers(), e.held...)
-	e.held = nil
-	if len(left) == 0 {
-		return
-	}
-	slices.SortFunc(left, func(a, b *Msg) int { return cmp.Compare(a.Seq, b.Seq) })
-	delay := e.o.MinHandBack
-	for _, m := range left {
-		delay = max(delay, min(m.RetryIn, e.o.MaxHandBack))
-	}
-	for _, m := range left {
-		e.hb.Release(m.JS)
-		e.done(m, false)
-		if err := ackflow.Apply(m.JS, ackflow.Decision{Action: ackflow.ActionRetry, Delay: delay, Reason: "shutdown"}); err != nil {
-			e.logger().Warn().Err(err).Str("subject", m.JS.Subject()).Msg("hand-back failed; redelivered after AckWait")
-		}
-		e.release(1)
-	}
-	// A round trip makes sure the server took the hand-backs before the
-	// connection (or an embedded server) goes away; lost ones would wait
-	// out the whole AckWait.
-	if err := e.o.NC.FlushTimeout(2 * time.Second); err != nil {
-		e.logger().Warn().Err(err).Msg("hand-backs not confirmed; they may wait out AckWait")
-	}
-	e.logger().Info().Int("handed_back", len(left)).Int64("delay_ms", delay.Milliseconds()).Msg("unfinished messages handed back")
 }

@@ -75,9 +75,9 @@ func (e *engine) released() bool { return e.cons == nil }
 // an earlier version, or a first run that never released), else a start
 // released from the beginning of the stream.
 func (e *engine) releasedStart(ctx context.Context) (*jetstream.ConsumerInfo, bool, error) {
-	seq, found, err := e.o.Release.Cursor.Load(ctx)
+	seq, found, err := e.sp.Release.Cursor.Load(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("consumer %s: cursor: %w", e.o.Consumer.Durable, err)
+		return nil, false, fmt.Errorf("consumer %s: cursor: %w", e.sp.Durable, err)
 	}
 	if found {
 		e.cursor = seq
@@ -95,15 +95,15 @@ func (e *engine) releasedStart(ctx context.Context) (*jetstream.ConsumerInfo, bo
 func (e *engine) storedAfter(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	filters := e.o.Consumer.FilterSubjects
-	if e.o.Consumer.FilterSubject != "" {
-		filters = []string{e.o.Consumer.FilterSubject}
+	filters := e.sp.FilterSubjects
+	if e.sp.FilterSubject != "" {
+		filters = []string{e.sp.FilterSubject}
 	}
 	if len(filters) == 0 {
 		filters = []string{">"}
 	}
 	for _, f := range filters {
-		_, err := e.o.Release.Stream.GetMsg(ctx, e.cursor+1, jetstream.WithGetMsgSubject(f))
+		_, err := e.sp.Release.Stream.GetMsg(ctx, e.cursor+1, jetstream.WithGetMsgSubject(f))
 		if err == nil {
 			return true, nil
 		}
@@ -138,7 +138,7 @@ func (e *engine) reacquire(ctx context.Context) error {
 // rang: it releases the consumer if the engine is idle enough, else it
 // arms the timer again for the rest of the wait.
 func (e *engine) releaseDue(ctx context.Context, b *bell) {
-	after := e.o.Release.After
+	after := e.sp.Release.After
 	if e.released() {
 		return
 	}
@@ -181,17 +181,17 @@ func (e *engine) giveBack(ctx context.Context) error {
 	// delete go together.
 	ctx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), setupTimeout)
 	defer cancelSave()
-	if err := e.o.Release.Cursor.Save(ctx, seq); err != nil {
+	if err := e.sp.Release.Cursor.Save(ctx, seq); err != nil {
 		return fmt.Errorf("cursor: %w", err)
 	}
 	e.cons, e.cursor = nil, seq
-	if f := e.o.Release.Fence; f != nil {
+	if f := e.sp.Release.Fence; f != nil {
 		if err := f(); err != nil {
 			e.logger().Debug().Err(err).Msg("idle consumer kept: this process may no longer hold it")
 			return nil
 		}
 	}
-	err = e.o.JS.DeleteConsumer(ctx, e.o.Stream, e.o.Consumer.Durable)
+	err = e.o.JS.DeleteConsumer(ctx, e.o.Stream, e.sp.Durable)
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		e.logger().Debug().Err(err).Msg("idle consumer not deleted; taken as it is when work comes")
 		return nil

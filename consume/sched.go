@@ -17,7 +17,7 @@ type scheduler struct {
 	proc func(stop, hard context.Context, m *Msg) bool
 
 	mu      sync.Mutex
-	rooms   map[string]*roomQueue // rooms with queued or running messages
+	rooms   map[string]*roomQueue // rooms with queued or running messages; made by the first add
 	waiting []*roomQueue          // rooms owed a slot, FIFO
 	active  int                   // running goroutines
 	left    []*Msg                // cut short by shutdown
@@ -32,7 +32,7 @@ type roomQueue struct {
 }
 
 func newScheduler(limit, perRoom int, proc func(stop, hard context.Context, m *Msg) bool) *scheduler {
-	return &scheduler{max: max(limit, 1), perRoom: max(perRoom, 1), proc: proc, rooms: map[string]*roomQueue{}}
+	return &scheduler{max: max(limit, 1), perRoom: max(perRoom, 1), proc: proc}
 }
 
 // add queues m behind its room's earlier messages. Once stop has ended
@@ -47,6 +47,9 @@ func (s *scheduler) add(stop, hard context.Context, m *Msg) {
 	r := s.rooms[m.Room]
 	if r == nil {
 		r = &roomQueue{key: m.Room}
+		if s.rooms == nil {
+			s.rooms = map[string]*roomQueue{}
+		}
 		s.rooms[r.key] = r
 	}
 	r.insert(m)
@@ -131,12 +134,20 @@ func (r *roomQueue) insert(m *Msg) {
 	r.q[i] = m
 }
 
-// wait blocks until every goroutine has returned.
-func (s *scheduler) wait() { s.wg.Wait() }
+// wait blocks until every goroutine has returned; at once on a nil
+// scheduler (an engine that took no message).
+func (s *scheduler) wait() {
+	if s != nil {
+		s.wg.Wait()
+	}
+}
 
 // leftovers returns, after wait, every message not settled: cut short or
 // still queued.
 func (s *scheduler) leftovers() []*Msg {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.left
@@ -144,6 +155,6 @@ func (s *scheduler) leftovers() []*Msg {
 		out = append(out, r.q...)
 	}
 	s.left, s.waiting = nil, nil
-	s.rooms = map[string]*roomQueue{}
+	s.rooms = nil
 	return out
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bridgeworks/bridge/connector"
 	"github.com/bridgeworks/bridge/internal/phoenix"
+	"github.com/bridgeworks/bridge/internal/tick"
 )
 
 // Default hosts.
@@ -63,7 +64,7 @@ func (o Options) withDefaults() Options {
 type Connector struct {
 	cfg   connector.Config
 	st    Settings
-	opts  Options
+	opts  *Options // shared by the Factory's connectors with the same (see optionSet)
 	log   zerolog.Logger
 	rest  *restClient
 	wsURL string
@@ -71,6 +72,7 @@ type Connector struct {
 	seen  *seenSet               // message ids stored in JetStream, across sessions
 	dials *connector.DialLimiter // shared by the process; nil: unpaced
 	catch *connector.Gate        // shared by the process; nil: unbounded
+	idle  *tick.Wheel            // the rooms' idle tick, shared by the Factory's connectors; nil: a timer per session
 	waits connector.WaitBoard
 
 	connMu sync.Mutex // serialises Connect and Close (held across network calls)
@@ -87,10 +89,19 @@ func Factory(thenvoi bool, opts Options) connector.Factory {
 	if thenvoi {
 		def = ThenvoiBaseURL
 	}
+	// One runtime timer ticks every connection's idle safety net, and one
+	// copy of each distinct Options serves the connections that have it.
+	idle := tick.New(idlePeriod(opts.withDefaults()))
+	set := &optionSet{}
 	return connector.Factory{Platform: "band", Secrets: []string{secretAPIKey},
 		Check: func(cfg connector.Config) error { _, err := settings(cfg, def); return err },
 		New: func(cfg connector.Config, deps connector.Deps) (connector.Connector, error) {
-			return newConnector(cfg, def, deps, opts)
+			c, err := newConnector(cfg, def, deps, opts, set)
+			if err != nil {
+				return nil, err
+			}
+			c.idle = idle
+			return c, nil
 		},
 		CommandSchemas: CommandSchemas}
 }
@@ -98,10 +109,42 @@ func Factory(thenvoi bool, opts Options) connector.Factory {
 // New builds a connector with Band's default host; it does no I/O. cfg's
 // settings are [Settings]; its secret api_key is read at every connect.
 func New(cfg connector.Config, deps connector.Deps, opts Options) (*Connector, error) {
-	return newConnector(cfg, BandBaseURL, deps, opts)
+	return newConnector(cfg, BandBaseURL, deps, opts, nil)
 }
 
-func newConnector(cfg connector.Config, defBase string, deps connector.Deps, opts Options) (*Connector, error) {
+// optionSet holds one copy of each distinct Options of a Factory's
+// connectors: they differ from the Factory's only where newConnector sets
+// them from a connection's config (optionKey), and a copy each is 0.2
+// KiB.
+type optionSet struct {
+	mu   sync.Mutex
+	opts map[optionKey]*Options
+}
+
+// optionKey is what newConnector sets in a Factory's Options.
+type optionKey struct{ heartbeat, retryAfterMax, base, max time.Duration }
+
+// get returns the set's copy of o, a Factory's Options as newConnector
+// set them (a copy of its own with a nil set).
+func (s *optionSet) get(o Options) *Options {
+	if s == nil {
+		return &o
+	}
+	k := optionKey{o.HeartbeatInterval, o.Backoff.RetryAfterMax, o.Backoff.Base, o.Backoff.Max}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.opts[k]; p != nil {
+		return p
+	}
+	if s.opts == nil {
+		s.opts = map[optionKey]*Options{}
+	}
+	p := &o
+	s.opts[k] = p
+	return p
+}
+
+func newConnector(cfg connector.Config, defBase string, deps connector.Deps, opts Options, set *optionSet) (*Connector, error) {
 	st, err := settings(cfg, defBase)
 	if err != nil {
 		return nil, fmt.Errorf("band: %w", err)
@@ -121,7 +164,7 @@ func newConnector(cfg connector.Config, defBase string, deps connector.Deps, opt
 	if cfg.Reconnect.Max > 0 {
 		opts.Backoff.Max = cfg.Reconnect.Max
 	}
-	c := &Connector{cfg: cfg, st: st, opts: opts.withDefaults(), log: deps.Log, wsURL: st.WSURL, seen: newSeenSet(50000),
+	c := &Connector{cfg: cfg, st: st, opts: set.get(opts.withDefaults()), log: deps.Log, wsURL: st.WSURL, seen: newSeenSet(50000),
 		dials: deps.Dials, catch: deps.CatchUp}
 	c.rest = newRESTClient(st.BaseURL, deps.HTTPClient, cfg.RetryAfterMax, &c.log, &c.waits)
 	c.rest.refresh = func() (string, error) { return c.cfg.Secrets.Get(secretAPIKey) }
@@ -176,6 +219,9 @@ func (c *Connector) Connect(ctx context.Context) error {
 	if err := s.start(ctx); err != nil {
 		return err
 	}
+	// Closed by the first open, which start waited for; nothing reads it
+	// again (a channel kept per idle session is 112 bytes).
+	s.opened = nil
 	c.mu.Lock()
 	c.sess = s
 	c.mu.Unlock()

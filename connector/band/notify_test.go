@@ -18,7 +18,7 @@ import (
 func TestNotifyNeverMissesAnEvent(t *testing.T) {
 	t.Parallel()
 	newSess := func() *session {
-		return &session{out: make(chan *item, 64), ended: make(chan struct{}), halt: make(chan struct{})}
+		return &session{c: &Connector{opts: &Options{QueueSize: 64}}, ended: make(chan struct{}), halt: make(chan struct{})}
 	}
 	ctx := context.Background()
 	ev := connector.Event{Name: "typing"}

@@ -35,7 +35,7 @@ type session struct {
 	log  *zerolog.Logger // the connector's (a copy is 112 bytes)
 	sock *phoenix.Socket
 
-	out    chan *item    // pointers: a buffer of QueueSize events would be ~8 KiB per idle session
+	q      queue         // events waiting for Receive (pointers: values would be ~8 KiB per idle session)
 	syncs  syncer        // room syncs: resyncs and the idle safety net
 	opened chan struct{} // closed at the first open
 	dialed chan error    // failed dials before the first open (latest first; never blocks)
@@ -46,7 +46,7 @@ type session struct {
 	// notify is the bridge's callback for the next event or the end
 	// (connector.Notifier); taken by whoever calls it first.
 	notify atomic.Pointer[func()]
-	// queued counts the events sent on out and not yet received; with
+	// queued counts the events put on q and not yet received; with
 	// notify, both atomic, an event sent while the callback is armed is
 	// never missed by both emit's ring and notifyOn's check.
 	queued atomic.Int32
@@ -76,7 +76,6 @@ type room struct {
 func newSession(c *Connector) *session {
 	return &session{
 		c: c, log: &c.log,
-		out:    make(chan *item, c.opts.QueueSize),
 		opened: make(chan struct{}),
 		dialed: make(chan error, 1),
 		ended:  make(chan struct{}),
@@ -203,45 +202,38 @@ func (s *session) stop(ctx context.Context) error {
 }
 
 func (s *session) receive(ctx context.Context) (connector.Event, connector.AckFunc, error) {
-	select {
-	case it := <-s.out:
-		s.queued.Add(-1)
-		return it.ev, it.ack, nil
-	default:
-	}
-	select {
-	case it := <-s.out:
-		s.queued.Add(-1)
-		return it.ev, it.ack, nil
-	case <-s.ended:
-		select { // events received before the end still go out
-		case it := <-s.out:
+	for {
+		it, ready := s.q.take(true)
+		if it != nil {
 			s.queued.Add(-1)
 			return it.ev, it.ack, nil
-		default:
 		}
-		return connector.Event{}, nil, s.endErrOr(connector.ErrNotConnected)
-	case <-ctx.Done():
-		return connector.Event{}, nil, ctx.Err()
+		select {
+		case <-ready:
+		case <-s.ended:
+			if it, _ := s.q.take(false); it != nil { // events received before the end still go out
+				s.queued.Add(-1)
+				return it.ev, it.ack, nil
+			}
+			return connector.Event{}, nil, s.endErrOr(connector.ErrNotConnected)
+		case <-ctx.Done():
+			return connector.Event{}, nil, ctx.Err()
+		}
 	}
 }
 
 // tryReceive is receive without the wait: ok is false when nothing is
 // queued and the socket has not ended.
 func (s *session) tryReceive() (connector.Event, connector.AckFunc, bool, error) {
-	select {
-	case it := <-s.out:
+	if it, _ := s.q.take(false); it != nil {
 		s.queued.Add(-1)
 		return it.ev, it.ack, true, nil
-	default:
 	}
 	select {
 	case <-s.ended:
-		select { // events received before the end still go out
-		case it := <-s.out:
+		if it, _ := s.q.take(false); it != nil { // events received before the end still go out
 			s.queued.Add(-1)
 			return it.ev, it.ack, true, nil
-		default:
 		}
 		return connector.Event{}, nil, true, s.endErrOr(connector.ErrNotConnected)
 	default:
@@ -285,17 +277,23 @@ func (s *session) emit(ctx context.Context, ev connector.Event) bool {
 			}
 		}
 	}
-	select {
-	case s.out <- &item{ev, ack}:
-		s.queued.Add(1)
-		s.ring()
-		return true
-	case <-ctx.Done():
-		return false
-	case <-s.ended:
-		return false
-	case <-s.halt: // closing: the event is not stored; catch-up finds messages again
-		return false
+	it := &item{ev, ack}
+	for {
+		ok, space := s.q.put(it, s.c.opts.QueueSize)
+		if ok {
+			s.queued.Add(1)
+			s.ring()
+			return true
+		}
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return false
+		case <-s.ended:
+			return false
+		case <-s.halt: // closing: the event is not stored; catch-up finds messages again
+			return false
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bridgeworks/bridge/connector"
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/bridgeworks/bridge/retry"
 	"github.com/bridgeworks/bridge/subjects"
 )
@@ -18,35 +19,44 @@ import (
 // syncer runs the session's room syncs (a full resync after every open,
 // after a failed catch-up or an overflow; the idle safety net every
 // IdleResync/4) without a goroutine while there is nothing to do. The idle
-// tick is a runtime timer re-armed by its callback, a failed resync is
+// tick is an entry of the connector's wheel, one runtime timer for every
+// connection of a Factory (without one, a runtime timer re-armed by its
+// callback); a failed resync is
 // retried by another; both, like requestResync, only mark work and start
 // the worker, one at a time, which returns once no work is left. Guarded
 // by mu.
 type syncer struct {
 	mu      sync.Mutex
-	work    func() // runs the worker with the session's context; nil until startSync
-	working bool   // the worker runs
-	resync  bool   // a full resync is pending
-	idle    bool   // an idle check is due
-	stopped bool   // the session stops: no worker starts any more
-	tick    *time.Timer
+	work    func()         // runs the worker with the session's context; nil until startSync
+	working bool           // the worker runs
+	resync  bool           // a full resync is pending
+	idle    bool           // an idle check is due
+	stopped bool           // the session stops: no worker starts any more
+	tick    *time.Timer    // the idle tick; nil on the connector's wheel
+	wheel   tick.Entry     // the idle tick on the connector's wheel (Connector.idle)
 	retry   *time.Timer    // the pending retry of a failed resync
-	bo      *retry.Backoff // used by the worker only
+	bo      *retry.Backoff // used by the worker only; made by a failed resync, dropped by the next success
 }
+
+// idlePeriod is how often the idle safety net looks for quiet rooms.
+func idlePeriod(o Options) time.Duration { return max(o.IdleResync/4, 10*time.Millisecond) }
 
 // startSync starts syncing once the agent's channels are joined; a resync
 // asked for before (by the first open) runs now.
 func (s *session) startSync(ctx context.Context) {
 	y := &s.syncs
-	period := max(s.c.opts.IdleResync/4, 10*time.Millisecond)
+	period := idlePeriod(*s.c.opts)
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	if y.stopped {
 		return
 	}
-	y.bo = retry.Policy{Initial: time.Second, Max: time.Minute}.Start()
 	y.work = func() { s.syncWork(ctx) }
-	y.tick = time.AfterFunc(period, func() { s.syncTick(period) })
+	if w := s.c.idle; w != nil {
+		w.Add(&y.wheel, s)
+	} else {
+		y.tick = time.AfterFunc(period, func() { s.syncTick(period) })
+	}
 	s.startSyncLocked()
 }
 
@@ -60,6 +70,7 @@ func (s *session) stopSync() {
 	if y.tick != nil {
 		y.tick.Stop()
 	}
+	y.wheel.Stop()
 	if y.retry != nil {
 		y.retry.Stop()
 	}
@@ -83,9 +94,14 @@ func (s *session) syncTick(period time.Duration) {
 		return
 	}
 	y.idle = true
-	y.tick.Reset(period)
+	if y.tick != nil {
+		y.tick.Reset(period)
+	}
 	s.startSyncLocked()
 }
+
+// Tick is the idle tick on the connector's wheel (tick.Ticker).
+func (s *session) Tick() { s.syncTick(0) }
 
 // startSyncLocked starts the worker if there is work and none runs.
 func (s *session) startSyncLocked() {
@@ -122,8 +138,11 @@ func (s *session) syncWork(ctx context.Context) {
 		y.mu.Unlock()
 		err := s.reconcile(ctx)
 		if err == nil || ctx.Err() != nil {
-			y.bo.Reset()
+			y.bo = nil
 			continue
+		}
+		if y.bo == nil {
+			y.bo = retry.Policy{Initial: time.Second, Max: time.Minute}.Start()
 		}
 		wait := y.bo.Next()
 		s.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("room sync failed; retrying")

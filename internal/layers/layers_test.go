@@ -20,7 +20,7 @@ const module = "github.com/bridgeworks/bridge/"
 // documents, never from the code they test), but for emulator/emuhttp,
 // their shared stdlib-only HTTP lifecycle.
 var layer = map[string]int{
-	"subjects": 0, "retry": 0, "internal/redact": 0,
+	"subjects": 0, "retry": 0, "internal/redact": 0, "internal/tick": 0,
 	"connector": 1, "config": 1, "claimcheck": 1, "internal/phoenix": 1, "tracing": 1,
 	"natsbus": 2, "ackflow": 2, "connector/band": 2,
 	"consume": 3, "platforms": 3,
