@@ -127,8 +127,9 @@ func (s *session) start(ctx context.Context) error {
 	contacts := s.sock.Channel("agent_contacts:"+agent, nil, s.onContacts)
 	s.wg.Add(1)
 	// The socket runs on goroutines of its own (an idle one holds a single
-	// small goroutine); done comes once they all ended.
-	if err := s.sock.Start(sctx, func(err error) {
+	// small goroutine); done comes once they all ended. stop ends it with
+	// Stop, so its run needs no context to watch.
+	if err := s.sock.Start(context.Background(), func(err error) {
 		s.endErr = err
 		close(s.ended)
 		s.ring()

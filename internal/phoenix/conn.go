@@ -40,11 +40,10 @@ type liveConn struct {
 	sendq   [][]byte // bounded outbound queue (opts.SendQueue)
 	hb      []byte   // the next heartbeat; written before sendq
 	writing bool     // a writer goroutine is running
-	// wtimer bounds the write in progress (WriteTimeout). It is made by the
-	// first write and reused by the next, on the writer goroutine only; a
-	// context with a deadline per write left its stopped timer, and with
-	// it the context, on the runtime's timer heap until the deadline
-	// passed (~0.3 KiB per idle socket at every heartbeat).
+	// wtimer bounds the write in progress (WriteTimeout). It is made by a
+	// writer's first write and reused by its next ones, on the writer
+	// goroutine only, and dropped when the writer ends (guarded by wmu
+	// then): an idle socket keeps none.
 	wtimer *time.Timer
 	wdone  bool // shutdown began: no writer starts any more
 
@@ -335,6 +334,7 @@ func (lc *liveConn) writeLoop() {
 		}
 		if b == nil {
 			lc.writing = false
+			lc.wtimer = nil // an idle socket keeps no timer; the next writer makes one
 			lc.wmu.Unlock()
 			return
 		}

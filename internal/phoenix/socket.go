@@ -141,7 +141,7 @@ type Socket struct {
 
 	mu      sync.Mutex
 	conn    *liveConn           // the open connection; nil while down
-	changed chan struct{}       // closed and replaced whenever conn changes
+	changed chan struct{}       // closed whenever conn changes; made by a wait for the change, nil while nobody waits
 	chans   map[string]*Channel // registered channels by topic
 
 	stopped chan struct{} // closed by the first Stop, under mu
@@ -164,7 +164,6 @@ func NewSocket(opts Options) *Socket {
 	}
 	s := &Socket{
 		opts:    opts,
-		changed: make(chan struct{}),
 		chans:   make(map[string]*Channel),
 		stopped: make(chan struct{}),
 	}
@@ -502,15 +501,20 @@ func (s *Socket) open(ctx context.Context, lc *liveConn, attempt int, resume fun
 	}
 
 	// The run's ctx ends the connection (so does Stop): the callback runs
-	// on a goroutine of its own, only then.
-	lc.unwatch = context.AfterFunc(ctx, func() { lc.fail(nil, websocket.StatusNormalClosure, "client shutdown") })
+	// on a goroutine of its own, only then. A ctx that never ends costs
+	// nothing.
+	if ctx.Done() != nil {
+		lc.unwatch = context.AfterFunc(ctx, func() { lc.fail(nil, websocket.StatusNormalClosure, "client shutdown") })
+	}
 }
 
 // closed runs once lc's reader failed: it forgets the connection, waits
 // for all of lc's goroutines, and returns the cause (nil when ctx or Stop
 // ended it).
 func (s *Socket) closed(lc *liveConn) error {
-	lc.unwatch()
+	if lc.unwatch != nil {
+		lc.unwatch()
+	}
 	s.mu.Lock()
 	if s.conn == lc {
 		s.conn = nil
@@ -525,8 +529,10 @@ func (s *Socket) closed(lc *liveConn) error {
 
 // broadcastLocked wakes everything waiting for a connection change.
 func (s *Socket) broadcastLocked() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 }
 
 // waitOpen returns the open connection, waiting for one while the socket
@@ -534,6 +540,9 @@ func (s *Socket) broadcastLocked() {
 func (s *Socket) waitOpen(ctx context.Context, unreg <-chan struct{}) (*liveConn, error) {
 	for {
 		s.mu.Lock()
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
 		lc, changed := s.conn, s.changed
 		s.mu.Unlock()
 		if lc != nil && !lc.isClosing() {

@@ -38,7 +38,8 @@ type stream struct {
 	end     int           // end of the read-ahead in *buf
 	err     error         // the first read error; returned once the read-ahead is used up
 	reading bool          // a library read is in rwc.Read
-	waiting chan struct{} // closed when the waiter's read returned; nil when no waiter
+	waiting bool          // the waiter is in its read
+	waited  chan struct{} // made by a library read that waits for the waiter, closed by the waiter; nil otherwise
 	one     [1]byte       // the waiter's byte, written only by the waiter
 	frame   frameCut
 }
@@ -54,8 +55,11 @@ func newStream(rwc io.ReadWriteCloser) *stream { return &stream{rwc: rwc} }
 func (st *stream) Read(p []byte) (int, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for st.waiting != nil {
-		w := st.waiting
+	for st.waiting {
+		if st.waited == nil {
+			st.waited = make(chan struct{})
+		}
+		w := st.waited
 		st.mu.Unlock()
 		<-w
 		st.mu.Lock()
@@ -95,22 +99,21 @@ func (st *stream) Close() error { return st.rwc.Close() }
 func (st *stream) idle(wake func()) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.off < st.end || st.err != nil || st.reading || st.waiting != nil {
+	if st.off < st.end || st.err != nil || st.reading || st.waiting {
 		return false
 	}
 	if st.buf != nil {
 		readAheadPool.Put(st.buf)
 		st.buf = nil
 	}
-	w := make(chan struct{})
-	st.waiting = w
-	go st.wait(w, wake) // owned: ends when a byte or an error comes; its wake goes on with the reader
+	st.waiting = true
+	go st.wait(wake) // owned: ends when a byte or an error comes; its wake goes on with the reader
 	return true
 }
 
 // wait reads one byte, the only work done on the waiter's small stack,
 // hands it to the library's next read, and calls wake.
-func (st *stream) wait(w chan struct{}, wake func()) {
+func (st *stream) wait(wake func()) {
 	n, err := st.rwc.Read(st.one[:])
 	st.mu.Lock()
 	if n > 0 {
@@ -123,9 +126,12 @@ func (st *stream) wait(w chan struct{}, wake func()) {
 	if err != nil {
 		st.err = err
 	}
-	st.waiting = nil
+	st.waiting = false
+	if st.waited != nil {
+		close(st.waited)
+		st.waited = nil
+	}
 	st.mu.Unlock()
-	close(w)
 	wake()
 }
 
