@@ -42,6 +42,10 @@ type Options struct {
 	// OnConflict is sent as on_conflict ("supersede" or "reject"); empty
 	// sends nothing (the platform's default: last connection wins).
 	OnConflict string
+
+	// beats times the heartbeats of the sockets sharing these options (set
+	// on a Factory's shared copy); nil: a timer per socket.
+	beats *tick.Wheel
 }
 
 func (o Options) withDefaults() Options {
@@ -140,6 +144,8 @@ func (s *optionSet) get(o Options) *Options {
 		s.opts = map[optionKey]*Options{}
 	}
 	p := &o
+	// One runtime timer beats the sockets of every connector sharing p.
+	p.beats = tick.New(p.HeartbeatInterval)
 	s.opts[k] = p
 	return p
 }

@@ -113,6 +113,7 @@ func (s *session) start(ctx context.Context) error {
 		HTTPClient:        &http.Client{CheckRedirect: connector.SameOriginRedirects},
 		DialGate:          s.c.dials.Wait,
 		HeartbeatInterval: s.c.opts.HeartbeatInterval,
+		Heartbeats:        s.c.opts.beats,
 		Backoff:           s.c.opts.Backoff,
 		Logger:            *s.log,
 		OnOpen:            s.onOpen,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/bridgeworks/bridge/internal/tick"
 )
 
 // liveConn is one open websocket. Its reader (decodes and dispatches
@@ -55,6 +57,8 @@ type liveConn struct {
 
 	wg sync.WaitGroup // writer, closer, timer callbacks (heartbeat included)
 
+	beat tick.Entry // the heartbeat's place on Options.Heartbeats, when set
+
 	mu         sync.Mutex
 	pending    map[string]func(reply) // by ref; called once, on the reader goroutine or a timer; nil while empty (an idle connection keeps no table)
 	timers     []*time.Timer          // armed: the heartbeat's, and a few reply and rejoin timers (a map cost ~0.1 KiB more)
@@ -82,9 +86,26 @@ func newLiveConn(s *Socket, ws *websocket.Conn, st *stream) *liveConn {
 	}
 }
 
-// start arms the heartbeat; the caller then runs readLoop.
+// start arms the heartbeat: on the shared wheel, or a timer of its own
+// re-armed at each beat; the caller then runs readLoop.
 func (lc *liveConn) start() {
-	lc.afterFunc(lc.s.opts.HeartbeatInterval, lc.heartbeat)
+	if w := lc.s.opts.Heartbeats; w != nil {
+		w.Add(&lc.beat, lc)
+		return
+	}
+	lc.afterFunc(lc.s.opts.HeartbeatInterval, lc.beatTimer)
+}
+
+// Tick is the heartbeat on the shared wheel (tick.Ticker). A tick that
+// began before shutdown stopped the entry may still come: heartbeat then
+// finds the connection closing, or starts nothing shutdown has not ended.
+func (lc *liveConn) Tick() { lc.heartbeat() }
+
+// beatTimer is the heartbeat on a timer of the socket's own.
+func (lc *liveConn) beatTimer() {
+	if lc.heartbeat() {
+		lc.afterFunc(lc.s.opts.HeartbeatInterval, lc.beatTimer)
+	}
 }
 
 // fail records the first cause and starts the end of the connection: the
@@ -131,6 +152,7 @@ func (lc *liveConn) isClosing() bool {
 // closer runs or ran): it stops the timers and waits for every goroutine of
 // this connection, the closer's included.
 func (lc *liveConn) shutdown() {
+	lc.beat.Stop()
 	lc.wmu.Lock()
 	lc.wdone = true
 	lc.wmu.Unlock()
@@ -370,16 +392,17 @@ func (lc *liveConn) write(b []byte) error {
 }
 
 // heartbeat runs every interval on a timer (not a goroutine of its own)
-// and arms the next one. If the previous heartbeat is still unanswered,
+// and reports whether the connection goes on. If the previous heartbeat
+// is still unanswered,
 // and the reader neither received a frame nor sat in onMessage since it
 // was sent, the connection is presumed dead: it is closed with reason
 // "heartbeat timeout". Frames or a busy reader prove the link is alive
 // (the reply may be queued behind a slow consumer), so then another
 // heartbeat is sent instead.
-func (lc *liveConn) heartbeat() {
+func (lc *liveConn) heartbeat() bool {
 	s := lc.s
 	if lc.isClosing() {
-		return
+		return false
 	}
 	lc.mu.Lock()
 	outstanding := len(lc.hbRefs) > 0
@@ -389,7 +412,7 @@ func (lc *liveConn) heartbeat() {
 		s.missedHB.Add(1)
 		s.log.Warn().Int64("interval_ms", s.opts.HeartbeatInterval.Milliseconds()).Msg("phoenix: heartbeat unanswered, closing")
 		lc.fail(ErrHeartbeatTimeout, websocket.StatusNormalClosure, "heartbeat timeout")
-		return
+		return false
 	}
 	ref := s.nextRef()
 	lc.hbRefs = append(lc.hbRefs, ref)
@@ -407,7 +430,7 @@ func (lc *liveConn) heartbeat() {
 		lc.startWriterLocked()
 	}
 	lc.wmu.Unlock()
-	lc.afterFunc(s.opts.HeartbeatInterval, lc.heartbeat)
+	return true
 }
 
 // ackHeartbeat reports whether ref answers an outstanding heartbeat, and

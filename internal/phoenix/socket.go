@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/rs/zerolog"
+
+	"github.com/bridgeworks/bridge/internal/tick"
 )
 
 // Options configure a Socket; zero values mean the documented defaults.
@@ -41,6 +43,10 @@ type Options struct {
 	// default 30s. A heartbeat still unanswered when the next one is due
 	// closes the connection (see Stats.MissedHeartbeats).
 	HeartbeatInterval time.Duration
+	// Heartbeats, if set, times the heartbeats of every socket sharing it
+	// (one runtime timer for all of them; its period replaces
+	// HeartbeatInterval). nil: a timer per socket.
+	Heartbeats *tick.Wheel
 	// JoinTimeout bounds the wait for any phx_reply (join, leave, push);
 	// default 10s.
 	JoinTimeout time.Duration
@@ -102,6 +108,9 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	def(&o.DialTimeout, 10*time.Second)
+	if o.Heartbeats != nil {
+		o.HeartbeatInterval = o.Heartbeats.Period()
+	}
 	def(&o.HeartbeatInterval, 30*time.Second)
 	def(&o.JoinTimeout, 10*time.Second)
 	def(&o.WriteTimeout, 10*time.Second)

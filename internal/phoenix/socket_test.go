@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/bridgeworks/bridge/internal/tick"
 	"github.com/rs/zerolog"
 )
 
@@ -382,4 +384,30 @@ func TestWriteTimeoutClosesTheConnection(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a blocked write did not end the connection")
 	}
+}
+
+// TestHeartbeatsOnASharedWheel: sockets sharing Options.Heartbeats each
+// send heartbeats on its period, and a silent server is still caught: the
+// unanswered heartbeat closes the connection, which redials.
+func TestHeartbeatsOnASharedWheel(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	wheel := tick.New(64 * time.Millisecond)
+	opts := fastOptions(ts.url())
+	opts.Heartbeats = wheel
+	a, b := startSocket(t, opts), startSocket(t, opts)
+	mustJoin(t, a.s.Channel("room:a", nil, nil))
+	mustJoin(t, b.s.Channel("room:b", nil, nil))
+	beats := func(conn int) int {
+		return len(ts.find(func(f srvFrame) bool { return f.event == EventHeartbeat && f.conn == conn }))
+	}
+	eventually(t, "heartbeats on both sockets", func() bool { return beats(0) >= 3 && beats(1) >= 3 })
+	ts.setStall(true)
+	eventually(t, "a missed heartbeat on each socket", func() bool {
+		return a.s.Stats().MissedHeartbeats > 0 && b.s.Stats().MissedHeartbeats > 0
+	})
+	ts.setStall(false)
+	eventually(t, "both redialled", func() bool {
+		return a.s.Stats().Reconnects > 0 && b.s.Stats().Reconnects > 0 && a.s.Connected() && b.s.Connected()
+	})
 }
