@@ -26,6 +26,10 @@ import (
 // not yet acknowledged by JetStream.
 const publishWindow = 256
 
+// publishMaxPending caps the unacknowledged async publishes of the whole
+// NATS client, all connections together (see Run).
+const publishMaxPending = 256 * publishWindow
+
 // holdAfter is how long an acknowledgement may take before new publishes
 // wait for it (acknowledgements take milliseconds when the stream is well).
 const holdAfter = time.Second
