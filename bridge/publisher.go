@@ -149,7 +149,7 @@ func (p *publisher) message(ev connector.Event, now time.Time) (*nats.Msg, error
 	} else {
 		subj = subjects.Subject{Prefix: p.prefix, Kind: subjects.KindEvent, Platform: p.platform, Conn: p.conn, Room: ev.Room, Name: name}
 	}
-	if len(ev.Data) > 0 && !json.Valid(ev.Data) {
+	if len(ev.Data) > 0 && !ev.ValidJSON && !json.Valid(ev.Data) {
 		return nil, fmt.Errorf("event %s: payload is not JSON", name)
 	}
 	env := subjects.NewEvent(p.platform, p.conn, ev.Room, name, key, t, ev.Data)

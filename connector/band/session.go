@@ -460,7 +460,8 @@ func (s *session) messageEvent(roomID string, payload json.RawMessage, gap bool)
 		return connector.Event{}, false // the agent's own message
 	}
 	t, _ := time.Parse(time.RFC3339Nano, m.InsertedAt) // zero (receive time) when absent or odd
-	return connector.Event{Room: roomID, Name: "message_created", Key: m.ID, Time: t, Data: payload, GapFill: gap}, true
+	// Unmarshal above decoded the whole payload: it is valid JSON.
+	return connector.Event{Room: roomID, Name: "message_created", Key: m.ID, Time: t, Data: payload, GapFill: gap, ValidJSON: true}, true
 }
 
 func jsonUnmarshal(data []byte, v any, what string) error {
