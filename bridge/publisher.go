@@ -71,6 +71,8 @@ type publisher struct {
 	// runner); parked is the run it parked.
 	wake   func()
 	parked *parkedRun
+	// slots keeps the slots of stored read for catch-up's lookups.
+	slots slotCache
 }
 
 // gate holds callers of wait while any hold is open.
@@ -121,10 +123,12 @@ type inflight struct {
 	start time.Time
 	gap   bool
 	sys   bool
-	sent  bool   // already published synchronously; err is the outcome
-	err   error  // with sent
-	id    string // event id to record in p.stored once stored; "" for none
-	skip  bool   // stored by an earlier run: acked, not published again
+	sent  bool      // already published synchronously; err is the outcome
+	err   error     // with sent
+	id    string    // event id to record in p.stored once stored; "" for none
+	room  string    // the event's room, with id
+	at    time.Time // the platform's time of the event, with id; zero: none
+	skip  bool      // stored by an earlier run: acked, not published again
 }
 
 // message builds the NATS message of one event.
@@ -257,11 +261,11 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 		sys := ev.Lifecycle != ""
 		f := inflight{msg: msg, ack: ack, start: now, gap: ev.GapFill, sys: sys}
 		if !sys && ev.Key != "" {
-			f.id = msg.Header.Get(subjects.HeaderMsgID)
+			f.id, f.room, f.at = msg.Header.Get(subjects.HeaderMsgID), ev.Room, ev.Time
 		}
 		if ev.GapFill && f.id != "" {
 			// Catch-up finds what nobody marked processed, however old.
-			found, err := p.stored.has(ctx, f.id)
+			found, err := p.stored.has(ctx, &p.slots, p.conn, f.room, f.at, f.id)
 			if err != nil {
 				p.log.Debug().Err(err).Msg("cannot tell whether a caught-up event was stored; publishing it")
 			}
@@ -304,6 +308,9 @@ type settler struct {
 	// the drain's bound holds across settle goroutines.
 	dctx   context.Context
 	cancel context.CancelFunc
+	// batch gathers the ids of stored events to record in p.stored; used
+	// only by the settle goroutine, and empty between two of them.
+	batch publishedBatch
 }
 
 // add queues f (waiting while publishWindow are outstanding) and makes
@@ -343,10 +350,14 @@ func (s *settler) settle(q chan *inflight) {
 	for {
 		select {
 		case f := <-q:
-			s.p.settleOne(s.context(), *f)
+			if s.p.settleOne(s.context(), *f, &s.batch) {
+				s.flush()
+			}
 			continue
 		default:
 		}
+		// Nothing settled waits: record this run of stored events.
+		s.flush()
 		s.mu.Lock()
 		if len(q) == 0 {
 			s.running = false
@@ -357,6 +368,13 @@ func (s *settler) settle(q chan *inflight) {
 			return
 		}
 		s.mu.Unlock()
+	}
+}
+
+// flush records the batch of stored events.
+func (s *settler) flush() {
+	if err := s.p.stored.flush(&s.batch); err != nil {
+		s.p.log.Debug().Err(err).Msg("stored events not recorded")
 	}
 }
 
@@ -373,8 +391,10 @@ func (s *settler) context() context.Context {
 	return s.dctx
 }
 
-// settleOne waits for f's publish, retrying a failure, and acks it.
-func (p *publisher) settleOne(c context.Context, f inflight) {
+// settleOne waits for f's publish, retrying a failure, and acks it. A
+// stored event's id goes into batch, or when it cannot be batched, is
+// recorded at once; full reports that batch is full.
+func (p *publisher) settleOne(c context.Context, f inflight, batch *publishedBatch) (full bool) {
 	err := f.err
 	if !f.sent {
 		err = p.await(c, f)
@@ -387,7 +407,11 @@ func (p *publisher) settleOne(c context.Context, f inflight) {
 		p.m.count(p.conn, cAlreadyStored)
 		return
 	}
-	if f.id != "" {
+	switch {
+	case f.id == "":
+	case batchable(f.at, f.id):
+		full = batch.add(p.conn, f.room, f.at, f.id)
+	default:
 		if err := p.stored.record(f.id); err != nil {
 			p.log.Debug().Err(err).Msg("stored event not recorded")
 		}
@@ -402,6 +426,7 @@ func (p *publisher) settleOne(c context.Context, f inflight) {
 		p.m.count(p.conn, cGapFilled)
 	}
 	p.board.published(p.conn, 1)
+	return full
 }
 
 // await returns nil once f is stored, retrying the publish with backoff
