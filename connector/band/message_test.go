@@ -32,3 +32,19 @@ func TestMessageEventMarksOnlyDecodedPayloadsValid(t *testing.T) {
 		}
 	}
 }
+
+// The seen set keeps its last max ids and forgets the first added first.
+func TestSeenSetForgetsTheOldestFirst(t *testing.T) {
+	s := newSeenSet(3)
+	for _, id := range []string{"a", "b", "c", "b", "d", "e"} {
+		s.add(id)
+	}
+	for id, want := range map[string]bool{"a": false, "b": false, "c": true, "d": true, "e": true} {
+		if s.has(id) != want {
+			t.Errorf("has(%q) = %v, want %v", id, !want, want)
+		}
+	}
+	if len(s.ids) != 3 {
+		t.Errorf("%d ids kept, want 3", len(s.ids))
+	}
+}
