@@ -151,14 +151,21 @@ func batchable(t time.Time, id string) bool {
 	return !t.IsZero() && !strings.ContainsRune(id, '\n')
 }
 
-// maxBatchBytes bounds one batch's value.
-const maxBatchBytes = 64 << 10
+// maxBatchIDs and maxBatchBytes bound one batch: the ids a kill -9 can
+// leave unrecorded are those of one batch at most.
+const (
+	maxBatchIDs   = publishWindow
+	maxBatchBytes = 64 << 10
+)
 
 // publishedBatch gathers the ids of settled events by slot until flush
-// writes them, one key per slot. One goroutine uses it (the settler's).
+// writes them, one key per slot: the settler flushes it when it would wait
+// for an acknowledgement, when nothing is left to settle, and when it is
+// full. One goroutine uses it (the settler's).
 type publishedBatch struct {
 	slots map[string][]byte // slot key → ids, one a line
-	size  int
+	n     int               // ids
+	size  int               // bytes
 	// the last slot added to, so a run of one room's events hashes once
 	lastRoom string
 	lastMin  int64
@@ -180,8 +187,9 @@ func (b *publishedBatch) add(conn, room string, t time.Time, id string) (full bo
 		v = append(v, '\n')
 	}
 	b.slots[k] = append(v, id...)
+	b.n++
 	b.size += len(id) + 1
-	return b.size >= maxBatchBytes
+	return b.n >= maxBatchIDs || b.size >= maxBatchBytes
 }
 
 // flush writes the batch, one plain publish per slot (see record), and
@@ -190,7 +198,7 @@ func (s *publishedStore) flush(b *publishedBatch) error {
 	if len(b.slots) == 0 {
 		return nil
 	}
-	defer func() { clear(b.slots); b.size = 0 }()
+	defer func() { clear(b.slots); b.n, b.size = 0, 0 }()
 	if s == nil {
 		return nil
 	}

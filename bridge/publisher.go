@@ -123,7 +123,7 @@ type inflight struct {
 	start time.Time
 	gap   bool
 	sys   bool
-	sent  bool      // already published synchronously; err is the outcome
+	sent  bool      // published synchronously, or acknowledged already: err is the outcome
 	err   error     // with sent
 	id    string    // event id to record in p.stored once stored; "" for none
 	room  string    // the event's room, with id
@@ -350,6 +350,13 @@ func (s *settler) settle(q chan *inflight) {
 	for {
 		select {
 		case f := <-q:
+			if !f.sent {
+				if acked(f.fut) { // taken from the future: the outcome is known now
+					f.sent = true
+				} else {
+					s.flush() // record what is settled before waiting
+				}
+			}
 			if s.p.settleOne(s.context(), *f, &s.batch) {
 				s.flush()
 			}
@@ -368,6 +375,17 @@ func (s *settler) settle(q chan *inflight) {
 			return
 		}
 		s.mu.Unlock()
+	}
+}
+
+// acked reports whether fut's acknowledgement is in already. It takes the
+// acknowledgement from fut: a caller that gets true must not wait on fut.
+func acked(fut jetstream.PubAckFuture) bool {
+	select {
+	case <-fut.Ok():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -433,10 +451,8 @@ func (p *publisher) settleOne(c context.Context, f inflight, batch *publishedBat
 // until ctx ends.
 func (p *publisher) await(ctx context.Context, f inflight) error {
 	if f.fut != nil {
-		select {
-		case <-f.fut.Ok(): // acknowledged already (under load, most are): no timer
+		if acked(f.fut) { // under load most are: no timer then
 			return nil
-		default:
 		}
 		// An acknowledgement slower than holdAfter holds new publishes
 		// until this one is settled: one lost with a stream leader is
