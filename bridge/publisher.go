@@ -71,7 +71,7 @@ type publisher struct {
 	// runner); parked is the run it parked.
 	wake   func()
 	parked *parkedRun
-	// slots keeps the slots of stored read for catch-up's lookups.
+	// slots caches the PUBLISHED slots that catch-up's lookups read.
 	slots slotCache
 }
 
@@ -363,7 +363,7 @@ func (s *settler) settle(q chan *inflight) {
 			continue
 		default:
 		}
-		// Nothing settled waits: record this run of stored events.
+		// Nothing left to settle: record this run of stored events.
 		s.flush()
 		s.mu.Lock()
 		if len(q) == 0 {
