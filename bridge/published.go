@@ -32,7 +32,7 @@ import (
 // An event with the platform's time is recorded in a batch: one key per
 // run of settled events of one connection, room and minute of that time,
 // <slot>.<token>, whose value lists their ids, one a line (slotKey). A
-// lookup reads the keys of the event's slot (one watch, kept for
+// lookup reads the keys of the event's slot (one consumer, kept for
 // slotCacheTTL) instead of one key per id, so storing N events in one
 // burst costs one write, not N. An event without a time, or recorded by an
 // earlier version, has a key of its own: the SHA-256 of its id
@@ -44,6 +44,7 @@ func PublishedBucket(prefix string) string { return subjects.StreamName(prefix, 
 type publishedStore struct {
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
+	stream string // the bucket's stream
 	prefix string // "$KV.<bucket>."
 }
 
@@ -56,7 +57,7 @@ func openPublished(ctx context.Context, js jetstream.JetStream, prefix string, t
 	if err != nil {
 		return nil, fmt.Errorf("published-events bucket: %w", err)
 	}
-	return &publishedStore{js: js, kv: kv, prefix: "$KV." + name + "."}, nil
+	return &publishedStore{js: js, kv: kv, stream: "KV_" + name, prefix: "$KV." + name + "."}, nil
 }
 
 // publishedKey is the KV key of event id (ids hold characters keys may not).
@@ -259,28 +260,66 @@ func (c *slotCache) ids(ctx context.Context, s *publishedStore, slot string, now
 	return ids, nil
 }
 
-// readSlot reads the ids of every batch recorded under slot.
-func (s *publishedStore) readSlot(ctx context.Context, slot string) (map[string]struct{}, error) {
-	w, err := s.kv.Watch(ctx, slot+".*", jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("published-events lookup: %w", err)
+// readSlot reads the ids of every batch recorded under slot, through an
+// ephemeral pull consumer (no flow control to answer: the bridge's
+// documented permissions cover it, see docs/security.md).
+func (s *publishedStore) readSlot(ctx context.Context, slot string) (_ map[string]struct{}, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("published-events lookup: %w", err)
+		}
+	}()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(5 * time.Second)
 	}
-	defer func() { _ = w.Stop() }()
+	cons, err := s.js.CreateConsumer(ctx, s.stream, jetstream.ConsumerConfig{
+		FilterSubject: s.prefix + slot + ".*",
+		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:     jetstream.AckNonePolicy,
+		MemoryStorage: true,
+		// Deleted below; the threshold only cleans up after a crash.
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = s.js.DeleteConsumer(dctx, s.stream, cons.CachedInfo().Name)
+	}()
 	ids := map[string]struct{}{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("published-events lookup: watch ended")
+	for left := cons.CachedInfo().NumPending; left > 0; {
+		wait := time.Until(deadline)
+		if wait < 10*time.Millisecond {
+			return nil, context.DeadlineExceeded
+		}
+		batch, err := cons.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(wait))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			md, err := msg.Metadata()
+			if err != nil {
+				return nil, err
 			}
-			if e == nil { // every batch read
-				return ids, nil
+			left = md.NumPending
+			if msg.Headers().Get("KV-Operation") != "" { // deleted or purged
+				continue
 			}
-			for id := range strings.SplitSeq(string(e.Value()), "\n") {
+			for id := range strings.SplitSeq(string(msg.Data()), "\n") {
 				ids[id] = struct{}{}
 			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("published-events lookup: %w", ctx.Err())
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, errors.New("no batch came")
 		}
 	}
+	return ids, nil
 }

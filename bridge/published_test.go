@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bridgeworks/bridge/config"
 	"github.com/bridgeworks/bridge/connector"
@@ -112,5 +113,59 @@ func catchUpStoresOnce(t *testing.T, at func(i int) time.Time, batched bool) {
 	testutil.Eventually(t, 10*time.Second, func() bool { _, a := h.conn.counts(); return a == stored+1 }, "catch-up events not acked")
 	if n := countBySubject(t, ctx, st)["bridge.evt.fake.c1.r.message_created"]; n != stored+1 {
 		t.Fatalf("%d events stored, want %d (each once)", n, stored+1)
+	}
+}
+
+// A catch-up lookup reads a slot's batches with nothing but the bridge's
+// documented permissions (no permissions violation), over more batches
+// than one fetch takes, and finds what was recorded and nothing else.
+func TestPublishedSlotLookupUnderDocumentedPermissions(t *testing.T) {
+	t.Parallel()
+	srv := testutil.DocumentedNATS(t, docSecurityFile, map[string]string{
+		"BRIDGE_NATS_PASSWORD": docBridgePass, "SUPPORT_BOT_NATS_PASSWORD": docWorkerPass,
+	})
+	var errs workerErrors
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("bridge", docBridgePass),
+		nats.CustomInboxPrefix("_BRIDGE_INBOX"), nats.ErrorHandler(errs.handler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testutil.Context(t, 30*time.Second)
+	st, err := openPublished(ctx, js, "bridge", time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	var b publishedBatch
+	for i := range 300 { // 300 batches of 2 ids: more than one fetch of 256
+		b.add(docConn, "r", at, "id-"+strconv.Itoa(2*i))
+		b.add(docConn, "r", at, "id-"+strconv.Itoa(2*i+1))
+		if err := st.flush(&b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.add(docConn, "other-room", at, "elsewhere")
+	if err := st.flush(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var cache slotCache
+	for id, want := range map[string]bool{"id-0": true, "id-599": true, "id-600": false, "elsewhere": false} {
+		// Records are not awaited: the last may still be on its way.
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			cache = slotCache{}
+			found, err := st.has(ctx, &cache, docConn, "r", at, id)
+			return err == nil && found == want
+		}, "lookup of "+id)
+	}
+	if e := errs.list(); len(e) > 0 {
+		t.Fatalf("errors under the documented permissions: %v", e)
 	}
 }
