@@ -199,7 +199,7 @@ func (s *publishedStore) flush(b *publishedBatch) error {
 	if len(b.slots) == 0 {
 		return nil
 	}
-	defer func() { clear(b.slots); b.n, b.size = 0, 0 }()
+	defer func() { *b = publishedBatch{} }() // nothing kept while the connection idles
 	if s == nil {
 		return nil
 	}

@@ -214,6 +214,7 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 			if ev, ack, ok, err = n.TryReceive(); !ok {
 				if err = ctx.Err(); err == nil {
 					p.parked = &parkedRun{st: st, stopWake: context.AfterFunc(ctx, p.wake)}
+					p.slots = slotCache{} // nothing kept while the connection idles
 					n.Notify(p.wake)
 					return errParked
 				}
