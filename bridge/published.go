@@ -153,20 +153,21 @@ func batchable(t time.Time, id string) bool {
 }
 
 // maxBatchIDs and maxBatchBytes bound one batch: the ids a kill -9 can
-// leave unrecorded are those of one batch at most.
+// leave unrecorded are those of one batch at most (and of batchLinger).
 const (
 	maxBatchIDs   = publishWindow
 	maxBatchBytes = 64 << 10
 )
 
 // publishedBatch gathers the ids of settled events by slot until flush
-// writes them, one key per slot: the settler flushes it when it would wait
-// for an acknowledgement, when nothing is left to settle, and when it is
-// full. One goroutine uses it (the settler's).
+// writes them, one key per slot: the settler flushes it once it has waited
+// batchLinger, when it is full, and before the settler leaves. One
+// goroutine uses it (the settler's).
 type publishedBatch struct {
 	slots map[string][]byte // slot key → ids, one a line
 	n     int               // ids
 	size  int               // bytes
+	since time.Time         // when the first id came
 	// the last slot added to, so a run of one room's events hashes once
 	lastRoom string
 	lastMin  int64
@@ -177,6 +178,9 @@ type publishedBatch struct {
 func (b *publishedBatch) add(conn, room string, t time.Time, id string) (full bool) {
 	if b.slots == nil {
 		b.slots = map[string][]byte{}
+	}
+	if b.n == 0 {
+		b.since = time.Now()
 	}
 	m := t.Unix() / int64(slotWidth/time.Second)
 	if b.lastKey == "" || room != b.lastRoom || m != b.lastMin {
