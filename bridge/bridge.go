@@ -245,8 +245,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}()
 	// An async publish whose acknowledgement never comes (a stream leader
 	// lost with the message) fails after publishAckTimeout and is published
-	// again, instead of holding its connection's events for ever.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(publishAckTimeout))
+	// again, instead of holding its connection's events for ever. Each
+	// connection's publishWindow bounds its unacknowledged publishes (they
+	// are held in its settler either way); the client-wide cap is only a
+	// backstop, set well above what a few hundred busy connections have out:
+	// at the cap a publish stalls (up to 200ms) and then goes out
+	// synchronously, which stalled 100 busy connections in the inbound
+	// bench at the former cap of 4096.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publishMaxPending), jetstream.WithPublishAsyncTimeout(publishAckTimeout))
 	if err != nil {
 		return fail(fmt.Errorf("jetstream: %w", err))
 	}

@@ -26,6 +26,10 @@ import (
 // not yet acknowledged by JetStream.
 const publishWindow = 256
 
+// publishMaxPending caps the unacknowledged async publishes of the whole
+// NATS client, all connections together (see Run).
+const publishMaxPending = 256 * publishWindow
+
 // holdAfter is how long an acknowledgement may take before new publishes
 // wait for it (acknowledgements take milliseconds when the stream is well).
 const holdAfter = time.Second
@@ -68,6 +72,8 @@ type publisher struct {
 	// had nothing outstanding.
 	wake   func()
 	parked *settler
+	// slots caches the PUBLISHED slots that catch-up's lookups read.
+	slots slotCache
 }
 
 // gate holds callers of wait while any hold is open.
@@ -118,10 +124,12 @@ type inflight struct {
 	start time.Time
 	gap   bool
 	sys   bool
-	sent  bool   // already published synchronously; err is the outcome
-	err   error  // with sent
-	id    string // event id to record in p.stored once stored; "" for none
-	skip  bool   // stored by an earlier run: acked, not published again
+	sent  bool      // published synchronously, or acknowledged already: err is the outcome
+	err   error     // with sent
+	id    string    // event id to record in p.stored once stored; "" for none
+	room  string    // the event's room, with id
+	at    time.Time // the platform's time of the event, with id; zero: none
+	skip  bool      // stored by an earlier run: acked, not published again
 }
 
 // message builds the NATS message of one event.
@@ -146,7 +154,7 @@ func (p *publisher) message(ev connector.Event, now time.Time) (*nats.Msg, error
 	} else {
 		subj = subjects.Subject{Prefix: p.prefix, Kind: subjects.KindEvent, Platform: p.platform, Conn: p.conn, Room: ev.Room, Name: name}
 	}
-	if len(ev.Data) > 0 && !json.Valid(ev.Data) {
+	if len(ev.Data) > 0 && !ev.ValidJSON && !json.Valid(ev.Data) {
 		return nil, fmt.Errorf("event %s: payload is not JSON", name)
 	}
 	env := subjects.NewEvent(p.platform, p.conn, ev.Room, name, key, t, ev.Data)
@@ -214,6 +222,7 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 						st = nil
 					}
 					p.parked = st
+					p.slots = slotCache{} // nothing kept while the connection idles
 					n.Notify(p.wake)
 					return errParked
 				}
@@ -261,11 +270,11 @@ func (p *publisher) run(ctx context.Context, drainCtx func() (context.Context, c
 		sys := ev.Lifecycle != ""
 		f := inflight{msg: msg, ack: ack, start: now, gap: ev.GapFill, sys: sys}
 		if !sys && ev.Key != "" {
-			f.id = msg.Header.Get(subjects.HeaderMsgID)
+			f.id, f.room, f.at = msg.Header.Get(subjects.HeaderMsgID), ev.Room, ev.Time
 		}
 		if ev.GapFill && f.id != "" {
 			// Catch-up finds what nobody marked processed, however old.
-			found, err := p.stored.has(ctx, f.id)
+			found, err := p.stored.has(ctx, &p.slots, p.conn, f.room, f.at, f.id)
 			if err != nil {
 				p.log.Debug().Err(err).Msg("cannot tell whether a caught-up event was stored; publishing it")
 			}
@@ -308,6 +317,11 @@ type settler struct {
 	// the drain's bound holds across settle goroutines.
 	dctx   context.Context
 	cancel context.CancelFunc
+	// batch gathers the ids of stored events to record in p.stored, and
+	// timer bounds its waits; used only by the settle goroutine, and
+	// empty (nil) between two of them.
+	batch publishedBatch
+	timer *time.Timer
 }
 
 // add queues f (waiting while publishWindow are outstanding) and makes
@@ -350,17 +364,37 @@ func (s *settler) wait() {
 }
 
 // settle settles the publishes queued on q until it is empty, then drops
-// it.
+// it. The ids of stored events are recorded in batches (see
+// publishedBatch): a batch is written once it has waited batchLinger for
+// more, or holds maxBatchIDs, and before settle leaves.
 func (s *settler) settle(q chan *inflight) {
 	for {
 		select {
 		case f := <-q:
-			s.p.settleOne(s.context(), *f)
+			s.settleNext(f)
 			continue
 		default:
 		}
+		// Nothing queued: the batch waits for more while it may, then is
+		// written.
+		if d := s.lingerLeft(); s.batch.n > 0 && d > 0 {
+			select {
+			case f := <-q:
+				s.stopTimer()
+				s.settleNext(f)
+				continue
+			case <-s.startTimer(d):
+			}
+		}
+		s.flush()
 		s.mu.Lock()
 		if len(q) == 0 {
+			// Before running is cleared: the next settle goroutine may
+			// start as soon as it is.
+			if s.timer != nil {
+				s.timer.Stop()
+				s.timer = nil // nothing kept while the connection idles
+			}
 			s.running = false
 			if s.queue == q {
 				s.queue = nil
@@ -369,6 +403,83 @@ func (s *settler) settle(q chan *inflight) {
 			return
 		}
 		s.mu.Unlock()
+	}
+}
+
+// batchLinger is how long a batch of stored ids waits for more before it
+// is written: under load it gathers a burst of several connections' turns,
+// and a kill -9 leaves no more than that long of stored ids unrecorded.
+const batchLinger = 20 * time.Millisecond
+
+// lingerLeft is how long the batch may still wait.
+func (s *settler) lingerLeft() time.Duration {
+	return batchLinger - time.Since(s.batch.since)
+}
+
+// settleNext settles f. While f is unacknowledged and the batch holds ids,
+// it waits for the acknowledgement no longer than the batch may linger,
+// then writes the batch before waiting on (settleOne).
+func (s *settler) settleNext(f *inflight) {
+	if !f.sent && s.batch.n > 0 && !s.ackWithin(f, s.lingerLeft()) {
+		s.flush()
+	}
+	if s.p.settleOne(s.context(), *f, &s.batch) {
+		s.flush()
+	}
+}
+
+// ackWithin waits up to d for f's acknowledgement; with it, f's outcome is
+// known (sent, no error) and it reports true.
+func (s *settler) ackWithin(f *inflight, d time.Duration) bool {
+	if acked(f.fut) {
+		f.sent = true
+		return true
+	}
+	if d <= 0 {
+		return false
+	}
+	select {
+	case <-f.fut.Ok():
+		s.stopTimer()
+		f.sent = true
+		return true
+	case <-s.startTimer(d):
+		return false
+	}
+}
+
+// startTimer arms the settle goroutine's timer for d and returns its
+// channel.
+func (s *settler) startTimer(d time.Duration) <-chan time.Time {
+	if s.timer == nil {
+		s.timer = time.NewTimer(d)
+	} else {
+		s.timer.Reset(d)
+	}
+	return s.timer.C
+}
+
+func (s *settler) stopTimer() {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
+// acked reports whether fut's acknowledgement is in already. It takes the
+// acknowledgement from fut: a caller that gets true must not wait on fut.
+func acked(fut jetstream.PubAckFuture) bool {
+	select {
+	case <-fut.Ok():
+		return true
+	default:
+		return false
+	}
+}
+
+// flush records the batch of stored events.
+func (s *settler) flush() {
+	if err := s.p.stored.flush(&s.batch); err != nil {
+		s.p.log.Debug().Err(err).Msg("stored events not recorded")
 	}
 }
 
@@ -385,8 +496,10 @@ func (s *settler) context() context.Context {
 	return s.dctx
 }
 
-// settleOne waits for f's publish, retrying a failure, and acks it.
-func (p *publisher) settleOne(c context.Context, f inflight) {
+// settleOne waits for f's publish, retrying a failure, and acks it. A
+// stored event's id goes into batch, or when it cannot be batched, is
+// recorded at once; full reports that batch is full.
+func (p *publisher) settleOne(c context.Context, f inflight, batch *publishedBatch) (full bool) {
 	err := f.err
 	if !f.sent {
 		err = p.await(c, f)
@@ -399,7 +512,11 @@ func (p *publisher) settleOne(c context.Context, f inflight) {
 		p.m.count(p.conn, cAlreadyStored)
 		return
 	}
-	if f.id != "" {
+	switch {
+	case f.id == "":
+	case batchable(f.at, f.id):
+		full = batch.add(p.conn, f.room, f.at, f.id)
+	default:
 		if err := p.stored.record(f.id); err != nil {
 			p.log.Debug().Err(err).Msg("stored event not recorded")
 		}
@@ -414,12 +531,16 @@ func (p *publisher) settleOne(c context.Context, f inflight) {
 		p.m.count(p.conn, cGapFilled)
 	}
 	p.board.published(p.conn, 1)
+	return full
 }
 
 // await returns nil once f is stored, retrying the publish with backoff
 // until ctx ends.
 func (p *publisher) await(ctx context.Context, f inflight) error {
 	if f.fut != nil {
+		if acked(f.fut) { // under load most are: no timer then
+			return nil
+		}
 		// An acknowledgement slower than holdAfter holds new publishes
 		// until this one is settled: one lost with a stream leader is
 		// published again before anything sent later.

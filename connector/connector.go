@@ -33,6 +33,10 @@ type Event struct {
 	// Transient marks an event that only matters while it is fresh (typing,
 	// thinking): its envelope carries transient: true and workers may drop it.
 	Transient bool
+	// ValidJSON says Data is known to be valid JSON (the connector decoded
+	// all of it): the bridge then does not scan it again before storing it.
+	// Leave it false when unsure; the bridge checks Data itself.
+	ValidJSON bool
 }
 
 // AckFunc settles one received event. The bridge calls it exactly once: with

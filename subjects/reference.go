@@ -127,7 +127,7 @@ func Stores() []StoreInfo {
 		{StreamDLQ, "stream", "P.dlq…", "nats.dlq_max_age (default 720h)"},
 		{"PAYLOADS_<conn>", "object store", "one connection's payloads too large for one message, named by their SHA-256", "the longer of nats.events_max_age and nats.dlq_max_age"},
 		{"EXECUTED", "KV bucket", "each executed command id with its result, and which platform record each command created", "nats.duplicate_window (default 20m)"},
-		{"PUBLISHED", "KV bucket", "the id of every event stored in the events stream", "nats.events_max_age"},
+		{"PUBLISHED", "KV bucket", "the id of every event stored in the events stream: in batches, one key per burst of a connection's events of one room and minute of the platform's time, or one key per event without a platform time", "nats.events_max_age"},
 		{"DISPATCHED", "KV bucket", "the events managed dispatch finished (processed or dead-lettered)", "nats.events_max_age"},
 		{"DISPATCH_START", "KV bucket", "where each connection's dispatch rule started", "for good"},
 		{"LEASES", "KV bucket", "which bridge process runs each connection", "lease.ttl (default 15s) after the holder's last renewal"},

@@ -455,20 +455,17 @@ func (s *session) onParticipants(r *room, event string, payload json.RawMessage)
 
 // messageEvent builds the event of one chat message (pushed or listed).
 func (s *session) messageEvent(roomID string, payload json.RawMessage, gap bool) (connector.Event, bool) {
-	var m struct {
-		ID         string `json:"id"`
-		SenderID   string `json:"sender_id"`
-		InsertedAt string `json:"inserted_at"`
-	}
-	if err := json.Unmarshal(payload, &m); err != nil || m.ID == "" {
+	id, sender, insertedAt, ok := messageFields(payload)
+	if !ok || id == "" {
 		s.log.Warn().Str("room", roomID).Msg("message without an id; forwarded with a content key")
 		return connector.Event{Room: roomID, Name: "message_created", Key: eventKey("chat_room:"+roomID, "message_created", payload), Data: payload, GapFill: gap}, true
 	}
-	if m.SenderID != "" && m.SenderID == s.c.agentID() {
+	if sender != "" && sender == s.c.agentID() {
 		return connector.Event{}, false // the agent's own message
 	}
-	t, _ := time.Parse(time.RFC3339Nano, m.InsertedAt) // zero (receive time) when absent or odd
-	return connector.Event{Room: roomID, Name: "message_created", Key: m.ID, Time: t, Data: payload, GapFill: gap}, true
+	t, _ := time.Parse(time.RFC3339Nano, insertedAt) // zero (receive time) when absent or odd
+	// messageFields checked the whole payload: it is valid JSON.
+	return connector.Event{Room: roomID, Name: "message_created", Key: id, Time: t, Data: payload, GapFill: gap, ValidJSON: true}, true
 }
 
 func jsonUnmarshal(data []byte, v any, what string) error {
