@@ -48,6 +48,10 @@ type Options struct {
 	// CommandsReleaseAfter is how long a connection takes no command before
 	// its command consumer is released, default 2m (see consume.Release).
 	CommandsReleaseAfter time.Duration
+	// StartGCPercent, when positive, is the collector's target
+	// (debug.SetGCPercent) while connections start, until none started
+	// for 5 s (see gcRamp); 0 leaves the runtime's target alone.
+	StartGCPercent int
 }
 
 // Info tells where the running bridge can be reached.
@@ -282,6 +286,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// Connections start at the dial rate once their lease is held (see
 	// leases.pace).
 	ls.starts = connector.NewDialLimiter(cfg.Dial.Rate, cfg.Dial.Burst)
+	ls.ramp = newGCRamp(b.opts.StartGCPercent)
+	defer ls.ramp.stop()
 	log.Info().Str("owner", ls.self.Owner).Str("instance", ls.self.Instance).Msg("lease identity")
 	var stored *publishedStore
 	err = b.untilReady(gctx, "published bucket", func() (err error) {

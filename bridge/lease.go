@@ -68,6 +68,8 @@ type leases struct {
 	// starts paces the connections started here under a lease just taken
 	// (nil: not paced); see pace.
 	starts *connector.DialLimiter
+	// ramp lowers the collector's target while connections start (nil: off).
+	ramp *gcRamp
 
 	// lateMu guards lateCh: non-nil (and closed when it clears) while a
 	// renewal round has run longer than half its interval; see pace.
@@ -94,6 +96,7 @@ func (l *leases) pace(ctx context.Context) error {
 		late := l.lateCh
 		l.lateMu.Unlock()
 		if late == nil {
+			l.ramp.started()
 			return nil
 		}
 		// Queue again for a token once the renewals caught up, so the

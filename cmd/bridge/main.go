@@ -285,6 +285,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(c.Log, stderr)
 	opts := bridge.Options{Log: log, Registry: platforms.All(), ShutdownTimeout: c.Shutdown.DrainTimeout.D(), Version: buildVersion()}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		// Less of the starting connections' garbage is left between what
+		// they keep (see bridge.StartGCPercent); an operator's GOGC wins.
+		opts.StartGCPercent = bridge.StartGCPercent
+	}
 	if c.Tracing.Enabled {
 		tp, flush, err := tracing.New(ctx, tracing.Config{Enabled: true, Endpoint: c.Tracing.Endpoint,
 			ServiceName: c.Tracing.ServiceName, SampleRatio: c.Tracing.SampleRatio})

@@ -32,6 +32,11 @@ type bridgeSpec struct {
 	// readyTimeout bounds the wait for OnReady, which comes after every
 	// connection was started; default 30s.
 	readyTimeout time.Duration
+	// startGC is bridge.Options.StartGCPercent: the bridge program's
+	// collector target while connections start (the scale scenario's
+	// bridge child runs as the program does; in-process scenarios keep the
+	// runtime's target, shared with their baselines).
+	startGC int
 }
 
 // connName is the bridge connection name of agent i.
@@ -79,11 +84,13 @@ func startBridge(ctx context.Context, spec bridgeSpec) (*bridgeRun, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return runUntilReady(ctx, cfg, bridge.Options{
-		Log:       spec.log,
-		Registry:  connector.Registry{"band": band.Factory(false, spec.band)},
-		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-	}, spec.readyTimeout)
+	opts := bridge.Options{
+		Log:            spec.log,
+		Registry:       connector.Registry{"band": band.Factory(false, spec.band)},
+		LookupEnv:      func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		StartGCPercent: spec.startGC,
+	}
+	return runUntilReady(ctx, cfg, opts, spec.readyTimeout)
 }
 
 // runUntilReady starts bridge.Run on cfg and waits for OnReady (within

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/bridgeworks/bridge/bridge"
 	"github.com/bridgeworks/bridge/emulator/bandemu"
 )
 
@@ -265,10 +266,14 @@ func bridgeChild(ctx context.Context, in *bufio.Reader, stdout io.Writer, log ze
 		defer stopCPU()
 	}
 	start := time.Now()
-	b, err := startBridge(rctx, bridgeSpec{
+	bs := bridgeSpec{
 		emuURL: spec.EmulatorURL, natsURL: spec.NATS, agents: spec.Agents, log: log,
 		heartbeat: spec.Heartbeat, readyTimeout: spec.Timeout,
-	})
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		bs.startGC = bridge.StartGCPercent // as cmd/bridge runs
+	}
+	b, err := startBridge(rctx, bs)
 	if err != nil {
 		return err
 	}
