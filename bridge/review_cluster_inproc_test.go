@@ -1,0 +1,125 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func reviewFreePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// reviewCluster starts three JetStream servers clustered over routes.
+func reviewCluster(t *testing.T) string {
+	var routes []*url.URL
+	var rports []int
+	for range 3 {
+		p := reviewFreePort(t)
+		rports = append(rports, p)
+		u, _ := url.Parse(fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+		routes = append(routes, u)
+	}
+	var urls string
+	for i := range 3 {
+		o := &server.Options{ServerName: "n" + strconv.Itoa(i), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+			Cluster: server.ClusterOpts{Name: "rv", Host: "127.0.0.1", Port: rports[i]}, Routes: routes, NoLog: true, NoSigs: true}
+		s, err := server.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		t.Cleanup(s.Shutdown)
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("server not ready")
+		}
+		if urls != "" {
+			urls += ","
+		}
+		urls += s.ClientURL()
+	}
+	return urls
+}
+
+// A stored event's id, recorded in its slot, is looked up by catch-up on a
+// three-server cluster (the bucket at 3 replicas, as nats.replicas = 3
+// makes it). The lookup must find it every time: a lookup that fails makes
+// the publisher store the event again, and beyond the duplicate window
+// nothing else stops the second copy. On a cluster the first pull of the
+// freshly made ephemeral consumer often gets "no responders".
+func TestReviewSlotLookupOnCluster(t *testing.T) {
+	for _, r := range []int{3, 1} {
+		t.Run("replicas "+strconv.Itoa(r), func(t *testing.T) { reviewSlotLookupOnCluster(t, r) })
+	}
+}
+
+func reviewSlotLookupOnCluster(t *testing.T, replicas int) {
+	urls := reviewCluster(t)
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var st *publishedStore
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err = openPublished(actx, js, "bridge", time.Hour, replicas)
+		acancel()
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // the meta leader is being elected
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	var b publishedBatch
+	b.add("c1", "r", at, "band:c1:m1")
+	if err := st.flush(&b); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	time.Sleep(time.Second)
+	failed := 0
+	var last error
+	const lookups = 200
+	for range lookups {
+		var cache slotCache // a fresh catch-up: nothing cached
+		found, err := st.has(ctx, &cache, "c1", "r", at, "band:c1:m1")
+		if !found {
+			failed++
+			last = err
+		}
+	}
+	// Control: the per-id key (events without a time, earlier versions).
+	_ = st.record("band:c1:m2")
+	_ = nc.Flush()
+	time.Sleep(200 * time.Millisecond)
+	perID := 0
+	for range lookups {
+		if found, _ := st.has(ctx, &slotCache{}, "c1", "r", time.Time{}, "band:c1:m2"); !found {
+			perID++
+		}
+	}
+	t.Logf("per-id key lookups missed: %d of %d", perID, lookups)
+	if failed > 0 {
+		t.Fatalf("%d of %d lookups of a recorded id did not find it (the event would be stored again); last error: %v", failed, lookups, last)
+	}
+}
