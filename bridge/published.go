@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
@@ -208,9 +210,22 @@ func (s *publishedStore) flush(b *publishedBatch) error {
 		return nil
 	}
 	var errs []error
+	nc := s.js.Conn()
+	limit := int(nc.MaxPayload())
 	for k, ids := range b.slots {
-		if err := s.js.Conn().Publish(s.prefix+k+"."+nuid.Next(), ids); err != nil {
-			errs = append(errs, err)
+		// A server with a small max_payload takes the slot's ids in
+		// several keys (each id whole).
+		for len(ids) > 0 {
+			part := ids
+			if len(part) > limit {
+				if i := bytes.LastIndexByte(part[:limit+1], '\n'); i > 0 {
+					part = part[:i]
+				}
+			}
+			ids = bytes.TrimPrefix(ids[len(part):], []byte{'\n'})
+			if err := nc.Publish(s.prefix+k+"."+nuid.Next(), part); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -294,6 +309,9 @@ func (s *publishedStore) readSlot(ctx context.Context, slot string) (_ map[strin
 		_ = s.js.DeleteConsumer(dctx, s.stream, cons.CachedInfo().Name)
 	}()
 	ids := map[string]struct{}{}
+	// On a cluster the consumer may not take pull requests yet when its
+	// creation returns: the first ones get no responders. Pulled again.
+	pause := 5 * time.Millisecond
 	for left := cons.CachedInfo().NumPending; left > 0; {
 		wait := time.Until(deadline)
 		if wait < 10*time.Millisecond {
@@ -319,6 +337,11 @@ func (s *publishedStore) readSlot(ctx context.Context, slot string) (_ map[strin
 			}
 		}
 		if err := batch.Error(); err != nil {
+			if n == 0 && errors.Is(err, nats.ErrNoResponders) && time.Until(deadline) > pause {
+				time.Sleep(pause)
+				pause = min(2*pause, 100*time.Millisecond)
+				continue
+			}
 			return nil, err
 		}
 		if n == 0 {
