@@ -338,7 +338,13 @@ func (s *publishedStore) readSlot(ctx context.Context, slot string) (_ map[strin
 		}
 		if err := batch.Error(); err != nil {
 			if n == 0 && errors.Is(err, nats.ErrNoResponders) && time.Until(deadline) > pause {
-				time.Sleep(pause)
+				t := time.NewTimer(pause)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return nil, ctx.Err()
+				}
 				pause = min(2*pause, 100*time.Millisecond)
 				continue
 			}

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func reviewFreePort(t *testing.T) int {
+func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -23,12 +23,12 @@ func reviewFreePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// reviewCluster starts three JetStream servers clustered over routes.
-func reviewCluster(t *testing.T) string {
+// startCluster starts three JetStream servers clustered over routes.
+func startCluster(t *testing.T) string {
 	var routes []*url.URL
 	var rports []int
 	for range 3 {
-		p := reviewFreePort(t)
+		p := freePort(t)
 		rports = append(rports, p)
 		u, _ := url.Parse(fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 		routes = append(routes, u)
@@ -54,20 +54,21 @@ func reviewCluster(t *testing.T) string {
 	return urls
 }
 
-// A stored event's id, recorded in its slot, is looked up by catch-up on a
+// TestSlotLookupOnCluster: a stored event's id, recorded in its slot, is looked up by catch-up on a
 // three-server cluster (the bucket at 3 replicas, as nats.replicas = 3
 // makes it). The lookup must find it every time: a lookup that fails makes
 // the publisher store the event again, and beyond the duplicate window
 // nothing else stops the second copy. On a cluster the first pull of the
 // freshly made ephemeral consumer often gets "no responders".
-func TestReviewSlotLookupOnCluster(t *testing.T) {
+func TestSlotLookupOnCluster(t *testing.T) {
+	t.Parallel()
 	for _, r := range []int{3, 1} {
-		t.Run("replicas "+strconv.Itoa(r), func(t *testing.T) { reviewSlotLookupOnCluster(t, r) })
+		t.Run("replicas "+strconv.Itoa(r), func(t *testing.T) { slotLookupOnCluster(t, r) })
 	}
 }
 
-func reviewSlotLookupOnCluster(t *testing.T, replicas int) {
-	urls := reviewCluster(t)
+func slotLookupOnCluster(t *testing.T, replicas int) {
+	urls := startCluster(t)
 	nc, err := nats.Connect(urls)
 	if err != nil {
 		t.Fatal(err)

@@ -10,9 +10,9 @@ import (
 	"github.com/bridgeworks/bridge/natsbus"
 )
 
-// review: a slot read over batches interleaved with other keys finds all
+// TestSlotReadInterleaved: a slot read over batches interleaved with other keys finds all
 // of them, promptly.
-func TestReviewSlotReadInterleaved(t *testing.T) {
+func TestSlotReadInterleaved(t *testing.T) {
 	ns := testutil.NATS(t)
 	ctx := testutil.Context(t, 60*time.Second)
 	st, err := openPublished(ctx, ns.JS, "bridge", time.Hour, 1)
@@ -49,10 +49,10 @@ func TestReviewSlotReadInterleaved(t *testing.T) {
 	}
 }
 
-// review: a server whose max_payload is below a full batch (the bridge
+// TestBatchOverMaxPayload: a server whose max_payload is below a full batch (the bridge
 // otherwise adapts to any max_payload: claim checks) loses the whole
 // batch's records: catch-up after the duplicate window stores them again.
-func TestReviewBatchOverMaxPayload(t *testing.T) {
+func TestBatchOverMaxPayload(t *testing.T) {
 	s := testutil.NATSWith(t, natsbus.EmbeddedOptions{MaxPayload: 8 << 10})
 	nc, js := s.NC, s.JS
 	ctx := testutil.Context(t, 30*time.Second)
