@@ -79,11 +79,16 @@ func (s *publishedStore) has(ctx context.Context, cache *slotCache, conn, room s
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	// A slot that cannot be read does not end the lookup: the id's own key
+	// may still say it is stored; only when that says no too does the
+	// slot's error stand (the caller cannot tell, and publishes again).
+	var slotErr error
 	if !t.IsZero() {
 		for _, slot := range lookupSlots(conn, room, t) {
 			ids, err := cache.ids(ctx, s, slot, time.Now())
 			if err != nil {
-				return false, err
+				slotErr = err
+				continue
 			}
 			if _, ok := ids[id]; ok {
 				return true, nil
@@ -94,8 +99,10 @@ func (s *publishedStore) has(ctx context.Context, cache *slotCache, conn, room s
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case errors.Is(err, jetstream.ErrKeyNotFound) && slotErr == nil:
 		return false, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		err = slotErr
 	}
 	return false, fmt.Errorf("published-events lookup: %w", err)
 }
