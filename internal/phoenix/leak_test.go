@@ -95,12 +95,8 @@ func TestIdleSocketHoldsOneGoroutine(t *testing.T) {
 	opts := fastOptions(ts.url())
 	opts.HeartbeatInterval = 50 * time.Millisecond
 	opts.HTTPClient = &http.Client{Transport: &http.Transport{}}
-	s := NewSocket(opts)
 	ctx, cancel := context.WithCancel(context.Background())
-	ended := make(chan error, 1)
-	if err := s.Start(ctx, func(err error) { ended <- err }); err != nil {
-		t.Fatal(err)
-	}
+	s, ended := startRun(t, ctx, opts)
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -100,12 +100,8 @@ func TestRandomFramingAllDispatched(t *testing.T) {
 			})
 			opts := fastOptions(url)
 			opts.HeartbeatInterval = time.Hour
-			s := NewSocket(opts)
 			ctx, cancel := context.WithCancel(context.Background())
-			ended := make(chan error, 1)
-			if err := s.Start(ctx, func(err error) { ended <- err }); err != nil {
-				t.Fatal(err)
-			}
+			s, ended := startRun(t, ctx, opts)
 			deadline := time.Now().Add(5 * time.Second)
 			for s.Stats().FramesIn < uint64(msgs) && time.Now().Before(deadline) {
 				time.Sleep(2 * time.Millisecond)
@@ -228,11 +224,7 @@ func TestStopWhileBusyEndsOnce(t *testing.T) {
 			opts := fastOptions(url)
 			opts.HeartbeatInterval = time.Hour
 			opts.CloseTimeout = 300 * time.Millisecond
-			s := NewSocket(opts)
-			ended := make(chan error, 2)
-			if err := s.Start(context.Background(), func(err error) { ended <- err }); err != nil {
-				t.Fatal(err)
-			}
+			s, ended := startRun(t, context.Background(), opts)
 			eventually(t, "connected", s.Connected)
 			time.Sleep(stopAfter)
 			s.Stop(nil)

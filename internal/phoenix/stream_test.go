@@ -129,6 +129,19 @@ func newRawServer(t *testing.T, first []byte) *rawServer {
 	return rs
 }
 
+// startRun makes a socket and starts it with Start; ended gets what done
+// reports (it has room for a second report, which a test may check never
+// comes).
+func startRun(t *testing.T, ctx context.Context, opts Options) (*Socket, chan error) {
+	t.Helper()
+	s := NewSocket(opts)
+	ended := make(chan error, 2)
+	if err := s.Start(ctx, func(err error) { ended <- err }); err != nil {
+		t.Fatal(err)
+	}
+	return s, ended
+}
+
 // TestFramesInOneWriteAllArrive: frames that reach the client together
 // (with the upgrade's response, then several in one write, then one split
 // across writes) are all dispatched at once, though no heartbeat or other
@@ -142,12 +155,8 @@ func TestFramesInOneWriteAllArrive(t *testing.T) {
 	rs := newRawServer(t, append(push("a"), push("b")...))
 	opts := fastOptions(rs.url)
 	opts.HeartbeatInterval = time.Hour
-	s := NewSocket(opts)
 	ctx, cancel := context.WithCancel(context.Background())
-	ended := make(chan error, 1)
-	if err := s.Start(ctx, func(err error) { ended <- err }); err != nil {
-		t.Fatal(err)
-	}
+	s, ended := startRun(t, ctx, opts)
 	defer func() {
 		cancel()
 		select {
@@ -179,11 +188,7 @@ func TestUnansweredCloseEndsAfterCloseTimeout(t *testing.T) {
 	opts := fastOptions(rs.url)
 	opts.HeartbeatInterval = time.Hour
 	opts.CloseTimeout = 100 * time.Millisecond
-	s := NewSocket(opts)
-	ended := make(chan error, 1)
-	if err := s.Start(context.Background(), func(err error) { ended <- err }); err != nil {
-		t.Fatal(err)
-	}
+	s, ended := startRun(t, context.Background(), opts)
 	eventually(t, "connected", s.Connected)
 	s.Stop(nil)
 	select {
