@@ -49,9 +49,11 @@ func TestSlotReadInterleaved(t *testing.T) {
 	}
 }
 
-// TestBatchOverMaxPayload: a server whose max_payload is below a full batch (the bridge
-// otherwise adapts to any max_payload: claim checks) loses the whole
-// batch's records: catch-up after the duplicate window stores them again.
+// TestBatchOverMaxPayload: on a server whose max_payload is below a full
+// batch (the bridge adapts to any max_payload elsewhere too: claim checks),
+// the batch is written in several keys and every id in it is found; a lost
+// batch would let a catch-up after the duplicate window store its events
+// again.
 func TestBatchOverMaxPayload(t *testing.T) {
 	s := testutil.NATSWith(t, natsbus.EmbeddedOptions{MaxPayload: 8 << 10})
 	nc, js := s.NC, s.JS
