@@ -32,6 +32,7 @@ func startNATSCluster(t *testing.T, dir, bin string) *natsCluster {
 	t.Helper()
 	const n = 3
 	c := &natsCluster{t: t, bin: bin}
+	t.Cleanup(c.stop) // also when the cluster never got ready: no server outlives the test
 	var routePorts []int
 	for range n {
 		c.ports = append(c.ports, freePort(t))
