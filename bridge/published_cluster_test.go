@@ -91,13 +91,33 @@ func slotLookupOnCluster(t *testing.T, replicas int) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	var b publishedBatch
-	b.add("c1", "r", at, "band:c1:m1")
-	if err := st.flush(&b); err != nil {
-		t.Fatal(err)
+	// The records are plain publishes: on a cluster still settling one can
+	// be dropped (the bridge accepts that: a duplicate after the window),
+	// so each is written again until the bucket's stream holds it.
+	stored := func(n uint64, write func()) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			write()
+			_ = nc.Flush()
+			for wait := time.Now().Add(2 * time.Second); time.Now().Before(wait); time.Sleep(20 * time.Millisecond) {
+				if s, err := js.Stream(ctx, st.stream); err == nil {
+					if info, err := s.Info(ctx); err == nil && info.State.Msgs >= n {
+						return
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the bucket's stream never held %d records", n)
+			}
+		}
 	}
-	_ = nc.Flush()
-	time.Sleep(time.Second)
+	stored(1, func() {
+		var b publishedBatch
+		b.add("c1", "r", at, "band:c1:m1")
+		if err := st.flush(&b); err != nil {
+			t.Logf("flush: %v", err)
+		}
+	})
 	failed := 0
 	var last error
 	const lookups = 200
@@ -110,9 +130,7 @@ func slotLookupOnCluster(t *testing.T, replicas int) {
 		}
 	}
 	// Control: the per-id key (events without a time, earlier versions).
-	_ = st.record("band:c1:m2")
-	_ = nc.Flush()
-	time.Sleep(200 * time.Millisecond)
+	stored(2, func() { _ = st.record("band:c1:m2") })
 	perID := 0
 	for range lookups {
 		if found, _ := st.has(ctx, &slotCache{}, "c1", "r", time.Time{}, "band:c1:m2"); !found {
