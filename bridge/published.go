@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,9 +139,12 @@ func slotKey(conn, room string, t time.Time) string {
 	h.Write([]byte{0})
 	h.Write([]byte(room))
 	h.Write([]byte{0})
-	h.Write(strconv.AppendInt(nil, t.Unix()/int64(slotWidth/time.Second), 10))
+	h.Write(strconv.AppendInt(nil, slotMinute(t), 10))
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// slotMinute numbers the slot of platform time t.
+func slotMinute(t time.Time) int64 { return t.Unix() / int64(slotWidth/time.Second) }
 
 // lookupSlots are the slots to read for an event at t: its own, and the
 // neighbour when t is within a second of the edge (a platform that writes
@@ -148,7 +152,7 @@ func slotKey(conn, room string, t time.Time) string {
 func lookupSlots(conn, room string, t time.Time) []string {
 	slots := []string{slotKey(conn, room, t)}
 	for _, d := range []time.Duration{-time.Second, time.Second} {
-		if k := slotKey(conn, room, t.Add(d)); k != slots[0] && (len(slots) == 1 || k != slots[1]) {
+		if k := slotKey(conn, room, t.Add(d)); !slices.Contains(slots, k) {
 			slots = append(slots, k)
 		}
 	}
@@ -191,7 +195,7 @@ func (b *publishedBatch) add(conn, room string, t time.Time, id string) (full bo
 	if b.n == 0 {
 		b.since = time.Now()
 	}
-	m := t.Unix() / int64(slotWidth/time.Second)
+	m := slotMinute(t)
 	if b.lastKey == "" || room != b.lastRoom || m != b.lastMin {
 		b.lastRoom, b.lastMin, b.lastKey = room, m, slotKey(conn, room, t)
 	}

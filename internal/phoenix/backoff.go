@@ -114,11 +114,6 @@ type reconnector struct {
 	rapid   []time.Time // times of rapid disconnects inside the window
 }
 
-func newReconnector(b Backoff) *reconnector {
-	b = b.withDefaults()
-	return &reconnector{b: &b}
-}
-
 // next returns the wait before the next dial. connected says whether the
 // attempt that just ended opened a connection, and lived how long it did.
 func (r *reconnector) next(connected bool, lived time.Duration) time.Duration {

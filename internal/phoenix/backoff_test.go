@@ -163,3 +163,10 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// newReconnector is a run's backoff state over its own copy of b, with
+// the defaults applied (a run reads its socket's policy instead).
+func newReconnector(b Backoff) *reconnector {
+	b = b.withDefaults()
+	return &reconnector{b: &b}
+}
